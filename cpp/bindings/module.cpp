@@ -1,0 +1,367 @@
+// vertebra._rt: Python bindings of the C++ real-time core.
+// Every call that may wait or run ticks releases the GIL; values cross as numpy arrays/dicts.
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <thread>
+
+#include "core/exchange.hpp"
+#include "core/loop_stats.hpp"
+#include "core/modes.hpp"
+#include "core/robot_model.hpp"
+#include "core/rt_loop.hpp"
+#include "drivers/mock_driver.hpp"
+#include "drivers/mujoco_driver.hpp"
+
+namespace py = pybind11;
+using namespace vertebra;
+
+namespace {
+
+JointArray to_joint_array(const std::vector<double>& v, const char* what) {
+  if (v.size() > static_cast<size_t>(kMaxJoints))
+    throw std::invalid_argument(std::string(what) + ": at most " + std::to_string(kMaxJoints) + " values, found " +
+                                std::to_string(v.size()));
+  JointArray a{};
+  for (size_t i = 0; i < v.size(); ++i) a[i] = v[i];
+  return a;
+}
+
+py::array_t<double> arr(const double* p, int n) { return py::array_t<double>(n, p); }
+
+py::dict state_dict(const State& s) {
+  py::dict d;
+  d["seq"] = s.seq;
+  d["stamp_ns"] = s.stamp_ns;
+  d["q"] = arr(s.q.data(), s.n);
+  d["dq"] = arr(s.dq.data(), s.n);
+  d["tau"] = arr(s.tau.data(), s.n);
+  d["imu_quat"] = arr(s.imu_quat.data(), 4);
+  d["imu_gyro"] = arr(s.imu_gyro.data(), 3);
+  d["imu_acc"] = arr(s.imu_acc.data(), 3);
+  d["has_base_truth"] = s.has_base_truth;
+  d["base_pos"] = arr(s.base_pos.data(), 3);
+  d["base_quat"] = arr(s.base_quat.data(), 4);
+  d["base_lin_vel"] = arr(s.base_lin_vel.data(), 3);
+  return d;
+}
+
+py::dict command_dict(const Command& c) {
+  py::dict d;
+  d["q"] = arr(c.q.data(), c.n);
+  d["dq"] = arr(c.dq.data(), c.n);
+  d["kp"] = arr(c.kp.data(), c.n);
+  d["kd"] = arr(c.kd.data(), c.n);
+  d["tau_ff"] = arr(c.tau_ff.data(), c.n);
+  return d;
+}
+
+py::dict histogram_dict(const LatencyHistogram& h) {
+  py::dict d;
+  d["count"] = h.count();
+  d["p50"] = h.percentile_us(0.50);
+  d["p99"] = h.percentile_us(0.99);
+  d["p999"] = h.percentile_us(0.999);
+  d["max"] = h.max_us();
+  d["mean"] = h.mean_us();
+  return d;
+}
+
+py::list fault_names(uint32_t f) {
+  py::list l;
+  if (f & kFaultDriverRead) l.append("driver_read");
+  if (f & kFaultDriverWrite) l.append("driver_write");
+  if (f & kFaultNonFiniteState) l.append("non_finite_state");
+  if (f & kFaultNonFiniteCommand) l.append("non_finite_command");
+  return l;
+}
+
+// Test support: hammer a buffer from a writer thread while reading on this one; every value
+// written has all fields equal, so a reader seeing two different fields saw a torn value.
+template <class Buffer, class Write, class Read>
+py::dict stress(uint64_t iterations, Write write, Read read) {
+  Buffer buf;
+  std::atomic<bool> done{false};
+  uint64_t torn = 0, reads = 0, changes = 0, last = 0;
+  {
+    py::gil_scoped_release release;
+    std::thread writer([&] {
+      Targets t{};
+      t.n = kMaxJoints;
+      for (uint64_t k = 1; k <= iterations; ++k) {
+        t.seq = k;
+        for (int i = 0; i < kMaxJoints; ++i) t.q[i] = t.dq[i] = t.kp[i] = t.kd[i] = t.tau_ff[i] = static_cast<double>(k);
+        write(buf, t);
+      }
+      done.store(true);
+    });
+    Targets r{};
+    while (!done.load() || reads == 0) {
+      if (!read(buf, r)) continue;
+      ++reads;
+      if (r.seq == 0) continue;
+      const double v = static_cast<double>(r.seq);
+      for (int i = 0; i < kMaxJoints; ++i)
+        if (r.q[i] != v || r.dq[i] != v || r.kp[i] != v || r.kd[i] != v || r.tau_ff[i] != v) { ++torn; break; }
+      if (r.seq < last) ++torn;  // going back in time is as bad as tearing
+      if (r.seq != last) ++changes;
+      last = r.seq;
+    }
+    writer.join();
+  }
+  py::dict d;
+  d["torn"] = torn;
+  d["reads"] = reads;
+  d["distinct_values_seen"] = changes;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_rt, m) {
+  m.doc() = "Vertebra real-time core (C++): robot model, real-time loop, controller modes, drivers.";
+  m.attr("MAX_JOINTS") = kMaxJoints;
+
+  py::enum_<ModeId>(m, "Mode")
+      .value("ZERO_TORQUE", ModeId::kZeroTorque)
+      .value("DAMPING", ModeId::kDamping)
+      .value("HOLD", ModeId::kHold)
+      .value("INTERPOLATE", ModeId::kInterpolate)
+      .value("JOINT_PD", ModeId::kJointPD);
+
+  py::class_<RobotModel, std::shared_ptr<RobotModel>>(m, "RobotModel", "pinocchio model with a free-floating base; joints in motor order")
+      .def(py::init<const std::string&, const std::vector<std::string>&>(), py::arg("urdf_path"), py::arg("joint_names"))
+      .def_property_readonly("n_joints", &RobotModel::n_joints)
+      .def_property_readonly("nq", &RobotModel::nq)
+      .def_property_readonly("nv", &RobotModel::nv)
+      .def_property_readonly("total_mass", &RobotModel::total_mass)
+      .def_property_readonly("joint_names", &RobotModel::joint_names)
+      .def_property_readonly("model_joint_names", &RobotModel::model_joint_names)
+      .def_property_readonly("frame_names", &RobotModel::frame_names)
+      .def_property_readonly("limits", [](const RobotModel& r) {
+        py::dict d;
+        d["lower"] = r.limits().lower;
+        d["upper"] = r.limits().upper;
+        d["velocity"] = r.limits().velocity;
+        d["effort"] = r.limits().effort;
+        return d;
+      })
+      .def("frame_id", &RobotModel::frame_id)
+      .def("full_configuration", &RobotModel::full_configuration, py::arg("base_pos"), py::arg("base_quat_wxyz"), py::arg("joint_q"))
+      .def("frame_translation", [](RobotModel& r, const Eigen::VectorXd& q, const std::string& frame) {
+        const int id = r.frame_id(frame);
+        r.forward_kinematics(q);
+        return Eigen::Vector3d(r.frame_translation(id));
+      })
+      .def("center_of_mass", &RobotModel::center_of_mass)
+      .def("gravity_torques", &RobotModel::gravity_torques)
+      .def("standing_base_height", &RobotModel::standing_base_height, py::arg("joint_q"), py::arg("foot_frames"), py::arg("sole_offset_m"));
+
+  py::class_<RobotParams>(m, "RobotParams", "per-robot constants of the modes and the limiter (motor order)")
+      .def(py::init([](const std::vector<double>& kp, const std::vector<double>& kd, const std::vector<double>& kd_damping,
+                       const std::vector<double>& kp_max, const std::vector<double>& kd_max, const std::vector<double>& q_lower,
+                       const std::vector<double>& q_upper, const std::vector<double>& dq_max, const std::vector<double>& tau_max,
+                       const std::vector<double>& default_pose) {
+             const size_t n = kp.size();
+             for (const auto* v : {&kd, &kd_damping, &kp_max, &kd_max, &q_lower, &q_upper, &dq_max, &tau_max, &default_pose})
+               if (v->size() != n) throw std::invalid_argument("RobotParams: every array needs " + std::to_string(n) + " values");
+             RobotParams p;
+             p.n = static_cast<int32_t>(n);
+             p.kp = to_joint_array(kp, "kp");
+             p.kd = to_joint_array(kd, "kd");
+             p.kd_damping = to_joint_array(kd_damping, "kd_damping");
+             p.kp_max = to_joint_array(kp_max, "kp_max");
+             p.kd_max = to_joint_array(kd_max, "kd_max");
+             p.q_lower = to_joint_array(q_lower, "q_lower");
+             p.q_upper = to_joint_array(q_upper, "q_upper");
+             p.dq_max = to_joint_array(dq_max, "dq_max");
+             p.tau_max = to_joint_array(tau_max, "tau_max");
+             p.default_pose = to_joint_array(default_pose, "default_pose");
+             return p;
+           }),
+           py::arg("kp"), py::arg("kd"), py::arg("kd_damping"), py::arg("kp_max"), py::arg("kd_max"), py::arg("q_lower"),
+           py::arg("q_upper"), py::arg("dq_max"), py::arg("tau_max"), py::arg("default_pose"))
+      .def_readonly("n", &RobotParams::n);
+
+  py::class_<Driver, std::shared_ptr<Driver>>(m, "Driver", "robot bus or simulator (see cpp/drivers/driver.hpp)")
+      .def("init", [](Driver& d, const std::vector<std::string>& names, double rate) {
+        DriverInit i;
+        i.joint_names = names;
+        i.control_rate_hz = rate;
+        d.init(i);
+      }, py::arg("joint_names"), py::arg("control_rate_hz"))
+      .def("read", [](Driver& d) {
+        State s;
+        const Status st = d.read(s);
+        py::dict out = state_dict(s);
+        out["status"] = status_name(st);
+        return out;
+      })
+      .def_property_readonly("name", &Driver::name)
+      .def_property_readonly("simulated", &Driver::simulated)
+      .def("now_ns", &Driver::now_ns);
+
+  py::class_<MockDriver, Driver, std::shared_ptr<MockDriver>>(m, "MockDriver", "ideal joints for tests (cpp/drivers/mock_driver.hpp)")
+      .def(py::init([](double inertia, double friction, double gravity_torque) {
+        MockDriverOptions o;
+        o.joint_inertia = inertia;
+        o.joint_friction = friction;
+        o.gravity_torque = gravity_torque;
+        return std::make_shared<MockDriver>(o);
+      }), py::arg("joint_inertia") = 0.05, py::arg("joint_friction") = 0.1, py::arg("gravity_torque") = 0.0)
+      .def("set_joint_positions", [](MockDriver& d, const std::vector<double>& q) { d.set_joint_positions(to_joint_array(q, "q")); })
+      .def("set_fail_reads", &MockDriver::set_fail_reads)
+      .def("set_nan_state", &MockDriver::set_nan_state)
+      .def_property_readonly("writes", &MockDriver::writes)
+      .def_property_readonly("last_command", [](const MockDriver& d) { return command_dict(d.last_command()); });
+
+  py::class_<SimOptions>(m, "SimOptions", "MuJoCo driver options (see cpp/drivers/mujoco_driver.hpp)")
+      .def(py::init<>())
+      .def_readwrite("mjcf_path", &SimOptions::mjcf_path)
+      .def_readwrite("sim_rate_hz", &SimOptions::sim_rate_hz)
+      .def_readwrite("base_pos", &SimOptions::base_pos)
+      .def_readwrite("base_quat", &SimOptions::base_quat)
+      .def_readwrite("initial_joint_q", &SimOptions::initial_joint_q)
+      .def_readwrite("noise_q_rad", &SimOptions::noise_q_rad)
+      .def_readwrite("noise_dq_rad_s", &SimOptions::noise_dq_rad_s)
+      .def_readwrite("noise_gyro_rad_s", &SimOptions::noise_gyro_rad_s)
+      .def_readwrite("noise_acc_m_s2", &SimOptions::noise_acc_m_s2)
+      .def_readwrite("noise_seed", &SimOptions::noise_seed)
+      .def_readwrite("command_latency_s", &SimOptions::command_latency_s)
+      .def_readwrite("hoist_engaged", &SimOptions::hoist_engaged)
+      .def_readwrite("hoist_anchor_z_m", &SimOptions::hoist_anchor_z_m)
+      .def_readwrite("hoist_stiffness_n_m", &SimOptions::hoist_stiffness_n_m)
+      .def_readwrite("hoist_damping_n_s_m", &SimOptions::hoist_damping_n_s_m)
+      .def_readwrite("hoist_lateral_stiffness_n_m", &SimOptions::hoist_lateral_stiffness_n_m)
+      .def_readwrite("hoist_rot_stiffness_nm_rad", &SimOptions::hoist_rot_stiffness_nm_rad)
+      .def_readwrite("hoist_rot_damping_nms_rad", &SimOptions::hoist_rot_damping_nms_rad);
+
+  py::class_<MujocoDriver, Driver, std::shared_ptr<MujocoDriver>>(m, "MujocoDriver", "simulated robot (cpp/drivers/mujoco_driver.hpp)")
+      .def(py::init<SimOptions>(), py::arg("options"))
+      .def("hoist_lower_to", &MujocoDriver::hoist_lower_to, py::arg("anchor_z_m"), py::arg("speed_m_s"))
+      .def("hoist_release", &MujocoDriver::hoist_release)
+      .def_property_readonly("hoist_engaged", &MujocoDriver::hoist_engaged)
+      .def_property_readonly("hoist_anchor_z", &MujocoDriver::hoist_anchor_z)
+      .def_property_readonly("hoist_tension_n", &MujocoDriver::hoist_tension_n)
+      .def_property_readonly("sim_timestep", &MujocoDriver::sim_timestep)
+      .def_property_readonly("total_mass", &MujocoDriver::total_mass)
+      .def_property_readonly("steps_per_tick", &MujocoDriver::steps_per_tick)
+      .def("qpos", [](const MujocoDriver& d) {
+        SimPose p;
+        d.pose(p);
+        return py::make_tuple(p.time, arr(p.qpos.data(), p.nq));
+      }, "(sim time, full MuJoCo qpos) after the latest write; safe while the loop runs");
+
+  py::class_<LoopConfig>(m, "LoopConfig")
+      .def(py::init<>())
+      .def_readwrite("rate_hz", &LoopConfig::rate_hz)
+      .def_readwrite("lockstep", &LoopConfig::lockstep)
+      .def_readwrite("realtime_priority", &LoopConfig::realtime_priority)
+      .def_readwrite("fifo_priority", &LoopConfig::fifo_priority)
+      .def_readwrite("cpu", &LoopConfig::cpu)
+      .def_readwrite("lock_memory", &LoopConfig::lock_memory)
+      .def_readwrite("spin_ns", &LoopConfig::spin_ns);
+
+  py::class_<RtLoop, std::shared_ptr<RtLoop>>(m, "RtLoop", "the real-time control loop (cpp/core/rt_loop.hpp)")
+      .def(py::init<std::shared_ptr<Driver>, const RobotParams&, const LoopConfig&>(), py::arg("driver"), py::arg("params"), py::arg("config"))
+      .def("start", &RtLoop::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &RtLoop::stop, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("running", &RtLoop::running)
+      .def("run_ticks", &RtLoop::run_ticks, py::arg("n"), py::call_guard<py::gil_scoped_release>())
+      .def("request_mode", [](RtLoop& l, ModeId mode, double duration_s, const std::vector<double>& pose) {
+        ModeRequest r;
+        r.mode = mode;
+        r.duration_s = duration_s;
+        r.n = static_cast<int32_t>(pose.size());
+        r.pose = to_joint_array(pose, "pose");
+        {
+          py::gil_scoped_release release;
+          l.request_mode(r);
+        }
+        return l.last_request_seq();
+      }, py::arg("mode"), py::arg("duration_s") = 0.0, py::arg("pose") = std::vector<double>{},
+         "queue a mode change; returns its sequence number (see snapshot()['request_seq'/'request_status'])")
+      .def("set_targets", [](RtLoop& l, const std::vector<double>& q, const std::vector<double>& dq, const std::vector<double>& kp,
+                             const std::vector<double>& kd, const std::vector<double>& tau_ff, uint64_t seq) {
+        const size_t n = static_cast<size_t>(l.params().n);
+        for (const auto* v : {&q, &dq, &kp, &kd, &tau_ff})
+          if (v->size() != n)
+            throw std::invalid_argument("set_targets: expected " + std::to_string(n) + " values per field, found " + std::to_string(v->size()));
+        Targets t;
+        t.n = static_cast<int32_t>(n);
+        t.seq = seq;
+        t.q = to_joint_array(q, "q");
+        t.dq = to_joint_array(dq, "dq");
+        t.kp = to_joint_array(kp, "kp");
+        t.kd = to_joint_array(kd, "kd");
+        t.tau_ff = to_joint_array(tau_ff, "tau_ff");
+        py::gil_scoped_release release;
+        l.set_targets(t);
+      }, py::arg("q"), py::arg("dq"), py::arg("kp"), py::arg("kd"), py::arg("tau_ff"), py::arg("seq"))
+      .def("reset_faults", &RtLoop::reset_faults)
+      .def("snapshot", [](const RtLoop& l) {
+        Snapshot s;
+        {
+          py::gil_scoped_release release;
+          l.snapshot(s);
+        }
+        py::dict d;
+        d["tick"] = s.tick;
+        d["time_s"] = s.driver_time_ns * 1e-9;
+        d["state"] = state_dict(s.state);
+        d["command"] = command_dict(s.command);
+        d["mode"] = mode_name(s.mode);
+        d["mode_progress"] = s.mode_progress;
+        d["faults"] = fault_names(s.faults);
+        d["request_seq"] = s.request_seq;
+        d["request_status"] = status_name(s.request_status);
+        d["requests_rejected"] = s.requests_rejected;
+        d["targets_seq"] = s.targets_seq;
+        d["clamps"] = s.clamps;
+        d["last_read"] = status_name(s.last_read);
+        d["last_write"] = status_name(s.last_write);
+        return d;
+      })
+      .def("stats", [](const RtLoop& l) {
+        py::dict d;
+        d["rate_hz"] = l.rate_hz();
+        d["ticks"] = l.ticks();
+        d["lateness_us"] = histogram_dict(l.lateness());
+        d["compute_us"] = histogram_dict(l.compute());
+        d["overruns"] = l.overruns();
+        return d;
+      }, "loop statistics; safe to call while the loop runs")
+      .def("reset_stats", &RtLoop::reset_stats)
+      .def("rt_report", [](const RtLoop& l) {
+        const RtReport r = l.rt_report();
+        py::dict d;
+        d["sched_fifo"] = r.sched_fifo;
+        d["mlockall"] = r.mlockall;
+        d["affinity"] = r.affinity;
+        d["timer_slack"] = r.timer_slack;
+        d["notes"] = r.notes;
+        return d;
+      });
+
+  py::class_<LatencyHistogram>(m, "LatencyHistogram", "the loop's histogram, exposed for tests")
+      .def(py::init<>())
+      .def("record_ns", &LatencyHistogram::record_ns)
+      .def("record_many_ns", [](LatencyHistogram& h, const std::vector<int64_t>& v) { for (auto x : v) h.record_ns(x); })
+      .def("percentile_us", &LatencyHistogram::percentile_us)
+      .def_property_readonly("count", &LatencyHistogram::count)
+      .def_property_readonly("max_us", &LatencyHistogram::max_us)
+      .def_property_readonly("mean_us", &LatencyHistogram::mean_us)
+      .def("reset", &LatencyHistogram::reset);
+
+  py::module_ t = m.def_submodule("testing", "stress helpers for the lock-free buffers");
+  t.def("stress_triple_buffer", [](uint64_t iterations) {
+    return stress<TripleBuffer<Targets>>(iterations, [](TripleBuffer<Targets>& b, const Targets& v) { b.write(v); },
+                                         [](TripleBuffer<Targets>& b, Targets& out) { return b.read(out); });
+  }, py::arg("iterations"));
+  t.def("stress_seqlock", [](uint64_t iterations) {
+    return stress<SeqLock<Targets>>(iterations, [](SeqLock<Targets>& b, const Targets& v) { b.store(v); },
+                                    [](SeqLock<Targets>& b, Targets& out) { b.load(out); return true; });
+  }, py::arg("iterations"));
+}

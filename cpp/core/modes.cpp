@@ -1,0 +1,119 @@
+#include "core/modes.hpp"
+
+#include <algorithm>
+
+namespace vertebra {
+
+const char* mode_name(ModeId m) {
+  switch (m) {
+    case ModeId::kZeroTorque: return "zero_torque";
+    case ModeId::kDamping: return "damping";
+    case ModeId::kHold: return "hold";
+    case ModeId::kInterpolate: return "interpolate";
+    case ModeId::kJointPD: return "joint_pd";
+  }
+  return "unknown";
+}
+
+const char* status_name(Status s) {
+  switch (s) {
+    case Status::kOk: return "ok";
+    case Status::kNoNewData: return "no_new_data";
+    case Status::kDriverError: return "driver_error";
+    case Status::kNonFinite: return "non_finite";
+    case Status::kInvalidRequest: return "invalid_request";
+    case Status::kNotReady: return "not_ready";
+  }
+  return "unknown";
+}
+
+static void zero_command(int n, Command& out) {
+  out.n = n;
+  for (int i = 0; i < n; ++i) out.q[i] = out.dq[i] = out.kp[i] = out.kd[i] = out.tau_ff[i] = 0.0;
+}
+
+void entry_pose(const RobotParams& p, const State& s, const Command& last, JointArray& out) {
+  bool stiff = last.n == p.n;
+  for (int i = 0; stiff && i < p.n; ++i) stiff = last.kp[i] > 0.0 && std::isfinite(last.q[i]);
+  for (int i = 0; i < p.n; ++i) out[i] = stiff ? last.q[i] : s.q[i];
+}
+
+Status ZeroTorqueMode::update(const RobotParams& p, const State& s, const Targets&, double, Command& out) {
+  zero_command(p.n, out);
+  for (int i = 0; i < p.n; ++i) out.q[i] = s.q[i];  // informative only: kp is zero
+  return Status::kOk;
+}
+
+Status DampingMode::update(const RobotParams& p, const State& s, const Targets&, double, Command& out) {
+  zero_command(p.n, out);
+  for (int i = 0; i < p.n; ++i) {
+    out.q[i] = s.q[i];
+    out.kd[i] = p.kd_damping[i];
+  }
+  return Status::kOk;
+}
+
+Status HoldMode::enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest&) {
+  entry_pose(p, s, last, pose_);
+  if (!all_finite(pose_, p.n)) return Status::kNonFinite;
+  return Status::kOk;
+}
+
+Status HoldMode::update(const RobotParams& p, const State&, const Targets&, double, Command& out) {
+  zero_command(p.n, out);
+  for (int i = 0; i < p.n; ++i) {
+    out.q[i] = pose_[i];
+    out.kp[i] = p.kp[i];
+    out.kd[i] = p.kd[i];
+  }
+  return Status::kOk;
+}
+
+Status InterpolateMode::enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) {
+  if (req.n != p.n || !(req.duration_s > 0.0) || !std::isfinite(req.duration_s) || !all_finite(req.pose, p.n))
+    return Status::kInvalidRequest;
+  for (int i = 0; i < p.n; ++i)
+    if (req.pose[i] < p.q_lower[i] || req.pose[i] > p.q_upper[i]) return Status::kInvalidRequest;
+  entry_pose(p, s, last, start_);
+  if (!all_finite(start_, p.n)) return Status::kNonFinite;
+  goal_ = req.pose;
+  duration_s_ = req.duration_s;
+  elapsed_s_ = 0.0;
+  return Status::kOk;
+}
+
+Status InterpolateMode::update(const RobotParams& p, const State&, const Targets&, double dt, Command& out) {
+  elapsed_s_ += dt;
+  const double tau = std::min(elapsed_s_ / duration_s_, 1.0);
+  // Minimum-jerk profile s(τ) = 10τ³ - 15τ⁴ + 6τ⁵ and its time derivative.
+  const double s = tau * tau * tau * (10.0 - 15.0 * tau + 6.0 * tau * tau);
+  const double ds = tau < 1.0 ? 30.0 * tau * tau * (1.0 - tau) * (1.0 - tau) / duration_s_ : 0.0;
+  zero_command(p.n, out);
+  for (int i = 0; i < p.n; ++i) {
+    const double d = goal_[i] - start_[i];
+    out.q[i] = start_[i] + s * d;
+    out.dq[i] = ds * d;
+    out.kp[i] = p.kp[i];
+    out.kd[i] = p.kd[i];
+  }
+  return Status::kOk;
+}
+
+Status JointPDMode::enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) {
+  return fallback_.enter(p, s, last, req);
+}
+
+Status JointPDMode::update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) {
+  if (t.seq == 0 || t.n != p.n) return fallback_.update(p, s, t, dt, out);
+  out.n = p.n;
+  for (int i = 0; i < p.n; ++i) {
+    out.q[i] = t.q[i];
+    out.dq[i] = t.dq[i];
+    out.kp[i] = t.kp[i];
+    out.kd[i] = t.kd[i];
+    out.tau_ff[i] = t.tau_ff[i];
+  }
+  return Status::kOk;
+}
+
+}  // namespace vertebra

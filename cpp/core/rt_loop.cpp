@@ -1,0 +1,234 @@
+#include "core/rt_loop.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace vertebra {
+
+static int64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const LoopConfig& cfg)
+    : driver_(std::move(driver)), params_(params), cfg_(cfg) {
+  if (!driver_) throw std::invalid_argument("RtLoop: a driver is required");
+  if (!(cfg.rate_hz >= 1.0 && cfg.rate_hz <= 10000.0))
+    throw std::invalid_argument("RtLoop: rate_hz must be in [1, 10000], found " + std::to_string(cfg.rate_hz));
+  if (params.n <= 0 || params.n > kMaxJoints)
+    throw std::invalid_argument("RtLoop: robot has " + std::to_string(params.n) + " joints; valid is 1.." +
+                                std::to_string(kMaxJoints));
+  if (cfg.lockstep && !driver_->simulated())
+    throw std::invalid_argument("RtLoop: lockstep needs a simulated driver; '" + driver_->name() +
+                                "' runs on its own clock (use real time)");
+  period_ns_ = static_cast<int64_t>(1e9 / cfg.rate_hz);
+  dt_s_ = period_ns_ * 1e-9;
+  cmd_.n = params.n;
+  state_.n = params.n;
+  snap_.state.n = params.n;
+  snap_.command.n = params.n;
+  snapshot_.store(snap_);
+}
+
+RtLoop::~RtLoop() { stop(); }
+
+ControllerMode* RtLoop::mode_for(ModeId id) {
+  switch (id) {
+    case ModeId::kZeroTorque: return &zero_;
+    case ModeId::kDamping: return &damping_;
+    case ModeId::kHold: return &hold_;
+    case ModeId::kInterpolate: return &interpolate_;
+    case ModeId::kJointPD: return &joint_pd_;
+  }
+  return nullptr;
+}
+
+void RtLoop::request_mode(const ModeRequest& req) {
+  ModeRequest r = req;
+  r.seq = next_request_seq_++;
+  requests_.write(r);
+}
+
+void RtLoop::set_targets(const Targets& t) { targets_in_.write(t); }
+
+void RtLoop::reset_stats() {
+  lateness_.reset();
+  compute_.reset();
+  overruns_.store(0, std::memory_order_relaxed);
+}
+
+void RtLoop::fail_safe_command(const State& s, Command& out) {
+  out.n = params_.n;
+  for (int i = 0; i < params_.n; ++i) {
+    out.q[i] = std::isfinite(s.q[i]) ? s.q[i] : 0.0;
+    out.dq[i] = 0.0;
+    out.kp[i] = 0.0;
+    out.kd[i] = params_.kd_damping[i];
+    out.tau_ff[i] = 0.0;
+  }
+}
+
+bool RtLoop::limit_command(Command& c) {
+  bool clamped = false;
+  auto clamp = [&clamped](double& v, double lo, double hi) {
+    if (v < lo) { v = lo; clamped = true; }
+    else if (v > hi) { v = hi; clamped = true; }
+  };
+  for (int i = 0; i < params_.n; ++i) {
+    // A position target only matters with stiffness: clamp it always, count it only then.
+    if (c.kp[i] > 0.0) clamp(c.q[i], params_.q_lower[i], params_.q_upper[i]);
+    else c.q[i] = std::clamp(c.q[i], params_.q_lower[i], params_.q_upper[i]);
+    clamp(c.dq[i], -params_.dq_max[i], params_.dq_max[i]);
+    clamp(c.kp[i], 0.0, params_.kp_max[i]);
+    clamp(c.kd[i], 0.0, params_.kd_max[i]);
+    clamp(c.tau_ff[i], -params_.tau_max[i], params_.tau_max[i]);
+  }
+  return clamped;
+}
+
+void RtLoop::tick() {
+  const int n = params_.n;
+  // 1. read
+  const Status rs = driver_->read(state_);
+  snap_.last_read = rs;
+  if (rs == Status::kDriverError || rs == Status::kNotReady) faults_ |= kFaultDriverRead;
+  if (!all_finite(state_.q, n) || !all_finite(state_.dq, n)) faults_ |= kFaultNonFiniteState;
+
+  // 2. operator/Python inputs
+  if (reset_faults_.exchange(false, std::memory_order_acq_rel)) {
+    faults_ = 0;
+    active_ = &damping_;  // a reset never re-arms stiffness by itself
+  }
+  targets_in_.read(targets_);
+  if (requests_.read(pending_)) {
+    ControllerMode* next = mode_for(pending_.mode);
+    Status st = Status::kInvalidRequest;
+    if (next != nullptr && faults_ == 0) st = next->enter(params_, state_, cmd_, pending_);
+    if (st == Status::kOk) active_ = next;
+    else ++snap_.requests_rejected;
+    snap_.request_seq = pending_.seq;
+    snap_.request_status = st;
+  }
+
+  // 3. control
+  if (faults_ != 0) {
+    active_ = &damping_;
+    fail_safe_command(state_, cmd_);
+  } else {
+    const Status us = active_->update(params_, state_, targets_, dt_s_, cmd_);
+    if (us != Status::kOk) fail_safe_command(state_, cmd_);
+  }
+
+  // 4. limiter: non-finite anywhere -> damping in this same tick; else clamp to limits
+  if (!all_finite(cmd_.q, n) || !all_finite(cmd_.dq, n) || !all_finite(cmd_.kp, n) || !all_finite(cmd_.kd, n) ||
+      !all_finite(cmd_.tau_ff, n)) {
+    faults_ |= kFaultNonFiniteCommand;
+    active_ = &damping_;
+    fail_safe_command(state_, cmd_);
+  }
+  if (limit_command(cmd_)) ++snap_.clamps;
+
+  // 5. write
+  const Status ws = driver_->write(cmd_);
+  snap_.last_write = ws;
+  if (ws == Status::kDriverError) faults_ |= kFaultDriverWrite;
+
+  // 6. publish
+  const uint64_t t = ticks_.load(std::memory_order_relaxed) + 1;
+  snap_.tick = t;
+  snap_.driver_time_ns = driver_->now_ns();
+  snap_.state = state_;
+  snap_.command = cmd_;
+  snap_.mode = active_->id();
+  snap_.mode_progress = active_->progress();
+  snap_.faults = faults_;
+  snap_.targets_seq = targets_.seq;
+  snapshot_.store(snap_);
+  ticks_.store(t, std::memory_order_relaxed);
+}
+
+uint64_t RtLoop::run_ticks(uint64_t n) {
+  if (!cfg_.lockstep) throw std::logic_error("RtLoop: run_ticks() is for lockstep loops; this one runs in real time");
+  for (uint64_t i = 0; i < n; ++i) {
+    const int64_t t0 = mono_ns();
+    tick();
+    compute_.record_ns(mono_ns() - t0);
+  }
+  return n;
+}
+
+void RtLoop::start() {
+  if (cfg_.lockstep) throw std::logic_error("RtLoop: start() is for real-time loops; lockstep uses run_ticks()");
+  if (running_.exchange(true)) return;
+  reported_.store(false);
+  thread_ = std::thread([this] { thread_main(); });
+  // Wait until the thread reported what the OS granted.
+  while (!reported_.load(std::memory_order_acquire)) std::this_thread::yield();
+}
+
+void RtLoop::stop() {
+  running_.store(false, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+  reported_.store(false);
+}
+
+void RtLoop::thread_main() {
+  RtReport r;
+  std::string notes;
+  if (cfg_.lock_memory) {
+    r.mlockall = mlockall(MCL_CURRENT | MCL_FUTURE) == 0;
+    if (!r.mlockall) notes += std::string("mlockall: ") + std::strerror(errno) + "; ";
+  }
+  if (cfg_.realtime_priority) {
+    sched_param sp{};
+    sp.sched_priority = cfg_.fifo_priority;
+    const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    r.sched_fifo = rc == 0;
+    if (rc != 0) notes += std::string("SCHED_FIFO: ") + std::strerror(rc) + "; ";
+  }
+  if (cfg_.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cfg_.cpu, &set);
+    const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    r.affinity = rc == 0;
+    if (rc != 0) notes += "affinity to CPU " + std::to_string(cfg_.cpu) + ": " + std::strerror(rc) + "; ";
+  }
+  r.timer_slack = prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0) == 0;
+  if (!r.timer_slack) notes += std::string("timer slack: ") + std::strerror(errno) + "; ";
+  r.notes = notes;
+  r.started = true;
+  report_ = r;
+  reported_.store(true, std::memory_order_release);
+
+  int64_t next = mono_ns() + period_ns_;
+  while (running_.load(std::memory_order_acquire)) {
+    const int64_t wake_at = next - cfg_.spin_ns;
+    timespec ts{static_cast<time_t>(wake_at / 1'000'000'000), static_cast<long>(wake_at % 1'000'000'000)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+    int64_t now = mono_ns();
+    while (now < next) now = mono_ns();  // spin the remainder (only when spin_ns > 0)
+    lateness_.record_ns(now - next);
+    tick();
+    const int64_t end = mono_ns();
+    compute_.record_ns(end - now);
+    next += period_ns_;
+    if (end > next) {
+      overruns_.fetch_add(1, std::memory_order_relaxed);
+      // More than a whole period behind: drop the missed deadlines instead of bursting.
+      if (end > next + period_ns_) next = end + period_ns_ - (end - next) % period_ns_;
+    }
+  }
+}
+
+}  // namespace vertebra

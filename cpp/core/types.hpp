@@ -1,0 +1,84 @@
+// Vertebra core value types shared by every part of the real-time path.
+//
+// Everything here is plain data with a fixed capacity (kMaxJoints) so that a State, a Command or
+// a Targets value can be copied on the tick without touching the heap. The number of joints in
+// use is carried alongside (`n`), joints are in the robot's motor-index order (the order of
+// `joints:` in configs/robots/<robot>.yaml), never in the kinematic model's order.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+namespace vertebra {
+
+inline constexpr int kMaxJoints = 48;
+using JointArray = std::array<double, kMaxJoints>;
+
+// Result of anything called on the tick. Configuration-time code throws instead.
+enum class Status : int32_t {
+  kOk = 0,
+  kNoNewData = 1,       // a read found nothing newer than last time (not an error by itself)
+  kDriverError = 2,     // the bus/simulator refused or failed
+  kNonFinite = 3,       // a NaN/Inf was found where a number was needed
+  kInvalidRequest = 4,  // a request from Python failed validation
+  kNotReady = 5,        // called before init()/enter()
+};
+
+const char* status_name(Status s);
+
+// Fault bits latched by the loop (the safety supervisor issue extends this set).
+enum FaultBits : uint32_t {
+  kFaultNone = 0,
+  kFaultDriverRead = 1u << 0,
+  kFaultDriverWrite = 1u << 1,
+  kFaultNonFiniteState = 1u << 2,
+  kFaultNonFiniteCommand = 1u << 3,
+};
+
+// What the driver reports each tick. Joint fields are in motor order.
+struct State {
+  int32_t n = 0;                 // joints in use
+  uint64_t seq = 0;              // driver's sample counter: advances when the sample is new
+  int64_t stamp_ns = 0;          // driver clock (sim time for the simulator)
+  JointArray q{};                // rad
+  JointArray dq{};               // rad/s
+  JointArray tau{};              // N·m, measured/estimated joint torque
+  std::array<double, 4> imu_quat{1, 0, 0, 0};  // w, x, y, z: IMU orientation in world
+  std::array<double, 3> imu_gyro{};            // rad/s, IMU frame
+  std::array<double, 3> imu_acc{};             // m/s², IMU frame (specific force)
+  // Ground truth of the floating base where the driver knows it (simulator); zeros otherwise.
+  bool has_base_truth = false;
+  std::array<double, 3> base_pos{};            // m, world
+  std::array<double, 4> base_quat{1, 0, 0, 0}; // w, x, y, z
+  std::array<double, 3> base_lin_vel{};        // m/s, world
+};
+
+// Motor-board command per joint: tau = kp (q - q_meas) + kd (dq - dq_meas) + tau_ff.
+struct Command {
+  int32_t n = 0;
+  JointArray q{};
+  JointArray dq{};
+  JointArray kp{};
+  JointArray kd{};
+  JointArray tau_ff{};
+};
+
+// Joint-space targets written by Python for the joint-target PD mode.
+struct Targets {
+  int32_t n = 0;
+  uint64_t seq = 0;  // 0 = never written
+  JointArray q{};
+  JointArray dq{};
+  JointArray kp{};
+  JointArray kd{};
+  JointArray tau_ff{};
+};
+
+inline bool all_finite(const JointArray& a, int n) {
+  for (int i = 0; i < n; ++i)
+    if (!std::isfinite(a[i])) return false;
+  return true;
+}
+
+}  // namespace vertebra

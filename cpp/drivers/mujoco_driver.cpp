@@ -1,0 +1,207 @@
+#include "drivers/mujoco_driver.hpp"
+
+#include <mujoco/mujoco.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace vertebra {
+
+MujocoDriver::MujocoDriver(SimOptions opt) : opt_(std::move(opt)), rng_(opt_.noise_seed) {}
+
+MujocoDriver::~MujocoDriver() {
+  if (d_) mj_deleteData(d_);
+  if (m_) mj_deleteModel(m_);
+}
+
+static int sensor_or_throw(const mjModel* m, const char* name, const std::string& path) {
+  const int id = mj_name2id(m, mjOBJ_SENSOR, name);
+  if (id < 0)
+    throw std::invalid_argument(std::string("MujocoDriver: sensor '") + name + "' missing in " + path +
+                                " (build the MJCF with vertebra.drivers.sim_model)");
+  return m->sensor_adr[id];
+}
+
+void MujocoDriver::init(const DriverInit& init) {
+  char err[1024] = {0};
+  m_ = mj_loadXML(opt_.mjcf_path.c_str(), nullptr, err, sizeof(err));
+  if (!m_) throw std::invalid_argument("MujocoDriver: cannot load MJCF '" + opt_.mjcf_path + "': " + err);
+  if (!(opt_.sim_rate_hz > 0) || !(init.control_rate_hz > 0))
+    throw std::invalid_argument("MujocoDriver: sim_rate_hz and control_rate_hz must be > 0");
+  const double ratio = opt_.sim_rate_hz / init.control_rate_hz;
+  steps_per_tick_ = static_cast<int>(std::lround(ratio));
+  if (steps_per_tick_ < 1 || std::abs(ratio - steps_per_tick_) > 1e-9)
+    throw std::invalid_argument("MujocoDriver: sim_rate_hz (" + std::to_string(opt_.sim_rate_hz) +
+                                ") must be an integer multiple of control_rate_hz (" +
+                                std::to_string(init.control_rate_hz) + ")");
+  m_->opt.timestep = 1.0 / opt_.sim_rate_hz;
+  d_ = mj_makeData(m_);
+
+  // The floating base: the (single) free joint.
+  for (int j = 0; j < m_->njnt; ++j)
+    if (m_->jnt_type[j] == mjJNT_FREE) {
+      base_body_ = m_->jnt_bodyid[j];
+      base_qadr_ = m_->jnt_qposadr[j];
+      base_dadr_ = m_->jnt_dofadr[j];
+    }
+  if (base_body_ < 0) throw std::invalid_argument("MujocoDriver: " + opt_.mjcf_path + " has no free joint for the base");
+
+  n_ = static_cast<int>(init.joint_names.size());
+  if (n_ <= 0 || n_ > kMaxJoints) throw std::invalid_argument("MujocoDriver: bad joint count");
+  std::string valid;
+  for (int j = 0; j < m_->njnt; ++j)
+    if (m_->jnt_type[j] == mjJNT_HINGE) valid += std::string(valid.empty() ? "" : ", ") + mj_id2name(m_, mjOBJ_JOINT, j);
+  for (const auto& name : init.joint_names) {
+    const int j = mj_name2id(m_, mjOBJ_JOINT, name.c_str());
+    if (j < 0) throw std::invalid_argument("MujocoDriver: joint '" + name + "' not in the MJCF; its joints are: " + valid);
+    qadr_.push_back(m_->jnt_qposadr[j]);
+    dadr_.push_back(m_->jnt_dofadr[j]);
+    // effort limit from the joint's actuator force range (set by the builder from the URDF)
+    double eff = 1e9;
+    if (m_->jnt_actfrclimited[j]) eff = std::max(std::abs(m_->jnt_actfrcrange[2 * j]), std::abs(m_->jnt_actfrcrange[2 * j + 1]));
+    effort_.push_back(eff);
+  }
+  s_quat_ = sensor_or_throw(m_, "imu_quat", opt_.mjcf_path);
+  s_gyro_ = sensor_or_throw(m_, "imu_gyro", opt_.mjcf_path);
+  s_acc_ = sensor_or_throw(m_, "imu_acc", opt_.mjcf_path);
+  if (m_->nq > static_cast<int>(pose_buf_.qpos.size()))
+    throw std::invalid_argument("MujocoDriver: model has nq=" + std::to_string(m_->nq) + " > 256");
+
+  mass_ = 0;
+  for (int b = 1; b < m_->nbody; ++b) mass_ += m_->body_mass[b];
+
+  // Initial state.
+  if (opt_.base_pos.size() != 3 || opt_.base_quat.size() != 4)
+    throw std::invalid_argument("MujocoDriver: base_pos needs 3 values and base_quat 4");
+  for (int i = 0; i < 3; ++i) d_->qpos[base_qadr_ + i] = opt_.base_pos[i];
+  for (int i = 0; i < 4; ++i) d_->qpos[base_qadr_ + 3 + i] = opt_.base_quat[i];
+  if (!opt_.initial_joint_q.empty()) {
+    if (static_cast<int>(opt_.initial_joint_q.size()) != n_)
+      throw std::invalid_argument("MujocoDriver: initial_joint_q has " + std::to_string(opt_.initial_joint_q.size()) +
+                                  " values; the robot has " + std::to_string(n_) + " joints");
+    for (int i = 0; i < n_; ++i) d_->qpos[qadr_[i]] = opt_.initial_joint_q[i];
+  }
+  mj_forward(m_, d_);
+  hoist_x_ = d_->xipos[3 * base_body_];
+  hoist_y_ = d_->xipos[3 * base_body_ + 1];
+  hoist_z_.store(opt_.hoist_anchor_z_m);
+  hoist_target_z_.store(opt_.hoist_anchor_z_m);
+  hoist_engaged_.store(opt_.hoist_engaged);
+
+  if (opt_.command_latency_s < 0) throw std::invalid_argument("MujocoDriver: command_latency_s must be >= 0");
+  const size_t delay_steps = static_cast<size_t>(std::lround(opt_.command_latency_s * opt_.sim_rate_hz));
+  ring_.assign(delay_steps + 1, Command{});
+  for (auto& c : ring_) c.n = n_;
+  current_.n = n_;
+  pose_buf_.nq = m_->nq;
+}
+
+int64_t MujocoDriver::now_ns() const { return d_ ? static_cast<int64_t>(std::llround(d_->time * 1e9)) : 0; }
+double MujocoDriver::sim_timestep() const { return m_ ? m_->opt.timestep : 0.0; }
+double MujocoDriver::total_mass() const { return mass_; }
+
+void MujocoDriver::hoist_lower_to(double anchor_z_m, double speed_m_s) {
+  hoist_target_z_.store(anchor_z_m, std::memory_order_relaxed);
+  hoist_speed_.store(std::max(0.0, speed_m_s), std::memory_order_relaxed);
+}
+
+Status MujocoDriver::read(State& out) {
+  if (!d_) return Status::kNotReady;
+  out.n = n_;
+  out.seq = ++seq_;
+  out.stamp_ns = now_ns();
+  for (int i = 0; i < n_; ++i) {
+    out.q[i] = d_->qpos[qadr_[i]];
+    out.dq[i] = d_->qvel[dadr_[i]];
+    out.tau[i] = d_->qfrc_applied[dadr_[i]];
+  }
+  for (int i = 0; i < 4; ++i) out.imu_quat[i] = d_->sensordata[s_quat_ + i];
+  for (int i = 0; i < 3; ++i) {
+    out.imu_gyro[i] = d_->sensordata[s_gyro_ + i];
+    out.imu_acc[i] = d_->sensordata[s_acc_ + i];
+  }
+  if (opt_.noise_q_rad > 0 || opt_.noise_dq_rad_s > 0 || opt_.noise_gyro_rad_s > 0 || opt_.noise_acc_m_s2 > 0) {
+    for (int i = 0; i < n_; ++i) {
+      out.q[i] += opt_.noise_q_rad * normal_(rng_);
+      out.dq[i] += opt_.noise_dq_rad_s * normal_(rng_);
+    }
+    for (int i = 0; i < 3; ++i) {
+      out.imu_gyro[i] += opt_.noise_gyro_rad_s * normal_(rng_);
+      out.imu_acc[i] += opt_.noise_acc_m_s2 * normal_(rng_);
+    }
+  }
+  out.has_base_truth = true;
+  for (int i = 0; i < 3; ++i) {
+    out.base_pos[i] = d_->qpos[base_qadr_ + i];
+    out.base_lin_vel[i] = d_->qvel[base_dadr_ + i];
+  }
+  for (int i = 0; i < 4; ++i) out.base_quat[i] = d_->qpos[base_qadr_ + 3 + i];
+  return Status::kOk;
+}
+
+void MujocoDriver::apply_motors(const Command& c) {
+  for (int i = 0; i < n_; ++i) {
+    const double q = d_->qpos[qadr_[i]], dq = d_->qvel[dadr_[i]];
+    double tau = c.kp[i] * (c.q[i] - q) + c.kd[i] * (c.dq[i] - dq) + c.tau_ff[i];
+    if (!std::isfinite(tau)) tau = 0.0;  // a motor board ignores a garbage frame
+    d_->qfrc_applied[dadr_[i]] = std::clamp(tau, -effort_[i], effort_[i]);
+  }
+}
+
+void MujocoDriver::apply_hoist() {
+  double* f = d_->xfrc_applied + 6 * base_body_;
+  for (int i = 0; i < 6; ++i) f[i] = 0.0;
+  if (!hoist_engaged_.load(std::memory_order_relaxed)) {
+    hoist_tension_.store(0.0, std::memory_order_relaxed);
+    return;
+  }
+  // Move the anchor toward its target at the commanded speed.
+  double z = hoist_z_.load(std::memory_order_relaxed);
+  const double target = hoist_target_z_.load(std::memory_order_relaxed);
+  const double step = hoist_speed_.load(std::memory_order_relaxed) * m_->opt.timestep;
+  z = (std::abs(target - z) <= step) ? target : z + (target > z ? step : -step);
+  hoist_z_.store(z, std::memory_order_relaxed);
+
+  const double* p = d_->xipos + 3 * base_body_;
+  const double* v = d_->qvel + base_dadr_;  // free joint: linear velocity (world), then angular (local)
+  const double stretch = z - p[2];
+  double tension = 0.0;
+  if (stretch > 0) tension = std::max(0.0, opt_.hoist_stiffness_n_m * stretch - opt_.hoist_damping_n_s_m * v[2]);
+  hoist_tension_.store(tension, std::memory_order_relaxed);
+  if (tension <= 0.0) return;
+  const double load = std::min(1.0, tension / (mass_ * 9.81));
+  f[2] = tension;
+  f[0] = load * (opt_.hoist_lateral_stiffness_n_m * (hoist_x_ - p[0]) - opt_.hoist_damping_n_s_m * 0.25 * v[0]);
+  f[1] = load * (opt_.hoist_lateral_stiffness_n_m * (hoist_y_ - p[1]) - opt_.hoist_damping_n_s_m * 0.25 * v[1]);
+  // Harness: restoring torque toward upright (roll/pitch only) + angular damping, world frame.
+  const double* R = d_->xmat + 9 * base_body_;  // body z-axis in world = third column
+  const double zx = R[2], zy = R[5];
+  // axis of the rotation taking body z to world z is (body_z x world_z) = (zy, -zx, 0)
+  const double* w_local = d_->qvel + base_dadr_ + 3;
+  double w_world[3];
+  for (int r = 0; r < 3; ++r) w_world[r] = R[3 * r] * w_local[0] + R[3 * r + 1] * w_local[1] + R[3 * r + 2] * w_local[2];
+  f[3] = load * (opt_.hoist_rot_stiffness_nm_rad * zy - opt_.hoist_rot_damping_nms_rad * w_world[0]);
+  f[4] = load * (-opt_.hoist_rot_stiffness_nm_rad * zx - opt_.hoist_rot_damping_nms_rad * w_world[1]);
+  f[5] = load * (-opt_.hoist_rot_damping_nms_rad * w_world[2]);
+}
+
+Status MujocoDriver::write(const Command& cmd) {
+  if (!d_) return Status::kNotReady;
+  for (int s = 0; s < steps_per_tick_; ++s) {
+    // Latency: the board sees the command written `delay` physics steps ago.
+    ring_[ring_head_] = cmd;
+    ring_head_ = (ring_head_ + 1) % ring_.size();
+    const Command& seen = ring_[ring_head_];  // oldest entry (== cmd when there is no delay)
+    apply_motors(seen);
+    apply_hoist();
+    mj_step(m_, d_);
+  }
+  if (!std::isfinite(d_->time) || !std::isfinite(d_->qpos[base_qadr_ + 2])) return Status::kDriverError;
+  pose_buf_.time = d_->time;
+  for (int i = 0; i < m_->nq; ++i) pose_buf_.qpos[i] = d_->qpos[i];
+  pose_.store(pose_buf_);
+  return Status::kOk;
+}
+
+}  // namespace vertebra

@@ -1,0 +1,111 @@
+// MujocoDriver: the simulated robot. Loads an MJCF built by vertebra.drivers.sim_model (robot
+// from its URDF, free base, ground, motors, IMU sensors, cameras) and emulates the robot's motor
+// boards at simulator rate: every physics step applies
+//     tau = clamp(kp (q* - q) + kd (dq* - dq) + tau_ff, -effort, +effort)
+// from the latest (optionally delayed) command. One write() advances sim_rate/control_rate steps.
+//
+// Also here: optional sensor noise and command latency (off by default) and a virtual hoist —
+// an elastic rope from an overhead anchor to the base, plus the harness's restoring torque,
+// both scaled by the rope's load so a slack rope exerts nothing — that Python can lower and
+// release while the loop runs (atomics; safe from any thread).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/exchange.hpp"
+#include "drivers/driver.hpp"
+
+struct mjModel_;
+struct mjData_;
+
+namespace vertebra {
+
+struct SimOptions {
+  std::string mjcf_path;
+  double sim_rate_hz = 2000.0;
+  // Initial base pose (world), quaternion w x y z.
+  std::vector<double> base_pos{0, 0, 1};
+  std::vector<double> base_quat{1, 0, 0, 0};
+  std::vector<double> initial_joint_q;  // motor order; empty: zeros
+  // Noise (standard deviations; 0 = off) and command latency.
+  double noise_q_rad = 0, noise_dq_rad_s = 0, noise_gyro_rad_s = 0, noise_acc_m_s2 = 0;
+  uint64_t noise_seed = 1;
+  double command_latency_s = 0;
+  // Hoist (engaged at start when hoist_engaged).
+  bool hoist_engaged = true;
+  double hoist_anchor_z_m = 1.5;
+  double hoist_stiffness_n_m = 4000;
+  double hoist_damping_n_s_m = 400;
+  double hoist_lateral_stiffness_n_m = 500;
+  double hoist_rot_stiffness_nm_rad = 200;
+  double hoist_rot_damping_nms_rad = 20;
+};
+
+// Full MuJoCo configuration published after each write() (for cameras and the viewer).
+struct SimPose {
+  int32_t nq = 0;
+  double time = 0;
+  std::array<double, 256> qpos{};
+};
+
+class MujocoDriver final : public Driver {
+ public:
+  explicit MujocoDriver(SimOptions opt);
+  ~MujocoDriver() override;
+  void init(const DriverInit& init) override;
+  Status read(State& out) override;
+  Status write(const Command& cmd) override;
+  int64_t now_ns() const override;
+  bool simulated() const override { return true; }
+  std::string name() const override { return "mujoco"; }
+
+  // Hoist control (any thread).
+  void hoist_lower_to(double anchor_z_m, double speed_m_s);
+  void hoist_release() { hoist_engaged_.store(false, std::memory_order_release); }
+  bool hoist_engaged() const { return hoist_engaged_.load(std::memory_order_acquire); }
+  double hoist_anchor_z() const { return hoist_z_.load(std::memory_order_relaxed); }
+  double hoist_tension_n() const { return hoist_tension_.load(std::memory_order_relaxed); }
+
+  void pose(SimPose& out) const { pose_.load(out); }
+  double sim_timestep() const;
+  double total_mass() const;
+  int steps_per_tick() const { return steps_per_tick_; }
+
+ private:
+  void apply_motors(const Command& cmd);
+  void apply_hoist();
+
+  SimOptions opt_;
+  mjModel_* m_ = nullptr;
+  mjData_* d_ = nullptr;
+  int n_ = 0;
+  int steps_per_tick_ = 1;
+  int base_body_ = -1;
+  int base_qadr_ = 0, base_dadr_ = 0;
+  std::vector<int> qadr_, dadr_, act_;
+  std::vector<double> effort_;
+  int s_quat_ = -1, s_gyro_ = -1, s_acc_ = -1;
+  uint64_t seq_ = 0;
+  double mass_ = 0;
+
+  // latency ring (sim steps), preallocated in init()
+  std::vector<Command> ring_;
+  size_t ring_head_ = 0;
+  Command current_{};
+
+  std::mt19937_64 rng_;
+  std::normal_distribution<double> normal_{0.0, 1.0};
+
+  std::atomic<bool> hoist_engaged_{true};
+  std::atomic<double> hoist_z_{1.5}, hoist_target_z_{1.5}, hoist_speed_{0.0}, hoist_tension_{0.0};
+  double hoist_x_ = 0, hoist_y_ = 0;
+
+  SeqLock<SimPose> pose_;
+  SimPose pose_buf_{};
+};
+
+}  // namespace vertebra

@@ -1,0 +1,43 @@
+"""Offscreen camera rendering of the simulated robot, on the CPU (OSMesa or EGL with Mesa).
+
+The camera keeps its own copy of the MuJoCo model and sets it to the simulator's latest full
+configuration (published by the C++ driver after every tick), so rendering never touches the
+real-time thread's data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
+import mujoco
+
+
+class OffscreenCamera:
+    def __init__(self, mjcf_path: str | Path, camera: str, width: int = 224, height: int = 224):
+        self.model = mujoco.MjModel.from_xml_path(str(mjcf_path))
+        cams = [self.model.camera(i).name for i in range(self.model.ncam)]
+        if camera not in cams:
+            raise ValueError(f"unknown camera '{camera}'; cameras are: {', '.join(cams) or '(none)'}")
+        self.camera = camera
+        self.data = mujoco.MjData(self.model)
+        self.renderer = mujoco.Renderer(self.model, height=height, width=width)
+
+    def render(self, qpos: np.ndarray) -> np.ndarray:
+        """RGB image (height, width, 3) uint8 of the scene at configuration `qpos`."""
+        if qpos.shape != (self.model.nq,):
+            raise ValueError(f"qpos has shape {qpos.shape}; the model needs ({self.model.nq},)")
+        self.data.qpos[:] = qpos
+        mujoco.mj_forward(self.model, self.data)
+        self.renderer.update_scene(self.data, camera=self.camera)
+        return self.renderer.render().copy()
+
+    def render_driver(self, driver: Any) -> np.ndarray:
+        _t, qpos = driver.qpos()
+        return self.render(np.asarray(qpos))
+
+    def close(self) -> None:
+        self.renderer.close()

@@ -1,0 +1,97 @@
+"""Benchmarks: commands that print JSON and compare against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from vertebra import _rt
+
+
+def _percentiles_us(lateness_s: np.ndarray) -> dict[str, float]:
+    us = np.maximum(lateness_s, 0.0) * 1e6
+    return {
+        "count": int(us.size),
+        "p50": round(float(np.percentile(us, 50)), 1),
+        "p99": round(float(np.percentile(us, 99)), 1),
+        "p999": round(float(np.percentile(us, 99.9)), 1),
+        "max": round(float(us.max()), 1),
+        "mean": round(float(us.mean()), 1),
+    }
+
+
+def python_sleep_loop(rate_hz: float, seconds: float) -> dict[str, Any]:
+    """What a user would otherwise write: a plain Python loop pacing itself with time.sleep."""
+    period = 1.0 / rate_hz
+    n = int(round(rate_hz * seconds))
+    lateness = np.empty(n)
+    overruns = 0
+    next_t = time.perf_counter() + period
+    for i in range(n):
+        delay = next_t - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        now = time.perf_counter()
+        lateness[i] = now - next_t
+        next_t += period
+        if time.perf_counter() > next_t:
+            overruns += 1
+    return {"lateness_us": _percentiles_us(lateness), "overruns": overruns}
+
+
+def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float | None = None,
+             cpu: int = -1) -> dict[str, Any]:
+    """The runtime's C++ real-time loop (mock driver, joint-PD mode: a full tick's data path)."""
+    driver = _rt.MockDriver()
+    driver.init([f"j{i}" for i in range(n_joints)], rate_hz)
+    ones = [1.0] * n_joints
+    params = _rt.RobotParams(kp=[50.0] * n_joints, kd=ones, kd_damping=ones, kp_max=[100.0] * n_joints,
+                             kd_max=[5.0] * n_joints, q_lower=[-3.0] * n_joints, q_upper=[3.0] * n_joints,
+                             dq_max=[20.0] * n_joints, tau_max=[50.0] * n_joints, default_pose=[0.0] * n_joints)
+    cfg = _rt.LoopConfig()
+    cfg.rate_hz = rate_hz
+    if spin_us is not None:
+        cfg.spin_ns = int(spin_us * 1000)
+    spin_used_us = cfg.spin_ns / 1000.0
+    cfg.cpu = cpu
+    loop = _rt.RtLoop(driver, params, cfg)
+    loop.start()
+    try:
+        loop.request_mode(_rt.Mode.HOLD)
+        time.sleep(0.2)  # warm-up, then measure from a clean histogram
+        loop.reset_stats()
+        time.sleep(seconds)
+        stats = loop.stats()
+        report = loop.rt_report()
+    finally:
+        loop.stop()
+    lat = stats["lateness_us"]
+    return {
+        "lateness_us": {k: (int(lat[k]) if k == "count" else round(lat[k], 1)) for k in ("count", "p50", "p99", "p999", "max", "mean")},
+        "compute_us": {k: round(stats["compute_us"][k], 1) for k in ("p50", "p99", "max")},
+        "overruns": int(stats["overruns"]),
+        "spin_us": spin_used_us,
+        "os": report,
+    }
+
+
+def bench_loop(rate_hz: float, seconds: float, progress: Callable[[str], None] | None = None,
+               spin_us: float | None = None) -> dict[str, Any]:
+    say = progress or (lambda _m: None)
+    say(f"C++ real-time loop at {rate_hz:g} Hz for {seconds:g} s ...")
+    cpp = cpp_loop(rate_hz, seconds, spin_us=spin_us)
+    say(f"Python time.sleep loop at {rate_hz:g} Hz for {seconds:g} s ...")
+    py = python_sleep_loop(rate_hz, seconds)
+
+    def ratio(key: str) -> float | None:
+        c = cpp["lateness_us"][key]
+        p = py["lateness_us"][key]
+        return round(p / c, 2) if c > 0 else None
+
+    ratios = {f"{k}_python_over_cpp": ratio(k) for k in ("p50", "p99", "p999", "max")}
+    goals = {"p99_at_least_1.5x_lower": (ratios["p99_python_over_cpp"] or float("inf")) >= 1.5,
+             "p999_at_least_3x_lower": (ratios["p999_python_over_cpp"] or float("inf")) >= 3.0}
+    return {"benchmark": "loop", "rate_hz": rate_hz, "seconds": seconds, "cpp": cpp, "python_sleep": py,
+            "ratios": ratios, "goals_met": goals}

@@ -1,0 +1,149 @@
+"""`vertebra`: one command line for the runtime, its simulator, benchmarks and tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+
+def _progress(enabled: bool) -> Any:
+    return (lambda msg: print(msg, file=sys.stderr, flush=True)) if enabled else None
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from vertebra.runtime.config import ConfigError
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    if args.duration <= 0:
+        print("vertebra sim: --duration must be > 0 seconds", file=sys.stderr)
+        return 2
+    try:
+        rt = SimRuntime(args.robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
+                        command_latency_ms=args.latency_ms)
+    except ConfigError as e:
+        print(f"vertebra sim: bad configuration: {e}", file=sys.stderr)
+        return 2
+    viewer = None
+    try:
+        if args.view:
+            from vertebra.drivers.viewer import SimViewer
+
+            viewer = SimViewer(rt)
+        progress = _progress(not args.json or args.verbose)
+        if viewer is not None:
+            inner = progress
+
+            def progress(msg: str) -> None:  # keep the window in step while phases run
+                if inner:
+                    inner(msg)
+        result = rt.stand_up(hold_s=args.duration, progress=progress)
+        report = rt.report(result)
+    finally:
+        rt.close()
+        if viewer is not None:
+            viewer.close()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['robot']}: mode={report['mode']} base height {report['base_height_m']:.3f} m "
+              f"(standing {report['standing_height_m']:.3f} m), max tilt {report['max_tilt_deg']:.2f} deg, "
+              f"faults={report['faults'] or 'none'}, sim time {report['sim_time_s']:.2f} s")
+        lat = report["loop"]["lateness_us"]
+        print(f"loop {report['loop']['rate_hz']:g} Hz ({report['clock']}): lateness p50 {lat['p50']} us, "
+              f"p99 {lat['p99']} us, p99.9 {lat['p999']} us, max {lat['max']} us, overruns {report['loop']['overruns']}")
+    return 0 if not report["faults"] else 1
+
+
+def cmd_bench_loop(args: argparse.Namespace) -> int:
+    from vertebra.runtime.bench import bench_loop
+
+    if args.rate <= 0 or args.seconds <= 0:
+        print("vertebra bench loop: --rate and --seconds must be > 0", file=sys.stderr)
+        return 2
+    out = bench_loop(args.rate, args.seconds, progress=_progress(True), spin_us=args.spin_us)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        c, p = out["cpp"]["lateness_us"], out["python_sleep"]["lateness_us"]
+        print(f"{'lateness (us)':<16}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}")
+        print(f"{'C++ loop':<16}{c['p50']:>10}{c['p99']:>10}{c['p999']:>10}{c['max']:>10}")
+        print(f"{'Python sleep':<16}{p['p50']:>10}{p['p99']:>10}{p['p999']:>10}{p['max']:>10}")
+        print("ratios python/C++:", out["ratios"], "goals met:", out["goals_met"])
+        print("OS grants:", out["cpp"]["os"])
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from vertebra.runtime.config import ConfigError, RobotConfig
+
+    try:
+        cfg = RobotConfig.load(args.robot)
+    except ConfigError as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 1
+    print(f"ok: {cfg.name} ({cfg.description}), {cfg.n_joints} joints, URDF {cfg.urdf_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vertebra.runtime.config import available_robots
+
+    robots = available_robots()
+    p = argparse.ArgumentParser(
+        prog="vertebra",
+        description="Vertebra: on-robot control runtime for humanoid and quadruped robots. A C++ real-time loop "
+                    "(driver -> controller mode -> limiter -> driver) run from Python, here on a simulated robot.",
+        epilog="Run 'vertebra <command> --help' for a command's options.")
+    sub = p.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+
+    s = sub.add_parser("sim", help="run the runtime on a simulated robot through the deployment procedure",
+                       description="Run the runtime on the MuJoCo-simulated robot following the real deployment "
+                                   "procedure: hanging limp in the hoist (zero torque) -> interpolate to the default "
+                                   "pose -> lower the hoist -> release -> hold for --duration seconds.")
+    s.add_argument("--robot", required=True, choices=robots, help="robot config from configs/robots/")
+    s.add_argument("--duration", type=float, default=10.0, help="seconds to hold standing after release (default 10)")
+    s.add_argument("--lockstep", action="store_true",
+                   help="step the simulator from the loop as fast as possible (deterministic) instead of real time")
+    s.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    s.add_argument("--verbose", action="store_true", help="show phase progress even with --json")
+    s.add_argument("--rate", type=float, default=None, help="control rate in Hz (default: the robot config's)")
+    s.add_argument("--noise", action="store_true", help="enable the sensor noise configured for the robot")
+    s.add_argument("--latency-ms", type=float, default=None, help="command latency to emulate, ms (default: config)")
+    s.add_argument("--view", action="store_true", help="open the MuJoCo viewer (needs a display)")
+    s.set_defaults(func=cmd_sim)
+
+    b = sub.add_parser("bench", help="benchmarks that print JSON and compare against an in-run baseline",
+                       description="Benchmarks. Each measures Vertebra and, in the same run, a baseline.")
+    bsub = b.add_subparsers(dest="bench", metavar="<benchmark>")
+    bsub.required = True
+    bl = bsub.add_parser("loop", help="lateness of the C++ loop vs a Python time.sleep loop at the same rate",
+                         description="Wake-up lateness (actual wake time minus deadline) of the C++ real-time loop "
+                                     "and of a plain Python time.sleep loop at the same rate, with their ratios.")
+    bl.add_argument("--rate", type=float, default=500.0, help="loop rate in Hz (default 500)")
+    bl.add_argument("--seconds", type=float, default=10.0, help="seconds per loop (default 10)")
+    bl.add_argument("--spin-us", type=float, default=None,
+                    help="C++ loop: wake this many microseconds early and spin to the deadline "
+                         "(default: the runtime's, 100)")
+    bl.add_argument("--json", action="store_true", help="print one JSON object")
+    bl.set_defaults(func=cmd_bench_loop)
+
+    c = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
+    csub = c.add_subparsers(dest="config", metavar="<action>")
+    csub.required = True
+    cc = csub.add_parser("check", help="validate a robot config", description="Load and validate a robot config.")
+    cc.add_argument("robot", help=f"robot name ({', '.join(robots)}) or path to a robot YAML")
+    cc.set_defaults(func=cmd_config_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The runtime on the simulated robot: build the simulator, the driver and the real-time loop from a
+robot config, and run the real deployment procedure
+
+    hanging limp in the hoist (zero torque) -> interpolate to the default pose -> hold
+    -> lower the hoist until the feet carry the robot -> release -> hold
+
+Python orchestrates (mode requests, hoist, waiting); every tick runs in C++ (vertebra._rt).
+In lockstep the waits run ticks (deterministic, faster than real time); in real time a C++
+thread ticks at absolute deadlines and the waits poll the loop's snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from vertebra import _rt
+from vertebra.runtime.config import RobotConfig, robot_params
+
+
+def tilt_deg(quat_wxyz: np.ndarray) -> float:
+    """Angle between the body's z axis and the world's vertical, degrees."""
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    n = w * w + x * x + y * y + z * z
+    czz = 1.0 - 2.0 * (x * x + y * y) / (n if n > 0 else 1.0)
+    return math.degrees(math.acos(max(-1.0, min(1.0, czz))))
+
+
+@dataclass
+class ProcedureResult:
+    robot: str
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    hold_min_height_m: float = math.inf
+    hold_max_height_m: float = -math.inf
+    hold_max_tilt_deg: float = 0.0
+
+
+class SimRuntime:
+    """The runtime around a MuJoCo-simulated robot."""
+
+    def __init__(self, robot: str | RobotConfig, *, lockstep: bool = True, rate_hz: float | None = None,
+                 noise: bool = False, command_latency_ms: float | None = None, realtime_priority: bool = True):
+        from vertebra.drivers.sim_model import build_mjcf
+
+        self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
+        cfg = self.cfg
+        self.rate_hz = float(rate_hz or cfg.control_rate_hz)
+        self.lockstep = lockstep
+        self.model = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+        self.default_pose = cfg.column("default_rad")
+        self.standing_height_m = self.model.standing_base_height(self.default_pose, cfg.foot_frames, cfg.sole_offset_m)
+
+        self.mjcf_path = build_mjcf(cfg)
+        hang_z = self.standing_height_m + cfg.sim.hoist.clearance_m
+        opts = _rt.SimOptions()
+        opts.mjcf_path = str(self.mjcf_path)
+        opts.sim_rate_hz = cfg.sim.sim_rate_hz
+        opts.base_pos = [0.0, 0.0, hang_z]
+        opts.base_quat = [1.0, 0.0, 0.0, 0.0]
+        # Hanging limp: joints at zero, or the nearest limit where zero is outside the range.
+        opts.initial_joint_q = [min(max(0.0, j.q_min_rad), j.q_max_rad) for j in cfg.joints]
+        h = cfg.sim.hoist
+        opts.hoist_engaged = True
+        # Anchor so that the rope's static stretch carries the robot's weight at the hang height.
+        self.mass_kg = self.model.total_mass
+        opts.hoist_anchor_z_m = hang_z + self.mass_kg * 9.81 / h.stiffness_n_m
+        opts.hoist_stiffness_n_m = h.stiffness_n_m
+        opts.hoist_damping_n_s_m = h.damping_n_s_m
+        opts.hoist_lateral_stiffness_n_m = h.lateral_stiffness_n_m
+        opts.hoist_rot_stiffness_nm_rad = h.rot_stiffness_nm_rad
+        opts.hoist_rot_damping_nms_rad = h.rot_damping_nms_rad
+        if noise:
+            opts.noise_q_rad = cfg.sim.noise_q_rad
+            opts.noise_dq_rad_s = cfg.sim.noise_dq_rad_s
+            opts.noise_gyro_rad_s = cfg.sim.noise_gyro_rad_s
+            opts.noise_acc_m_s2 = cfg.sim.noise_acc_m_s2
+        latency = cfg.sim.command_latency_ms if command_latency_ms is None else command_latency_ms
+        opts.command_latency_s = latency / 1000.0
+        self.driver = _rt.MujocoDriver(opts)
+        self.driver.init(cfg.joint_names, self.rate_hz)
+
+        lc = _rt.LoopConfig()
+        lc.rate_hz = self.rate_hz
+        lc.lockstep = lockstep
+        lc.realtime_priority = realtime_priority
+        self.loop = _rt.RtLoop(self.driver, robot_params(cfg), lc)
+        if not lockstep:
+            self.loop.start()
+
+    # -- time ------------------------------------------------------------------------------
+    def sim_time(self) -> float:
+        return float(self.loop.snapshot()["time_s"])
+
+    def wait(self, seconds: float, on_sample: Callable[[dict[str, Any]], None] | None = None,
+             sample_every_s: float = 0.02) -> None:
+        """Let `seconds` of robot time pass (ticks in lockstep; sleeping in real time)."""
+        end = self.sim_time() + seconds
+        step_ticks = max(1, int(round(sample_every_s * self.rate_hz)))
+        while True:
+            now = self.sim_time()
+            if now >= end - 0.5 / self.rate_hz:
+                break
+            if self.lockstep:
+                remaining = int(round((end - now) * self.rate_hz))
+                self.loop.run_ticks(min(step_ticks, max(1, remaining)))
+            else:
+                time.sleep(min(sample_every_s, max(0.0, end - now)))
+            if on_sample is not None:
+                on_sample(self.loop.snapshot())
+
+    def request(self, mode: Any, duration_s: float = 0.0, pose: list[float] | None = None) -> None:
+        """Ask the loop for a mode and wait until it answered; raise if it refused."""
+        seq = self.loop.request_mode(mode, duration_s, list(pose or []))
+        deadline = time.monotonic() + 2.0
+        while True:
+            if self.lockstep:
+                self.loop.run_ticks(1)
+            snap = self.loop.snapshot()
+            if snap["request_seq"] >= seq:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the loop did not answer mode request {mode} within 2 s")
+            time.sleep(0.001)
+        if snap["request_status"] != "ok":
+            raise RuntimeError(f"mode request {mode} refused by the loop: {snap['request_status']}")
+
+    # -- procedure -------------------------------------------------------------------------
+    def stand_up(self, hold_s: float = 10.0, progress: Callable[[str], None] | None = None,
+                 limp_s: float = 1.0, interpolate_s: float = 2.0) -> ProcedureResult:
+        """The deployment procedure; returns per-phase timing and the hold-phase extremes."""
+        res = ProcedureResult(robot=self.cfg.name)
+        say = progress or (lambda _msg: None)
+
+        def phase(name: str, fn: Callable[[], None]) -> None:
+            t0 = self.sim_time()
+            say(f"[{t0:6.2f} s] {name}")
+            fn()
+            res.phases.append({"phase": name, "start_s": round(t0, 4), "end_s": round(self.sim_time(), 4)})
+
+        phase("hanging limp in the hoist (zero torque)", lambda: self.wait(limp_s))
+        phase("interpolate to the default pose", lambda: (
+            self.request(_rt.Mode.INTERPOLATE, interpolate_s, self.default_pose), self.wait(interpolate_s + 0.2)))
+        phase("hold", lambda: self.request(_rt.Mode.HOLD))
+
+        h = self.cfg.sim.hoist
+        target_z = self.standing_height_m - 0.10  # below standing: the rope goes slack on the way down
+        lower_s = (self.driver.hoist_anchor_z - target_z) / h.lower_speed_m_s + 0.5
+
+        def lower() -> None:
+            self.driver.hoist_lower_to(target_z, h.lower_speed_m_s)
+            self.wait(lower_s)
+
+        phase("lower the hoist", lower)
+        phase("release the hoist", lambda: (self.driver.hoist_release(), self.wait(0.5)))
+
+        def sample(s: dict[str, Any]) -> None:
+            z = float(s["state"]["base_pos"][2])
+            res.hold_min_height_m = min(res.hold_min_height_m, z)
+            res.hold_max_height_m = max(res.hold_max_height_m, z)
+            res.hold_max_tilt_deg = max(res.hold_max_tilt_deg, tilt_deg(s["state"]["base_quat"]))
+
+        phase(f"hold standing for {hold_s:g} s", lambda: self.wait(hold_s, on_sample=sample))
+        return res
+
+    def report(self, res: ProcedureResult) -> dict[str, Any]:
+        snap = self.loop.snapshot()
+        stats = self.loop.stats()
+        lat = stats["lateness_us"]
+        comp = stats["compute_us"]
+        return {
+            "robot": self.cfg.name,
+            "clock": "lockstep" if self.lockstep else "realtime",
+            "sim_time_s": round(float(snap["time_s"]), 4),
+            "base_height_m": round(float(snap["state"]["base_pos"][2]), 4),
+            "standing_height_m": round(self.standing_height_m, 4),
+            "hold_base_height_range_m": [round(res.hold_min_height_m, 4), round(res.hold_max_height_m, 4)],
+            "max_tilt_deg": round(res.hold_max_tilt_deg, 3),
+            "mode": snap["mode"],
+            "faults": list(snap["faults"]),
+            "hoist_engaged": bool(self.driver.hoist_engaged),
+            "limiter_clamps": int(snap["clamps"]),
+            "phases": res.phases,
+            "loop": {
+                "rate_hz": self.rate_hz,
+                "ticks": int(stats["ticks"]),
+                "lateness_us": {k: round(lat[k], 1) for k in ("p50", "p99", "p999", "max")},
+                "compute_us": {k: round(comp[k], 1) for k in ("p50", "p99", "p999", "max")},
+                "overruns": int(stats["overruns"]),
+                **({} if self.lockstep else {"os": self.loop.rt_report()}),
+            },
+        }
+
+    def close(self) -> None:
+        if not self.lockstep:
+            self.loop.stop()
+
+    def __enter__(self) -> "SimRuntime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
