@@ -12,7 +12,9 @@ say() { echo "[setup] $*" >&2; }
 
 # 1. Debian packages.
 need_apt=()
-for pkg in g++ cmake libosmesa6; do
+pkgs=(g++ cmake libosmesa6)
+"${PYTHON:-python3}" -c "import venv, ensurepip" 2>/dev/null || pkgs+=(python3-venv python3-dev)
+for pkg in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -40,14 +40,14 @@ void entry_pose(const RobotParams& p, const State& s, const Command& last, Joint
 
 Status ZeroTorqueMode::update(const RobotParams& p, const State& s, const Targets&, double, Command& out) {
   zero_command(p.n, out);
-  for (int i = 0; i < p.n; ++i) out.q[i] = s.q[i];  // informative only: kp is zero
+  for (int i = 0; i < p.n; ++i) out.q[i] = std::isfinite(s.q[i]) ? s.q[i] : 0.0;  // informative: kp is 0
   return Status::kOk;
 }
 
 Status DampingMode::update(const RobotParams& p, const State& s, const Targets&, double, Command& out) {
   zero_command(p.n, out);
   for (int i = 0; i < p.n; ++i) {
-    out.q[i] = s.q[i];
+    out.q[i] = std::isfinite(s.q[i]) ? s.q[i] : 0.0;  // informative: kp is 0
     out.kd[i] = p.kd_damping[i];
   }
   return Status::kOk;

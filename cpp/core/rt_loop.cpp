@@ -97,6 +97,13 @@ bool RtLoop::limit_command(Command& c) {
 
 void RtLoop::tick() {
   const int n = params_.n;
+  // 0. an operator reset clears the latched faults first, so anything still wrong is caught
+  //    again by this very tick's checks
+  if (reset_faults_.exchange(false, std::memory_order_acq_rel)) {
+    faults_ = 0;
+    active_ = &damping_;  // a reset never re-arms stiffness by itself
+  }
+
   // 1. read
   const Status rs = driver_->read(state_);
   snap_.last_read = rs;
@@ -104,10 +111,6 @@ void RtLoop::tick() {
   if (!all_finite(state_.q, n) || !all_finite(state_.dq, n)) faults_ |= kFaultNonFiniteState;
 
   // 2. operator/Python inputs
-  if (reset_faults_.exchange(false, std::memory_order_acq_rel)) {
-    faults_ = 0;
-    active_ = &damping_;  // a reset never re-arms stiffness by itself
-  }
   targets_in_.read(targets_);
   if (requests_.read(pending_)) {
     ControllerMode* next = mode_for(pending_.mode);

@@ -1,0 +1,160 @@
+"""Each controller mode does what it says, on the mock robot in lockstep."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vertebra import _rt
+from tests.conftest import N, RATE
+
+
+def cmd(loop):
+    return loop.snapshot()["command"]
+
+
+def request_ok(loop, *args):
+    seq = loop.request_mode(*args)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert s["request_seq"] == seq
+    return s["request_status"]
+
+
+def test_zero_torque_sends_nothing_and_the_robot_sags(mock_loop):
+    driver, loop = mock_loop
+    loop.run_ticks(200)
+    c = cmd(loop)
+    for k in ("kp", "kd", "tau_ff"):
+        assert np.all(c[k] == 0.0)
+    assert loop.snapshot()["mode"] == "zero_torque"
+    assert np.all(loop.snapshot()["state"]["q"] < -0.05)  # the constant load pulled every joint down
+
+
+def test_damping_resists_motion_without_holding_pose(mock_loop):
+    driver, loop = mock_loop
+    loop.run_ticks(100)  # limp: joints gain speed under the load
+    v_limp = np.abs(loop.snapshot()["state"]["dq"]).min()
+    assert request_ok(loop, _rt.Mode.DAMPING) == "ok"
+    loop.run_ticks(300)
+    s = loop.snapshot()
+    c = s["command"]
+    assert np.all(c["kp"] == 0.0) and np.all(c["kd"] == 3.0)
+    # terminal velocity under damping: load / (kd + friction)
+    assert np.allclose(s["state"]["dq"], -2.0 / (3.0 + 0.1), rtol=0.05)
+    assert np.abs(s["state"]["dq"]).max() < v_limp * 5
+
+
+def test_interpolate_moves_along_minimum_jerk_to_the_goal(mock_loop):
+    driver, loop = mock_loop
+    goal = [0.5, -0.5, 1.0, 0.0, 0.25, -1.0]
+    q0 = loop.snapshot()["state"]["q"].copy()
+    assert request_ok(loop, _rt.Mode.INTERPOLATE, 1.0, goal) == "ok"
+    first = cmd(loop)["q"].copy()
+    assert np.allclose(first, q0, atol=0.01)  # no jump on entry
+    loop.run_ticks(int(0.5 * RATE) - 1)       # t = T/2: minimum jerk is exactly half way
+    mid = cmd(loop)["q"]
+    assert np.allclose(mid, q0 + 0.5 * (np.array(goal) - q0), atol=0.01)
+    loop.run_ticks(int(0.5 * RATE) + 250)
+    s = loop.snapshot()
+    assert np.allclose(s["command"]["q"], goal) and np.all(s["command"]["dq"] == 0.0)
+    assert s["mode_progress"] == 1.0
+    # PD plus the load: settles within load/kp of the goal.
+    assert np.allclose(s["state"]["q"], goal, atol=2.0 / 40.0 + 0.01)
+
+
+@pytest.mark.parametrize("duration,pose,why", [
+    (1.0, [3.0] + [0.0] * (N - 1), "beyond the upper limit"),
+    (1.0, [math.nan] + [0.0] * (N - 1), "NaN"),
+    (1.0, [0.0] * (N - 1), "wrong length"),
+    (0.0, [0.0] * N, "zero duration"),
+    (math.inf, [0.0] * N, "infinite duration"),
+])
+def test_interpolate_rejects_bad_requests(mock_loop, duration, pose, why):
+    _, loop = mock_loop
+    assert request_ok(loop, _rt.Mode.INTERPOLATE, duration, pose) == "invalid_request", why
+    s = loop.snapshot()
+    assert s["mode"] == "zero_torque" and s["requests_rejected"] == 1
+
+
+def test_hold_keeps_the_pose_it_was_given_not_the_sagged_one(mock_loop):
+    _, loop = mock_loop
+    goal = [0.3] * N
+    request_ok(loop, _rt.Mode.INTERPOLATE, 0.5, goal)
+    loop.run_ticks(400)
+    assert request_ok(loop, _rt.Mode.HOLD) == "ok"
+    loop.run_ticks(1000)
+    s = loop.snapshot()
+    assert np.allclose(s["command"]["q"], goal)  # from the last stiff command, not the sagged measurement
+    assert np.allclose(s["state"]["q"], goal, atol=0.06)
+    assert np.all(s["command"]["kp"] == 40.0) and np.all(s["command"]["kd"] == 2.0)
+
+
+def test_hold_from_limp_captures_the_measured_pose(mock_loop):
+    _, loop = mock_loop
+    loop.run_ticks(50)
+    q = loop.snapshot()["state"]["q"].copy()
+    request_ok(loop, _rt.Mode.HOLD)
+    assert np.allclose(cmd(loop)["q"], q, atol=0.02)
+
+
+def test_joint_pd_holds_until_targets_arrive_then_tracks_them(mock_loop):
+    _, loop = mock_loop
+    request_ok(loop, _rt.Mode.JOINT_PD)
+    held = cmd(loop)["q"].copy()
+    loop.run_ticks(20)
+    assert np.allclose(cmd(loop)["q"], held)  # no targets yet: hold
+    target = np.linspace(-0.5, 0.5, N)
+    loop.set_targets(target.tolist(), [0.0] * N, [50.0] * N, [2.5] * N, [2.0] * N, 1)
+    loop.run_ticks(600)
+    s = loop.snapshot()
+    assert s["targets_seq"] == 1
+    assert np.allclose(s["command"]["q"], target)
+    assert np.allclose(s["state"]["q"], target, atol=0.01)  # tau_ff cancels the load
+
+
+def test_limiter_clamps_gains_and_limits_and_counts(mock_loop):
+    _, loop = mock_loop
+    request_ok(loop, _rt.Mode.JOINT_PD)
+    loop.set_targets([5.0] * N, [50.0] * N, [1000.0] * N, [100.0] * N, [500.0] * N, 1)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    c = s["command"]
+    assert np.all(c["q"] == 2.0) and np.all(c["dq"] == 10.0)
+    assert np.all(c["kp"] == 60.0) and np.all(c["kd"] == 3.0) and np.all(c["tau_ff"] == 30.0)
+    assert s["clamps"] >= 1
+
+
+def test_non_finite_target_gives_damping_in_the_same_tick_and_latches(mock_loop):
+    driver, loop = mock_loop
+    request_ok(loop, _rt.Mode.JOINT_PD)
+    bad = [0.1] * N
+    bad[2] = math.nan
+    loop.set_targets(bad, [0.0] * N, [40.0] * N, [2.0] * N, [0.0] * N, 1)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert "non_finite_command" in s["faults"] and s["mode"] == "damping"
+    sent = driver.last_command
+    assert np.all(np.isfinite(sent["q"])) and np.all(sent["kp"] == 0.0) and np.all(sent["kd"] == 3.0)
+    # latched: requests are refused until an operator reset
+    assert request_ok(loop, _rt.Mode.HOLD) == "invalid_request"
+    loop.set_targets([0.1] * N, [0.0] * N, [40.0] * N, [2.0] * N, [0.0] * N, 2)
+    loop.reset_faults()
+    loop.run_ticks(1)
+    assert loop.snapshot()["faults"] == [] and loop.snapshot()["mode"] == "damping"  # reset never re-arms
+    assert request_ok(loop, _rt.Mode.HOLD) == "ok"
+
+
+def test_driver_failures_and_nan_state_raise_faults(mock_loop):
+    driver, loop = mock_loop
+    request_ok(loop, _rt.Mode.HOLD)
+    driver.set_nan_state(True)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert "non_finite_state" in s["faults"] and s["mode"] == "damping"
+    assert np.all(np.isfinite(driver.last_command["q"]))
+    driver.set_nan_state(False)
+    driver.set_fail_reads(True)
+    loop.reset_faults()
+    loop.run_ticks(1)
+    assert "driver_read" in loop.snapshot()["faults"]

@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vertebra.runtime.cli import main
+
+
+@pytest.mark.parametrize("argv", [[], ["sim"], ["bench"], ["bench", "loop"], ["config", "check"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: vertebra" in out and len(out) > 200
+
+
+def test_bad_arguments_are_refused_with_a_message(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sim", "--robot", "atlas"])
+    assert e.value.code == 2
+    assert "invalid choice: 'atlas'" in capsys.readouterr().err
+    assert main(["sim", "--robot", "go2", "--duration", "-1"]) == 2
+
+
+def test_bench_loop_prints_both_loops_and_their_ratios():
+    r = subprocess.run([sys.executable, "-m", "vertebra.runtime.cli", "bench", "loop", "--rate", "500",
+                        "--seconds", "0.5", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for side in ("cpp", "python_sleep"):
+        lat = out[side]["lateness_us"]
+        assert lat["count"] >= 200
+        assert lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert set(out["ratios"]) == {"p50_python_over_cpp", "p99_python_over_cpp", "p999_python_over_cpp",
+                                  "max_python_over_cpp"}
+    assert "sched_fifo" in out["cpp"]["os"]
+
+
+def test_config_check(capsys):
+    assert main(["config", "check", "go2"]) == 0
+    assert "12 joints" in capsys.readouterr().out
