@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vertebra import _rt
+from vertebra.runtime.config import loop_config
 
 
 def _percentiles_us(lateness_s: np.ndarray) -> dict[str, float]:
@@ -42,7 +43,7 @@ def python_sleep_loop(rate_hz: float, seconds: float) -> dict[str, Any]:
 
 
 def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float | None = None,
-             cpu: int = -1) -> dict[str, Any]:
+             cpu: int | None = None) -> dict[str, Any]:
     """The runtime's C++ real-time loop (mock driver, joint-PD mode: a full tick's data path)."""
     driver = _rt.MockDriver()
     driver.init([f"j{i}" for i in range(n_joints)], rate_hz)
@@ -50,12 +51,12 @@ def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float 
     params = _rt.RobotParams(kp=[50.0] * n_joints, kd=ones, kd_damping=ones, kp_max=[100.0] * n_joints,
                              kd_max=[5.0] * n_joints, q_lower=[-3.0] * n_joints, q_upper=[3.0] * n_joints,
                              dq_max=[20.0] * n_joints, tau_max=[50.0] * n_joints, default_pose=[0.0] * n_joints)
-    cfg = _rt.LoopConfig()
-    cfg.rate_hz = rate_hz
+    cfg = loop_config(rate_hz)
     if spin_us is not None:
         cfg.spin_ns = int(spin_us * 1000)
     spin_used_us = cfg.spin_ns / 1000.0
-    cfg.cpu = cpu
+    if cpu is not None:
+        cfg.cpu = cpu
     loop = _rt.RtLoop(driver, params, cfg)
     loop.start()
     try:
@@ -73,6 +74,7 @@ def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float 
         "compute_us": {k: round(stats["compute_us"][k], 1) for k in ("p50", "p99", "max")},
         "overruns": int(stats["overruns"]),
         "spin_us": spin_used_us,
+        "cpu": cfg.cpu,
         "os": report,
     }
 

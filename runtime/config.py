@@ -405,3 +405,18 @@ def robot_params(cfg: RobotConfig) -> Any:
     )
 
 
+
+
+def loop_config(rate_hz: float, lockstep: bool = False, realtime_priority: bool = True) -> Any:
+    """The runtime's C++ loop settings: in real time the loop thread gets its own core (the last
+    one, when there is more than one), SCHED_FIFO and the loop's default 100 µs final spin."""
+    from vertebra import _rt
+
+    cfg = _rt.LoopConfig()
+    cfg.rate_hz = rate_hz
+    cfg.lockstep = lockstep
+    cfg.realtime_priority = realtime_priority
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not lockstep and len(cpus) > 1:
+        cfg.cpu = cpus[-1]
+    return cfg

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vertebra import _rt
-from vertebra.runtime.config import RobotConfig, robot_params
+from vertebra.runtime.config import RobotConfig, loop_config, robot_params
 
 
 def tilt_deg(quat_wxyz: np.ndarray) -> float:
@@ -83,11 +83,7 @@ class SimRuntime:
         self.driver = _rt.MujocoDriver(opts)
         self.driver.init(cfg.joint_names, self.rate_hz)
 
-        lc = _rt.LoopConfig()
-        lc.rate_hz = self.rate_hz
-        lc.lockstep = lockstep
-        lc.realtime_priority = realtime_priority
-        self.loop = _rt.RtLoop(self.driver, robot_params(cfg), lc)
+        self.loop = _rt.RtLoop(self.driver, robot_params(cfg), loop_config(self.rate_hz, lockstep, realtime_priority))
         if not lockstep:
             self.loop.start()
 
