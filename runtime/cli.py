@@ -32,14 +32,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             from vertebra.drivers.viewer import SimViewer
 
             viewer = SimViewer(rt)
-        progress = _progress(not args.json or args.verbose)
-        if viewer is not None:
-            inner = progress
-
-            def progress(msg: str) -> None:  # keep the window in step while phases run
-                if inner:
-                    inner(msg)
-        result = rt.stand_up(hold_s=args.duration, progress=progress)
+        result = rt.stand_up(hold_s=args.duration, progress=_progress(not args.json or args.verbose))
         report = rt.report(result)
     finally:
         rt.close()
