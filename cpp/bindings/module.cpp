@@ -276,11 +276,8 @@ PYBIND11_MODULE(_rt, m) {
         r.duration_s = duration_s;
         r.n = static_cast<int32_t>(pose.size());
         r.pose = to_joint_array(pose, "pose");
-        {
-          py::gil_scoped_release release;
-          l.request_mode(r);
-        }
-        return l.last_request_seq();
+        py::gil_scoped_release release;
+        return l.request_mode(r);
       }, py::arg("mode"), py::arg("duration_s") = 0.0, py::arg("pose") = std::vector<double>{},
          "queue a mode change; returns its sequence number (see snapshot()['request_seq'/'request_status'])")
       .def("set_targets", [](RtLoop& l, const std::vector<double>& q, const std::vector<double>& dq, const std::vector<double>& kp,

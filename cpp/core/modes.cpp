@@ -35,7 +35,10 @@ static void zero_command(int n, Command& out) {
 void entry_pose(const RobotParams& p, const State& s, const Command& last, JointArray& out) {
   bool stiff = last.n == p.n;
   for (int i = 0; stiff && i < p.n; ++i) stiff = last.kp[i] > 0.0 && std::isfinite(last.q[i]);
-  for (int i = 0; i < p.n; ++i) out[i] = stiff ? last.q[i] : s.q[i];
+  for (int i = 0; i < p.n; ++i) {
+    const double q = stiff ? last.q[i] : s.q[i];
+    out[i] = q < p.q_lower[i] ? p.q_lower[i] : (q > p.q_upper[i] ? p.q_upper[i] : q);  // NaN passes through
+  }
 }
 
 Status ZeroTorqueMode::update(const RobotParams& p, const State& s, const Targets&, double, Command& out) {
@@ -53,7 +56,7 @@ Status DampingMode::update(const RobotParams& p, const State& s, const Targets&,
   return Status::kOk;
 }
 
-Status HoldMode::enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest&) {
+Status HoldMode::enter(const RobotParams& p, const State& s, const Command& last, const Targets&, const ModeRequest&) {
   entry_pose(p, s, last, pose_);
   if (!all_finite(pose_, p.n)) return Status::kNonFinite;
   return Status::kOk;
@@ -69,7 +72,7 @@ Status HoldMode::update(const RobotParams& p, const State&, const Targets&, doub
   return Status::kOk;
 }
 
-Status InterpolateMode::enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) {
+Status InterpolateMode::enter(const RobotParams& p, const State& s, const Command& last, const Targets&, const ModeRequest& req) {
   if (req.n != p.n || !(req.duration_s > 0.0) || !std::isfinite(req.duration_s) || !all_finite(req.pose, p.n))
     return Status::kInvalidRequest;
   for (int i = 0; i < p.n; ++i)
@@ -99,12 +102,13 @@ Status InterpolateMode::update(const RobotParams& p, const State&, const Targets
   return Status::kOk;
 }
 
-Status JointPDMode::enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) {
-  return fallback_.enter(p, s, last, req);
+Status JointPDMode::enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) {
+  entry_seq_ = t.seq;
+  return fallback_.enter(p, s, last, t, req);
 }
 
 Status JointPDMode::update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) {
-  if (t.seq == 0 || t.n != p.n) return fallback_.update(p, s, t, dt, out);
+  if (t.seq <= entry_seq_ || t.n != p.n) return fallback_.update(p, s, t, dt, out);
   out.n = p.n;
   for (int i = 0; i < p.n; ++i) {
     out.q[i] = t.q[i];

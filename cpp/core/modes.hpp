@@ -3,8 +3,9 @@
 //
 // Contract
 //  - enter() is called on the tick when the mode becomes active; it captures what it needs from
-//    the state and the last command sent (so that a switch never jumps) and validates the
-//    request's parameters, returning kInvalidRequest to refuse the switch.
+//    the state, the last command sent and the targets last received (so that a switch never
+//    jumps and never acts on stale targets) and validates the request's parameters, returning
+//    kInvalidRequest to refuse the switch.
 //  - update() is called every tick while active. Both are [tick]: no allocation, no exceptions,
 //    no I/O; they return a Status.
 //  - Every mode fills all n joints of the command; the loop's limiter clamps afterwards.
@@ -49,7 +50,7 @@ class ControllerMode {
  public:
   virtual ~ControllerMode() = default;
   virtual ModeId id() const = 0;
-  virtual Status enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) = 0;
+  virtual Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) = 0;
   virtual Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) = 0;
   // 0..1 for modes that move somewhere (interpolate); 1 for the others.
   virtual double progress() const { return 1.0; }
@@ -58,21 +59,21 @@ class ControllerMode {
 class ZeroTorqueMode final : public ControllerMode {
  public:
   ModeId id() const override { return ModeId::kZeroTorque; }
-  Status enter(const RobotParams&, const State&, const Command&, const ModeRequest&) override { return Status::kOk; }
+  Status enter(const RobotParams&, const State&, const Command&, const Targets&, const ModeRequest&) override { return Status::kOk; }
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
 };
 
 class DampingMode final : public ControllerMode {
  public:
   ModeId id() const override { return ModeId::kDamping; }
-  Status enter(const RobotParams&, const State&, const Command&, const ModeRequest&) override { return Status::kOk; }
+  Status enter(const RobotParams&, const State&, const Command&, const Targets&, const ModeRequest&) override { return Status::kOk; }
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
 };
 
 class HoldMode final : public ControllerMode {
  public:
   ModeId id() const override { return ModeId::kHold; }
-  Status enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) override;
+  Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   const JointArray& pose() const { return pose_; }
 
@@ -83,7 +84,7 @@ class HoldMode final : public ControllerMode {
 class InterpolateMode final : public ControllerMode {
  public:
   ModeId id() const override { return ModeId::kInterpolate; }
-  Status enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) override;
+  Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   double progress() const override { return duration_s_ > 0 ? (elapsed_s_ >= duration_s_ ? 1.0 : elapsed_s_ / duration_s_) : 1.0; }
 
@@ -95,15 +96,17 @@ class InterpolateMode final : public ControllerMode {
 class JointPDMode final : public ControllerMode {
  public:
   ModeId id() const override { return ModeId::kJointPD; }
-  Status enter(const RobotParams& p, const State& s, const Command& last, const ModeRequest& req) override;
+  Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
 
  private:
-  HoldMode fallback_;  // holds the entry pose until the first valid targets arrive
+  HoldMode fallback_;         // holds the entry pose until targets newer than the switch arrive
+  uint64_t entry_seq_ = 0;    // targets seen at entry are stale: they belong to an earlier session
 };
 
 // Where a mode starts from so a switch never jumps: the last command's pose when that command
-// was stiff on every joint, otherwise the measured joint positions.
+// was stiff on every joint, otherwise the measured joint positions, clamped into the limits (a
+// limp joint can hang slightly past its limit).
 void entry_pose(const RobotParams& p, const State& s, const Command& last, JointArray& out);
 
 }  // namespace vertebra

@@ -27,6 +27,21 @@ RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const 
   if (params.n <= 0 || params.n > kMaxJoints)
     throw std::invalid_argument("RtLoop: robot has " + std::to_string(params.n) + " joints; valid is 1.." +
                                 std::to_string(kMaxJoints));
+  if (cfg.spin_ns < 0 || cfg.spin_ns >= static_cast<int64_t>(1e9 / cfg.rate_hz))
+    throw std::invalid_argument("RtLoop: spin_ns must be in [0, period), found " + std::to_string(cfg.spin_ns));
+  for (int i = 0; i < params.n; ++i) {
+    const std::string j = "RtLoop: joint " + std::to_string(i) + ": ";
+    const double vals[] = {params.kp[i], params.kd[i], params.kd_damping[i], params.kp_max[i], params.kd_max[i],
+                           params.q_lower[i], params.q_upper[i], params.dq_max[i], params.tau_max[i], params.default_pose[i]};
+    for (double v : vals)
+      if (!std::isfinite(v)) throw std::invalid_argument(j + "every gain, limit and default must be finite");
+    if (!(params.q_lower[i] <= params.q_upper[i]))
+      throw std::invalid_argument(j + "q_lower (" + std::to_string(params.q_lower[i]) + ") must be <= q_upper (" +
+                                  std::to_string(params.q_upper[i]) + ")");
+    if (params.dq_max[i] < 0 || params.tau_max[i] < 0 || params.kp_max[i] < 0 || params.kd_max[i] < 0 ||
+        params.kd_damping[i] < 0)
+      throw std::invalid_argument(j + "dq_max, tau_max, kp_max, kd_max and kd_damping must be >= 0");
+  }
   if (cfg.lockstep && !driver_->simulated())
     throw std::invalid_argument("RtLoop: lockstep needs a simulated driver; '" + driver_->name() +
                                 "' runs on its own clock (use real time)");
@@ -52,13 +67,23 @@ ControllerMode* RtLoop::mode_for(ModeId id) {
   return nullptr;
 }
 
-void RtLoop::request_mode(const ModeRequest& req) {
+uint64_t RtLoop::request_mode(const ModeRequest& req) {
+  std::lock_guard<std::mutex> lock(writer_mutex_);
   ModeRequest r = req;
   r.seq = next_request_seq_++;
   requests_.write(r);
+  return r.seq;
 }
 
-void RtLoop::set_targets(const Targets& t) { targets_in_.write(t); }
+void RtLoop::set_targets(const Targets& t) {
+  std::lock_guard<std::mutex> lock(writer_mutex_);
+  targets_in_.write(t);
+}
+
+RtReport RtLoop::rt_report() const {
+  std::lock_guard<std::mutex> lock(lifecycle_mutex_);
+  return report_;
+}
 
 void RtLoop::reset_stats() {
   lateness_.reset();
@@ -115,7 +140,7 @@ void RtLoop::tick() {
   if (requests_.read(pending_)) {
     ControllerMode* next = mode_for(pending_.mode);
     Status st = Status::kInvalidRequest;
-    if (next != nullptr && faults_ == 0) st = next->enter(params_, state_, cmd_, pending_);
+    if (next != nullptr && faults_ == 0) st = next->enter(params_, state_, cmd_, targets_, pending_);
     if (st == Status::kOk) active_ = next;
     else ++snap_.requests_rejected;
     snap_.request_seq = pending_.seq;
@@ -143,7 +168,7 @@ void RtLoop::tick() {
   // 5. write
   const Status ws = driver_->write(cmd_);
   snap_.last_write = ws;
-  if (ws == Status::kDriverError) faults_ |= kFaultDriverWrite;
+  if (ws == Status::kDriverError || ws == Status::kNotReady) faults_ |= kFaultDriverWrite;
 
   // 6. publish
   const uint64_t t = ticks_.load(std::memory_order_relaxed) + 1;
@@ -161,24 +186,31 @@ void RtLoop::tick() {
 
 uint64_t RtLoop::run_ticks(uint64_t n) {
   if (!cfg_.lockstep) throw std::logic_error("RtLoop: run_ticks() is for lockstep loops; this one runs in real time");
+  if (ticking_.exchange(true, std::memory_order_acq_rel))
+    throw std::logic_error("RtLoop: run_ticks() is already running on another thread; ticks are never concurrent");
   for (uint64_t i = 0; i < n; ++i) {
     const int64_t t0 = mono_ns();
     tick();
     compute_.record_ns(mono_ns() - t0);
   }
+  ticking_.store(false, std::memory_order_release);
   return n;
 }
 
 void RtLoop::start() {
   if (cfg_.lockstep) throw std::logic_error("RtLoop: start() is for real-time loops; lockstep uses run_ticks()");
-  if (running_.exchange(true)) return;
+  std::lock_guard<std::mutex> lock(lifecycle_mutex_);
+  if (running_.load(std::memory_order_acquire)) return;
+  running_.store(true, std::memory_order_release);
   reported_.store(false);
   thread_ = std::thread([this] { thread_main(); });
   // Wait until the thread reported what the OS granted.
   while (!reported_.load(std::memory_order_acquire)) std::this_thread::yield();
+  report_ = pending_report_;
 }
 
 void RtLoop::stop() {
+  std::lock_guard<std::mutex> lock(lifecycle_mutex_);
   running_.store(false, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
   reported_.store(false);
@@ -210,7 +242,7 @@ void RtLoop::thread_main() {
   if (!r.timer_slack) notes += std::string("timer slack: ") + std::strerror(errno) + "; ";
   r.notes = notes;
   r.started = true;
-  report_ = r;
+  pending_report_ = r;  // start() copies it into report_ once reported_ is set
   reported_.store(true, std::memory_order_release);
 
   int64_t next = mono_ns() + period_ns_;

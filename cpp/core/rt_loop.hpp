@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -78,14 +79,15 @@ class RtLoop {
   void start();
   void stop();
   bool running() const { return running_.load(std::memory_order_acquire); }
-  RtReport rt_report() const { return report_; }
+  RtReport rt_report() const;
 
   // Lockstep mode: run n ticks now on the calling thread. Returns ticks run.
   uint64_t run_ticks(uint64_t n);
 
-  // From Python (any thread). Wait-free.
-  void request_mode(const ModeRequest& req);  // seq is assigned here; returns via snapshot
-  uint64_t last_request_seq() const { return next_request_seq_ - 1; }
+  // From Python (any thread). Writers are serialised by a mutex the tick never takes.
+  // request_mode returns the sequence number assigned (answered in the snapshot). Requests are
+  // latest-wins: one superseded before a tick took it is never answered.
+  uint64_t request_mode(const ModeRequest& req);
   void set_targets(const Targets& t);
   void reset_faults() { reset_faults_.store(true, std::memory_order_release); }
   void snapshot(Snapshot& out) const { snapshot_.load(out); }
@@ -130,7 +132,9 @@ class RtLoop {
   TripleBuffer<ModeRequest> requests_;
   TripleBuffer<Targets> targets_in_;
   SeqLock<Snapshot> snapshot_;
-  uint64_t next_request_seq_ = 1;  // written by the (single) Python-side caller
+  std::mutex writer_mutex_;        // serialises Python-side writers (never taken on the tick)
+  uint64_t next_request_seq_ = 1;  // guarded by writer_mutex_
+  std::atomic<bool> ticking_{false};  // lockstep: refuses concurrent run_ticks()
   std::atomic<bool> reset_faults_{false};
 
   // Statistics.
@@ -138,9 +142,10 @@ class RtLoop {
   std::atomic<uint64_t> overruns_{0}, ticks_{0};
 
   // Thread.
+  mutable std::mutex lifecycle_mutex_;  // start/stop/rt_report (never taken on the tick)
   std::atomic<bool> running_{false};
   std::thread thread_;
-  RtReport report_;
+  RtReport report_, pending_report_;
   std::atomic<bool> reported_{false};
 };
 

@@ -24,6 +24,20 @@ static int sensor_or_throw(const mjModel* m, const char* name, const std::string
 }
 
 void MujocoDriver::init(const DriverInit& init) {
+  if (m_ || d_) throw std::logic_error("MujocoDriver: init() was already called; make a new driver instead");
+  try {
+    init_impl(init);
+  } catch (...) {
+    // Leave the driver unusable but safe: read()/write() answer kNotReady.
+    if (d_) mj_deleteData(d_);
+    if (m_) mj_deleteModel(m_);
+    d_ = nullptr;
+    m_ = nullptr;
+    throw;
+  }
+}
+
+void MujocoDriver::init_impl(const DriverInit& init) {
   char err[1024] = {0};
   m_ = mj_loadXML(opt_.mjcf_path.c_str(), nullptr, err, sizeof(err));
   if (!m_) throw std::invalid_argument("MujocoDriver: cannot load MJCF '" + opt_.mjcf_path + "': " + err);
@@ -36,6 +50,8 @@ void MujocoDriver::init(const DriverInit& init) {
                                 ") must be an integer multiple of control_rate_hz (" +
                                 std::to_string(init.control_rate_hz) + ")");
   m_->opt.timestep = 1.0 / opt_.sim_rate_hz;
+  // A diverging simulation must surface as a driver error, not silently restart at t = 0.
+  m_->opt.disableflags |= mjDSBL_AUTORESET;
   d_ = mj_makeData(m_);
 
   // The floating base: the (single) free joint.
@@ -102,6 +118,8 @@ double MujocoDriver::sim_timestep() const { return m_ ? m_->opt.timestep : 0.0; 
 double MujocoDriver::total_mass() const { return mass_; }
 
 void MujocoDriver::hoist_lower_to(double anchor_z_m, double speed_m_s) {
+  if (!std::isfinite(anchor_z_m) || !std::isfinite(speed_m_s) || speed_m_s < 0)
+    throw std::invalid_argument("MujocoDriver: hoist_lower_to needs a finite anchor height and a speed >= 0");
   hoist_target_z_.store(anchor_z_m, std::memory_order_relaxed);
   hoist_speed_.store(std::max(0.0, speed_m_s), std::memory_order_relaxed);
 }
@@ -163,8 +181,18 @@ void MujocoDriver::apply_hoist() {
   z = (std::abs(target - z) <= step) ? target : z + (target > z ? step : -step);
   hoist_z_.store(z, std::memory_order_relaxed);
 
-  const double* p = d_->xipos + 3 * base_body_;
-  const double* v = d_->qvel + base_dadr_;  // free joint: linear velocity (world), then angular (local)
+  const double* p = d_->xipos + 3 * base_body_;  // the rope pulls at the base's centre of mass
+  const double* R = d_->xmat + 9 * base_body_;
+  // Free joint velocity: linear of the body origin (world frame), then angular (body frame).
+  const double* w_local = d_->qvel + base_dadr_ + 3;
+  double w_world[3], v[3];
+  for (int r = 0; r < 3; ++r) w_world[r] = R[3 * r] * w_local[0] + R[3 * r + 1] * w_local[1] + R[3 * r + 2] * w_local[2];
+  const double* o = d_->xpos + 3 * base_body_;
+  const double rc[3] = {p[0] - o[0], p[1] - o[1], p[2] - o[2]};
+  const double* v0 = d_->qvel + base_dadr_;
+  v[0] = v0[0] + w_world[1] * rc[2] - w_world[2] * rc[1];  // velocity of the centre of mass
+  v[1] = v0[1] + w_world[2] * rc[0] - w_world[0] * rc[2];
+  v[2] = v0[2] + w_world[0] * rc[1] - w_world[1] * rc[0];
   const double stretch = z - p[2];
   double tension = 0.0;
   if (stretch > 0) tension = std::max(0.0, opt_.hoist_stiffness_n_m * stretch - opt_.hoist_damping_n_s_m * v[2]);
@@ -175,12 +203,8 @@ void MujocoDriver::apply_hoist() {
   f[0] = load * (opt_.hoist_lateral_stiffness_n_m * (hoist_x_ - p[0]) - opt_.hoist_damping_n_s_m * 0.25 * v[0]);
   f[1] = load * (opt_.hoist_lateral_stiffness_n_m * (hoist_y_ - p[1]) - opt_.hoist_damping_n_s_m * 0.25 * v[1]);
   // Harness: restoring torque toward upright (roll/pitch only) + angular damping, world frame.
-  const double* R = d_->xmat + 9 * base_body_;  // body z-axis in world = third column
-  const double zx = R[2], zy = R[5];
+  const double zx = R[2], zy = R[5];  // body z-axis in world = third column of R
   // axis of the rotation taking body z to world z is (body_z x world_z) = (zy, -zx, 0)
-  const double* w_local = d_->qvel + base_dadr_ + 3;
-  double w_world[3];
-  for (int r = 0; r < 3; ++r) w_world[r] = R[3 * r] * w_local[0] + R[3 * r + 1] * w_local[1] + R[3 * r + 2] * w_local[2];
   f[3] = load * (opt_.hoist_rot_stiffness_nm_rad * zy - opt_.hoist_rot_damping_nms_rad * w_world[0]);
   f[4] = load * (-opt_.hoist_rot_stiffness_nm_rad * zx - opt_.hoist_rot_damping_nms_rad * w_world[1]);
   f[5] = load * (-opt_.hoist_rot_damping_nms_rad * w_world[2]);
@@ -197,7 +221,9 @@ Status MujocoDriver::write(const Command& cmd) {
     apply_hoist();
     mj_step(m_, d_);
   }
-  if (!std::isfinite(d_->time) || !std::isfinite(d_->qpos[base_qadr_ + 2])) return Status::kDriverError;
+  if (d_->warning[mjWARN_BADQACC].number > 0 || d_->warning[mjWARN_BADQVEL].number > 0 ||
+      d_->warning[mjWARN_BADQPOS].number > 0 || !std::isfinite(d_->time) || !std::isfinite(d_->qpos[base_qadr_ + 2]))
+    return Status::kDriverError;
   pose_buf_.time = d_->time;
   for (int i = 0; i < m_->nq; ++i) pose_buf_.qpos[i] = d_->qpos[i];
   pose_.store(pose_buf_);

@@ -76,6 +76,7 @@ class MujocoDriver final : public Driver {
   int steps_per_tick() const { return steps_per_tick_; }
 
  private:
+  void init_impl(const DriverInit& init);
   void apply_motors(const Command& cmd);
   void apply_hoist();
 

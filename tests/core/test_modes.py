@@ -158,3 +158,42 @@ def test_driver_failures_and_nan_state_raise_faults(mock_loop):
     loop.reset_faults()
     loop.run_ticks(1)
     assert "driver_read" in loop.snapshot()["faults"]
+
+
+def test_joint_pd_reentry_never_acts_on_stale_targets(mock_loop):
+    _, loop = mock_loop
+    request_ok(loop, _rt.Mode.JOINT_PD)
+    loop.set_targets([1.0] * N, [0.0] * N, [40.0] * N, [2.0] * N, [2.0] * N, 1)
+    loop.run_ticks(300)
+    request_ok(loop, _rt.Mode.INTERPOLATE, 0.5, [-0.5] * N)
+    loop.run_ticks(400)
+    assert request_ok(loop, _rt.Mode.JOINT_PD) == "ok"
+    loop.run_ticks(10)
+    # the policy session's old target (1.0) is not resumed: the pose is held until new targets
+    assert np.allclose(cmd(loop)["q"], -0.5)
+    loop.set_targets([0.2] * N, [0.0] * N, [40.0] * N, [2.0] * N, [2.0] * N, 2)
+    loop.run_ticks(1)
+    assert np.allclose(cmd(loop)["q"], 0.2)
+
+
+def test_interpolation_starts_inside_the_limits(mock_loop):
+    driver, loop = mock_loop
+    driver.set_joint_positions([2.05] + [0.0] * (N - 1))  # a limp joint hanging past its 2.0 limit
+    loop.run_ticks(1)
+    request_ok(loop, _rt.Mode.INTERPOLATE, 1.0, [0.0] * N)
+    s = loop.snapshot()
+    assert s["command"]["q"][0] <= 2.0 and s["clamps"] == 0
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("q_lower", 3.0, "q_lower"), ("tau_max", math.nan, "finite"), ("dq_max", -1.0, ">= 0")])
+def test_loop_refuses_inconsistent_limits(field, value, match):
+    from tests.conftest import make_params
+
+    kw = dict(kp=[40.0] * N, kd=[2.0] * N, kd_damping=[3.0] * N, kp_max=[60.0] * N, kd_max=[3.0] * N,
+              q_lower=[-2.0] * N, q_upper=[2.0] * N, dq_max=[10.0] * N, tau_max=[30.0] * N, default_pose=[0.0] * N)
+    kw[field] = [value] + kw[field][1:]
+    driver = _rt.MockDriver()
+    driver.init([f"j{i}" for i in range(N)], RATE)
+    with pytest.raises(ValueError, match=match):
+        _rt.RtLoop(driver, _rt.RobotParams(**kw), _rt.LoopConfig())

@@ -55,6 +55,7 @@ def test_motor_board_clamps_torque_to_the_effort_limit(go2):
     target = cfg.column("default_rad")
     target[2] = -0.84  # calf (motor 2) far from where it is
     loop.request_mode(_rt.Mode.JOINT_PD)
+    loop.run_ticks(1)  # targets count from the switch on
     loop.set_targets(target, [0.0] * 12, [120.0] * 12, [0.0] * 12, [0.0] * 12, 1)
     loop.run_ticks(1)  # kp * 0.66 rad = 79 N·m asked
     tau = d.read()["tau"]
@@ -74,6 +75,7 @@ def test_command_latency_delays_the_motor_board(go2):
         target = cfg.column("default_rad")
         target[1] += 0.5
         loop.request_mode(_rt.Mode.JOINT_PD)
+        loop.run_ticks(1)
         loop.set_targets(target, [0.0] * 12, [80.0] * 12, [2.0] * 12, [0.0] * 12, 1)
         moved_at = None
         for tick in range(40):
@@ -106,6 +108,22 @@ def test_hoist_carries_a_limp_robot_and_release_drops_it(go2):
     loop.run_ticks(500)
     assert d.read()["base_pos"][2] < 0.25  # limp on the ground
     assert d.hoist_tension_n == 0.0
+
+
+def test_init_once_and_hoist_inputs_validated(go2):
+    cfg, d = make_driver(go2)
+    with pytest.raises(RuntimeError, match="already called"):
+        d.init(cfg.joint_names, 500.0)
+    for bad in ((math.nan, 0.1), (math.inf, 0.1), (0.2, -1.0)):
+        with pytest.raises(ValueError, match="hoist_lower_to"):
+            d.hoist_lower_to(*bad)
+    # a driver whose init failed is safe: it answers not_ready instead of crashing
+    o = _rt.SimOptions()
+    o.mjcf_path = go2[1]
+    broken = _rt.MujocoDriver(o)
+    with pytest.raises(ValueError):
+        broken.init(["no_such_joint"], 500.0)
+    assert broken.read()["status"] == "not_ready"
 
 
 def test_configuration_errors_are_explicit(go2):
