@@ -44,7 +44,7 @@ class SimRuntime:
 
     def __init__(self, robot: str | RobotConfig, *, lockstep: bool = True, rate_hz: float | None = None,
                  noise: bool = False, command_latency_ms: float | None = None, realtime_priority: bool = True):
-        from vertebra.drivers.sim_model import build_mjcf
+        from vertebra.drivers.registry import driver_config
 
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
         cfg = self.cfg
@@ -54,35 +54,11 @@ class SimRuntime:
         self.default_pose = cfg.column("default_rad")
         self.standing_height_m = self.model.standing_base_height(self.default_pose, cfg.foot_frames, cfg.sole_offset_m)
 
-        self.mjcf_path = build_mjcf(cfg)
-        hang_z = self.standing_height_m + cfg.sim.hoist.clearance_m
-        opts = _rt.SimOptions()
-        opts.mjcf_path = str(self.mjcf_path)
-        opts.sim_rate_hz = cfg.sim.sim_rate_hz
-        opts.base_pos = [0.0, 0.0, hang_z]
-        opts.base_quat = [1.0, 0.0, 0.0, 0.0]
-        # Hanging limp: joints at zero, or the nearest limit where zero is outside the range.
-        opts.initial_joint_q = [min(max(0.0, j.q_min_rad), j.q_max_rad) for j in cfg.joints]
-        h = cfg.sim.hoist
-        opts.hoist_engaged = True
-        # Anchor so that the rope's static stretch carries the robot's weight at the hang height.
         self.mass_kg = self.model.total_mass
-        opts.hoist_anchor_z_m = hang_z + self.mass_kg * 9.81 / h.stiffness_n_m
-        opts.hoist_stiffness_n_m = h.stiffness_n_m
-        opts.hoist_damping_n_s_m = h.damping_n_s_m
-        opts.hoist_lateral_stiffness_n_m = h.lateral_stiffness_n_m
-        opts.hoist_rot_stiffness_nm_rad = h.rot_stiffness_nm_rad
-        opts.hoist_rot_damping_nms_rad = h.rot_damping_nms_rad
-        if noise:
-            opts.noise_q_rad = cfg.sim.noise_q_rad
-            opts.noise_dq_rad_s = cfg.sim.noise_dq_rad_s
-            opts.noise_gyro_rad_s = cfg.sim.noise_gyro_rad_s
-            opts.noise_acc_m_s2 = cfg.sim.noise_acc_m_s2
-        latency = cfg.sim.command_latency_ms if command_latency_ms is None else command_latency_ms
-        opts.command_latency_s = latency / 1000.0
-        self.driver = _rt.MujocoDriver(opts)
-        self.driver.init(cfg.joint_names, self.rate_hz)
-
+        sim = driver_config("mujoco", standing_height_m=self.standing_height_m, noise=noise,
+                            command_latency_ms=command_latency_ms)
+        self.driver = sim.build(cfg, self.rate_hz)
+        self.mjcf_path = sim.mjcf_path
         self.loop = _rt.RtLoop(self.driver, robot_params(cfg), loop_config(self.rate_hz, lockstep, realtime_priority))
         if not lockstep:
             self.loop.start()
