@@ -54,7 +54,6 @@ class SimRuntime:
         self.default_pose = cfg.column("default_rad")
         self.standing_height_m = self.model.standing_base_height(self.default_pose, cfg.foot_frames, cfg.sole_offset_m)
 
-        self.mass_kg = self.model.total_mass
         sim = driver_config("mujoco", standing_height_m=self.standing_height_m, noise=noise,
                             command_latency_ms=command_latency_ms)
         self.driver = sim.build(cfg, self.rate_hz)
