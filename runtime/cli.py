@@ -21,8 +21,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print("vertebra sim: --duration must be > 0 seconds", file=sys.stderr)
         return 2
     try:
+        if args.scenario and args.controller != "wbc":
+            print("vertebra sim: --scenario needs --controller wbc", file=sys.stderr)
+            return 2
         rt = SimRuntime(args.robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
-                        command_latency_ms=args.latency_ms)
+                        command_latency_ms=args.latency_ms, controller=args.controller)
     except ConfigError as e:
         print(f"vertebra sim: bad configuration: {e}", file=sys.stderr)
         return 2
@@ -32,8 +35,21 @@ def cmd_sim(args: argparse.Namespace) -> int:
             from vertebra.drivers.viewer import SimViewer
 
             viewer = SimViewer(rt)
-        result = rt.stand_up(hold_s=args.duration, progress=_progress(not args.json or args.verbose))
+        say = _progress(not args.json or args.verbose)
+        if args.controller == "wbc":
+            from vertebra.runtime.scenarios import run_scenario
+
+            result = rt.stand_up(hold_s=0.5, progress=say)
+            scenario = run_scenario(rt, args.scenario or "stand", args.duration, say or (lambda _m: None),
+                                    push_force_n=args.push_n)
+        else:
+            result = rt.stand_up(hold_s=args.duration, progress=say)
         report = rt.report(result)
+        if args.controller == "wbc":
+            report["controller"] = "wbc"
+            report["scenario"] = args.scenario or "stand"
+            report.update(scenario)
+            report["max_tilt_deg"] = scenario["max_tilt_deg"]
     finally:
         rt.close()
         if viewer is not None:
@@ -47,7 +63,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         lat = report["loop"]["lateness_us"]
         print(f"loop {report['loop']['rate_hz']:g} Hz ({report['clock']}): lateness p50 {lat['p50']} us, "
               f"p99 {lat['p99']} us, p99.9 {lat['p999']} us, max {lat['max']} us, overruns {report['loop']['overruns']}")
-    return 0 if not report["faults"] else 1
+    return 0 if not report["faults"] and not report.get("fell", False) else 1
 
 
 def cmd_bench_loop(args: argparse.Namespace) -> int:
@@ -107,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--noise", action="store_true", help="enable the sensor noise configured for the robot")
     s.add_argument("--latency-ms", type=float, default=None, help="command latency to emulate, ms (default: config)")
     s.add_argument("--view", action="store_true", help="open the MuJoCo viewer (needs a display)")
+    s.add_argument("--controller", choices=["pd", "wbc"], default="pd",
+                   help="pd: stand on joint hold (default); wbc: stand, then hand over to the whole-body controller")
+    s.add_argument("--scenario", choices=["stand", "push", "reach", "pose"], default=None,
+                   help="with --controller wbc: stand (--duration s), push (8 directions), reach (hand targets, "
+                        "humanoid), pose (CoM shifts on a humanoid, base roll/pitch/yaw/height on a quadruped)")
+    s.add_argument("--push-n", type=float, default=30.0, help="push scenario: force in N, applied for 0.2 s (default 30)")
     s.set_defaults(func=cmd_sim)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON and compare against an in-run baseline",

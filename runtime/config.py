@@ -165,6 +165,29 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
+class WbcTaskConfig:
+    kp: float
+    kd: float
+    weight: list[float]  # per axis [x, y, z, rx, ry, rz] (3-D tasks: first 3; posture: one value)
+
+
+@dataclass(frozen=True)
+class WbcConfig:
+    flat_feet: bool
+    sole_offset_m: list[float]
+    sole_half_length_m: float
+    sole_half_width_m: float
+    friction: float
+    min_normal_force_n: float
+    max_normal_force_n: float
+    ramp_s: float
+    torso_frame: str
+    tasks: dict[str, WbcTaskConfig]
+    output_kp_scale: float
+    output_kd_scale: float
+
+
+@dataclass(frozen=True)
 class RobotConfig:
     """A robot: its description, joints in motor-index order, limits, gains, frames, simulator."""
 
@@ -181,6 +204,7 @@ class RobotConfig:
     sole_offset_m: float
     hand_frames: list[str]
     sim: SimConfig
+    wbc: WbcConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,7 +238,7 @@ class RobotConfig:
     def from_dict(cls, data: Any, file: str | os.PathLike[str] = "<dict>") -> "RobotConfig":
         r = _Reader(file, data)
         r.reject_unknown({"name", "description", "urdf", "control_rate_hz", "max_gain_scale", "joints", "frames",
-                          "sim", "extra"})
+                          "sim", "wbc", "extra"})
         urdf_path = _resolve_urdf(r.sub("urdf"))
         joints = _read_joints(r)
         frames = r.sub("frames")
@@ -233,6 +257,7 @@ class RobotConfig:
             sole_offset_m=frames.number("sole_offset_m", lo=0.0, hi=0.2),
             hand_frames=[_str_item(frames, "hands", i, v) for i, v in enumerate(frames.get("hands", []) or [])],
             sim=_read_sim(r.sub("sim"), [j.name for j in joints]),
+            wbc=_read_wbc(r.sub("wbc")) if r.get("wbc", None) is not None else None,
             extra=dict(r.get("extra", {}) or {}),
         )
         _check_against_urdf(cfg, r)
@@ -363,6 +388,50 @@ def _read_sim(s: _Reader, joint_names: list[str]) -> SimConfig:
     )
 
 
+_WBC_TASKS = {"com": 3, "base": 6, "torso": 6, "hands": 6, "swing_foot": 6, "posture": 1}
+
+
+def _read_wbc(w: _Reader) -> WbcConfig:
+    w.reject_unknown({"contacts", "torso_frame", "tasks", "output"})
+    c = w.sub("contacts")
+    c.reject_unknown({"type", "sole_offset_m", "sole_half_length_m", "sole_half_width_m", "friction",
+                      "min_normal_force_n", "max_normal_force_n", "ramp_s"})
+    kind = c.string("type")
+    if kind not in ("flat", "point"):
+        raise c.error("type", kind, "flat (6-D sole contacts) or point (3-D foot contacts)")
+    fmin = c.number("min_normal_force_n", lo=0.0, hi=1000.0)
+    fmax = c.number("max_normal_force_n", lo=1.0, hi=1e5)
+    if fmax <= fmin:
+        raise c.error("max_normal_force_n", fmax, f"greater than min_normal_force_n ({fmin})")
+    t = w.sub("tasks")
+    t.reject_unknown(set(_WBC_TASKS))
+    tasks = {}
+    for name in t.data:
+        tr = t.sub(name)
+        tr.reject_unknown({"kp", "kd", "weight"})
+        size = _WBC_TASKS[name]
+        weight = tr.get("weight")
+        if not isinstance(weight, list) or len(weight) != size or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in weight):
+            raise tr.error("weight", weight, f"a list of {size} finite numbers >= 0")
+        tasks[name] = WbcTaskConfig(tr.number("kp", lo=0.0, hi=1e4), tr.number("kd", lo=0.0, hi=1e3),
+                                    [float(x) for x in weight])
+    for required in ("com", "base", "posture"):
+        if required not in tasks:
+            raise t.error(required, "<missing>", "a task entry (com, base and posture are required)")
+    o = w.sub("output")
+    o.reject_unknown({"kp_scale", "kd_scale"})
+    flat = kind == "flat"
+    return WbcConfig(
+        flat_feet=flat, sole_offset_m=c.vector("sole_offset_m", 3),
+        sole_half_length_m=c.number("sole_half_length_m", 0.0 if not flat else _MISSING, lo=0.0 if not flat else 0.01, hi=0.5),
+        sole_half_width_m=c.number("sole_half_width_m", 0.0 if not flat else _MISSING, lo=0.0 if not flat else 0.005, hi=0.5),
+        friction=c.number("friction", lo=0.05, hi=2.0), min_normal_force_n=fmin, max_normal_force_n=fmax,
+        ramp_s=c.number("ramp_s", 0.1, lo=0.002, hi=5.0), torso_frame=w.get("torso_frame", "") or "",
+        tasks=tasks, output_kp_scale=o.number("kp_scale", lo=0.0, hi=1.0), output_kd_scale=o.number("kd_scale", lo=0.0, hi=1.0),
+    )
+
+
 def _check_against_urdf(cfg: RobotConfig, r: _Reader) -> None:
     """The YAML may tighten the URDF's limits, never widen them; frames must exist."""
     from vertebra import _rt
@@ -388,6 +457,8 @@ def _check_against_urdf(cfg: RobotConfig, r: _Reader) -> None:
     checks += [(f"frames.feet[{i}]", f) for i, f in enumerate(cfg.foot_frames)]
     checks += [(f"frames.hands[{i}]", f) for i, f in enumerate(cfg.hand_frames)]
     checks += [(f"sim.cameras[{i}].body", c.body) for i, c in enumerate(cfg.sim.cameras)]
+    if cfg.wbc is not None and cfg.wbc.torso_frame:
+        checks.append(("wbc.torso_frame", cfg.wbc.torso_frame))
     for where, name in checks:
         if name not in frames:
             raise ConfigError(cfg.file, where, name, "a frame of the URDF: " + ", ".join(sorted(frames)))

@@ -43,7 +43,8 @@ class SimRuntime:
     """The runtime around a MuJoCo-simulated robot."""
 
     def __init__(self, robot: str | RobotConfig, *, lockstep: bool = True, rate_hz: float | None = None,
-                 noise: bool = False, command_latency_ms: float | None = None, realtime_priority: bool = True):
+                 noise: bool = False, command_latency_ms: float | None = None, realtime_priority: bool = True,
+                 controller: str = "pd"):
         from vertebra.drivers.registry import driver_config
 
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
@@ -59,6 +60,15 @@ class SimRuntime:
         self.driver = sim.build(cfg, self.rate_hz)
         self.mjcf_path = sim.mjcf_path
         self.loop = _rt.RtLoop(self.driver, robot_params(cfg), loop_config(self.rate_hz, lockstep, realtime_priority))
+        if controller not in ("pd", "wbc"):
+            raise ValueError(f"unknown controller '{controller}'; controllers are: pd, wbc")
+        self.controller = controller
+        self.wb = None
+        if controller == "wbc":
+            from vertebra.runtime.wbc import WholeBody
+
+            self.wb = WholeBody(cfg, self.model)
+            _rt.set_wbc_mode(self.loop, self.wb.ctrl)
         if not lockstep:
             self.loop.start()
 
@@ -136,6 +146,13 @@ class SimRuntime:
 
         phase(f"hold standing for {hold_s:g} s", lambda: self.wait(hold_s, on_sample=sample))
         return res
+
+    def engage_wbc(self) -> None:
+        """Hand the standing robot from joint hold to the whole-body controller."""
+        if self.wb is None:
+            raise RuntimeError("this runtime was built with controller='pd'; use controller='wbc'")
+        self.wb.reset_targets()
+        self.request(_rt.Mode.WBC)
 
     def report(self, res: ProcedureResult) -> dict[str, Any]:
         snap = self.loop.snapshot()

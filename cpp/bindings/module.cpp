@@ -14,6 +14,7 @@
 #include "core/rt_loop.hpp"
 #include "drivers/mock_driver.hpp"
 #include "drivers/mujoco_driver.hpp"
+#include "wbc/wbc.hpp"
 
 namespace py = pybind11;
 using namespace vertebra;
@@ -45,6 +46,7 @@ py::dict state_dict(const State& s) {
   d["base_pos"] = arr(s.base_pos.data(), 3);
   d["base_quat"] = arr(s.base_quat.data(), 4);
   d["base_lin_vel"] = arr(s.base_lin_vel.data(), 3);
+  d["base_ang_vel"] = arr(s.base_ang_vel.data(), 3);
   return d;
 }
 
@@ -75,6 +77,7 @@ py::list fault_names(uint32_t f) {
   if (f & kFaultDriverWrite) l.append("driver_write");
   if (f & kFaultNonFiniteState) l.append("non_finite_state");
   if (f & kFaultNonFiniteCommand) l.append("non_finite_command");
+  if (f & kFaultController) l.append("controller");
   return l;
 }
 
@@ -129,7 +132,8 @@ PYBIND11_MODULE(_rt, m) {
       .value("DAMPING", ModeId::kDamping)
       .value("HOLD", ModeId::kHold)
       .value("INTERPOLATE", ModeId::kInterpolate)
-      .value("JOINT_PD", ModeId::kJointPD);
+      .value("JOINT_PD", ModeId::kJointPD)
+      .value("WBC", ModeId::kWbc);
 
   py::class_<RobotModel, std::shared_ptr<RobotModel>>(m, "RobotModel", "pinocchio model with a free-floating base; joints in motor order")
       .def(py::init<const std::string&, const std::vector<std::string>&>(), py::arg("urdf_path"), py::arg("joint_names"))
@@ -242,6 +246,9 @@ PYBIND11_MODULE(_rt, m) {
       .def(py::init<SimOptions>(), py::arg("options"))
       .def("hoist_lower_to", &MujocoDriver::hoist_lower_to, py::arg("anchor_z_m"), py::arg("speed_m_s"))
       .def("hoist_release", &MujocoDriver::hoist_release)
+      .def("push", &MujocoDriver::push, py::arg("fx"), py::arg("fy"), py::arg("fz"), py::arg("duration_s"),
+           "apply an external force (N, world) on the base's centre of mass for duration_s of sim time")
+      .def_property_readonly("pushing", &MujocoDriver::pushing)
       .def_property_readonly("hoist_engaged", &MujocoDriver::hoist_engaged)
       .def_property_readonly("hoist_anchor_z", &MujocoDriver::hoist_anchor_z)
       .def_property_readonly("hoist_tension_n", &MujocoDriver::hoist_tension_n)
@@ -341,6 +348,138 @@ PYBIND11_MODULE(_rt, m) {
         d["notes"] = r.notes;
         return d;
       });
+
+  py::class_<WbcGains>(m, "WbcGains")
+      .def(py::init<>())
+      .def_readwrite("kp", &WbcGains::kp)
+      .def_readwrite("kd", &WbcGains::kd)
+      .def_readwrite("weight", &WbcGains::weight);
+  py::class_<WbcConfig>(m, "WbcConfig", "whole-body controller settings (cpp/wbc/wbc.hpp)")
+      .def(py::init<>())
+      .def_readwrite("flat_feet", &WbcConfig::flat_feet)
+      .def_readwrite("foot_frames", &WbcConfig::foot_frames)
+      .def_readwrite("sole_offset_m", &WbcConfig::sole_offset_m)
+      .def_readwrite("friction", &WbcConfig::friction)
+      .def_readwrite("sole_half_length_m", &WbcConfig::sole_half_length_m)
+      .def_readwrite("sole_half_width_m", &WbcConfig::sole_half_width_m)
+      .def_readwrite("min_normal_force_n", &WbcConfig::min_normal_force_n)
+      .def_readwrite("max_normal_force_n", &WbcConfig::max_normal_force_n)
+      .def_readwrite("contact_ramp_s", &WbcConfig::contact_ramp_s)
+      .def_readwrite("base_frame", &WbcConfig::base_frame)
+      .def_readwrite("torso_frame", &WbcConfig::torso_frame)
+      .def_readwrite("hand_frames", &WbcConfig::hand_frames)
+      .def_readwrite("com", &WbcConfig::com)
+      .def_readwrite("base", &WbcConfig::base)
+      .def_readwrite("torso", &WbcConfig::torso)
+      .def_readwrite("hands", &WbcConfig::hands)
+      .def_readwrite("swing_foot", &WbcConfig::swing_foot)
+      .def_readwrite("posture", &WbcConfig::posture)
+      .def_readwrite("reg_ddq", &WbcConfig::reg_ddq)
+      .def_readwrite("reg_force", &WbcConfig::reg_force)
+      .def_readwrite("limit_horizon_s", &WbcConfig::limit_horizon_s)
+      .def_readwrite("max_position_error_m", &WbcConfig::max_position_error_m)
+      .def_readwrite("max_rotation_error_rad", &WbcConfig::max_rotation_error_rad)
+      .def_readwrite("armature", &WbcConfig::armature)
+      .def_readwrite("out_kp", &WbcConfig::out_kp)
+      .def_readwrite("out_kd", &WbcConfig::out_kd)
+      .def_readwrite("control_rate_hz", &WbcConfig::control_rate_hz)
+      .def_readwrite("max_consecutive_failures", &WbcConfig::max_consecutive_failures)
+      .def_readwrite("eps_abs", &WbcConfig::eps_abs)
+      .def_readwrite("max_iter", &WbcConfig::max_iter);
+  py::class_<WbcTargets>(m, "WbcTargets", "whole-body targets; a field counts when its *_set flag is true")
+      .def(py::init<>())
+      .def_readwrite("seq", &WbcTargets::seq)
+      .def_readwrite("com_set", &WbcTargets::com_set)
+      .def_readwrite("com", &WbcTargets::com)
+      .def_readwrite("base_set", &WbcTargets::base_set)
+      .def_readwrite("base_pos", &WbcTargets::base_pos)
+      .def_readwrite("base_quat", &WbcTargets::base_quat)
+      .def_readwrite("torso_set", &WbcTargets::torso_set)
+      .def_readwrite("torso_quat", &WbcTargets::torso_quat)
+      .def_readwrite("hand_set", &WbcTargets::hand_set)
+      .def_readwrite("hand_pos", &WbcTargets::hand_pos)
+      .def_readwrite("hand_quat", &WbcTargets::hand_quat)
+      .def_readwrite("contact_active", &WbcTargets::contact_active)
+      .def_readwrite("foot_set", &WbcTargets::foot_set)
+      .def_readwrite("foot_pos", &WbcTargets::foot_pos)
+      .def_readwrite("foot_quat", &WbcTargets::foot_quat)
+      .def_readwrite("posture_set", &WbcTargets::posture_set)
+      .def_readwrite("posture", &WbcTargets::posture);
+  py::class_<ControllerMode, std::shared_ptr<ControllerMode>>(m, "ControllerMode");
+  py::class_<WholeBodyController, ControllerMode, std::shared_ptr<WholeBodyController>>(
+      m, "WholeBodyController", "task-space inverse-dynamics QP (cpp/wbc/wbc.hpp)")
+      .def(py::init<const RobotModel&, const WbcConfig&>(), py::arg("robot"), py::arg("config"))
+      .def_property_readonly("n_variables", &WholeBodyController::n_variables)
+      .def_property_readonly("n_eq", &WholeBodyController::n_eq)
+      .def_property_readonly("n_in", &WholeBodyController::n_in)
+      .def_property_readonly("n_contacts", &WholeBodyController::n_contacts)
+      .def_property_readonly("contact_dim", &WholeBodyController::contact_dim)
+      .def("publish_targets", &WholeBodyController::publish_targets, py::arg("targets"),
+           py::call_guard<py::gil_scoped_release>())
+      .def("inject_failures", &WholeBodyController::inject_failures, py::arg("n"))
+      .def("last_ddq", &WholeBodyController::last_ddq)
+      .def("last_forces", &WholeBodyController::last_forces)
+      .def("last_tau", &WholeBodyController::last_tau)
+      .def("status", [](const WholeBodyController& w) {
+        WbcStatus s;
+        w.status(s);
+        py::dict d;
+        d["solves"] = s.solves;
+        d["failures"] = s.failures;
+        d["cold_restarts"] = s.cold_restarts;
+        d["relaxed_solves"] = s.relaxed_solves;
+        d["consecutive_failures"] = s.consecutive_failures;
+        d["iterations"] = s.last_iterations;
+        d["solve_us"] = s.last_solve_us;
+        d["model_us"] = s.last_model_us;
+        d["com"] = arr(s.com.data(), 3);
+        d["com_err"] = arr(s.com_err.data(), 3);
+        d["base_pos_err"] = s.base_pos_err;
+        d["base_rot_err"] = s.base_rot_err;
+        d["torso_rot_err"] = s.torso_rot_err;
+        d["hand_pos_err"] = arr(s.hand_pos_err.data(), kMaxHands);
+        d["hand_rot_err"] = arr(s.hand_rot_err.data(), kMaxHands);
+        d["hand_active"] = arr(s.hand_active.data(), kMaxHands);
+        py::list wr;
+        for (int c = 0; c < w.n_contacts(); ++c) wr.append(arr(s.contact_wrench[c].data(), 6));
+        d["contact_wrench"] = wr;
+        d["contact_weight"] = arr(s.contact_weight.data(), w.n_contacts());
+        d["primal_residual"] = s.max_constraint_violation;
+        d["dual_residual"] = s.last_dual_residual;
+        d["qp_status"] = s.last_qp_status;
+        return d;
+      })
+      .def("step", [](WholeBodyController& w, const RobotParams& p, py::dict state) {
+        State s;
+        s.n = p.n;
+        auto fill = [](py::handle h, double* out, size_t n) {
+          auto a = py::cast<std::vector<double>>(h);
+          if (a.size() != n) throw std::invalid_argument("step: wrong state field length");
+          for (size_t i = 0; i < n; ++i) out[i] = a[i];
+        };
+        fill(state["q"], s.q.data(), p.n);
+        fill(state["dq"], s.dq.data(), p.n);
+        fill(state["base_pos"], s.base_pos.data(), 3);
+        fill(state["base_quat"], s.base_quat.data(), 4);
+        fill(state["base_lin_vel"], s.base_lin_vel.data(), 3);
+        fill(state["base_ang_vel"], s.base_ang_vel.data(), 3);
+        s.has_base_truth = true;
+        Command c;
+        Status st;
+        {
+          py::gil_scoped_release release;
+          Command last;
+          last.n = p.n;
+          Targets none;
+          ModeRequest req;
+          st = w.enter(p, s, last, none, req);
+          if (st == Status::kOk) st = w.step(p, s, c);
+        }
+        py::dict out = command_dict(c);
+        out["status"] = status_name(st);
+        return out;
+      }, "enter + one update on a state dict (tests); the loop calls the C++ directly");
+  m.def("set_wbc_mode", [](RtLoop& l, std::shared_ptr<WholeBodyController> w) { l.set_wbc_mode(w); });
 
   py::class_<LatencyHistogram>(m, "LatencyHistogram", "the loop's histogram, exposed for tests")
       .def(py::init<>())

@@ -11,6 +11,7 @@ const char* mode_name(ModeId m) {
     case ModeId::kHold: return "hold";
     case ModeId::kInterpolate: return "interpolate";
     case ModeId::kJointPD: return "joint_pd";
+    case ModeId::kWbc: return "wbc";
   }
   return "unknown";
 }
@@ -23,6 +24,7 @@ const char* status_name(Status s) {
     case Status::kNonFinite: return "non_finite";
     case Status::kInvalidRequest: return "invalid_request";
     case Status::kNotReady: return "not_ready";
+    case Status::kSolverFailed: return "solver_failed";
   }
   return "unknown";
 }

@@ -24,8 +24,9 @@ enum class ModeId : int32_t {
   kHold = 2,         // PD on the pose captured on entry (last stiff command, else measured)
   kInterpolate = 3,  // minimum-jerk move from the entry pose to a requested pose over T seconds
   kJointPD = 4,      // PD on joint targets written from Python (RL policies)
+  kWbc = 5,          // whole-body inverse-dynamics QP (cpp/wbc/wbc.hpp)
 };
-inline constexpr int kNumModes = 5;
+inline constexpr int kNumModes = 6;
 const char* mode_name(ModeId m);
 
 // Per-robot constants the modes and the limiter need, in motor order (from the robot YAML).

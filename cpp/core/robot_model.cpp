@@ -1,4 +1,5 @@
 #include "core/robot_model.hpp"
+#include "core/robot_model_impl.hpp"
 
 #include <pinocchio/algorithm/center-of-mass.hpp>
 #include <pinocchio/algorithm/frames.hpp>
@@ -15,10 +16,6 @@
 
 namespace vertebra {
 
-struct RobotModel::Impl {
-  pinocchio::Model model;
-  pinocchio::Data data;
-};
 
 static std::string join(const std::vector<std::string>& v) {
   std::ostringstream o;

@@ -56,8 +56,13 @@ class RobotModel {
   double standing_base_height(const Eigen::VectorXd& joint_q, const std::vector<std::string>& foot_frames,
                               double sole_offset_m);
 
+ public:
+  struct Impl;  // pinocchio Model + Data: core/robot_model_impl.hpp (for C++ that needs pinocchio)
+  const Impl& impl() const { return *impl_; }
+  const std::vector<int>& motor_to_q() const { return motor_to_q_; }
+  const std::vector<int>& motor_to_v() const { return motor_to_v_; }
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   std::vector<std::string> names_;
   std::vector<int> motor_to_q_, motor_to_v_;

@@ -63,6 +63,7 @@ ControllerMode* RtLoop::mode_for(ModeId id) {
     case ModeId::kHold: return &hold_;
     case ModeId::kInterpolate: return &interpolate_;
     case ModeId::kJointPD: return &joint_pd_;
+    case ModeId::kWbc: return wbc_.get();
   }
   return nullptr;
 }
@@ -153,7 +154,11 @@ void RtLoop::tick() {
     fail_safe_command(state_, cmd_);
   } else {
     const Status us = active_->update(params_, state_, targets_, dt_s_, cmd_);
-    if (us != Status::kOk) fail_safe_command(state_, cmd_);
+    if (us != Status::kOk) {
+      faults_ |= kFaultController;
+      active_ = &damping_;
+      fail_safe_command(state_, cmd_);
+    }
   }
 
   // 4. limiter: non-finite anywhere -> damping in this same tick; else clamp to limits

@@ -99,6 +99,8 @@ class RtLoop {
   double rate_hz() const { return cfg_.rate_hz; }
   void reset_stats();
   const RobotParams& params() const { return params_; }
+  // Configuration time (before start()/run_ticks()): the mode answering ModeId::kWbc.
+  void set_wbc_mode(std::shared_ptr<ControllerMode> mode) { wbc_ = std::move(mode); }
   const LoopConfig& config() const { return cfg_; }
 
  private:
@@ -124,6 +126,7 @@ class RtLoop {
   HoldMode hold_;
   InterpolateMode interpolate_;
   JointPDMode joint_pd_;
+  std::shared_ptr<ControllerMode> wbc_;
   ControllerMode* active_ = &zero_;
   uint32_t faults_ = 0;
   Snapshot snap_{};

@@ -23,6 +23,7 @@ enum class Status : int32_t {
   kNonFinite = 3,       // a NaN/Inf was found where a number was needed
   kInvalidRequest = 4,  // a request from Python failed validation
   kNotReady = 5,        // called before init()/enter()
+  kSolverFailed = 6,    // an optimisation failed too many times in a row
 };
 
 const char* status_name(Status s);
@@ -34,6 +35,7 @@ enum FaultBits : uint32_t {
   kFaultDriverWrite = 1u << 1,
   kFaultNonFiniteState = 1u << 2,
   kFaultNonFiniteCommand = 1u << 3,
+  kFaultController = 1u << 4,  // the active mode failed (e.g. N consecutive whole-body QP failures)
 };
 
 // What the driver reports each tick. Joint fields are in motor order.
@@ -52,6 +54,7 @@ struct State {
   std::array<double, 3> base_pos{};            // m, world
   std::array<double, 4> base_quat{1, 0, 0, 0}; // w, x, y, z
   std::array<double, 3> base_lin_vel{};        // m/s, world
+  std::array<double, 3> base_ang_vel{};        // rad/s, base frame
 };
 
 // Motor-board command per joint: tau = kp (q - q_meas) + kd (dq - dq_meas) + tau_ff.

@@ -117,6 +117,16 @@ int64_t MujocoDriver::now_ns() const { return d_ ? static_cast<int64_t>(std::llr
 double MujocoDriver::sim_timestep() const { return m_ ? m_->opt.timestep : 0.0; }
 double MujocoDriver::total_mass() const { return mass_; }
 
+void MujocoDriver::push(double fx, double fy, double fz, double duration_s) {
+  if (!std::isfinite(fx) || !std::isfinite(fy) || !std::isfinite(fz) || !std::isfinite(duration_s) || duration_s < 0)
+    throw std::invalid_argument("MujocoDriver: push needs a finite force and a duration >= 0");
+  push_left_s_.store(0.0);
+  push_x_.store(fx);
+  push_y_.store(fy);
+  push_z_.store(fz);
+  push_left_s_.store(duration_s);
+}
+
 void MujocoDriver::hoist_lower_to(double anchor_z_m, double speed_m_s) {
   if (!std::isfinite(anchor_z_m) || !std::isfinite(speed_m_s) || speed_m_s < 0)
     throw std::invalid_argument("MujocoDriver: hoist_lower_to needs a finite anchor height and a speed >= 0");
@@ -153,6 +163,7 @@ Status MujocoDriver::read(State& out) {
   for (int i = 0; i < 3; ++i) {
     out.base_pos[i] = d_->qpos[base_qadr_ + i];
     out.base_lin_vel[i] = d_->qvel[base_dadr_ + i];
+    out.base_ang_vel[i] = d_->qvel[base_dadr_ + 3 + i];
   }
   for (int i = 0; i < 4; ++i) out.base_quat[i] = d_->qpos[base_qadr_ + 3 + i];
   return Status::kOk;
@@ -170,6 +181,13 @@ void MujocoDriver::apply_motors(const Command& c) {
 void MujocoDriver::apply_hoist() {
   double* f = d_->xfrc_applied + 6 * base_body_;
   for (int i = 0; i < 6; ++i) f[i] = 0.0;
+  const double left = push_left_s_.load(std::memory_order_relaxed);
+  if (left > 0) {
+    f[0] = push_x_.load(std::memory_order_relaxed);
+    f[1] = push_y_.load(std::memory_order_relaxed);
+    f[2] = push_z_.load(std::memory_order_relaxed);
+    push_left_s_.store(left - m_->opt.timestep, std::memory_order_relaxed);
+  }
   if (!hoist_engaged_.load(std::memory_order_relaxed)) {
     hoist_tension_.store(0.0, std::memory_order_relaxed);
     return;
@@ -199,9 +217,9 @@ void MujocoDriver::apply_hoist() {
   hoist_tension_.store(tension, std::memory_order_relaxed);
   if (tension <= 0.0) return;
   const double load = std::min(1.0, tension / (mass_ * 9.81));
-  f[2] = tension;
-  f[0] = load * (opt_.hoist_lateral_stiffness_n_m * (hoist_x_ - p[0]) - opt_.hoist_damping_n_s_m * 0.25 * v[0]);
-  f[1] = load * (opt_.hoist_lateral_stiffness_n_m * (hoist_y_ - p[1]) - opt_.hoist_damping_n_s_m * 0.25 * v[1]);
+  f[2] += tension;
+  f[0] += load * (opt_.hoist_lateral_stiffness_n_m * (hoist_x_ - p[0]) - opt_.hoist_damping_n_s_m * 0.25 * v[0]);
+  f[1] += load * (opt_.hoist_lateral_stiffness_n_m * (hoist_y_ - p[1]) - opt_.hoist_damping_n_s_m * 0.25 * v[1]);
   // Harness: restoring torque toward upright (roll/pitch only) + angular damping, world frame.
   const double zx = R[2], zy = R[5];  // body z-axis in world = third column of R
   // axis of the rotation taking body z to world z is (body_z x world_z) = (zy, -zx, 0)

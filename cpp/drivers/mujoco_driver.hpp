@@ -70,6 +70,10 @@ class MujocoDriver final : public Driver {
   double hoist_anchor_z() const { return hoist_z_.load(std::memory_order_relaxed); }
   double hoist_tension_n() const { return hoist_tension_.load(std::memory_order_relaxed); }
 
+  // External push on the base's centre of mass (world frame, N) for duration_s of sim time.
+  void push(double fx, double fy, double fz, double duration_s);
+  bool pushing() const { return push_left_s_.load(std::memory_order_relaxed) > 0; }
+
   void pose(SimPose& out) const { pose_.load(out); }
   double sim_timestep() const;
   double total_mass() const;
@@ -104,6 +108,7 @@ class MujocoDriver final : public Driver {
   std::atomic<bool> hoist_engaged_{true};
   std::atomic<double> hoist_z_{1.5}, hoist_target_z_{1.5}, hoist_speed_{0.0}, hoist_tension_{0.0};
   double hoist_x_ = 0, hoist_y_ = 0;
+  std::atomic<double> push_x_{0}, push_y_{0}, push_z_{0}, push_left_s_{0};
 
   SeqLock<SimPose> pose_;
   SimPose pose_buf_{};

@@ -1,0 +1,161 @@
+// Whole-body controller: task-space inverse dynamics as one quadratic program per tick (the
+// formulation of TSID: Del Prete et al., "Implementing torque control with high-ratio gear boxes
+// and without joint-torque sensors", 2016), solved with ProxQP dense (proxsuite).
+//
+// Decision variables  x = [ddq (nv) ; f (nc * m)]   m = 6 (flat feet: wrench in the sole frame)
+//                                                    m = 3 (point feet: force, world axes)
+// Equalities   floating-base rows of  M ddq + h = S' tau + Jc' f          (6)
+//              active contact i:  Jc_i ddq + dJc_i dq = 0                 (m each)
+//              inactive contact i:  f_i = 0                               (m each)
+// Inequalities joint torques  -tau_max <= M_j ddq + h_j - Jc_j' f <= tau_max   (nj)
+//              flat foot: linearised friction (4), centre of pressure inside the sole (4),
+//              yaw torque (8, the contact wrench cone of Caron, Pham, Nakamura, ICRA 2015)
+//              point foot: friction pyramid (4)
+// Bounds       ddq_j from joint position (horizon) and velocity limits; f_z in
+//              [w f_min, w f_max] where w in [0, 1] ramps a contact in or out.
+// Cost         sum_k w_k || J_k ddq + drift_k - a_ref_k ||^2 + regularisation, with PD references
+//              a_ref = a* + kp e + kd de for: centre of mass, base (SE3, per-axis weights), torso
+//              orientation, hands (SE3), swing feet (SE3), joint posture (per-joint targets).
+//
+// Output (the motor-board command; the blend): tau_ff is the QP's joint torque; q and dq are the
+// state integrated one tick with the QP's accelerations (q + dq dt + ddq dt^2/2, dq + ddq dt)
+// with low gains kp/kd from the robot YAML, so the board's PD only adds the tick's planned motion
+// and damping between ticks; the torque does the work.
+//
+// Model vs Data: everything is sized in the constructor (configuration time, may throw).
+// enter()/update() are [tick]: no allocation, no exceptions, no I/O (tests/wbc count allocations).
+// A failed solve holds the previous command and is counted; max_consecutive_failures in a row
+// make update() return an error, which the loop latches as a controller fault.
+#pragma once
+
+#include <Eigen/Core>
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/exchange.hpp"
+#include "core/modes.hpp"
+#include "core/robot_model.hpp"
+
+namespace vertebra {
+
+inline constexpr int kMaxContacts = 4;
+inline constexpr int kMaxHands = 2;
+
+struct WbcGains {
+  double kp = 0, kd = 0;
+  std::array<double, 6> weight{};  // per axis: linear xyz, angular xyz (3-D tasks use the first 3)
+};
+
+struct WbcConfig {
+  // Contacts (feet), in the robot's foot order.
+  bool flat_feet = true;
+  std::vector<std::string> foot_frames;
+  std::vector<double> sole_offset_m{0, 0, 0};  // contact point in the foot frame
+  double friction = 0.7;
+  double sole_half_length_m = 0.08, sole_half_width_m = 0.03;  // flat feet
+  double min_normal_force_n = 5.0, max_normal_force_n = 1500.0;
+  double contact_ramp_s = 0.1;
+  // Tasks.
+  std::string base_frame, torso_frame;  // torso_frame empty: no torso task
+  std::vector<std::string> hand_frames;
+  WbcGains com, base, torso, hands, swing_foot, posture;
+  double reg_ddq = 1e-6, reg_force = 1e-5;
+  // The PD references of pose tasks see at most this error: a far target is approached at a
+  // bounded acceleration instead of a jerk that tips the robot.
+  double max_position_error_m = 0.05, max_rotation_error_rad = 0.3;
+  // Joint-limit acceleration bounds look this far ahead.
+  double limit_horizon_s = 0.05;
+  // Model and output.
+  std::vector<double> armature;        // motor order (reflected rotor inertia)
+  std::vector<double> out_kp, out_kd;  // motor order
+  double control_rate_hz = 500.0;
+  int max_consecutive_failures = 10;
+  double eps_abs = 1e-5;
+  int max_iter = 200;
+};
+
+// Targets written from Python (whole value, latest wins). A field is used when its *_set flag is
+// true; otherwise the controller keeps what it captured on entry.
+struct WbcTargets {
+  uint64_t seq = 0;
+  bool com_set = false;
+  std::array<double, 3> com{};
+  bool base_set = false;
+  std::array<double, 3> base_pos{};
+  std::array<double, 4> base_quat{1, 0, 0, 0};  // w x y z
+  bool torso_set = false;
+  std::array<double, 4> torso_quat{1, 0, 0, 0};
+  std::array<bool, kMaxHands> hand_set{};
+  std::array<std::array<double, 3>, kMaxHands> hand_pos{};
+  std::array<std::array<double, 4>, kMaxHands> hand_quat{};
+  std::array<bool, kMaxContacts> contact_active{true, true, true, true};
+  std::array<bool, kMaxContacts> foot_set{};
+  std::array<std::array<double, 3>, kMaxContacts> foot_pos{};
+  std::array<std::array<double, 4>, kMaxContacts> foot_quat{};
+  std::array<bool, kMaxJoints> posture_set{};
+  JointArray posture{};
+};
+
+// Published after every update.
+struct WbcStatus {
+  uint64_t solves = 0, failures = 0, cold_restarts = 0, relaxed_solves = 0;
+  int32_t consecutive_failures = 0;
+  int32_t last_iterations = 0;
+  int32_t last_qp_status = 0;  // proxsuite QPSolverOutput
+  double last_dual_residual = 0;
+  double last_solve_us = 0, last_model_us = 0;
+  std::array<double, 3> com{}, com_err{};
+  double base_pos_err = 0, base_rot_err = 0, torso_rot_err = 0;
+  std::array<double, kMaxHands> hand_pos_err{}, hand_rot_err{};
+  std::array<double, kMaxHands> hand_active{};
+  std::array<std::array<double, 6>, kMaxContacts> contact_wrench{};  // sole frame (flat) / world (point)
+  std::array<double, kMaxContacts> contact_weight{};
+  double max_constraint_violation = 0;
+};
+
+class WholeBodyController final : public ControllerMode {
+ public:
+  WholeBodyController(const RobotModel& robot, const WbcConfig& cfg);
+  ~WholeBodyController() override;
+
+  ModeId id() const override { return ModeId::kWbc; }
+  Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t,
+               const ModeRequest& req) override;
+  Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
+
+  // Python side (any thread; never blocks the tick).
+  void publish_targets(const WbcTargets& t);
+  void status(WbcStatus& out) const { status_.load(out); }
+
+  // Configuration-time/test access.
+  int n_variables() const;
+  int n_eq() const;
+  int n_in() const;
+  int n_contacts() const { return nc_; }
+  int contact_dim() const { return m_; }
+  const WbcConfig& config() const { return cfg_; }
+  // The last QP solution: accelerations (model order, nv), contact forces, joint torques (motor order).
+  Eigen::VectorXd last_ddq() const;
+  Eigen::VectorXd last_forces() const;
+  Eigen::VectorXd last_tau() const;
+  // Force the next n solves to fail (tests of the failure path).
+  void inject_failures(int n) { inject_failures_ = n; }
+  // Run update() on a state without a loop (benchmarks/tests); returns the status of update().
+  Status step(const RobotParams& p, const State& s, Command& out);
+
+  struct Impl;
+
+ private:
+  WbcConfig cfg_;
+  int nc_ = 0, m_ = 6;
+  std::unique_ptr<Impl> impl_;
+  TripleBuffer<WbcTargets> targets_in_;
+  SeqLock<WbcStatus> status_;
+  std::mutex publish_mutex_;
+  int inject_failures_ = 0;
+};
+
+}  // namespace vertebra

@@ -1,0 +1,211 @@
+"""Python side of the whole-body controller: build it from the robot YAML and set its targets by name.
+
+    wb = WholeBody(robot_cfg, robot_model)
+    wb.set_target("com", [0.0, 0.05, 0.68])                 # metres, world
+    wb.set_target("left_hand", pose_4x4)                     # SE3: 4x4 matrix or (xyz, quat wxyz)
+    wb.set_target("torso", quat_wxyz)                        # orientation: quaternion or 3x3
+    wb.set_target("left_elbow_joint", 0.8)                   # one joint of the posture task
+    wb.release("left_hand")                                  # stop tracking
+    wb.status()["hand_pos_err"], wb.status()["contact_wrench"]
+
+Targets travel to the tick through a lock-free buffer (whole value, latest wins); the C++ side
+checks and uses them on its next tick. Nothing here runs on the tick.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from vertebra import _rt
+from vertebra.runtime.config import ConfigError, RobotConfig
+
+
+def _quat_from(value: Any, name: str) -> list[float]:
+    a = np.asarray(value, dtype=float)
+    if a.shape != (4,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) < 1e-6:
+        raise ValueError(f"target '{name}': expected a quaternion [w, x, y, z] (non-zero, finite), found {value!r}")
+    return (a / np.linalg.norm(a)).tolist()
+
+
+def rotation_to_quat(R: np.ndarray) -> list[float]:
+    """Unit quaternion [w, x, y, z] of a rotation matrix."""
+    R = np.asarray(R, dtype=float)
+    tr = np.trace(R)
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
+        q = [0.0, 0.0, 0.0, 0.0]
+        q[0] = (R[k, j] - R[j, k]) / s
+        q[1 + i] = 0.25 * s
+        q[1 + j] = (R[j, i] + R[i, j]) / s
+        q[1 + k] = (R[k, i] + R[i, k]) / s
+    q = np.array(q)
+    return (q / np.linalg.norm(q) * (1 if q[0] >= 0 else -1)).tolist()
+
+
+def quat_from_rpy(roll: float, pitch: float, yaw: float) -> list[float]:
+    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
+    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
+    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
+    return [cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
+            cr * cp * sy - sr * sp * cy]
+
+
+def _orientation(value: Any, name: str) -> list[float]:
+    a = np.asarray(value, dtype=float)
+    if a.shape == (3, 3):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"target '{name}': rotation matrix has non-finite values")
+        return rotation_to_quat(a)
+    return _quat_from(a, name)
+
+
+def _pose(value: Any, name: str) -> tuple[list[float], list[float]]:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        pos = np.asarray(value[0], dtype=float)
+        quat = _orientation(value[1], name)
+    else:
+        a = np.asarray(value, dtype=float)
+        if a.shape != (4, 4):
+            raise ValueError(f"target '{name}': expected a 4x4 pose or (xyz, quaternion wxyz), found shape {a.shape}")
+        pos, quat = a[:3, 3], rotation_to_quat(a[:3, :3])
+    if pos.shape != (3,) or not np.all(np.isfinite(pos)):
+        raise ValueError(f"target '{name}': expected a finite position [x, y, z], found {pos!r}")
+    return pos.tolist(), quat
+
+
+def build_wbc_config(robot: RobotConfig) -> Any:
+    w = robot.wbc
+    if w is None:
+        raise ConfigError(robot.file, "wbc", "<missing>", "a wbc section to run the whole-body controller")
+    c = _rt.WbcConfig()
+    c.flat_feet = w.flat_feet
+    c.foot_frames = list(robot.foot_frames)
+    c.sole_offset_m = list(w.sole_offset_m)
+    c.friction = w.friction
+    c.sole_half_length_m = w.sole_half_length_m
+    c.sole_half_width_m = w.sole_half_width_m
+    c.min_normal_force_n = w.min_normal_force_n
+    c.max_normal_force_n = w.max_normal_force_n
+    c.contact_ramp_s = w.ramp_s
+    c.base_frame = robot.base_frame
+    c.torso_frame = w.torso_frame
+    c.hand_frames = list(robot.hand_frames)
+    for name in ("com", "base", "torso", "hands", "swing_foot", "posture"):
+        t = w.tasks.get(name)
+        g = _rt.WbcGains()
+        if t is not None:
+            g.kp, g.kd = t.kp, t.kd
+            g.weight = (t.weight + [0.0] * 6)[:6]
+        setattr(c, name, g)
+    c.armature = [next(d.armature_kg_m2 for d in robot.sim.joint_dynamics if re.search(d.match, j.name))
+                  for j in robot.joints]
+    c.out_kp = [w.output_kp_scale * j.kp for j in robot.joints]
+    c.out_kd = [w.output_kd_scale * j.kd for j in robot.joints]
+    c.control_rate_hz = robot.control_rate_hz
+    return c
+
+
+class WholeBody:
+    """The whole-body controller of a robot and its named targets."""
+
+    def __init__(self, robot: RobotConfig, model: Any):
+        self.robot = robot
+        self.ctrl = _rt.WholeBodyController(model, build_wbc_config(robot))
+        self._t = _rt.WbcTargets()
+        self._seq = 0
+        self.hands = {n: i for i, n in enumerate(["left_hand", "right_hand"][: len(robot.hand_frames)])}
+        self.hands.update({f: i for i, f in enumerate(robot.hand_frames)})
+        self.feet = {f: i for i, f in enumerate(robot.foot_frames)}
+        self.joints = {n: i for i, n in enumerate(robot.joint_names)}
+
+    def valid_names(self) -> list[str]:
+        names = ["com", "base", "base_orientation", "posture"] + (["torso"] if self.robot.wbc.torso_frame else [])
+        return names + list(self.hands) + list(self.feet) + list(self.joints)
+
+    def _publish(self) -> None:
+        self._seq += 1
+        self._t.seq = self._seq
+        self.ctrl.publish_targets(self._t)
+
+    def reset_targets(self) -> None:
+        """Forget every target: the controller keeps what it captured when it was entered."""
+        self._t = _rt.WbcTargets()
+        self._publish()
+
+    def set_target(self, name: str, value: Any) -> None:
+        t = self._t
+        if name == "com":
+            a = np.asarray(value, dtype=float)
+            if a.shape != (3,) or not np.all(np.isfinite(a)):
+                raise ValueError(f"target 'com': expected a finite [x, y, z] in metres, found {value!r}")
+            t.com, t.com_set = a.tolist(), True
+        elif name == "base":
+            t.base_pos, t.base_quat = _pose(value, name)
+            t.base_set = True
+        elif name == "base_orientation":
+            t.base_quat = _orientation(value, name)
+            if not t.base_set:
+                raise ValueError("target 'base_orientation' needs a base position first: set 'base' with a full pose")
+        elif name == "torso" and self.robot.wbc.torso_frame:
+            t.torso_quat, t.torso_set = _orientation(value, name), True
+        elif name in self.hands:
+            i = self.hands[name]
+            pos, quat = _pose(value, name)
+            hp, hq, hs = t.hand_pos, t.hand_quat, t.hand_set
+            hp[i], hq[i], hs[i] = pos, quat, True
+            t.hand_pos, t.hand_quat, t.hand_set = hp, hq, hs
+        elif name in self.feet:
+            i = self.feet[name]
+            pos, quat = _pose(value, name)
+            fp, fq, fs = t.foot_pos, t.foot_quat, t.foot_set
+            fp[i], fq[i], fs[i] = pos, quat, True
+            t.foot_pos, t.foot_quat, t.foot_set = fp, fq, fs
+        elif name == "posture":
+            a = np.asarray(value, dtype=float)
+            if a.shape != (len(self.joints),) or not np.all(np.isfinite(a)):
+                raise ValueError(f"target 'posture': expected {len(self.joints)} finite joint angles, found {value!r}")
+            p = t.posture
+            p[: a.size] = a.tolist()
+            ps = t.posture_set
+            ps[: a.size] = [True] * a.size
+            t.posture, t.posture_set = p, ps
+        elif name in self.joints:
+            v = float(value)
+            j = self.robot.joints[self.joints[name]]
+            if not (j.q_min_rad <= v <= j.q_max_rad):
+                raise ValueError(f"target '{name}': {v} rad is outside [{j.q_min_rad}, {j.q_max_rad}]")
+            p, ps = t.posture, t.posture_set
+            p[self.joints[name]], ps[self.joints[name]] = v, True
+            t.posture, t.posture_set = p, ps
+        else:
+            raise ValueError(f"unknown target '{name}'; targets are: {', '.join(self.valid_names())}")
+        self._publish()
+
+    def release(self, name: str) -> None:
+        """Stop tracking a hand target."""
+        if name not in self.hands:
+            raise ValueError(f"'{name}' is not a hand; hands are: {', '.join(self.hands)}")
+        hs = self._t.hand_set
+        hs[self.hands[name]] = False
+        self._t.hand_set = hs
+        self._publish()
+
+    def set_contact(self, foot: str, active: bool) -> None:
+        """Release (force ramps out, then the foot follows its swing target) or re-establish a contact."""
+        if foot not in self.feet:
+            raise ValueError(f"unknown foot '{foot}'; feet are: {', '.join(self.feet)}")
+        ca = self._t.contact_active
+        ca[self.feet[foot]] = bool(active)
+        self._t.contact_active = ca
+        self._publish()
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.ctrl.status())
