@@ -1,0 +1,170 @@
+"""The whole-body QP itself: dynamics consistency, contact cones, torque limits, failure handling."""
+
+import numpy as np
+import pinocchio as pin
+import pytest
+
+from vertebra import _rt
+from vertebra.runtime.config import RobotConfig, robot_params
+from vertebra.runtime.wbc import WholeBody, build_wbc_config
+
+
+def standing_state(cfg: RobotConfig, model, rng, speed=0.0):
+    q = np.array(cfg.column("default_rad"))
+    h = model.standing_base_height(q.tolist(), cfg.foot_frames, cfg.sole_offset_m)
+    return {"q": q.tolist(), "dq": (speed * rng.standard_normal(cfg.n_joints)).tolist(), "base_pos": [0.0, 0.0, h],
+            "base_quat": [1.0, 0.0, 0.0, 0.0], "base_lin_vel": (0.3 * speed * rng.standard_normal(3)).tolist(),
+            "base_ang_vel": (speed * rng.standard_normal(3)).tolist()}
+
+
+def reference_model(cfg: RobotConfig):
+    """An independent pinocchio (Python) model: same URDF, armature and contact frames."""
+    model = pin.buildModelFromUrdf(str(cfg.urdf_path), pin.JointModelFreeFlyer())
+    wc = build_wbc_config(cfg)
+    vidx = [model.joints[model.getJointId(n)].idx_v for n in cfg.joint_names]
+    qidx = [model.joints[model.getJointId(n)].idx_q for n in cfg.joint_names]
+    for i, a in enumerate(wc.armature):
+        model.armature[vidx[i]] = a
+    fids = []
+    for f in cfg.foot_frames:
+        parent = model.getFrameId(f)
+        pf = model.frames[parent]
+        off = pin.SE3(np.eye(3), np.array(cfg.wbc.sole_offset_m))
+        fids.append(model.addFrame(pin.Frame("ref_" + f, pf.parentJoint, parent, pf.placement * off, pin.OP_FRAME)))
+    return model, vidx, qidx, fids
+
+
+def to_pin(state, vidx, qidx, nq, nv):
+    q = np.zeros(nq)
+    v = np.zeros(nv)
+    q[:3] = state["base_pos"]
+    w, x, y, z = state["base_quat"]
+    q[3:7] = [x, y, z, w]
+    R = pin.Quaternion(w, x, y, z).toRotationMatrix()
+    v[:3] = R.T @ np.array(state["base_lin_vel"])
+    v[3:6] = state["base_ang_vel"]
+    for i in range(len(vidx)):
+        q[qidx[i]] = state["q"][i]
+        v[vidx[i]] = state["dq"][i]
+    return q, v
+
+
+@pytest.mark.parametrize("robot", ["g1", "go2"])
+@pytest.mark.parametrize("speed", [0.0, 0.5])
+def test_solution_reproduces_its_accelerations_through_forward_dynamics(robot, speed):
+    cfg = RobotConfig.load(robot)
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    wb = WholeBody(cfg, rm)
+    state = standing_state(cfg, rm, np.random.default_rng(3), speed)
+    out = wb.ctrl.step(robot_params(cfg), state)
+    assert out["status"] == "ok"
+    ddq, f, tau = wb.ctrl.last_ddq(), wb.ctrl.last_forces(), wb.ctrl.last_tau()
+    model, vidx, qidx, fids = reference_model(cfg)
+    data = model.createData()
+    q, v = to_pin(state, vidx, qidx, model.nq, model.nv)
+    pin.computeJointJacobians(model, data, q)
+    pin.updateFramePlacements(model, data)
+    m = wb.ctrl.contact_dim
+    rf = pin.LOCAL if m == 6 else pin.LOCAL_WORLD_ALIGNED
+    gen = np.zeros(model.nv)
+    for i, fid in enumerate(fids):
+        J = pin.getFrameJacobian(model, data, fid, rf)[:m]
+        gen += J.T @ f[i * m:(i + 1) * m]
+    for i in range(cfg.n_joints):
+        gen[vidx[i]] += tau[i]
+    ddq_fd = pin.aba(model, data, q, v, gen)
+    assert np.allclose(ddq_fd, ddq, atol=1e-4 * max(1.0, np.abs(ddq).max())), np.abs(ddq_fd - ddq).max()
+    # the output command carries the same torques
+    assert np.allclose(out["tau_ff"], tau)
+
+
+def in_cone(wrench, cfg, tol=1e-4):
+    mu = cfg.wbc.friction
+    fx, fy, fz, tx, ty, tz = wrench
+    ok = fz >= cfg.wbc.min_normal_force_n - tol and abs(fx) <= mu * fz + tol and abs(fy) <= mu * fz + tol
+    if cfg.wbc.flat_feet:
+        X, Y = cfg.wbc.sole_half_length_m, cfg.wbc.sole_half_width_m
+        ok &= abs(tx) <= Y * fz + tol and abs(ty) <= X * fz + tol
+        tmax = mu * (X + Y) * fz - abs(Y * fx + mu * tx) - abs(X * fy + mu * ty)
+        tmin = -mu * (X + Y) * fz + abs(Y * fx - mu * tx) + abs(X * fy - mu * ty)
+        ok &= tmin - tol <= tz <= tmax + tol
+    return ok
+
+
+@pytest.mark.parametrize("robot", ["g1", "go2"])
+def test_wrenches_in_cones_and_torques_in_limits_on_random_states(robot):
+    cfg = RobotConfig.load(robot)
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    wb = WholeBody(cfg, rm)
+    params = robot_params(cfg)
+    rng = np.random.default_rng(11)
+    effort = np.array(cfg.column("tau_max_nm"))
+    saturated = 0
+    for k in range(40):
+        state = standing_state(cfg, rm, rng, speed=1.5)
+        state["q"] = (np.array(state["q"]) + 0.1 * rng.standard_normal(cfg.n_joints)).tolist()
+        # an aggressive centre-of-mass target drives torques and forces towards their limits
+        wb.reset_targets()
+        out = wb.ctrl.step(params, state)
+        wb.set_target("com", (np.array(wb.status()["com"]) + rng.uniform(-0.3, 0.3, 3)).tolist())
+        out = wb.ctrl.step(params, state)
+        if out["status"] != "ok":
+            continue
+        tau = wb.ctrl.last_tau()
+        assert np.all(np.abs(tau) <= effort + 1e-4), (k, np.abs(tau) - effort)
+        saturated += int(np.any(np.abs(tau) > effort - 1e-3))
+        f = wb.ctrl.last_forces()
+        m = wb.ctrl.contact_dim
+        for c in range(wb.ctrl.n_contacts):
+            w = np.zeros(6)
+            w[:m] = f[c * m:(c + 1) * m]
+            assert in_cone(w, cfg), (k, c, w)
+    assert wb.status()["solves"] >= 40
+    assert saturated > 0  # the limits were really active in some solves
+
+
+def test_failed_solves_hold_the_previous_command_then_fault():
+    cfg = RobotConfig.load("go2")
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    rt = SimRuntime(cfg, controller="wbc")
+    rt.stand_up(hold_s=0.2)
+    rt.engage_wbc()
+    rt.wait(0.2)
+    rt.loop.run_ticks(1)
+    held = rt.loop.snapshot()["command"]
+    rt.wb.ctrl.inject_failures(3)
+    for _ in range(3):
+        rt.loop.run_ticks(1)
+        c = rt.loop.snapshot()["command"]
+        assert np.array_equal(c["tau_ff"], held["tau_ff"]) and np.array_equal(c["q"], held["q"])
+    st = rt.wb.status()
+    assert st["failures"] == 3 and st["consecutive_failures"] == 3
+    rt.loop.run_ticks(5)
+    assert rt.wb.status()["consecutive_failures"] == 0 and rt.loop.snapshot()["faults"] == []
+    rt.wb.ctrl.inject_failures(10)  # max_consecutive_failures
+    rt.loop.run_ticks(10)
+    s = rt.loop.snapshot()
+    assert "controller" in s["faults"] and s["mode"] == "damping"
+
+
+def test_targets_by_name_are_validated():
+    cfg = RobotConfig.load("g1")
+    wb = WholeBody(cfg, _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names))
+    with pytest.raises(ValueError, match="unknown target 'left_foot'; targets are: .*left_hand"):
+        wb.set_target("left_foot", np.eye(4))
+    with pytest.raises(ValueError, match="4x4 pose"):
+        wb.set_target("left_hand", np.eye(3))
+    with pytest.raises(ValueError, match="finite"):
+        wb.set_target("com", [0.0, np.nan, 0.7])
+    with pytest.raises(ValueError, match="outside"):
+        wb.set_target("left_knee_joint", 5.0)
+    wb.set_target("left_hand", np.eye(4))
+    wb.set_target("left_elbow_joint", 0.5)
+    wb.release("left_hand")
+
+
+def test_qp_size_is_reported():
+    cfg = RobotConfig.load("g1")
+    wb = WholeBody(cfg, _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names))
+    assert wb.ctrl.n_variables == 35 + 12 and wb.ctrl.n_eq == 6 + 12 and wb.ctrl.n_in == 29 + 32
