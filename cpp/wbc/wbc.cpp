@@ -49,7 +49,10 @@ struct WholeBodyController::Impl {
 
   // per-tick workspace
   Eigen::VectorXd q, v, a0;
-  Eigen::MatrixXd H, A, C, Jc, J6;
+  // proxsuite takes row-major references: anything else would be copied (allocated) per solve.
+  using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  RowMat H, A, C;
+  Eigen::MatrixXd Jc, J6;
   Eigen::Matrix<double, 6, Eigen::Dynamic> Jw;
   Eigen::VectorXd g, b, l, u, lbox, ubox, drift_c;
   Eigen::VectorXd ddq, f, tau;
@@ -141,11 +144,11 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.q = Eigen::VectorXd::Zero(I.model.nq);
   I.v = Eigen::VectorXd::Zero(nv);
   I.a0 = Eigen::VectorXd::Zero(nv);
-  I.H = Eigen::MatrixXd::Zero(n, n);
+  I.H = Impl::RowMat::Zero(n, n);
   I.g = Eigen::VectorXd::Zero(n);
-  I.A = Eigen::MatrixXd::Zero(neq, n);
+  I.A = Impl::RowMat::Zero(neq, n);
   I.b = Eigen::VectorXd::Zero(neq);
-  I.C = Eigen::MatrixXd::Zero(nin, n);
+  I.C = Impl::RowMat::Zero(nin, n);
   I.l = Eigen::VectorXd::Zero(nin);
   I.u = Eigen::VectorXd::Zero(nin);
   I.lbox = Eigen::VectorXd::Zero(n);
@@ -318,6 +321,19 @@ static void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, co
   add_task(I, I.J6, dr, aref, w);
   if (pos_err) *pos_err = with_position ? ep.norm() : 0.0;
   if (rot_err) *rot_err = er.norm();
+}
+
+// Hand the problem to ProxQP without allocating: its update() copies vectors through an .eval()
+// temporary, so the vectors go straight into its model (same sizes: plain copies) and only the
+// matrices (row-major references, no copy) go through update(), which then re-runs its setup
+// from the model.
+static void push_qp(WholeBodyController::Impl& I) {
+  using proxsuite::nullopt;
+  I.qp.model.g = I.g;
+  I.qp.model.b = I.b;
+  I.qp.model.l = I.l;
+  I.qp.model.u = I.u;
+  I.qp.update(I.H, nullopt, I.A, nullopt, I.C, nullopt, nullopt, I.lbox, I.ubox, false);
 }
 
 Status WholeBodyController::update(const RobotParams& p, const State& s, const Targets&, double dt, Command& out) {
@@ -493,7 +509,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
 
   // Solve.
   const auto t1 = Clock::now();
-  I.qp.update(I.H, I.g, I.A, I.b, I.C, I.l, I.u, I.lbox, I.ubox, false);
+  push_qp(I);
   I.qp.solve();
   if (I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
     // A warm start from a very different previous solution (a target step) can mislead the
@@ -506,7 +522,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
       // too fast to stop in time): drop them for this tick; the limiter still clamps positions.
       I.lbox.segment(6, nj).setConstant(-kFree);
       I.ubox.segment(6, nj).setConstant(kFree);
-      I.qp.update(I.H, I.g, I.A, I.b, I.C, I.l, I.u, I.lbox, I.ubox, false);
+      push_qp(I);
       I.qp.solve();
       ++I.st.relaxed_solves;
     }

@@ -1,0 +1,37 @@
+"""Zero heap allocations per tick: the whole-body update and the loop tick, under a counting allocator."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import vertebra._rt
+from vertebra.runtime.config import RobotConfig
+
+SELFTEST = Path(vertebra._rt.__file__).parent / "vertebra_alloc_selftest"
+
+
+@pytest.mark.parametrize("robot", ["g1", "go2"])
+def test_tick_path_allocates_nothing(robot):
+    assert SELFTEST.exists(), f"{SELFTEST} was not built (scripts/setup.sh builds it)"
+    cfg = RobotConfig.load(robot)
+    from vertebra import _rt
+
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    h = rm.standing_base_height(cfg.column("default_rad"), cfg.foot_frames, cfg.sole_offset_m)
+    args = [str(SELFTEST), str(cfg.urdf_path), "--joints", ",".join(cfg.joint_names), "--feet", ",".join(cfg.foot_frames),
+            "--base", cfg.base_frame, "--sole", ",".join(map(str, cfg.wbc.sole_offset_m)),
+            "--pose", ",".join(map(str, cfg.column("default_rad"))), "--height", str(h)]
+    if cfg.hand_frames:
+        args += ["--hands", ",".join(cfg.hand_frames)]
+    if cfg.wbc.torso_frame:
+        args += ["--torso", cfg.wbc.torso_frame]
+    if not cfg.wbc.flat_feet:
+        args += ["--point"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["wbc_allocations"] == 0, out
+    assert out["loop_allocations"] == 0, out
+    assert out["failed_updates"] == 0, out
+    assert r.returncode == 0
