@@ -85,6 +85,27 @@ def cmd_bench_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_wbc(args: argparse.Namespace) -> int:
+    from vertebra.runtime.bench_wbc import bench_wbc
+
+    if args.ticks < 10:
+        print("vertebra bench wbc: --ticks must be >= 10", file=sys.stderr)
+        return 2
+    out = bench_wbc(args.robot, ticks=args.ticks, say=_progress(True), python_ticks=args.python_ticks)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        c, p = out["cpp_us"], out["python_us"]
+        print(f"{out['robot']}: QP {out['qp']['variables']} variables, {out['qp']['equalities']} equalities, "
+              f"{out['qp']['inequalities']} inequalities + bounds; {out['ticks']} ticks")
+        print(f"{'per tick (us)':<22}{'p50':>8}{'p99':>8}{'p99.9':>8}{'max':>8}")
+        print(f"{'C++ (model + QP)':<22}{c['p50']:>8}{c['p99']:>8}{c['p999']:>8}{c['max']:>8}")
+        print(f"{'Python (pin+proxsuite)':<22}{p['p50']:>8}{p['p99']:>8}{p['p999']:>8}{p['max']:>8}")
+        print(f"python/C++ at p50: {out['ratio_p50_python_over_cpp']}x; same solution (p99 max |ddq| diff): "
+              f"{out['same_solution_max_ddq_diff']}; failures: {out['solve_failures']}; goals: {out['goals_met']}")
+    return 0
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     from vertebra.runtime.config import ConfigError, RobotConfig
 
@@ -145,6 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the runtime's, 100)")
     bl.add_argument("--json", action="store_true", help="print one JSON object")
     bl.set_defaults(func=cmd_bench_loop)
+
+    bw = bsub.add_parser("wbc", help="per-tick time of the C++ whole-body controller vs the same QP in Python",
+                         description="Records a simulated robot moving under the whole-body controller, then times "
+                                     "the C++ controller (model update + QP, measured inside C++) and a straightforward "
+                                     "Python implementation of the same QP (pinocchio + proxsuite bindings) on the same "
+                                     "states; prints both, their ratio, the QP size and any solve failures.")
+    bw.add_argument("--robot", choices=robots, default="g1", help="robot (default g1)")
+    bw.add_argument("--ticks", type=int, default=10_000, help="ticks of the recorded trajectory (default 10000)")
+    bw.add_argument("--python-ticks", type=int, default=None,
+                    help="run the Python implementation on only the first N ticks (default: all)")
+    bw.add_argument("--json", action="store_true", help="print one JSON object")
+    bw.set_defaults(func=cmd_bench_wbc)
 
     c = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
     csub = c.add_subparsers(dest="config", metavar="<action>")

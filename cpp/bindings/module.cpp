@@ -81,6 +81,24 @@ py::list fault_names(uint32_t f) {
   return l;
 }
 
+State state_from_dict(int n, py::dict state) {
+  State s;
+  s.n = n;
+  auto fill = [](py::handle h, double* out, size_t len) {
+    auto a = py::cast<std::vector<double>>(h);
+    if (a.size() != len) throw std::invalid_argument("state field has the wrong length");
+    for (size_t i = 0; i < len; ++i) out[i] = a[i];
+  };
+  fill(state["q"], s.q.data(), n);
+  fill(state["dq"], s.dq.data(), n);
+  fill(state["base_pos"], s.base_pos.data(), 3);
+  fill(state["base_quat"], s.base_quat.data(), 4);
+  fill(state["base_lin_vel"], s.base_lin_vel.data(), 3);
+  fill(state["base_ang_vel"], s.base_ang_vel.data(), 3);
+  s.has_base_truth = true;
+  return s;
+}
+
 // Test support: hammer a buffer from a writer thread while reading on this one; every value
 // written has all fields equal, so a reader seeing two different fields saw a torn value.
 template <class Buffer, class Write, class Read>
@@ -385,7 +403,8 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("control_rate_hz", &WbcConfig::control_rate_hz)
       .def_readwrite("max_consecutive_failures", &WbcConfig::max_consecutive_failures)
       .def_readwrite("eps_abs", &WbcConfig::eps_abs)
-      .def_readwrite("max_iter", &WbcConfig::max_iter);
+      .def_readwrite("max_iter", &WbcConfig::max_iter)
+      .def_readwrite("qp_backend", &WbcConfig::qp_backend);
   py::class_<WbcTargets>(m, "WbcTargets", "whole-body targets; a field counts when its *_set flag is true")
       .def(py::init<>())
       .def_readwrite("seq", &WbcTargets::seq)
@@ -450,20 +469,7 @@ PYBIND11_MODULE(_rt, m) {
         return d;
       })
       .def("step", [](WholeBodyController& w, const RobotParams& p, py::dict state) {
-        State s;
-        s.n = p.n;
-        auto fill = [](py::handle h, double* out, size_t n) {
-          auto a = py::cast<std::vector<double>>(h);
-          if (a.size() != n) throw std::invalid_argument("step: wrong state field length");
-          for (size_t i = 0; i < n; ++i) out[i] = a[i];
-        };
-        fill(state["q"], s.q.data(), p.n);
-        fill(state["dq"], s.dq.data(), p.n);
-        fill(state["base_pos"], s.base_pos.data(), 3);
-        fill(state["base_quat"], s.base_quat.data(), 4);
-        fill(state["base_lin_vel"], s.base_lin_vel.data(), 3);
-        fill(state["base_ang_vel"], s.base_ang_vel.data(), 3);
-        s.has_base_truth = true;
+        const State s = state_from_dict(p.n, state);
         Command c;
         Status st;
         {
@@ -478,7 +484,25 @@ PYBIND11_MODULE(_rt, m) {
         py::dict out = command_dict(c);
         out["status"] = status_name(st);
         return out;
-      }, "enter + one update on a state dict (tests); the loop calls the C++ directly");
+      }, "enter + one update on a state dict (tests); the loop calls the C++ directly")
+      .def("enter", [](WholeBodyController& w, const RobotParams& p, py::dict state) {
+        const State s = state_from_dict(p.n, state);
+        Command last;
+        last.n = p.n;
+        Targets none;
+        ModeRequest req;
+        return std::string(status_name(w.enter(p, s, last, none, req)));
+      })
+      .def("tick", [](WholeBodyController& w, const RobotParams& p, py::dict state) {
+        const State s = state_from_dict(p.n, state);
+        Command c;
+        Status st;
+        {
+          py::gil_scoped_release release;
+          st = w.step(p, s, c);
+        }
+        return std::string(status_name(st));
+      }, "one update() on a state dict (benchmarks: timing is read from status())");
   m.def("set_wbc_mode", [](RtLoop& l, std::shared_ptr<WholeBodyController> w) { l.set_wbc_mode(w); });
 
   py::class_<LatencyHistogram>(m, "LatencyHistogram", "the loop's histogram, exposed for tests")

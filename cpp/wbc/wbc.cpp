@@ -76,10 +76,11 @@ struct WholeBodyController::Impl {
   Command last_cmd{};
   WbcStatus st{};
 
-  Impl(int nv_, int n_, int neq_, int nin_)
-      : qp(n_, neq_, nin_, true, proxsuite::proxqp::HessianType::Dense) {
-    (void)nv_;
-  }
+  Impl(int n_, int neq_, int nin_, int backend)
+      : qp(n_, neq_, nin_, true,
+           backend == 1 ? proxsuite::proxqp::DenseBackend::PrimalDualLDLT
+                        : (backend == 2 ? proxsuite::proxqp::DenseBackend::PrimalLDLT
+                                        : proxsuite::proxqp::DenseBackend::Automatic)) {}
 };
 
 WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfig& cfg) : cfg_(cfg) {
@@ -109,7 +110,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   const int n = nv + nc_ * m_;
   const int neq = 6 + nc_ * m_;
   const int nin = nj + nc_ * (cfg.flat_feet ? 16 : 4);
-  impl_ = std::make_unique<Impl>(nv, n, neq, nin);
+  impl_ = std::make_unique<Impl>(n, neq, nin, cfg.qp_backend);
   Impl& I = *impl_;
   I.model = robot.impl().model;
   I.nv = nv;

@@ -7,7 +7,7 @@ import pytest
 from vertebra.runtime.cli import main
 
 
-@pytest.mark.parametrize("argv", [[], ["sim"], ["bench"], ["bench", "loop"], ["config", "check"]])
+@pytest.mark.parametrize("argv", [[], ["sim"], ["bench"], ["bench", "loop"], ["bench", "wbc"], ["config", "check"]])
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv + ["--help"])
@@ -41,3 +41,15 @@ def test_bench_loop_prints_both_loops_and_their_ratios():
 def test_config_check(capsys):
     assert main(["config", "check", "go2"]) == 0
     assert "12 joints" in capsys.readouterr().out
+
+
+def test_bench_wbc_reports_both_implementations_on_the_same_states():
+    r = subprocess.run([sys.executable, "-m", "vertebra.runtime.cli", "bench", "wbc", "--robot", "go2", "--ticks", "300",
+                        "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["qp"] == {"variables": 30, "equalities": 18, "inequalities": 28, "box_bounds": 30}
+    for side in ("cpp_us", "python_us"):
+        assert out[side]["p50"] <= out[side]["p99"] <= out[side]["max"]
+    assert out["solve_failures"]["cpp"] == 0
+    assert out["same_solution_max_ddq_diff"] < 1e-2  # both solve the same problem

@@ -1,0 +1,328 @@
+"""`vertebra bench wbc`: per-tick time of the C++ whole-body controller against the same QP written
+in Python with the pinocchio and proxsuite Python bindings (what a user would otherwise write),
+both fed the same recorded states of a simulated robot moving its hands/base, in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pinocchio as pin
+import proxsuite
+
+from vertebra import _rt
+from vertebra.runtime.config import RobotConfig, robot_params
+from vertebra.runtime.sim_runtime import SimRuntime
+from vertebra.runtime.wbc import build_wbc_config, quat_from_rpy
+
+FREE = 1e6
+
+
+def record_trajectory(robot: str, ticks: int, say: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """States of the robot under the whole-body controller while its targets move, and the targets."""
+    rt = SimRuntime(robot, controller="wbc")
+    rt.stand_up(hold_s=0.5)
+    rt.engage_wbc()
+    rt.wait(0.2)
+    st0 = rt.wb.status()
+    com0 = np.array(st0["com"])
+    snap = rt.loop.snapshot()["state"]
+    base0 = np.array(snap["base_pos"])
+    hands0 = []
+    q = rt.model.full_configuration(snap["base_pos"], snap["base_quat"], snap["q"])
+    for f in rt.cfg.hand_frames:
+        hands0.append(np.asarray(rt.model.frame_translation(q, f)))
+    states, targets = [], []
+    say(f"recording {ticks} ticks of {robot} moving under the whole-body controller ...")
+    for k in range(ticks):
+        t = k / rt.rate_hz
+        if k % 10 == 0:  # moving targets, re-published at 50 Hz
+            tgt: dict[str, Any] = {}
+            if hands0:
+                for h, name in enumerate(list(rt.wb.hands)[:2]):
+                    sign = 1.0 if h == 0 else -1.0
+                    p = hands0[h] + np.array([0.12 + 0.06 * math.sin(1.3 * t), sign * 0.05 * math.cos(1.1 * t),
+                                              0.12 + 0.08 * math.sin(0.9 * t + h)])
+                    tgt[name] = (p, quat_from_rpy(0.0, -0.2 * math.sin(0.7 * t), 0.0))
+                tgt["com"] = com0 + np.array([0.0, 0.03 * math.sin(0.5 * t), 0.0])
+            else:
+                tgt["base"] = (base0 + np.array([0.0, 0.0, 0.03 * math.sin(0.8 * t)]),
+                               quat_from_rpy(0.2 * math.sin(0.7 * t), 0.15 * math.sin(0.5 * t), 0.2 * math.sin(0.3 * t)))
+            for name, value in tgt.items():
+                rt.wb.set_target(name, value)
+        else:
+            tgt = {}
+        rt.loop.run_ticks(1)
+        s = rt.loop.snapshot()["state"]
+        states.append({k2: np.asarray(s[k2]).tolist() for k2 in ("q", "dq", "base_pos", "base_quat", "base_lin_vel",
+                                                               "base_ang_vel")})
+        targets.append(tgt)
+        if (k + 1) % 2500 == 0:
+            say(f"  {k + 1}/{ticks} ticks recorded")
+    if rt.loop.snapshot()["faults"]:
+        raise RuntimeError(f"the recorded run faulted: {rt.loop.snapshot()['faults']}")
+    return states, targets
+
+
+class PythonWbc:
+    """The same task-space inverse-dynamics QP, straightforwardly in Python (pinocchio + proxsuite)."""
+
+    def __init__(self, cfg: RobotConfig):
+        self.cfg = cfg
+        w = cfg.wbc
+        self.wc = build_wbc_config(cfg)
+        m = pin.buildModelFromUrdf(str(cfg.urdf_path), pin.JointModelFreeFlyer())
+        self.vidx = np.array([m.joints[m.getJointId(n)].idx_v for n in cfg.joint_names])
+        self.qidx = np.array([m.joints[m.getJointId(n)].idx_q for n in cfg.joint_names])
+        for i, a in enumerate(self.wc.armature):
+            m.armature[self.vidx[i]] = a
+        self.contacts = []
+        for f in cfg.foot_frames:
+            parent = m.getFrameId(f)
+            pf = m.frames[parent]
+            off = pin.SE3(np.eye(3), np.array(w.sole_offset_m))
+            self.contacts.append(m.addFrame(pin.Frame("py_" + f, pf.parentJoint, parent, pf.placement * off, pin.OP_FRAME)))
+        self.model, self.data = m, m.createData()
+        self.base = m.getFrameId(cfg.base_frame)
+        self.torso = m.getFrameId(w.torso_frame) if w.torso_frame else None
+        self.hands = [m.getFrameId(h) for h in cfg.hand_frames]
+        self.m = 6 if w.flat_feet else 3
+        self.nc = len(self.contacts)
+        self.nv, self.nj = m.nv, cfg.n_joints
+        self.n = self.nv + self.nc * self.m
+        self.neq = 6 + self.nc * self.m
+        self.nin = self.nj + self.nc * (16 if w.flat_feet else 4)
+        self.qp = proxsuite.proxqp.dense.QP(self.n, self.neq, self.nin, True)
+        self.qp.settings.eps_abs = self.wc.eps_abs
+        self.qp.settings.eps_rel = 0.0
+        self.qp.settings.max_iter = self.wc.max_iter
+        self.qp.settings.initial_guess = proxsuite.proxqp.InitialGuess.WARM_START_WITH_PREVIOUS_RESULT
+        self.initialized = False
+        self.tau_max = np.array(cfg.column("tau_max_nm"))
+        self.refs: dict[str, Any] = {}
+        self.posture = np.array(cfg.column("default_rad"))
+        self.q_lo, self.q_hi = np.array(cfg.column("q_min_rad")), np.array(cfg.column("q_max_rad"))
+        self.dq_max = np.array(cfg.column("dq_max_rad_s"))
+
+    def load(self, s: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        q = np.zeros(self.model.nq)
+        v = np.zeros(self.nv)
+        q[:3] = s["base_pos"]
+        w, x, y, z = s["base_quat"]
+        q[3:7] = [x, y, z, w]
+        R = pin.Quaternion(w, x, y, z).normalized().toRotationMatrix()
+        v[:3] = R.T @ np.asarray(s["base_lin_vel"])
+        v[3:6] = s["base_ang_vel"]
+        q[self.qidx] = s["q"]
+        v[self.vidx] = s["dq"]
+        return q, v
+
+    def enter(self, s: dict[str, Any]) -> None:
+        q, v = self.load(s)
+        pin.framesForwardKinematics(self.model, self.data, q)
+        self.refs["com"] = pin.centerOfMass(self.model, self.data, q).copy()
+        Rb = self.data.oMf[self.base].rotation
+        yaw = math.atan2(Rb[1, 0], Rb[0, 0])
+        level = pin.rpy.rpyToMatrix(0, 0, yaw)
+        self.refs["base"] = (self.data.oMf[self.base].translation.copy(), level)
+        if self.torso is not None:
+            Rt = self.data.oMf[self.torso].rotation
+            self.refs["torso"] = pin.rpy.rpyToMatrix(0, 0, math.atan2(Rt[1, 0], Rt[0, 0]))
+
+    def set_targets(self, tgt: dict[str, Any]) -> None:
+        for name, value in tgt.items():
+            if name == "com":
+                self.refs["com"] = np.asarray(value)
+            elif name == "base":
+                self.refs["base"] = (np.asarray(value[0]), pin.Quaternion(*value[1]).toRotationMatrix())
+            else:
+                w_, x_, y_, z_ = value[1]
+                self.refs[name] = (np.asarray(value[0]), pin.Quaternion(w_, x_, y_, z_).toRotationMatrix())
+
+    def _task(self, H, g, J, drift, aref, w):
+        W = np.asarray(w)
+        H[: self.nv, : self.nv] += J.T @ (W[:, None] * J)
+        g[: self.nv] -= J.T @ (W * (aref - drift))
+
+    def _se3(self, H, g, fid, p_ref, R_ref, gains, with_pos=True, max_p=FREE, max_r=FREE):
+        m, d = self.model, self.data
+        J = pin.getFrameJacobian(m, d, fid, pin.LOCAL_WORLD_ALIGNED)
+        drift = pin.getFrameClassicalAcceleration(m, d, fid, pin.LOCAL_WORLD_ALIGNED).vector
+        vel = pin.getFrameVelocity(m, d, fid, pin.LOCAL_WORLD_ALIGNED).vector
+        oMf = d.oMf[fid]
+        ep = p_ref - oMf.translation if p_ref is not None else np.zeros(3)
+        er = pin.log3(R_ref @ oMf.rotation.T)
+        ep = ep * min(1.0, max_p / max(np.linalg.norm(ep), 1e-12))
+        er = er * min(1.0, max_r / max(np.linalg.norm(er), 1e-12))
+        aref = np.concatenate([gains.kp * ep, gains.kp * er]) - gains.kd * vel
+        w = np.array(gains.weight, dtype=float)
+        if not with_pos:
+            w[:3] = 0
+        self._task(H, g, J, drift, aref, w)
+
+    def tick(self, s: dict[str, Any], dt: float) -> np.ndarray:
+        m, d, wc = self.model, self.data, self.wc
+        nv, nj, nc, mm = self.nv, self.nj, self.nc, self.m
+        q, v = self.load(s)
+        pin.forwardKinematics(m, d, q, v, np.zeros(nv))
+        pin.computeJointJacobians(m, d)
+        pin.updateFramePlacements(m, d)
+        M = pin.crba(m, d, q)
+        M = np.triu(M) + np.triu(M, 1).T
+        h = pin.nonLinearEffects(m, d, q, v)
+        com = pin.centerOfMass(m, d, q, v, np.zeros(nv))
+        Jcom = pin.jacobianCenterOfMass(m, d, q)
+        rf = pin.LOCAL if mm == 6 else pin.LOCAL_WORLD_ALIGNED
+        Jc = np.zeros((nc * mm, nv))
+        drift_c = np.zeros(nc * mm)
+        for c, fid in enumerate(self.contacts):
+            J = pin.getFrameJacobian(m, d, fid, rf)
+            if mm == 6:
+                Jc[6 * c: 6 * c + 6] = J
+                drift_c[6 * c: 6 * c + 6] = pin.getFrameAcceleration(m, d, fid, rf).vector
+            else:
+                Jc[3 * c: 3 * c + 3] = J[:3]
+                drift_c[3 * c: 3 * c + 3] = pin.getFrameClassicalAcceleration(m, d, fid, rf).linear
+        n = self.n
+        A = np.zeros((self.neq, n))
+        b = np.zeros(self.neq)
+        A[:6, :nv] = M[:6]
+        A[:6, nv:] = -Jc[:, :6].T
+        b[:6] = -h[:6]
+        A[6:, :nv] = Jc
+        b[6:] = -drift_c
+        C = np.zeros((self.nin, n))
+        lo = np.full(self.nin, -FREE)
+        up = np.zeros(self.nin)
+        C[:nj, :nv] = M[6:]
+        C[:nj, nv:] = -Jc[:, 6:].T
+        tau_lim = np.empty(nj)
+        tau_lim[self.vidx - 6] = self.tau_max
+        lo[:nj] = -tau_lim - h[6:]
+        up[:nj] = tau_lim - h[6:]
+        mu, X, Y = wc.friction, wc.sole_half_length_m, wc.sole_half_width_m
+        r = nj
+        for c in range(nc):
+            fo = nv + c * mm
+            for sx, col in ((1, 0), (-1, 0), (1, 1), (-1, 1)):
+                C[r, fo + col] = sx
+                C[r, fo + 2] = -mu
+                r += 1
+            if mm == 6:
+                for sx, col, lim in ((1, 3, Y), (-1, 3, Y), (1, 4, X), (-1, 4, X)):
+                    C[r, fo + col] = sx
+                    C[r, fo + 2] = -lim
+                    r += 1
+                for sz in (1, -1):
+                    for s1 in (1, -1):
+                        for s2 in (1, -1):
+                            C[r, fo + 5] = sz
+                            C[r, fo + 0] = s1 * Y
+                            C[r, fo + 3] = s1 * sz * mu
+                            C[r, fo + 1] = s2 * X
+                            C[r, fo + 4] = s2 * sz * mu
+                            C[r, fo + 2] = -mu * (X + Y)
+                            r += 1
+        T = wc.limit_horizon_s
+        qj, vj = np.asarray(s["q"]), np.asarray(s["dq"])
+        hi = np.minimum((self.dq_max - vj) / T, 2 * (self.q_hi - qj - vj * T) / T**2)
+        lo_j = np.maximum((-self.dq_max - vj) / T, 2 * (self.q_lo - qj - vj * T) / T**2)
+        bad = lo_j > hi
+        lo_j[bad] = hi[bad] = 0.5 * (lo_j[bad] + hi[bad])
+        lbox = np.full(n, -FREE)
+        ubox = np.full(n, FREE)
+        lbox[self.vidx] = lo_j
+        ubox[self.vidx] = hi
+        for c in range(nc):
+            lbox[nv + c * mm + 2] = wc.min_normal_force_n
+            ubox[nv + c * mm + 2] = wc.max_normal_force_n
+        H = np.zeros((n, n))
+        g = np.zeros(n)
+        H[np.arange(nv), np.arange(nv)] = wc.reg_ddq
+        H[np.arange(nv, n), np.arange(nv, n)] = wc.reg_force
+        e = self.refs["com"] - com
+        self._task(H, g, Jcom, d.acom[0], wc.com.kp * e - wc.com.kd * d.vcom[0], wc.com.weight[:3])
+        bp, bR = self.refs["base"]
+        self._se3(H, g, self.base, bp, bR, wc.base)
+        if self.torso is not None:
+            self._se3(H, g, self.torso, None, self.refs["torso"], wc.torso, with_pos=False)
+        for name, fid in zip(["left_hand", "right_hand"], self.hands):
+            if name in self.refs:
+                p_, R_ = self.refs[name]
+                self._se3(H, g, fid, p_, R_, wc.hands, max_p=wc.max_position_error_m, max_r=wc.max_rotation_error_rad)
+        wp = wc.posture.weight[0]
+        aref = wc.posture.kp * (self.posture - qj) - wc.posture.kd * vj
+        H[self.vidx, self.vidx] += wp
+        g[self.vidx] -= wp * aref
+        if not self.initialized:
+            self.qp.init(H, g, A, b, C, lo, up, lbox, ubox)
+            self.initialized = True
+        else:
+            self.qp.update(H, g, A, b, C, lo, up, lbox, ubox)
+        self.qp.solve()
+        return np.array(self.qp.results.x[:nv])
+
+
+def _stats(us: np.ndarray) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(us, 50)), 1), "p99": round(float(np.percentile(us, 99)), 1),
+            "p999": round(float(np.percentile(us, 99.9)), 1), "max": round(float(us.max()), 1),
+            "mean": round(float(us.mean()), 1)}
+
+
+def bench_wbc(robot: str, ticks: int = 10_000, say: Callable[[str], None] | None = None,
+              python_ticks: int | None = None) -> dict[str, Any]:
+    say = say or (lambda _m: None)
+    cfg = RobotConfig.load(robot)
+    states, targets = record_trajectory(robot, ticks, say)
+    params = robot_params(cfg)
+    dt = 1.0 / cfg.control_rate_hz
+
+    say("C++ whole-body controller on the recorded states ...")
+    from vertebra.runtime.wbc import WholeBody
+
+    wb = WholeBody(cfg, _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names))
+    wb.ctrl.enter(params, states[0])
+    cpp_model, cpp_total, failures = [], [], 0
+    cpp_ddq = []
+    for s, tgt in zip(states, targets):
+        for name, value in tgt.items():
+            wb.set_target(name, value)
+        if wb.ctrl.tick(params, s) != "ok":
+            failures += 1
+        st = wb.ctrl.status()
+        cpp_model.append(st["model_us"])
+        cpp_total.append(st["model_us"] + st["solve_us"])
+        cpp_ddq.append(wb.ctrl.last_ddq())
+    status = wb.status()
+
+    n_py = python_ticks or ticks
+    say(f"Python implementation (pinocchio + proxsuite bindings) on {n_py} of the same states ...")
+    py = PythonWbc(cfg)
+    py.enter(states[0])
+    py_total, diffs = [], []
+    for k in range(n_py):
+        if targets[k]:
+            py.set_targets(targets[k])
+        t0 = time.perf_counter()
+        ddq = py.tick(states[k], dt)
+        py_total.append((time.perf_counter() - t0) * 1e6)
+        diffs.append(float(np.max(np.abs(ddq - cpp_ddq[k]))))
+    cpp = _stats(np.array(cpp_total))
+    pys = _stats(np.array(py_total))
+    return {
+        "benchmark": "wbc", "robot": robot, "ticks": ticks, "python_ticks": n_py,
+        "qp": {"variables": wb.ctrl.n_variables, "equalities": wb.ctrl.n_eq, "inequalities": wb.ctrl.n_in,
+               "box_bounds": wb.ctrl.n_variables},
+        "cpp_us": {**cpp, "model_p50": round(float(np.percentile(cpp_model, 50)), 1)},
+        "python_us": pys,
+        "ratio_p50_python_over_cpp": round(pys["p50"] / cpp["p50"], 2),
+        "ratio_p99_python_over_cpp": round(pys["p99"] / cpp["p99"], 2),
+        "solve_failures": {"cpp": failures, "cold_restarts": int(status["cold_restarts"]),
+                           "relaxed": int(status["relaxed_solves"])},
+        "same_solution_max_ddq_diff": round(float(np.percentile(diffs, 99)), 6),
+        "goals_met": {"p50_le_40us": cpp["p50"] <= 40.0, "p99_le_80us": cpp["p99"] <= 80.0,
+                      "p50_3x_faster_than_python": pys["p50"] / cpp["p50"] >= 3.0},
+    }
