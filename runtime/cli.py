@@ -21,6 +21,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print("vertebra sim: --duration must be > 0 seconds", file=sys.stderr)
         return 2
     try:
+        if args.push_search:
+            from vertebra.runtime.scenarios import find_max_push
+
+            out = find_max_push(args.robot, say=_progress(True), start_n=args.push_n)
+            out["robot"] = args.robot
+            print(json.dumps(out) if args.json else out)
+            return 0
         if args.scenario and args.controller != "wbc":
             print("vertebra sim: --scenario needs --controller wbc", file=sys.stderr)
             return 2
@@ -150,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --controller wbc: stand (--duration s), push (8 directions), reach (hand targets, "
                         "humanoid), pose (CoM shifts on a humanoid, base roll/pitch/yaw/height on a quadruped)")
     s.add_argument("--push-n", type=float, default=30.0, help="push scenario: force in N, applied for 0.2 s (default 30)")
+    s.add_argument("--push-search", action="store_true",
+                   help="find the largest push (0.2 s, 8 directions, from --push-n up in 10 N steps) the robot survives "
+                        "on the whole-body controller without stepping")
     s.set_defaults(func=cmd_sim)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON and compare against an in-run baseline",

@@ -53,7 +53,8 @@ struct WholeBodyController::Impl {
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   RowMat H, A, C;
   Eigen::MatrixXd Jc, J6;
-  Eigen::Matrix<double, 6, Eigen::Dynamic> Jw;
+  Eigen::MatrixXd Jw;  // all weighted task rows stacked, then one symmetric rank update of H
+  int task_rows = 0;
   Eigen::VectorXd g, b, l, u, lbox, ubox, drift_c;
   Eigen::VectorXd ddq, f, tau;
   proxsuite::proxqp::dense::QP<double> qp;
@@ -156,7 +157,8 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.ubox = Eigen::VectorXd::Zero(n);
   I.Jc = Eigen::MatrixXd::Zero(nc_ * m_, nv);
   I.J6 = Eigen::MatrixXd::Zero(6, nv);
-  I.Jw = Eigen::Matrix<double, 6, Eigen::Dynamic>::Zero(6, nv);
+  // rows: CoM 3 + base 6 + torso 6 + hands 6 each + swing feet 6 each
+  I.Jw = Eigen::MatrixXd::Zero(3 + 6 + 6 + 6 * kMaxHands + 6 * kMaxContacts, nv);
   I.drift_c = Eigen::VectorXd::Zero(nc_ * m_);
   I.ddq = Eigen::VectorXd::Zero(nv);
   I.f = Eigen::VectorXd::Zero(nc_ * m_);
@@ -166,6 +168,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.qp.settings.max_iter = cfg.max_iter;
   I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
   I.qp.settings.verbose = false;
+  I.qp.settings.nb_iterative_refinement = cfg.qp_iterative_refinement;
   I.qp.settings.compute_timings = false;
   // Initialise the solver once here (allocates its workspace) on an identity problem.
   I.H.setIdentity();
@@ -288,12 +291,11 @@ static void add_task(WholeBodyController::Impl& I, const Eigen::Ref<const Eigen:
                      const double* aref, const double* w) {
   const int k = static_cast<int>(J.rows());
   for (int r = 0; r < k; ++r) {
-    const double sw = std::sqrt(std::max(0.0, w[r]));
-    I.Jw.row(r) = sw * J.row(r);
-    const double e = sw * (aref[r] - drift[r]);
-    I.g.head(I.nv).noalias() -= (sw * e) * J.row(r).transpose();
+    if (!(w[r] > 0.0)) continue;  // a zero-weight axis adds nothing
+    const double sw = std::sqrt(w[r]);
+    I.Jw.row(I.task_rows++) = sw * J.row(r);
+    I.g.head(I.nv).noalias() -= (w[r] * (aref[r] - drift[r])) * J.row(r).transpose();
   }
-  I.H.topLeftCorner(I.nv, I.nv).noalias() += I.Jw.topRows(k).transpose() * I.Jw.topRows(k);
 }
 
 // SE3 (or orientation-only) tracking task on frame fid, LOCAL_WORLD_ALIGNED.
@@ -474,6 +476,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   // Cost.
   I.H.setZero();
   I.g.setZero();
+  I.task_rows = 0;
   I.H.diagonal().head(nv).setConstant(cfg_.reg_ddq);
   I.H.diagonal().tail(nfv).setConstant(cfg_.reg_force);
   {  // centre of mass
@@ -499,6 +502,11 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     if (!I.contact_on[c])
       se3_task(I, I.contact_fid[c], I.foot_pos_ref[c], I.foot_rot_ref[c], cfg_.swing_foot, true, nullptr, nullptr,
                cfg_.max_position_error_m, cfg_.max_rotation_error_rad);
+  {  // H += Jw' Jw over all task rows at once (lower half, then mirrored)
+    auto Hq = I.H.topLeftCorner(nv, nv);
+    Hq.selfadjointView<Eigen::Lower>().rankUpdate(I.Jw.topRows(I.task_rows).transpose());
+    Hq.triangularView<Eigen::StrictlyUpper>() = Hq.transpose();
+  }
   for (int i = 0; i < nj; ++i) {  // posture, directly on the diagonal
     const int vi = I.m2v[i];
     const double w = cfg_.posture.weight[0];
