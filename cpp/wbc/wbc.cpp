@@ -7,13 +7,13 @@
 #include <pinocchio/algorithm/kinematics.hpp>
 #include <pinocchio/algorithm/rnea.hpp>
 #include <pinocchio/spatial/explog.hpp>
-#include <proxsuite/proxqp/dense/dense.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
 
 #include "core/robot_model_impl.hpp"
+#include "wbc/qp_solver.hpp"
 
 namespace vertebra {
 
@@ -47,18 +47,16 @@ struct WholeBodyController::Impl {
   bool has_torso = false;
   Eigen::VectorXd tau_max_v;  // per model v index (joints only meaningful)
 
-  // per-tick workspace
+  // per-tick workspace; the QP's matrices live in the solver (filled in place)
   Eigen::VectorXd q, v, a0;
-  // proxsuite takes row-major references: anything else would be copied (allocated) per solve.
-  using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  RowMat H, A, C;
+  DenseQp qp;
+  DenseQp::RowMat &H, &A, &C;
+  Eigen::VectorXd &g, &b, &l, &u, &lbox, &ubox;
   Eigen::MatrixXd Jc, J6;
   Eigen::MatrixXd Jw;  // all weighted task rows stacked, then one symmetric rank update of H
   int task_rows = 0;
-  Eigen::VectorXd g, b, l, u, lbox, ubox, drift_c;
+  Eigen::VectorXd drift_c;
   Eigen::VectorXd ddq, f, tau;
-  proxsuite::proxqp::dense::QP<double> qp;
-  bool qp_ready = false;
 
   // references (active targets)
   Eigen::Vector3d com_ref = Eigen::Vector3d::Zero();
@@ -77,11 +75,10 @@ struct WholeBodyController::Impl {
   Command last_cmd{};
   WbcStatus st{};
 
-  Impl(int n_, int neq_, int nin_, int backend)
-      : qp(n_, neq_, nin_, true,
-           backend == 1 ? proxsuite::proxqp::DenseBackend::PrimalDualLDLT
-                        : (backend == 2 ? proxsuite::proxqp::DenseBackend::PrimalLDLT
-                                        : proxsuite::proxqp::DenseBackend::Automatic)) {}
+  Impl(int n_, int neq_, int nin_, const WbcConfig& c)
+      : qp(n_, neq_, nin_, c.qp_backend, c.eps_abs, c.max_iter, c.qp_iterative_refinement),
+        H(qp.H()), A(qp.A()), C(qp.C()), g(qp.g()), b(qp.b()), l(qp.l()), u(qp.u()), lbox(qp.lbox()),
+        ubox(qp.ubox()) {}
 };
 
 WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfig& cfg) : cfg_(cfg) {
@@ -111,7 +108,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   const int n = nv + nc_ * m_;
   const int neq = 6 + nc_ * m_;
   const int nin = nj + nc_ * (cfg.flat_feet ? 16 : 4);
-  impl_ = std::make_unique<Impl>(n, neq, nin, cfg.qp_backend);
+  impl_ = std::make_unique<Impl>(n, neq, nin, cfg);
   Impl& I = *impl_;
   I.model = robot.impl().model;
   I.nv = nv;
@@ -146,15 +143,6 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.q = Eigen::VectorXd::Zero(I.model.nq);
   I.v = Eigen::VectorXd::Zero(nv);
   I.a0 = Eigen::VectorXd::Zero(nv);
-  I.H = Impl::RowMat::Zero(n, n);
-  I.g = Eigen::VectorXd::Zero(n);
-  I.A = Impl::RowMat::Zero(neq, n);
-  I.b = Eigen::VectorXd::Zero(neq);
-  I.C = Impl::RowMat::Zero(nin, n);
-  I.l = Eigen::VectorXd::Zero(nin);
-  I.u = Eigen::VectorXd::Zero(nin);
-  I.lbox = Eigen::VectorXd::Zero(n);
-  I.ubox = Eigen::VectorXd::Zero(n);
   I.Jc = Eigen::MatrixXd::Zero(nc_ * m_, nv);
   I.J6 = Eigen::MatrixXd::Zero(6, nv);
   // rows: CoM 3 + base 6 + torso 6 + hands 6 each + swing feet 6 each
@@ -163,22 +151,6 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.ddq = Eigen::VectorXd::Zero(nv);
   I.f = Eigen::VectorXd::Zero(nc_ * m_);
   I.tau = Eigen::VectorXd::Zero(nv);
-  I.qp.settings.eps_abs = cfg.eps_abs;
-  I.qp.settings.eps_rel = 0;
-  I.qp.settings.max_iter = cfg.max_iter;
-  I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
-  I.qp.settings.verbose = false;
-  I.qp.settings.nb_iterative_refinement = cfg.qp_iterative_refinement;
-  I.qp.settings.compute_timings = false;
-  // Initialise the solver once here (allocates its workspace) on an identity problem.
-  I.H.setIdentity();
-  I.lbox.setConstant(-kFree);
-  I.ubox.setConstant(kFree);
-  I.l.setConstant(-kFree);
-  I.u.setConstant(kFree);
-  I.qp.init(I.H, I.g, I.A, I.b, I.C, I.l, I.u, I.lbox, I.ubox);
-  I.qp.solve();
-  I.qp_ready = true;
 }
 
 WholeBodyController::~WholeBodyController() = default;
@@ -324,19 +296,6 @@ static void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, co
   add_task(I, I.J6, dr, aref, w);
   if (pos_err) *pos_err = with_position ? ep.norm() : 0.0;
   if (rot_err) *rot_err = er.norm();
-}
-
-// Hand the problem to ProxQP without allocating: its update() copies vectors through an .eval()
-// temporary, so the vectors go straight into its model (same sizes: plain copies) and only the
-// matrices (row-major references, no copy) go through update(), which then re-runs its setup
-// from the model.
-static void push_qp(WholeBodyController::Impl& I) {
-  using proxsuite::nullopt;
-  I.qp.model.g = I.g;
-  I.qp.model.b = I.b;
-  I.qp.model.l = I.l;
-  I.qp.model.u = I.u;
-  I.qp.update(I.H, nullopt, I.A, nullopt, I.C, nullopt, nullopt, I.lbox, I.ubox, false);
 }
 
 Status WholeBodyController::update(const RobotParams& p, const State& s, const Targets&, double dt, Command& out) {
@@ -518,32 +477,23 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
 
   // Solve.
   const auto t1 = Clock::now();
-  push_qp(I);
-  I.qp.solve();
-  if (I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
-    // A warm start from a very different previous solution (a target step) can mislead the
-    // solver's infeasibility check: retry once from the equality-constrained initial guess.
-    I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::EQUALITY_CONSTRAINED_INITIAL_GUESS;
-    I.qp.solve();
-    ++I.st.cold_restarts;
-    if (I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
-      // Joint-limit acceleration bounds can contradict the torque limits near a limit (a joint
-      // too fast to stop in time): drop them for this tick; the limiter still clamps positions.
-      I.lbox.segment(6, nj).setConstant(-kFree);
-      I.ubox.segment(6, nj).setConstant(kFree);
-      push_qp(I);
-      I.qp.solve();
-      ++I.st.relaxed_solves;
-    }
-    I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
+  bool cold = false;
+  DenseQp::Result res = I.qp.solve(cold);
+  if (cold) ++I.st.cold_restarts;
+  if (!res.solved) {
+    // Joint-limit acceleration bounds can contradict the torque limits near a limit (a joint
+    // too fast to stop in time): drop them for this tick; the limiter still clamps positions.
+    I.lbox.segment(6, nj).setConstant(-kFree);
+    I.ubox.segment(6, nj).setConstant(kFree);
+    res = I.qp.solve(cold);
+    ++I.st.relaxed_solves;
   }
   I.st.last_solve_us = us_since(t1);
-  const auto& res = I.qp.results;
-  I.st.last_iterations = static_cast<int32_t>(res.info.iter);
-  I.st.last_qp_status = static_cast<int32_t>(res.info.status);
-  I.st.last_dual_residual = res.info.dua_res;
-  I.st.max_constraint_violation = res.info.pri_res;
-  bool ok = res.info.status == proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED && res.x.allFinite();
+  I.st.last_iterations = res.iterations;
+  I.st.last_qp_status = res.status;
+  I.st.last_dual_residual = res.dual_residual;
+  I.st.max_constraint_violation = res.primal_residual;
+  bool ok = res.solved;
   if (inject_failures_ > 0) {
     --inject_failures_;
     ok = false;
@@ -557,12 +507,11 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     return I.st.consecutive_failures >= cfg_.max_consecutive_failures ? Status::kSolverFailed : Status::kOk;
   }
   I.st.consecutive_failures = 0;
-  I.ddq = res.x.head(nv);
-  I.f = res.x.tail(nfv);
+  I.ddq = I.qp.x().head(nv);
+  I.f = I.qp.x().tail(nfv);
   I.tau.noalias() = d.M * I.ddq;
   I.tau += d.nle;
   I.tau.noalias() -= I.Jc.transpose() * I.f;
-  I.st.max_constraint_violation = std::max(res.info.pri_res, 0.0);
   for (int c = 0; c < nc_; ++c) {
     I.st.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
     for (int k = 0; k < 6; ++k) I.st.contact_wrench[c][k] = k < m_ ? I.f[c * m_ + k] : 0.0;

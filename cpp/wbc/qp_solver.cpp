@@ -1,0 +1,91 @@
+#include "wbc/qp_solver.hpp"
+
+#include <proxsuite/proxqp/dense/dense.hpp>
+
+namespace vertebra {
+
+struct DenseQp::Impl {
+  RowMat H, A, C;
+  Eigen::VectorXd g, b, l, u, lbox, ubox;
+  proxsuite::proxqp::dense::QP<double> qp;
+  Impl(int n, int neq, int nin, int backend)
+      : qp(n, neq, nin, true,
+           backend == 1 ? proxsuite::proxqp::DenseBackend::PrimalDualLDLT
+                        : (backend == 2 ? proxsuite::proxqp::DenseBackend::PrimalLDLT
+                                        : proxsuite::proxqp::DenseBackend::Automatic)) {}
+};
+
+DenseQp::DenseQp(int n, int neq, int nin, int backend, double eps_abs, int max_iter, int iterative_refinement)
+    : impl_(std::make_unique<Impl>(n, neq, nin, backend)) {
+  Impl& I = *impl_;
+  constexpr double kFree = 1e6;
+  I.H = RowMat::Identity(n, n);
+  I.A = RowMat::Zero(neq, n);
+  I.C = RowMat::Zero(nin, n);
+  I.g = Eigen::VectorXd::Zero(n);
+  I.b = Eigen::VectorXd::Zero(neq);
+  I.l = Eigen::VectorXd::Constant(nin, -kFree);
+  I.u = Eigen::VectorXd::Constant(nin, kFree);
+  I.lbox = Eigen::VectorXd::Constant(n, -kFree);
+  I.ubox = Eigen::VectorXd::Constant(n, kFree);
+  auto& s = I.qp.settings;
+  s.eps_abs = eps_abs;
+  s.eps_rel = 0;
+  s.max_iter = max_iter;
+  s.nb_iterative_refinement = iterative_refinement;
+  s.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
+  s.verbose = false;
+  s.compute_timings = false;
+  // Initialise once here (allocates the solver's workspace) on a trivial problem.
+  I.qp.init(I.H, I.g, I.A, I.b, I.C, I.l, I.u, I.lbox, I.ubox);
+  I.qp.solve();
+}
+
+DenseQp::~DenseQp() = default;
+
+DenseQp::RowMat& DenseQp::H() { return impl_->H; }
+DenseQp::RowMat& DenseQp::A() { return impl_->A; }
+DenseQp::RowMat& DenseQp::C() { return impl_->C; }
+Eigen::VectorXd& DenseQp::g() { return impl_->g; }
+Eigen::VectorXd& DenseQp::b() { return impl_->b; }
+Eigen::VectorXd& DenseQp::l() { return impl_->l; }
+Eigen::VectorXd& DenseQp::u() { return impl_->u; }
+Eigen::VectorXd& DenseQp::lbox() { return impl_->lbox; }
+Eigen::VectorXd& DenseQp::ubox() { return impl_->ubox; }
+const Eigen::VectorXd& DenseQp::x() const { return impl_->qp.results.x; }
+
+DenseQp::Result DenseQp::solve(bool& cold_restart) {
+  Impl& I = *impl_;
+  using proxsuite::nullopt;
+  // ProxQP's update() copies vectors through an .eval() temporary (an allocation): the vectors go
+  // straight into its model (same sizes: plain copies) and only the matrices (row-major
+  // references, no copy) go through update(), which re-runs its setup from the model.
+  auto push = [&I]() {
+    I.qp.model.g = I.g;
+    I.qp.model.b = I.b;
+    I.qp.model.l = I.l;
+    I.qp.model.u = I.u;
+    I.qp.update(I.H, nullopt, I.A, nullopt, I.C, nullopt, nullopt, I.lbox, I.ubox, false);
+  };
+  push();
+  I.qp.solve();
+  cold_restart = false;
+  if (I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
+    // A warm start from a very different previous solution (a target step) can mislead the
+    // solver's infeasibility check: retry once from the equality-constrained initial guess.
+    I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::EQUALITY_CONSTRAINED_INITIAL_GUESS;
+    I.qp.solve();
+    I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
+    cold_restart = true;
+  }
+  Result r;
+  const auto& info = I.qp.results.info;
+  r.status = static_cast<int>(info.status);
+  r.solved = info.status == proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED && I.qp.results.x.allFinite();
+  r.iterations = static_cast<int>(info.iter);
+  r.primal_residual = info.pri_res;
+  r.dual_residual = info.dua_res;
+  return r;
+}
+
+}  // namespace vertebra

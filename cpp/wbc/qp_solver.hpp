@@ -1,0 +1,45 @@
+// DenseQp: the whole-body controller's ProxQP (dense, box constraints) behind a small interface,
+// so that the controller's translation unit does not compile proxsuite. The problem matrices live
+// here (row-major, as ProxQP takes them: no copies) and the caller fills them in place.
+// solve() is [tick]: no allocation.
+#pragma once
+
+#include <Eigen/Core>
+#include <memory>
+
+namespace vertebra {
+
+class DenseQp {
+ public:
+  using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  struct Result {
+    bool solved = false;
+    int status = 0;  // proxsuite QPSolverOutput
+    int iterations = 0;
+    double primal_residual = 0, dual_residual = 0;
+  };
+  // backend: 0 automatic, 1 primal-dual LDLT, 2 primal LDLT.
+  DenseQp(int n, int n_eq, int n_in, int backend, double eps_abs, int max_iter, int iterative_refinement);
+  ~DenseQp();
+
+  RowMat& H();
+  RowMat& A();
+  RowMat& C();
+  Eigen::VectorXd& g();
+  Eigen::VectorXd& b();
+  Eigen::VectorXd& l();
+  Eigen::VectorXd& u();
+  Eigen::VectorXd& lbox();
+  Eigen::VectorXd& ubox();
+
+  // Solve the problem now in the matrices, warm-started from the previous solution; on a
+  // failure retry once from the equality-constrained initial guess (cold_restart = true).
+  Result solve(bool& cold_restart);
+  const Eigen::VectorXd& x() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vertebra
