@@ -127,7 +127,7 @@ class WholeBody:
         self.joints = {n: i for i, n in enumerate(robot.joint_names)}
 
     def valid_names(self) -> list[str]:
-        names = ["com", "base", "base_orientation", "posture"] + (["torso"] if self.robot.wbc.torso_frame else [])
+        names = ["com", "base", "posture"] + (["torso"] if self.robot.wbc.torso_frame else [])
         return names + list(self.hands) + list(self.feet) + list(self.joints)
 
     def _publish(self) -> None:
@@ -150,24 +150,12 @@ class WholeBody:
         elif name == "base":
             t.base_pos, t.base_quat = _pose(value, name)
             t.base_set = True
-        elif name == "base_orientation":
-            t.base_quat = _orientation(value, name)
-            if not t.base_set:
-                raise ValueError("target 'base_orientation' needs a base position first: set 'base' with a full pose")
         elif name == "torso" and self.robot.wbc.torso_frame:
             t.torso_quat, t.torso_set = _orientation(value, name), True
         elif name in self.hands:
-            i = self.hands[name]
-            pos, quat = _pose(value, name)
-            hp, hq, hs = t.hand_pos, t.hand_quat, t.hand_set
-            hp[i], hq[i], hs[i] = pos, quat, True
-            t.hand_pos, t.hand_quat, t.hand_set = hp, hq, hs
+            self._set_pose_slot("hand", self.hands[name], _pose(value, name))
         elif name in self.feet:
-            i = self.feet[name]
-            pos, quat = _pose(value, name)
-            fp, fq, fs = t.foot_pos, t.foot_quat, t.foot_set
-            fp[i], fq[i], fs[i] = pos, quat, True
-            t.foot_pos, t.foot_quat, t.foot_set = fp, fq, fs
+            self._set_pose_slot("foot", self.feet[name], _pose(value, name))
         elif name == "posture":
             a = np.asarray(value, dtype=float)
             if a.shape != (len(self.joints),) or not np.all(np.isfinite(a)):
@@ -188,6 +176,15 @@ class WholeBody:
         else:
             raise ValueError(f"unknown target '{name}'; targets are: {', '.join(self.valid_names())}")
         self._publish()
+
+    def _set_pose_slot(self, kind: str, i: int, pose: tuple[list[float], list[float]]) -> None:
+        """Set slot i of the hand_* or foot_* arrays (pybind11 hands out copies: write them back)."""
+        t = self._t
+        pos, quat, flag = getattr(t, f"{kind}_pos"), getattr(t, f"{kind}_quat"), getattr(t, f"{kind}_set")
+        pos[i], quat[i], flag[i] = pose[0], pose[1], True
+        setattr(t, f"{kind}_pos", pos)
+        setattr(t, f"{kind}_quat", quat)
+        setattr(t, f"{kind}_set", flag)
 
     def release(self, name: str) -> None:
         """Stop tracking a hand target."""

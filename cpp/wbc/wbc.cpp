@@ -1,6 +1,7 @@
 #include "wbc/wbc.hpp"
 
 #include <pinocchio/algorithm/center-of-mass.hpp>
+#include <pinocchio/algorithm/model.hpp>
 #include <pinocchio/algorithm/crba.hpp>
 #include <pinocchio/algorithm/frames.hpp>
 #include <pinocchio/algorithm/jacobian.hpp>
@@ -69,6 +70,8 @@ struct WholeBodyController::Impl {
   std::array<Eigen::Matrix3d, kMaxContacts> foot_rot_ref{};
   std::array<bool, kMaxContacts> contact_target{}, contact_on{};
   std::array<double, kMaxContacts> contact_w{};
+  std::array<double, kMaxContacts> ramp_ref{};  // normal force the ramp scales: at release / the weight
+  double weight_n = 0;
   JointArray posture{};
   WbcTargets latest{};
   uint64_t entry_seq = 0;
@@ -139,6 +142,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   }
   for (const auto& h : cfg.hand_frames) I.hand_fid.push_back(static_cast<pinocchio::FrameIndex>(robot.frame_id(h)));
   I.data = pinocchio::Data(I.model);
+  I.weight_n = pinocchio::computeTotalMass(I.model) * 9.81;
 
   I.q = Eigen::VectorXd::Zero(I.model.nq);
   I.v = Eigen::VectorXd::Zero(nv);
@@ -312,12 +316,14 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   for (int c = 0; c < nc_; ++c) {
     const double step = dt / cfg_.contact_ramp_s;
     if (I.contact_target[c]) {
-      if (!I.contact_on[c]) {  // touch-down: constrain now, ramp the force in
+      if (!I.contact_on[c]) {  // touch-down: constrain now, ramp the force in up to the weight
         I.contact_on[c] = true;
         I.contact_w[c] = 0.0;
+        I.ramp_ref[c] = I.weight_n;
       }
       I.contact_w[c] = std::min(1.0, I.contact_w[c] + step);
     } else if (I.contact_on[c]) {
+      if (I.contact_w[c] >= 1.0) I.ramp_ref[c] = std::max(I.f[c * m_ + 2], 0.0);  // release starts here
       I.contact_w[c] = std::max(0.0, I.contact_w[c] - step);
       if (I.contact_w[c] <= 0.0) {
         I.contact_on[c] = false;
@@ -427,8 +433,11 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   for (int c = 0; c < nc_; ++c) {
     const int fz = nv + c * m_ + 2;
     if (I.contact_on[c]) {
-      I.lbox[fz] = I.contact_w[c] * cfg_.min_normal_force_n;
-      I.ubox[fz] = I.contact_w[c] * cfg_.max_normal_force_n;
+      const double w = I.contact_w[c];
+      // Full contact: [f_min, f_max]. Ramping: the bound scales the force the contact carried
+      // when its release began (or the weight, on touch-down), so the load moves over gradually.
+      I.ubox[fz] = w >= 1.0 ? cfg_.max_normal_force_n : std::max(w * I.ramp_ref[c], w * cfg_.min_normal_force_n);
+      I.lbox[fz] = std::min(w * cfg_.min_normal_force_n, I.ubox[fz]);
     }
   }
 

@@ -53,3 +53,48 @@ def test_go2_survives_pushes(capsys):
 
 def test_scenario_needs_the_wbc_controller(capsys):
     assert main(["sim", "--robot", "g1", "--lockstep", "--scenario", "push"]) == 2
+
+
+def test_g1_releases_a_foot_with_a_force_ramp_lifts_it_and_steps_back_down():
+    import numpy as np
+
+    from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
+
+    rt = SimRuntime("g1", controller="wbc")
+    rt.stand_up(hold_s=0.5)
+    rt.engage_wbc()
+    rt.wait(0.3)
+
+    def frame_z(name):
+        s = rt.loop.snapshot()["state"]
+        q = rt.model.full_configuration(s["base_pos"], s["base_quat"], s["q"])
+        return np.asarray(rt.model.frame_translation(q, name))
+
+    left, right = frame_z("left_ankle_roll_link"), frame_z("right_ankle_roll_link")
+    com0 = np.array(rt.wb.status()["com"])
+    rt.wb.set_target("com", [com0[0] + 0.03, left[1] - 0.01, com0[2]])  # over the left foot
+    rt.wait(2.0)
+    rt.wb.set_contact("right_ankle_roll_link", False)
+    fz = []
+    for _ in range(70):
+        rt.loop.run_ticks(1)
+        fz.append(rt.wb.status()["contact_wrench"][1][2])
+    fz = np.array(fz)
+    assert fz[0] > 30.0 and abs(fz[-1]) < 1e-3  # loaded at release, unloaded at the end
+    assert np.all(np.diff(fz) <= 1e-6)  # monotonic ramp ...
+    assert np.max(-np.diff(fz)) < 0.1 * fz[0]  # ... with no jump: ramp_s = 0.1 s = 50 ticks
+    lifted = right + np.array([0.035, 0.0, -0.035 + 0.05])  # sole 5 cm up
+    rt.wb.set_target("right_ankle_roll_link", (lifted, [1.0, 0.0, 0.0, 0.0]))
+    rt.wait(2.0)
+    assert frame_z("right_ankle_roll_link")[2] - right[2] > 0.04  # standing on one leg, foot up
+    assert tilt_deg(rt.loop.snapshot()["state"]["base_quat"]) < 5.0
+    rt.wb.set_target("right_ankle_roll_link", (right + np.array([0.035, 0.0, -0.035 + 0.002]), [1.0, 0.0, 0.0, 0.0]))
+    rt.wait(1.5)
+    rt.wb.set_contact("right_ankle_roll_link", True)
+    rt.wait(0.5)
+    rt.wb.set_target("com", com0)
+    rt.wait(2.0)
+    st = rt.wb.status()
+    assert rt.loop.snapshot()["faults"] == [] and st["failures"] == 0
+    weight = 33.34 * 9.81
+    assert all(abs(w[2] - weight / 2) < 0.1 * weight for w in st["contact_wrench"])  # back on two feet
