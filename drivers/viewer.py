@@ -37,3 +37,8 @@ class SimViewer:
         self._stop.set()
         self._thread.join(timeout=1.0)
         self.handle.close()
+        # mujoco.viewer renders on its own daemon thread (named after its target); GLFW is
+        # terminated at interpreter exit, so wait here until that thread has torn down.
+        for t in threading.enumerate():
+            if "_launch_internal" in t.name and t is not threading.current_thread():
+                t.join(timeout=5.0)

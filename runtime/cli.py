@@ -20,6 +20,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         print("vertebra sim: --duration must be > 0 seconds", file=sys.stderr)
         return 2
+    if args.view and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        print("vertebra sim: --view needs a display (DISPLAY is not set); run without --view, or under X "
+              "(e.g. xvfb-run -a vertebra sim ... --view)", file=sys.stderr)
+        return 2
     try:
         if args.push_search:
             from vertebra.runtime.scenarios import find_max_push

@@ -53,3 +53,18 @@ def test_bench_wbc_reports_both_implementations_on_the_same_states():
         assert out[side]["p50"] <= out[side]["p99"] <= out[side]["max"]
     assert out["solve_failures"]["cpp"] == 0
     assert out["same_solution_max_ddq_diff"] < 1e-2  # both solve the same problem
+
+
+def test_view_needs_a_display_and_opens_the_viewer_on_one(tmp_path):
+    import os
+    import shutil
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run([sys.executable, "-m", "vertebra.runtime.cli", "sim", "--robot", "go2", "--lockstep", "--view",
+                        "--duration", "0.5"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "--view needs a display" in r.stderr
+    assert shutil.which("xvfb-run"), "xvfb-run is installed by scripts/setup.sh"
+    r = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "vertebra.runtime.cli", "sim", "--robot", "go2",
+                        "--lockstep", "--view", "--duration", "0.5"], capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "go2: mode=hold" in r.stdout
