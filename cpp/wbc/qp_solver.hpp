@@ -1,5 +1,6 @@
 // DenseQp: the whole-body controller's ProxQP (dense, box constraints) behind a small interface,
-// so that the controller's translation unit does not compile proxsuite. The problem matrices live
+// built as its own shared library (vertebra_qp, see CMakeLists.txt) so that it can use the CPU's
+// vector instructions while the rest of the extension stays baseline x86-64. The problem matrices live
 // here (row-major, as ProxQP takes them: no copies) and the caller fills them in place.
 // solve() is [tick]: no allocation.
 #pragma once
@@ -9,7 +10,7 @@
 
 namespace vertebra {
 
-class DenseQp {
+class __attribute__((visibility("default"))) DenseQp {
  public:
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   struct Result {
