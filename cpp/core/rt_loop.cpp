@@ -68,6 +68,13 @@ ControllerMode* RtLoop::mode_for(ModeId id) {
   return nullptr;
 }
 
+void RtLoop::set_wbc_mode(std::shared_ptr<ControllerMode> mode) {
+  if (running_.load() || ticks_.load() > 0)
+    throw std::logic_error("RtLoop: set_wbc_mode() is configuration: call it before the loop first ticks");
+  if (!mode || mode->id() != ModeId::kWbc) throw std::invalid_argument("RtLoop: set_wbc_mode() needs a kWbc mode");
+  wbc_ = std::move(mode);
+}
+
 uint64_t RtLoop::request_mode(const ModeRequest& req) {
   std::lock_guard<std::mutex> lock(writer_mutex_);
   ModeRequest r = req;

@@ -100,7 +100,8 @@ class RtLoop {
   void reset_stats();
   const RobotParams& params() const { return params_; }
   // Configuration time (before start()/run_ticks()): the mode answering ModeId::kWbc.
-  void set_wbc_mode(std::shared_ptr<ControllerMode> mode) { wbc_ = std::move(mode); }
+  // Throws once the loop has ticked or is running (the tick reads it without a lock).
+  void set_wbc_mode(std::shared_ptr<ControllerMode> mode);
   const LoopConfig& config() const { return cfg_; }
 
  private:

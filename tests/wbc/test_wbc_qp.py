@@ -168,3 +168,17 @@ def test_qp_size_is_reported():
     cfg = RobotConfig.load("g1")
     wb = WholeBody(cfg, _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names))
     assert wb.ctrl.n_variables == 35 + 12 and wb.ctrl.n_eq == 6 + 12 and wb.ctrl.n_in == 29 + 32
+
+
+def test_wbc_mode_is_registered_before_the_loop_ticks():
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    rt = SimRuntime("go2", controller="wbc")
+    rt.loop.run_ticks(1)
+    with pytest.raises(RuntimeError, match="before the loop first ticks"):
+        _rt.set_wbc_mode(rt.loop, rt.wb.ctrl)
+    pd = SimRuntime("go2")  # no whole-body controller: a WBC request is refused, not crashed on
+    seq = pd.loop.request_mode(_rt.Mode.WBC)
+    pd.loop.run_ticks(1)
+    s = pd.loop.snapshot()
+    assert s["request_seq"] == seq and s["request_status"] == "invalid_request" and s["mode"] == "zero_torque"
