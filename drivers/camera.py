@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
 import mujoco
+import numpy as np
+import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
 
 
 class OffscreenCamera:

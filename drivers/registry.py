@@ -7,13 +7,14 @@ New robot bus = one C++ Driver subclass + one config class here with ``@register
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig
 
-_DRIVERS: dict[str, type["DriverConfig"]] = {}
+_DRIVERS: dict[str, type[DriverConfig]] = {}
 T = TypeVar("T", bound="type[DriverConfig]")
 
 
@@ -32,7 +33,7 @@ def available_drivers() -> list[str]:
     return sorted(_DRIVERS)
 
 
-def driver_config(name: str, **fields: Any) -> "DriverConfig":
+def driver_config(name: str, **fields: Any) -> DriverConfig:
     """The config of driver `name` with `fields`; an unknown name lists the registered ones."""
     if name not in _DRIVERS:
         raise ValueError(f"unknown driver '{name}'; drivers are: {', '.join(available_drivers())}")

@@ -14,9 +14,8 @@ import os
 import re
 from pathlib import Path
 
-import vertebra.drivers  # noqa: F401  (offscreen GL backend choice before mujoco loads)
 import mujoco
-
+import vertebra.drivers  # noqa: F401  (offscreen GL backend choice before mujoco loads)
 from vertebra.runtime.config import RobotConfig
 
 # MuJoCo's mesh decoders: OBJ, STL and MSH; visuals in other formats (Collada) are dropped.
@@ -43,7 +42,7 @@ def _prepared_urdf(cfg: RobotConfig) -> str:
         files = re.findall(r'filename="([^"]+)"', m.group(0))
         return m.group(0) if all(f.lower().endswith(_DECODABLE) for f in files) else ""
 
-    text = re.sub(r"<visual>.*?</visual>", keep_visual, text, flags=re.S)
+    text = re.sub(r"<visual>.*?</visual>", keep_visual, text, flags=re.DOTALL)
     compiler = '<mujoco><compiler discardvisual="false" fusestatic="false" strippath="false" balanceinertia="true"/></mujoco>'
     return re.sub(r"(<robot[^>]*>)", r"\1" + compiler, text, count=1)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pinocchio as pin
 import proxsuite
-
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, robot_params
 from vertebra.runtime.sim_runtime import SimRuntime

@@ -58,7 +58,7 @@ class _Reader:
             return default
         return self.data[key]
 
-    def sub(self, key: str, default: Any = _MISSING) -> "_Reader":
+    def sub(self, key: str, default: Any = _MISSING) -> _Reader:
         return _Reader(self.file, self.get(key, default), self.path(key))
 
     def string(self, key: str, default: Any = _MISSING, pattern: str | None = None) -> str:
@@ -92,7 +92,7 @@ class _Reader:
             raise self.error(key, v, f"a list of {size} finite numbers")
         return [float(x) for x in v]
 
-    def items(self, key: str, default: Any = _MISSING) -> list["_Reader"]:
+    def items(self, key: str, default: Any = _MISSING) -> list[_Reader]:
         v = self.get(key, default)
         if not isinstance(v, list) or not v:
             raise self.error(key, v, "a non-empty list")
@@ -219,7 +219,7 @@ class RobotConfig:
         return [float(getattr(j, attr)) for j in self.joints]
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike[str]) -> "RobotConfig":
+    def load(cls, name_or_path: str | os.PathLike[str]) -> RobotConfig:
         """Load ``configs/robots/<name>.yaml`` or a YAML file path and validate it."""
         path = Path(name_or_path)
         if not path.suffix:
@@ -235,7 +235,7 @@ class RobotConfig:
         return cls.from_dict(data, path)
 
     @classmethod
-    def from_dict(cls, data: Any, file: str | os.PathLike[str] = "<dict>") -> "RobotConfig":
+    def from_dict(cls, data: Any, file: str | os.PathLike[str] = "<dict>") -> RobotConfig:
         r = _Reader(file, data)
         r.reject_unknown({"name", "description", "urdf", "control_rate_hz", "max_gain_scale", "joints", "frames",
                           "sim", "wbc", "extra"})

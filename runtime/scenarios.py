@@ -8,10 +8,10 @@ contact-force summary and whether the robot fell.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-
 from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
 from vertebra.runtime.wbc import quat_from_rpy
 
@@ -97,7 +97,7 @@ def reach(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], hold_s: flo
     # Offsets (m) in world axes and a wrist rotation for each target; left hand first, right mirrored.
     sequence = [([0.15, 0.0, 0.10], (0.0, 0.0, 0.0)), ([0.20, 0.05, 0.25], (0.0, -0.3, 0.0)),
                 ([0.15, 0.05, 0.20], (0.2, 0.0, 0.2)), ([0.25, -0.05, 0.15], (0.0, 0.0, -0.3))]
-    results = []
+    results: list[dict[str, Any]] = []
     names = list(rt.wb.hands)[:2]
     for i, (off, rpy) in enumerate(sequence):
         for h, name in enumerate(names):
@@ -119,7 +119,7 @@ def reach(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], hold_s: flo
 
 def pose(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], hold_s: float = 2.0) -> dict[str, Any]:
     st0 = rt.wb.status()
-    results = []
+    results: list[dict[str, Any]] = []
     if rt.cfg.wbc.flat_feet:  # humanoid: centre-of-mass shifts
         com0 = np.asarray(st0["com"])
         for dy in (0.05, -0.05, 0.0):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, loop_config, robot_params
 
@@ -123,8 +123,15 @@ class SimRuntime:
             res.phases.append({"phase": name, "start_s": round(t0, 4), "end_s": round(self.sim_time(), 4)})
 
         phase("hanging limp in the hoist (zero torque)", lambda: self.wait(limp_s))
-        phase("interpolate to the default pose", lambda: (
-            self.request(_rt.Mode.INTERPOLATE, interpolate_s, self.default_pose), self.wait(interpolate_s + 0.2)))
+        def interpolate() -> None:
+            self.request(_rt.Mode.INTERPOLATE, interpolate_s, self.default_pose)
+            self.wait(interpolate_s + 0.2)
+
+        def release() -> None:
+            self.driver.hoist_release()
+            self.wait(0.5)
+
+        phase("interpolate to the default pose", interpolate)
         phase("hold", lambda: self.request(_rt.Mode.HOLD))
 
         h = self.cfg.sim.hoist
@@ -136,7 +143,7 @@ class SimRuntime:
             self.wait(lower_s)
 
         phase("lower the hoist", lower)
-        phase("release the hoist", lambda: (self.driver.hoist_release(), self.wait(0.5)))
+        phase("release the hoist", release)
 
         def sample(s: dict[str, Any]) -> None:
             z = float(s["state"]["base_pos"][2])
@@ -186,7 +193,7 @@ class SimRuntime:
         if not self.lockstep:
             self.loop.stop()
 
-    def __enter__(self) -> "SimRuntime":
+    def __enter__(self) -> SimRuntime:
         return self
 
     def __exit__(self, *exc: object) -> None:

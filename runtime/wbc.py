@@ -18,7 +18,6 @@ import re
 from typing import Any
 
 import numpy as np
-
 from vertebra import _rt
 from vertebra.runtime.config import ConfigError, RobotConfig
 
@@ -46,8 +45,8 @@ def rotation_to_quat(R: np.ndarray) -> list[float]:
         q[1 + i] = 0.25 * s
         q[1 + j] = (R[j, i] + R[i, j]) / s
         q[1 + k] = (R[k, i] + R[i, k]) / s
-    q = np.array(q)
-    return (q / np.linalg.norm(q) * (1 if q[0] >= 0 else -1)).tolist()
+    qa = np.asarray(q, dtype=float)
+    return (qa / np.linalg.norm(qa) * (1 if qa[0] >= 0 else -1)).tolist()
 
 
 def quat_from_rpy(roll: float, pitch: float, yaw: float) -> list[float]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-
 from vertebra import _rt
 
 N = 6
 RATE = 500.0
 
 
-def make_params(n: int = N, kp: float = 40.0, kd: float = 2.0) -> "_rt.RobotParams":
+def make_params(n: int = N, kp: float = 40.0, kd: float = 2.0) -> _rt.RobotParams:
     return _rt.RobotParams(
         kp=[kp] * n, kd=[kd] * n, kd_damping=[3.0] * n, kp_max=[1.5 * kp] * n, kd_max=[1.5 * kd] * n,
         q_lower=[-2.0] * n, q_upper=[2.0] * n, dq_max=[10.0] * n, tau_max=[30.0] * n, default_pose=[0.3] * n)

@@ -3,6 +3,7 @@
 import threading
 
 from vertebra import _rt
+
 from tests.conftest import N
 
 

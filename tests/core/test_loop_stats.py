@@ -3,8 +3,8 @@ import time
 
 import numpy as np
 import pytest
-
 from vertebra import _rt
+
 from tests.conftest import make_params
 
 

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
-
 from vertebra import _rt
-from tests.conftest import N, RATE
+
+from tests.conftest import RATE, N
 
 
 def cmd(loop):
@@ -188,7 +188,6 @@ def test_interpolation_starts_inside_the_limits(mock_loop):
 @pytest.mark.parametrize("field,value,match", [
     ("q_lower", 3.0, "q_lower"), ("tau_max", math.nan, "finite"), ("dq_max", -1.0, ">= 0")])
 def test_loop_refuses_inconsistent_limits(field, value, match):
-    from tests.conftest import make_params
 
     kw = dict(kp=[40.0] * N, kd=[2.0] * N, kd_damping=[3.0] * N, kp_max=[60.0] * N, kd_max=[3.0] * N,
               q_lower=[-2.0] * N, q_upper=[2.0] * N, dq_max=[10.0] * N, tau_max=[30.0] * N, default_pose=[0.0] * N)

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from vertebra import _rt
 from vertebra.drivers.sim_model import build_mjcf
 from vertebra.runtime.config import RobotConfig

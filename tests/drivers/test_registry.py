@@ -1,5 +1,4 @@
 import pytest
-
 from vertebra import _rt
 from vertebra.drivers.registry import available_drivers, driver_config
 from vertebra.runtime.config import RobotConfig, loop_config, robot_params

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from vertebra.runtime.cli import main
 
 

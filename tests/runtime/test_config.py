@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from vertebra.runtime.config import ConfigError, RobotConfig, available_robots
 
 G1 = Path(__file__).resolve().parents[2] / "configs" / "robots" / "g1.yaml"

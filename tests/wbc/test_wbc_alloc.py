@@ -5,7 +5,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 import vertebra._rt
 from vertebra.runtime.config import RobotConfig
 

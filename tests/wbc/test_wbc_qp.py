@@ -3,7 +3,6 @@
 import numpy as np
 import pinocchio as pin
 import pytest
-
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, robot_params
 from vertebra.runtime.wbc import WholeBody, build_wbc_config

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from vertebra.runtime.cli import main
 
 
@@ -57,7 +55,6 @@ def test_scenario_needs_the_wbc_controller(capsys):
 
 def test_g1_releases_a_foot_with_a_force_ramp_lifts_it_and_steps_back_down():
     import numpy as np
-
     from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
 
     rt = SimRuntime("g1", controller="wbc")
