@@ -257,7 +257,8 @@ class RobotConfig:
             sole_offset_m=frames.number("sole_offset_m", lo=0.0, hi=0.2),
             hand_frames=[_str_item(frames, "hands", i, v) for i, v in enumerate(frames.get("hands", []) or [])],
             sim=_read_sim(r.sub("sim"), [j.name for j in joints]),
-            wbc=_read_wbc(r.sub("wbc")) if r.get("wbc", None) is not None else None,
+            wbc=(_read_wbc(r.sub("wbc"), list(frames.get("hands", []) or []))
+                 if r.get("wbc", None) is not None else None),
             extra=dict(r.get("extra", {}) or {}),
         )
         _check_against_urdf(cfg, r)
@@ -391,7 +392,7 @@ def _read_sim(s: _Reader, joint_names: list[str]) -> SimConfig:
 _WBC_TASKS = {"com": 3, "base": 6, "torso": 6, "hands": 6, "swing_foot": 6, "posture": 1}
 
 
-def _read_wbc(w: _Reader) -> WbcConfig:
+def _read_wbc(w: _Reader, hands: list[str]) -> WbcConfig:
     w.reject_unknown({"contacts", "torso_frame", "tasks", "output"})
     c = w.sub("contacts")
     c.reject_unknown({"type", "sole_offset_m", "sole_half_length_m", "sole_half_width_m", "friction",
@@ -416,9 +417,15 @@ def _read_wbc(w: _Reader) -> WbcConfig:
             raise tr.error("weight", weight, f"a list of {size} finite numbers >= 0")
         tasks[name] = WbcTaskConfig(tr.number("kp", lo=0.0, hi=1e4), tr.number("kd", lo=0.0, hi=1e3),
                                     [float(x) for x in weight])
-    for required in ("com", "base", "posture"):
-        if required not in tasks:
-            raise t.error(required, "<missing>", "a task entry (com, base and posture are required)")
+    required = ["com", "base", "posture", "swing_foot"]
+    if w.get("torso_frame", None):
+        required.append("torso")
+    if hands:
+        required.append("hands")
+    for name in required:
+        if name not in tasks:
+            raise t.error(name, "<missing>", "a task entry: com, base, posture and swing_foot are required, torso with "
+                                             "torso_frame, hands when frames.hands lists hands")
     o = w.sub("output")
     o.reject_unknown({"kp_scale", "kd_scale"})
     flat = kind == "flat"

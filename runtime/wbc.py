@@ -57,12 +57,16 @@ def quat_from_rpy(roll: float, pitch: float, yaw: float) -> list[float]:
             cr * cp * sy - sr * sp * cy]
 
 
+def _rotation(R: np.ndarray, name: str) -> list[float]:
+    if not np.all(np.isfinite(R)) or not np.allclose(R.T @ R, np.eye(3), atol=1e-6) or abs(np.linalg.det(R) - 1) > 1e-6:
+        raise ValueError(f"target '{name}': expected a rotation (orthonormal, determinant 1, finite), found {R.tolist()}")
+    return rotation_to_quat(R)
+
+
 def _orientation(value: Any, name: str) -> list[float]:
     a = np.asarray(value, dtype=float)
     if a.shape == (3, 3):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"target '{name}': rotation matrix has non-finite values")
-        return rotation_to_quat(a)
+        return _rotation(a, name)
     return _quat_from(a, name)
 
 
@@ -74,7 +78,9 @@ def _pose(value: Any, name: str) -> tuple[list[float], list[float]]:
         a = np.asarray(value, dtype=float)
         if a.shape != (4, 4):
             raise ValueError(f"target '{name}': expected a 4x4 pose or (xyz, quaternion wxyz), found shape {a.shape}")
-        pos, quat = a[:3, 3], rotation_to_quat(a[:3, :3])
+        if not np.allclose(a[3], [0, 0, 0, 1]):
+            raise ValueError(f"target '{name}': the last row of a 4x4 pose must be [0, 0, 0, 1], found {a[3].tolist()}")
+        pos, quat = a[:3, 3], _rotation(a[:3, :3], name)
     if pos.shape != (3,) or not np.all(np.isfinite(pos)):
         raise ValueError(f"target '{name}': expected a finite position [x, y, z], found {pos!r}")
     return pos.tolist(), quat
@@ -120,8 +126,12 @@ class WholeBody:
         self.ctrl = _rt.WholeBodyController(model, build_wbc_config(robot))
         self._t = _rt.WbcTargets()
         self._seq = 0
-        self.hands = {n: i for i, n in enumerate(["left_hand", "right_hand"][: len(robot.hand_frames)])}
-        self.hands.update({f: i for i, f in enumerate(robot.hand_frames)})
+        # Hands by frame name, plus "left_hand"/"right_hand" for frames whose name says which side.
+        self.hands = {f: i for i, f in enumerate(robot.hand_frames)}
+        for i, f in enumerate(robot.hand_frames):
+            for side in ("left", "right"):
+                if side in f:
+                    self.hands.setdefault(f"{side}_hand", i)
         self.feet = {f: i for i, f in enumerate(robot.foot_frames)}
         self.joints = {n: i for i, n in enumerate(robot.joint_names)}
 
@@ -135,7 +145,10 @@ class WholeBody:
         self.ctrl.publish_targets(self._t)
 
     def reset_targets(self) -> None:
-        """Forget every target: the controller keeps what it captured when it was entered."""
+        """Forget every target: the controller keeps what it captured when it was entered.
+
+        Call this when (re-)entering the WBC mode (SimRuntime.engage_wbc does): targets are sent as
+        one cumulative value, so without it the first new target would re-send the old ones."""
         self._t = _rt.WbcTargets()
         self._publish()
 
@@ -159,6 +172,10 @@ class WholeBody:
             a = np.asarray(value, dtype=float)
             if a.shape != (len(self.joints),) or not np.all(np.isfinite(a)):
                 raise ValueError(f"target 'posture': expected {len(self.joints)} finite joint angles, found {value!r}")
+            lo, hi = np.array(self.robot.column("q_min_rad")), np.array(self.robot.column("q_max_rad"))
+            bad = [self.robot.joint_names[i] for i in np.flatnonzero((a < lo) | (a > hi))]
+            if bad:
+                raise ValueError(f"target 'posture': outside the joint limits for {', '.join(bad)}")
             p = t.posture
             p[: a.size] = a.tolist()
             ps = t.posture_set

@@ -54,7 +54,7 @@ Eigen::VectorXd& DenseQp::lbox() { return impl_->lbox; }
 Eigen::VectorXd& DenseQp::ubox() { return impl_->ubox; }
 const Eigen::VectorXd& DenseQp::x() const { return impl_->qp.results.x; }
 
-DenseQp::Result DenseQp::solve(bool& cold_restart) {
+DenseQp::Result DenseQp::solve(bool& cold_restart, bool allow_cold_retry) {
   Impl& I = *impl_;
   using proxsuite::nullopt;
   // ProxQP's update() copies vectors through an .eval() temporary (an allocation): the vectors go
@@ -70,7 +70,7 @@ DenseQp::Result DenseQp::solve(bool& cold_restart) {
   push();
   I.qp.solve();
   cold_restart = false;
-  if (I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
+  if (allow_cold_retry && I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
     // A warm start from a very different previous solution (a target step) can mislead the
     // solver's infeasibility check: retry once from the equality-constrained initial guess.
     I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::EQUALITY_CONSTRAINED_INITIAL_GUESS;

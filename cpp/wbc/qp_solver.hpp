@@ -34,8 +34,9 @@ class __attribute__((visibility("default"))) DenseQp {
   Eigen::VectorXd& ubox();
 
   // Solve the problem now in the matrices, warm-started from the previous solution; on a
-  // failure retry once from the equality-constrained initial guess (cold_restart = true).
-  Result solve(bool& cold_restart);
+  // failure and when allowed, retry once from the equality-constrained initial guess
+  // (cold_restart = true).
+  Result solve(bool& cold_restart, bool allow_cold_retry);
   const Eigen::VectorXd& x() const;
 
  private:

@@ -72,6 +72,7 @@ struct WholeBodyController::Impl {
   std::array<double, kMaxContacts> contact_w{};
   std::array<double, kMaxContacts> ramp_ref{};  // normal force the ramp scales: at release / the weight
   double weight_n = 0;
+  bool solved_since_entry = false;
   JointArray posture{};
   WbcTargets latest{};
   uint64_t entry_seq = 0;
@@ -103,9 +104,12 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   check_len(cfg.out_kd, "out_kd");
   if (cfg.sole_offset_m.size() != 3) throw std::invalid_argument("WBC: sole_offset_m needs 3 values");
   if (!(cfg.friction > 0) || !(cfg.control_rate_hz > 0) || !(cfg.contact_ramp_s > 0) ||
-      !(cfg.max_normal_force_n > cfg.min_normal_force_n) || cfg.min_normal_force_n < 0)
-    throw std::invalid_argument("WBC: friction, control_rate_hz, contact_ramp_s must be > 0 and "
-                                "0 <= min_normal_force_n < max_normal_force_n");
+      !(cfg.max_normal_force_n > cfg.min_normal_force_n) || cfg.min_normal_force_n < 0 ||
+      !(cfg.limit_horizon_s > 0) || !(cfg.eps_abs > 0) || cfg.max_iter < 1 || !(cfg.max_position_error_m > 0) ||
+      !(cfg.max_rotation_error_rad > 0))
+    throw std::invalid_argument("WBC: friction, control_rate_hz, contact_ramp_s, limit_horizon_s, eps_abs, max_iter "
+                                "and the task error limits must be > 0, and 0 <= min_normal_force_n < "
+                                "max_normal_force_n");
 
   const int nv = robot.nv();
   const int n = nv + nc_ * m_;
@@ -223,9 +227,12 @@ Status WholeBodyController::enter(const RobotParams& p, const State& s, const Co
     I.hand_pos_ref[h] = I.data.oMf[I.hand_fid[h]].translation();
     I.hand_rot_ref[h] = I.data.oMf[I.hand_fid[h]].rotation();
   }
+  I.f.setZero();
+  I.solved_since_entry = false;
   for (int c = 0; c < nc_; ++c) {
     I.contact_target[c] = I.contact_on[c] = true;
     I.contact_w[c] = 1.0;
+    I.ramp_ref[c] = I.weight_n / nc_;
     I.foot_pos_ref[c] = I.data.oMf[I.contact_fid[c]].translation();
     I.foot_rot_ref[c] = I.data.oMf[I.contact_fid[c]].rotation();
   }
@@ -237,23 +244,34 @@ Status WholeBodyController::enter(const RobotParams& p, const State& s, const Co
   return Status::kOk;
 }
 
+template <size_t N>
+static bool finite(const std::array<double, N>& a) {
+  for (double v : a)
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// Fields that are set and finite replace the references; a non-finite field is ignored (the
+// previous reference stays), so a bad target can never reach the solver.
 static void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh) {
-  if (t.com_set) I.com_ref = Eigen::Vector3d(t.com[0], t.com[1], t.com[2]);
-  if (t.base_set) {
+  if (t.com_set && finite(t.com)) I.com_ref = Eigen::Vector3d(t.com[0], t.com[1], t.com[2]);
+  if (t.base_set && finite(t.base_pos) && finite(t.base_quat)) {
     I.base_pos_ref = Eigen::Vector3d(t.base_pos[0], t.base_pos[1], t.base_pos[2]);
     I.base_rot_ref = quat_wxyz(t.base_quat).toRotationMatrix();
   }
-  if (t.torso_set) I.torso_rot_ref = quat_wxyz(t.torso_quat).toRotationMatrix();
+  if (t.torso_set && finite(t.torso_quat)) I.torso_rot_ref = quat_wxyz(t.torso_quat).toRotationMatrix();
   for (int h = 0; h < nh; ++h) {
-    I.hand_active[h] = t.hand_set[h];
-    if (t.hand_set[h]) {
+    const bool ok = finite(t.hand_pos[h]) && finite(t.hand_quat[h]);
+    if (!t.hand_set[h]) I.hand_active[h] = false;
+    if (t.hand_set[h] && ok) {
+      I.hand_active[h] = true;
       I.hand_pos_ref[h] = Eigen::Vector3d(t.hand_pos[h][0], t.hand_pos[h][1], t.hand_pos[h][2]);
       I.hand_rot_ref[h] = quat_wxyz(t.hand_quat[h]).toRotationMatrix();
     }
   }
   for (int c = 0; c < nc; ++c) {
     I.contact_target[c] = t.contact_active[c];
-    if (t.foot_set[c]) {
+    if (t.foot_set[c] && finite(t.foot_pos[c]) && finite(t.foot_quat[c])) {
       I.foot_pos_ref[c] = Eigen::Vector3d(t.foot_pos[c][0], t.foot_pos[c][1], t.foot_pos[c][2]);
       I.foot_rot_ref[c] = quat_wxyz(t.foot_quat[c]).toRotationMatrix();
     }
@@ -323,12 +341,17 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
       }
       I.contact_w[c] = std::min(1.0, I.contact_w[c] + step);
     } else if (I.contact_on[c]) {
-      if (I.contact_w[c] >= 1.0) I.ramp_ref[c] = std::max(I.f[c * m_ + 2], 0.0);  // release starts here
+      if (I.contact_w[c] >= 1.0)  // release starts here, from the force this contact carries now
+        I.ramp_ref[c] = I.solved_since_entry ? std::max(I.f[c * m_ + 2], 0.0) : I.weight_n / nc_;
       I.contact_w[c] = std::max(0.0, I.contact_w[c] - step);
       if (I.contact_w[c] <= 0.0) {
         I.contact_on[c] = false;
-        I.foot_pos_ref[c] = d.oMf[I.contact_fid[c]].translation();
-        I.foot_rot_ref[c] = d.oMf[I.contact_fid[c]].rotation();
+        // The foot now follows its swing target: the one published (possibly together with the
+        // release), else it holds where it is.
+        if (!(I.latest.seq > I.entry_seq && I.latest.foot_set[c])) {
+          I.foot_pos_ref[c] = d.oMf[I.contact_fid[c]].translation();
+          I.foot_rot_ref[c] = d.oMf[I.contact_fid[c]].rotation();
+        }
       }
     }
   }
@@ -486,16 +509,18 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
 
   // Solve.
   const auto t1 = Clock::now();
+  for (int c = 0; c < nc_; ++c) I.st.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
   bool cold = false;
-  DenseQp::Result res = I.qp.solve(cold);
+  DenseQp::Result res = I.qp.solve(cold, true);
   if (cold) ++I.st.cold_restarts;
   if (!res.solved) {
     // Joint-limit acceleration bounds can contradict the torque limits near a limit (a joint
-    // too fast to stop in time): drop them for this tick; the limiter still clamps positions.
+    // too fast to stop in time): drop them for this tick (one more solve, no cold retry: at most
+    // three solves per tick); the limiter still clamps positions. Bounds are rebuilt every tick.
     I.lbox.segment(6, nj).setConstant(-kFree);
     I.ubox.segment(6, nj).setConstant(kFree);
-    res = I.qp.solve(cold);
-    ++I.st.relaxed_solves;
+    res = I.qp.solve(cold, false);
+    if (res.solved) ++I.st.relaxed_solves;
   }
   I.st.last_solve_us = us_since(t1);
   I.st.last_iterations = res.iterations;
@@ -516,15 +541,14 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     return I.st.consecutive_failures >= cfg_.max_consecutive_failures ? Status::kSolverFailed : Status::kOk;
   }
   I.st.consecutive_failures = 0;
+  I.solved_since_entry = true;
   I.ddq = I.qp.x().head(nv);
   I.f = I.qp.x().tail(nfv);
   I.tau.noalias() = d.M * I.ddq;
   I.tau += d.nle;
   I.tau.noalias() -= I.Jc.transpose() * I.f;
-  for (int c = 0; c < nc_; ++c) {
-    I.st.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
+  for (int c = 0; c < nc_; ++c)
     for (int k = 0; k < 6; ++k) I.st.contact_wrench[c][k] = k < m_ ? I.f[c * m_ + k] : 0.0;
-  }
 
   // Motor-board command (see the header for the blend).
   out.n = nj;

@@ -181,3 +181,33 @@ def test_wbc_mode_is_registered_before_the_loop_ticks():
     pd.loop.run_ticks(1)
     s = pd.loop.snapshot()
     assert s["request_seq"] == seq and s["request_status"] == "invalid_request" and s["mode"] == "zero_torque"
+
+
+def test_pose_and_posture_targets_are_checked():
+    cfg = RobotConfig.load("g1")
+    wb = WholeBody(cfg, _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names))
+    bad = np.eye(4)
+    bad[:3, :3] *= 2.0
+    with pytest.raises(ValueError, match="expected a rotation"):
+        wb.set_target("left_hand", bad)
+    with pytest.raises(ValueError, match="outside the joint limits for left_knee_joint"):
+        p = np.array(cfg.column("default_rad"))
+        p[3] = 4.0
+        wb.set_target("posture", p)
+    assert wb.hands["left_hand"] == 0 and wb.hands["right_rubber_hand"] == 1
+
+
+def test_non_finite_targets_never_reach_the_solver():
+    cfg = RobotConfig.load("go2")
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    wb = WholeBody(cfg, rm)
+    params = robot_params(cfg)
+    state = standing_state(cfg, rm, np.random.default_rng(0))
+    assert wb.ctrl.enter(params, state) == "ok"
+    t = _rt.WbcTargets()
+    t.seq = 10**6
+    t.com_set = True
+    t.com = [0.0, float("nan"), 0.3]  # bypasses the Python checks
+    wb.ctrl.publish_targets(t)
+    assert wb.ctrl.tick(params, state) == "ok"
+    assert wb.status()["failures"] == 0 and np.all(np.isfinite(wb.status()["com_err"]))

@@ -72,6 +72,9 @@ def test_g1_releases_a_foot_with_a_force_ramp_lifts_it_and_steps_back_down():
     rt.wb.set_target("com", [com0[0] + 0.03, left[1] - 0.01, com0[2]])  # over the left foot
     rt.wait(2.0)
     rt.wb.set_contact("right_ankle_roll_link", False)
+    # the swing target goes out with the release, while the force is still ramping out
+    lifted = right + np.array([0.035, 0.0, -0.035 + 0.05])  # sole 5 cm up
+    rt.wb.set_target("right_ankle_roll_link", (lifted, [1.0, 0.0, 0.0, 0.0]))
     fz = []
     for _ in range(70):
         rt.loop.run_ticks(1)
@@ -80,8 +83,6 @@ def test_g1_releases_a_foot_with_a_force_ramp_lifts_it_and_steps_back_down():
     assert fz[0] > 30.0 and abs(fz[-1]) < 1e-3  # loaded at release, unloaded at the end
     assert np.all(np.diff(fz) <= 1e-6)  # monotonic ramp ...
     assert np.max(-np.diff(fz)) < 0.1 * fz[0]  # ... with no jump: ramp_s = 0.1 s = 50 ticks
-    lifted = right + np.array([0.035, 0.0, -0.035 + 0.05])  # sole 5 cm up
-    rt.wb.set_target("right_ankle_roll_link", (lifted, [1.0, 0.0, 0.0, 0.0]))
     rt.wait(2.0)
     assert frame_z("right_ankle_roll_link")[2] - right[2] > 0.04  # standing on one leg, foot up
     assert tilt_deg(rt.loop.snapshot()["state"]["base_quat"]) < 5.0
