@@ -42,7 +42,7 @@ def record_trajectory(robot: str, ticks: int, say: Callable[[str], None]) -> tup
         if k % 10 == 0:  # moving targets, re-published at 50 Hz
             tgt: dict[str, Any] = {}
             if hands0:
-                for h, name in enumerate(list(rt.wb.hands)[:2]):
+                for h, name in enumerate(rt.cfg.hand_frames):
                     sign = 1.0 if h == 0 else -1.0
                     p = hands0[h] + np.array([0.12 + 0.06 * math.sin(1.3 * t), sign * 0.05 * math.cos(1.1 * t),
                                               0.12 + 0.08 * math.sin(0.9 * t + h)])
@@ -249,7 +249,7 @@ class PythonWbc:
         self._se3(H, g, self.base, bp, bR, wc.base)
         if self.torso is not None:
             self._se3(H, g, self.torso, None, self.refs["torso"], wc.torso, with_pos=False)
-        for name, fid in zip(["left_hand", "right_hand"], self.hands):
+        for name, fid in zip(self.cfg.hand_frames, self.hands):
             if name in self.refs:
                 p_, R_ = self.refs[name]
                 self._se3(H, g, fid, p_, R_, wc.hands, max_p=wc.max_position_error_m, max_r=wc.max_rotation_error_rad)

@@ -98,7 +98,7 @@ def reach(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], hold_s: flo
     sequence = [([0.15, 0.0, 0.10], (0.0, 0.0, 0.0)), ([0.20, 0.05, 0.25], (0.0, -0.3, 0.0)),
                 ([0.15, 0.05, 0.20], (0.2, 0.0, 0.2)), ([0.25, -0.05, 0.15], (0.0, 0.0, -0.3))]
     results: list[dict[str, Any]] = []
-    names = list(rt.wb.hands)[:2]
+    names = list(rt.cfg.hand_frames)
     for i, (off, rpy) in enumerate(sequence):
         for h, name in enumerate(names):
             sign = 1.0 if h == 0 else -1.0

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <thread>
 
 #include "core/exchange.hpp"
@@ -100,18 +101,21 @@ State state_from_dict(int n, py::dict state) {
 }
 
 // Test support: hammer a buffer from a writer thread while reading on this one; every value
-// written has all fields equal, so a reader seeing two different fields saw a torn value.
+// written has all fields equal, so a reader seeing two different fields saw a torn value. The
+// writer runs until the reader has seen `min_distinct` different values (however the OS schedules
+// the two threads) or `max_seconds` passed.
 template <class Buffer, class Write, class Read>
-py::dict stress(uint64_t iterations, Write write, Read read) {
+py::dict stress(uint64_t min_distinct, double max_seconds, Write write, Read read) {
   Buffer buf;
-  std::atomic<bool> done{false};
+  std::atomic<bool> done{false}, enough{false};
   uint64_t torn = 0, reads = 0, changes = 0, last = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(max_seconds);
   {
     py::gil_scoped_release release;
     std::thread writer([&] {
       Targets t{};
       t.n = kMaxJoints;
-      for (uint64_t k = 1; k <= iterations; ++k) {
+      for (uint64_t k = 1; !enough.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < deadline; ++k) {
         t.seq = k;
         for (int i = 0; i < kMaxJoints; ++i) t.q[i] = t.dq[i] = t.kp[i] = t.kd[i] = t.tau_ff[i] = static_cast<double>(k);
         write(buf, t);
@@ -129,6 +133,7 @@ py::dict stress(uint64_t iterations, Write write, Read read) {
       if (r.seq < last) ++torn;  // going back in time is as bad as tearing
       if (r.seq != last) ++changes;
       last = r.seq;
+      if (changes >= min_distinct) enough.store(true, std::memory_order_relaxed);
     }
     writer.join();
   }
@@ -517,12 +522,14 @@ PYBIND11_MODULE(_rt, m) {
       .def("reset", &LatencyHistogram::reset);
 
   py::module_ t = m.def_submodule("testing", "stress helpers for the lock-free buffers");
-  t.def("stress_triple_buffer", [](uint64_t iterations) {
-    return stress<TripleBuffer<Targets>>(iterations, [](TripleBuffer<Targets>& b, const Targets& v) { b.write(v); },
+  t.def("stress_triple_buffer", [](uint64_t min_distinct, double max_seconds) {
+    return stress<TripleBuffer<Targets>>(min_distinct, max_seconds,
+                                         [](TripleBuffer<Targets>& b, const Targets& v) { b.write(v); },
                                          [](TripleBuffer<Targets>& b, Targets& out) { return b.read(out); });
-  }, py::arg("iterations"));
-  t.def("stress_seqlock", [](uint64_t iterations) {
-    return stress<SeqLock<Targets>>(iterations, [](SeqLock<Targets>& b, const Targets& v) { b.store(v); },
+  }, py::arg("min_distinct"), py::arg("max_seconds") = 20.0);
+  t.def("stress_seqlock", [](uint64_t min_distinct, double max_seconds) {
+    return stress<SeqLock<Targets>>(min_distinct, max_seconds,
+                                    [](SeqLock<Targets>& b, const Targets& v) { b.store(v); },
                                     [](SeqLock<Targets>& b, Targets& out) { b.load(out); return true; });
-  }, py::arg("iterations"));
+  }, py::arg("min_distinct"), py::arg("max_seconds") = 20.0);
 }

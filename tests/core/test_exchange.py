@@ -8,15 +8,15 @@ from tests.conftest import N
 
 
 def test_triple_buffer_never_tears_under_concurrent_writer():
-    r = _rt.testing.stress_triple_buffer(300_000)
+    r = _rt.testing.stress_triple_buffer(5_000)
     assert r["torn"] == 0
-    assert r["distinct_values_seen"] > 100  # the reader really raced the writer
+    assert r["distinct_values_seen"] >= 200  # the reader really raced the writer (aims for 5000, time-capped)
 
 
 def test_seqlock_never_tears_under_concurrent_writer():
-    r = _rt.testing.stress_seqlock(300_000)
+    r = _rt.testing.stress_seqlock(5_000)
     assert r["torn"] == 0
-    assert r["distinct_values_seen"] > 10
+    assert r["distinct_values_seen"] >= 200
 
 
 def test_targets_taken_by_the_loop_are_never_torn(mock_loop):
@@ -36,11 +36,19 @@ def test_targets_taken_by_the_loop_are_never_torn(mock_loop):
 
     t = threading.Thread(target=writer)
     t.start()
+    import time
+
     seen = set()
+    deadline = time.monotonic() + 20.0
     try:
-        for _ in range(3000):
+        # Until enough distinct targets raced through (the writer only runs when the GIL switches,
+        # every 5 ms, so count values, not iterations), bounded in time.
+        while len(seen) < 50 and time.monotonic() < deadline:
             loop.run_ticks(1)
-            c = loop.snapshot()["command"]
+            snap = loop.snapshot()
+            if snap["targets_seq"] == 0:
+                continue  # the writer has not been scheduled yet: the loop holds its pose
+            c = snap["command"]
             q = c["q"]
             assert len(set(q.tolist())) == 1, f"torn targets: {q}"
             assert (c["kp"] == q[0] + 1).all() and (c["kd"] == q[0]).all() and (c["tau_ff"] == q[0]).all()
@@ -48,7 +56,7 @@ def test_targets_taken_by_the_loop_are_never_torn(mock_loop):
     finally:
         stop.set()
         t.join()
-    assert len(seen) > 20
+    assert len(seen) >= 50
 
 
 def test_snapshot_readable_while_real_time_loop_runs():
