@@ -409,8 +409,7 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("max_consecutive_failures", &WbcConfig::max_consecutive_failures)
       .def_readwrite("eps_abs", &WbcConfig::eps_abs)
       .def_readwrite("max_iter", &WbcConfig::max_iter)
-      .def_readwrite("qp_backend", &WbcConfig::qp_backend)
-      .def_readwrite("qp_iterative_refinement", &WbcConfig::qp_iterative_refinement);
+      .def_readwrite("qp_backend", &WbcConfig::qp_backend);
   py::class_<WbcTargets>(m, "WbcTargets", "whole-body targets; a field counts when its *_set flag is true")
       .def(py::init<>())
       .def_readwrite("seq", &WbcTargets::seq)

@@ -15,10 +15,9 @@ struct DenseQp::Impl {
                                         : proxsuite::proxqp::DenseBackend::Automatic)) {}
 };
 
-DenseQp::DenseQp(int n, int neq, int nin, int backend, double eps_abs, int max_iter, int iterative_refinement)
+DenseQp::DenseQp(int n, int neq, int nin, int backend, double eps_abs, int max_iter)
     : impl_(std::make_unique<Impl>(n, neq, nin, backend)) {
   Impl& I = *impl_;
-  constexpr double kFree = 1e6;
   I.H = RowMat::Identity(n, n);
   I.A = RowMat::Zero(neq, n);
   I.C = RowMat::Zero(nin, n);
@@ -32,7 +31,6 @@ DenseQp::DenseQp(int n, int neq, int nin, int backend, double eps_abs, int max_i
   s.eps_abs = eps_abs;
   s.eps_rel = 0;
   s.max_iter = max_iter;
-  s.nb_iterative_refinement = iterative_refinement;
   s.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
   s.verbose = false;
   s.compute_timings = false;

@@ -19,8 +19,9 @@ class __attribute__((visibility("default"))) DenseQp {
     int iterations = 0;
     double primal_residual = 0, dual_residual = 0;
   };
+  static constexpr double kFree = 1e6;  // "unbounded": bounds must stay finite for the solver
   // backend: 0 automatic, 1 primal-dual LDLT, 2 primal LDLT.
-  DenseQp(int n, int n_eq, int n_in, int backend, double eps_abs, int max_iter, int iterative_refinement);
+  DenseQp(int n, int n_eq, int n_in, int backend, double eps_abs, int max_iter);
   ~DenseQp();
 
   RowMat& H();

@@ -19,7 +19,7 @@
 namespace vertebra {
 
 namespace {
-constexpr double kFree = 1e6;  // "unbounded" for bounds that must stay finite for the solver
+constexpr double kFree = DenseQp::kFree;
 using Clock = std::chrono::steady_clock;
 inline double us_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
@@ -80,7 +80,7 @@ struct WholeBodyController::Impl {
   WbcStatus st{};
 
   Impl(int n_, int neq_, int nin_, const WbcConfig& c)
-      : qp(n_, neq_, nin_, c.qp_backend, c.eps_abs, c.max_iter, c.qp_iterative_refinement),
+      : qp(n_, neq_, nin_, c.qp_backend, c.eps_abs, c.max_iter),
         H(qp.H()), A(qp.A()), C(qp.C()), g(qp.g()), b(qp.b()), l(qp.l()), u(qp.u()), lbox(qp.lbox()),
         ubox(qp.ubox()) {}
 };

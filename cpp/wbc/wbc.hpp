@@ -78,7 +78,6 @@ struct WbcConfig {
   // ProxQP dense backend: 0 automatic, 1 primal-dual LDLT (full KKT), 2 primal LDLT (n x n system;
   // cheaper when constraints outnumber variables, as here).
   int qp_backend = 0;
-  int qp_iterative_refinement = 10;  // ProxQP nb_iterative_refinement (its default: 10)
 };
 
 // Targets written from Python (whole value, latest wins). A field is used when its *_set flag is
