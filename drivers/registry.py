@@ -73,6 +73,7 @@ class MujocoDriverConfig(DriverConfig):
     standing_height_m: float
     noise: bool = False
     command_latency_ms: float | None = None  # None: the robot config's
+    battery_v: float = 0.0                   # pack voltage the simulator reports (0: none)
     mjcf_path: str = field(default="", init=False)  # the model file the last build() loaded
 
     def __post_init__(self) -> None:
@@ -113,6 +114,7 @@ class MujocoDriverConfig(DriverConfig):
             o.noise_acc_m_s2 = sim.noise_acc_m_s2
         latency = sim.command_latency_ms if self.command_latency_ms is None else self.command_latency_ms
         o.command_latency_s = latency / 1000.0
+        o.battery_v = self.battery_v
         d = _rt.MujocoDriver(o)
         d.init(robot.joint_names, control_rate_hz)
         self.mjcf_path = o.mjcf_path

@@ -35,8 +35,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
         if args.scenario and args.controller != "wbc":
             print("vertebra sim: --scenario needs --controller wbc", file=sys.stderr)
             return 2
+        from vertebra.safety.events import default_log_path
+
+        log = args.event_log or str(default_log_path())
+        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
         rt = SimRuntime(args.robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
-                        command_latency_ms=args.latency_ms, controller=args.controller)
+                        command_latency_ms=args.latency_ms, controller=args.controller, event_log=log)
+        rt.events.note(f"vertebra sim --robot {args.robot} started", "", 0)
     except ConfigError as e:
         print(f"vertebra sim: bad configuration: {e}", file=sys.stderr)
         return 2
@@ -119,13 +124,74 @@ def cmd_bench_wbc(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from vertebra.runtime.config import ConfigError, RobotConfig
+    from vertebra.safety.config import SafetySettings
 
     try:
         cfg = RobotConfig.load(args.robot)
+        safety = SafetySettings.load(cfg, args.safety)
     except ConfigError as e:
         print(f"invalid: {e}", file=sys.stderr)
         return 1
     print(f"ok: {cfg.name} ({cfg.description}), {cfg.n_joints} joints, URDF {cfg.urdf_path}")
+    print(f"ok: safety {safety.file}: {len(safety.settle)} settle keyframes "
+          f"({safety.settle_duration_s():g} s), e-stop {safety.estop}")
+    return 0
+
+
+def cmd_faults_run(args: argparse.Namespace) -> int:
+    from vertebra.safety import faults
+
+    robots = [args.robot] if args.robot != "all" else ["g1", "go2"]
+    try:
+        results = faults.run(robots, args.only, progress=_progress(not args.json or args.verbose))
+    except ValueError as e:
+        print(f"vertebra faults run: {e}", file=sys.stderr)
+        return 2
+    passed = sum(r.passed for r in results)
+    if args.docs:
+        from vertebra.runtime.config import RobotConfig
+
+        rates = {r: RobotConfig.load(r).control_rate_hz for r in robots}
+        faults.write_docs(args.docs, faults.markdown_report(results, rates))
+    if args.json:
+        print(json.dumps({"passed": passed, "total": len(results), "all_passed": passed == len(results),
+                          "results": [r.to_dict() for r in results]}))
+    else:
+        print(f"{'robot':<6}{'scenario':<24}{'declared':<10}{'taken':<10}{'detect':>8}{'safe':>8}{'fell':>6}"
+              f"{'v_down':>8}  result")
+        for r in results:
+            print(f"{r.robot:<6}{r.scenario:<24}{r.declared:<10}{r.response:<10}{str(r.ticks_to_detection):>8}"
+                  f"{str(r.ticks_to_safe):>8}{('yes' if r.fell else 'no'):>6}{r.peak_down_velocity_m_s:>8.2f}  "
+                  f"{'pass' if r.passed else 'FAIL ' + str({k: v for k, v in r.checks.items() if not v})}")
+        print(f"{passed}/{len(results)} scenarios passed (ticks counted from the first tick that saw the fault)")
+    return 0 if passed == len(results) else 1
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from vertebra.safety.events import default_log_path, event_time, format_event, parse_since, read_events
+
+    path = args.log or str(default_log_path())
+    if not os.path.exists(path):
+        print(f"vertebra events: no event log at {path} (the runtime writes one when it runs; --log PATH reads "
+              "another)", file=sys.stderr)
+        return 1
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as e:
+        print(f"vertebra events: {e}", file=sys.stderr)
+        return 2
+    log = read_events(path)
+    evs = [e for e in log.events if (since is None or event_time(e) >= since) and (not args.kind or e.get("kind") in args.kind)]
+    if args.tail:
+        evs = evs[-args.tail:]
+    if args.json:
+        print(json.dumps({"log": path, "events": evs, "bad_lines": log.bad_lines}))
+    else:
+        for e in evs:
+            print(format_event(e))
+        if log.bad_lines:
+            print(f"{len(log.bad_lines)} line(s) failed their checksum (torn or corrupted): lines "
+                  f"{', '.join(map(str, log.bad_lines[:10]))}", file=sys.stderr)
     return 0
 
 
@@ -164,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--push-search", action="store_true",
                    help="find the largest push (0.2 s, 8 directions, from --push-n up in 10 N steps) the robot survives "
                         "on the whole-body controller without stepping")
+    s.add_argument("--event-log", default=None, metavar="PATH",
+                   help="append safety events here (default: $VERTEBRA_LOG_DIR/events.jsonl, else "
+                        "~/.local/state/vertebra/events.jsonl); read them with 'vertebra events'")
     s.set_defaults(func=cmd_sim)
 
     b = sub.add_parser("bench", help="benchmarks that print JSON and compare against an in-run baseline",
@@ -198,7 +267,36 @@ def build_parser() -> argparse.ArgumentParser:
     csub.required = True
     cc = csub.add_parser("check", help="validate a robot config", description="Load and validate a robot config.")
     cc.add_argument("robot", help=f"robot name ({', '.join(robots)}) or path to a robot YAML")
+    cc.add_argument("--safety", default=None, help="safety YAML to check (default: configs/safety/<robot>.yaml)")
     cc.set_defaults(func=cmd_config_check)
+
+    f = sub.add_parser("faults", help="fault injection: prove the safety supervisor's response to every fault",
+                       description="Fault-injection suite. Each scenario runs the robot in lockstep simulation through "
+                                   "the real procedure, injects one fault and reports detection, response, time to a "
+                                   "safe state, falls and pass/fail against the declared response.")
+    fsub = f.add_subparsers(dest="faults", metavar="<action>")
+    fsub.required = True
+    fr = fsub.add_parser("run", help="run the fault scenarios", description="Run the fault scenarios (lockstep sim).")
+    fr.add_argument("--robot", choices=robots + ["all"], default="all", help="robot (default: all)")
+    fr.add_argument("--only", nargs="+", metavar="NAME", default=None, help="run only these scenarios")
+    fr.add_argument("--json", action="store_true", help="print one JSON object")
+    fr.add_argument("--verbose", action="store_true", help="show progress even with --json")
+    fr.add_argument("--docs", default=None, metavar="PATH",
+                    help="write the fault -> response -> measured reaction table into this markdown file")
+    fr.set_defaults(func=cmd_faults_run)
+
+    e = sub.add_parser("events", help="read the safety event log",
+                       description="Print the safety event log: mode changes, faults, operator actions, clamp bursts. "
+                                   "Lines that fail their checksum (a torn last line) are reported, not shown.")
+    e.add_argument("--log", default=None, help="event log file (default: $VERTEBRA_LOG_DIR/events.jsonl, else "
+                                               "~/.local/state/vertebra/events.jsonl)")
+    e.add_argument("--since", default=None, help="only events since: 30s, 10m, 2h, 1d or an ISO 8601 time")
+    e.add_argument("--kind", nargs="+", default=None,
+                   choices=["mode", "fault", "fault_cleared", "operator", "clamp", "note", "dropped"],
+                   help="only these kinds of event")
+    e.add_argument("--tail", type=int, default=None, help="only the last N events")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_events)
     return p
 
 

@@ -11,7 +11,9 @@ thread ticks at absolute deadlines and the waits poll the loop's snapshot.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, loop_config, robot_params
+from vertebra.safety.config import SafetySettings
 
 
 def tilt_deg(quat_wxyz: np.ndarray) -> float:
@@ -44,7 +47,11 @@ class SimRuntime:
 
     def __init__(self, robot: str | RobotConfig, *, lockstep: bool = True, rate_hz: float | None = None,
                  noise: bool = False, command_latency_ms: float | None = None, realtime_priority: bool = True,
-                 controller: str = "pd"):
+                 controller: str = "pd", safety: SafetySettings | None = None, fault_injection: bool = False,
+                 event_log: str | os.PathLike[str] | None = None):
+        """`safety`: the supervisor's settings (default: configs/safety/<robot>.yaml).
+        `fault_injection`: put a FaultInjector between the simulator and the loop (self.injector).
+        `event_log`: append the safety events to this JSON-lines file (always kept in memory too)."""
         from vertebra.drivers.registry import driver_config
 
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
@@ -55,11 +62,15 @@ class SimRuntime:
         self.default_pose = cfg.column("default_rad")
         self.standing_height_m = self.model.standing_base_height(self.default_pose, cfg.foot_frames, cfg.sole_offset_m)
 
+        self.safety = safety if safety is not None else SafetySettings.load(cfg)
         sim = driver_config("mujoco", standing_height_m=self.standing_height_m, noise=noise,
-                            command_latency_ms=command_latency_ms)
+                            command_latency_ms=command_latency_ms, battery_v=self.safety.battery_sim_v)
         self.driver = sim.build(cfg, self.rate_hz)
         self.mjcf_path = sim.mjcf_path
-        self.loop = _rt.RtLoop(self.driver, robot_params(cfg), loop_config(self.rate_hz, lockstep, realtime_priority))
+        self.injector = _rt.FaultInjector(self.driver) if fault_injection else None
+        self.loop = _rt.RtLoop(self.injector or self.driver, robot_params(cfg),
+                               loop_config(self.rate_hz, lockstep, realtime_priority), self.safety.to_cpp(cfg))
+        self.events = _rt.EventLog(self.loop, str(event_log) if event_log else "")
         if controller not in ("pd", "wbc"):
             raise ValueError(f"unknown controller '{controller}'; controllers are: pd, wbc")
         self.controller = controller
@@ -70,6 +81,7 @@ class SimRuntime:
             self.wb = WholeBody(cfg, self.model)
             _rt.set_wbc_mode(self.loop, self.wb.ctrl)
         if not lockstep:
+            self.events.start()
             self.loop.start()
 
     # -- time ------------------------------------------------------------------------------
@@ -88,14 +100,15 @@ class SimRuntime:
             if self.lockstep:
                 remaining = int(round((end - now) * self.rate_hz))
                 self.loop.run_ticks(min(step_ticks, max(1, remaining)))
+                self.events.flush()
             else:
                 time.sleep(min(sample_every_s, max(0.0, end - now)))
             if on_sample is not None:
                 on_sample(self.loop.snapshot())
 
-    def request(self, mode: Any, duration_s: float = 0.0, pose: list[float] | None = None) -> None:
+    def request(self, mode: Any, duration_s: float = 0.0, pose: list[float] | None = None, stream: bool = False) -> None:
         """Ask the loop for a mode and wait until it answered; raise if it refused."""
-        seq = self.loop.request_mode(mode, duration_s, list(pose or []))
+        seq = self.loop.request_mode(mode, duration_s, list(pose or []), stream)
         deadline = time.monotonic() + 2.0
         while True:
             if self.lockstep:
@@ -123,7 +136,9 @@ class SimRuntime:
             res.phases.append({"phase": name, "start_s": round(t0, 4), "end_s": round(self.sim_time(), 4)})
 
         phase("hanging limp in the hoist (zero torque)", lambda: self.wait(limp_s))
+
         def interpolate() -> None:
+            self.enable()
             self.request(_rt.Mode.INTERPOLATE, interpolate_s, self.default_pose)
             self.wait(interpolate_s + 0.2)
 
@@ -175,6 +190,7 @@ class SimRuntime:
             "hold_base_height_range_m": [round(res.hold_min_height_m, 4), round(res.hold_max_height_m, 4)],
             "max_tilt_deg": round(res.hold_max_tilt_deg, 3),
             "mode": snap["mode"],
+            "safety_mode": snap["safety_mode"],
             "faults": list(snap["faults"]),
             "hoist_engaged": bool(self.driver.hoist_engaged),
             "limiter_clamps": int(snap["clamps"]),
@@ -189,9 +205,44 @@ class SimRuntime:
             },
         }
 
+    # -- operator ----------------------------------------------------------------------------
+    def enable(self, on: bool = True) -> None:
+        """The operator's enable (the arming gate); disabling an armed robot stops it."""
+        self.loop.set_enabled(on)
+        self._tick_once()
+
+    def estop(self) -> None:
+        self.loop.estop()
+        self._tick_once()
+
+    def stop(self) -> None:
+        """Operator stop: settle-then-cut when armed."""
+        self.loop.request_stop()
+        self._tick_once()
+
+    def reset(self) -> None:
+        self.loop.reset_faults()
+        self._tick_once()
+
+    def _tick_once(self) -> None:
+        if self.lockstep:
+            self.loop.run_ticks(1)
+            self.events.flush()
+        else:
+            t = self.loop.snapshot()["tick"]
+            deadline = time.monotonic() + 1.0
+            while self.loop.snapshot()["tick"] == t and time.monotonic() < deadline:
+                time.sleep(0.0005)
+
+    def event_list(self) -> list[dict[str, Any]]:
+        """Every event so far (oldest first), as dicts."""
+        self.events.flush()
+        return [json.loads(j) for _, j in self.events.recent(0)]
+
     def close(self) -> None:
         if not self.lockstep:
             self.loop.stop()
+        self.events.stop()
 
     def __enter__(self) -> SimRuntime:
         return self

@@ -25,3 +25,23 @@ def mock_loop():
     cfg.lockstep = True
     loop = _rt.RtLoop(driver, make_params(), cfg)
     return driver, loop
+
+
+def arm(loop, pose=None, duration_s: float = 0.1) -> None:
+    """Through the supervisor's arming gate: operator enable -> STANDUP (to `pose`, default: where the
+    joints are, inside the limits) -> HOLD. Lockstep loops only."""
+    import numpy as np
+
+    loop.set_enabled(True)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    if pose is None:
+        lim = loop.limiter
+        pose = [min(max(float(q), lim.soft_lower(i)), lim.soft_upper(i)) for i, q in enumerate(s["state"]["q"])]
+    seq = loop.request_mode(_rt.Mode.INTERPOLATE, duration_s, list(np.asarray(pose, dtype=float)))
+    loop.run_ticks(int(duration_s * loop.stats()["rate_hz"]) + 2)
+    assert loop.snapshot()["request_seq"] == seq and loop.snapshot()["request_status"] == "ok", loop.snapshot()["request_status"]
+    seq = loop.request_mode(_rt.Mode.HOLD)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert s["request_seq"] == seq and s["request_status"] == "ok" and s["safety_mode"] == "HOLD", s["request_status"]

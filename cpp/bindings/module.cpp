@@ -13,8 +13,12 @@
 #include "core/modes.hpp"
 #include "core/robot_model.hpp"
 #include "core/rt_loop.hpp"
+#include "drivers/fault_injector.hpp"
 #include "drivers/mock_driver.hpp"
 #include "drivers/mujoco_driver.hpp"
+#include "safety/events.hpp"
+#include "safety/safety.hpp"
+#include "safety/supervisor.hpp"
 #include "wbc/wbc.hpp"
 
 namespace py = pybind11;
@@ -48,6 +52,12 @@ py::dict state_dict(const State& s) {
   d["base_quat"] = arr(s.base_quat.data(), 4);
   d["base_lin_vel"] = arr(s.base_lin_vel.data(), 3);
   d["base_ang_vel"] = arr(s.base_ang_vel.data(), 3);
+  d["has_motor_temp"] = s.has_motor_temp;
+  d["motor_temp_c"] = arr(s.motor_temp_c.data(), s.n);
+  std::vector<uint32_t> err(s.motor_error.begin(), s.motor_error.begin() + s.n);
+  d["motor_error"] = err;
+  d["has_battery"] = s.has_battery;
+  d["battery_v"] = s.battery_v;
   return d;
 }
 
@@ -72,14 +82,52 @@ py::dict histogram_dict(const LatencyHistogram& h) {
   return d;
 }
 
-py::list fault_names(uint32_t f) {
+py::list fault_names(uint64_t mask) {
   py::list l;
-  if (f & kFaultDriverRead) l.append("driver_read");
-  if (f & kFaultDriverWrite) l.append("driver_write");
-  if (f & kFaultNonFiniteState) l.append("non_finite_state");
-  if (f & kFaultNonFiniteCommand) l.append("non_finite_command");
-  if (f & kFaultController) l.append("controller");
+  for (int f = 0; f < kNumFaults; ++f)
+    if (mask & (uint64_t{1} << f)) l.append(fault_name(static_cast<FaultId>(f)));
   return l;
+}
+
+FaultId fault_by_name(const std::string& name) {
+  std::string all;
+  for (int f = 0; f < kNumFaults; ++f) {
+    if (name == fault_name(static_cast<FaultId>(f))) return static_cast<FaultId>(f);
+    all += (f ? ", " : "") + std::string(fault_name(static_cast<FaultId>(f)));
+  }
+  throw std::invalid_argument("unknown fault '" + name + "'; faults are: " + all);
+}
+
+Response response_by_name(const std::string& name) {
+  for (int r = 0; r <= static_cast<int>(Response::kCut); ++r)
+    if (name == response_name(static_cast<Response>(r))) return static_cast<Response>(r);
+  throw std::invalid_argument("unknown response '" + name + "'; responses are: warn, derate, hold, stop, damp, cut");
+}
+
+py::dict limiter_counts_dict(const LimiterCounts& c) {
+  py::dict d;
+  d["non_finite"] = c.nonfinite;
+  d["position"] = c.position;
+  d["rate"] = c.rate;
+  d["velocity"] = c.velocity;
+  d["kp"] = c.kp;
+  d["kd"] = c.kd;
+  d["torque"] = c.torque;
+  return d;
+}
+
+Command command_from_dict(int n, py::dict d) {
+  Command c;
+  c.n = n;
+  for (const char* k : {"q", "dq", "kp", "kd", "tau_ff"}) {
+    auto v = py::cast<std::vector<double>>(d[k]);
+    if (v.size() != static_cast<size_t>(n))
+      throw std::invalid_argument(std::string("command field '") + k + "' needs " + std::to_string(n) + " values");
+    JointArray& a = std::string(k) == "q" ? c.q : std::string(k) == "dq" ? c.dq : std::string(k) == "kp" ? c.kp
+                  : std::string(k) == "kd" ? c.kd : c.tau_ff;
+    for (int i = 0; i < n; ++i) a[i] = v[i];
+  }
+  return c;
 }
 
 State state_from_dict(int n, py::dict state) {
@@ -156,7 +204,85 @@ PYBIND11_MODULE(_rt, m) {
       .value("HOLD", ModeId::kHold)
       .value("INTERPOLATE", ModeId::kInterpolate)
       .value("JOINT_PD", ModeId::kJointPD)
-      .value("WBC", ModeId::kWbc);
+      .value("WBC", ModeId::kWbc)
+      .value("SETTLE", ModeId::kSettle);
+
+  m.def("fault_names", [] {
+    std::vector<std::string> v;
+    for (int f = 0; f < kNumFaults; ++f) v.emplace_back(fault_name(static_cast<FaultId>(f)));
+    return v;
+  }, "every fault the supervisor's monitors can raise");
+  m.def("safety_mode_names", [] {
+    std::vector<std::string> v;
+    for (int k = 0; k < kNumSafetyModes; ++k) v.emplace_back(safety_mode_name(static_cast<SafetyMode>(k)));
+    return v;
+  });
+
+  py::class_<SafetyConfig>(m, "SafetyConfig", "supervisor thresholds and responses (cpp/safety/safety.hpp)")
+      .def(py::init<>())
+      .def_readwrite("state_timeout_ms", &SafetyConfig::state_timeout_ms)
+      .def_readwrite("frozen_ms", &SafetyConfig::frozen_ms)
+      .def_readwrite("tilt_warn_deg", &SafetyConfig::tilt_warn_deg)
+      .def_readwrite("fall_tilt_deg", &SafetyConfig::fall_tilt_deg)
+      .def_readwrite("fall_height_m", &SafetyConfig::fall_height_m)
+      .def_readwrite("fall_rate_rad_s", &SafetyConfig::fall_rate_rad_s)
+      .def_readwrite("soft_limit_margin_rad", &SafetyConfig::soft_limit_margin_rad)
+      .def_readwrite("hard_limit_tolerance_rad", &SafetyConfig::hard_limit_tolerance_rad)
+      .def_readwrite("joint_limit_monitor", &SafetyConfig::joint_limit_monitor)
+      .def_readwrite("velocity_fault_scale", &SafetyConfig::velocity_fault_scale)
+      .def_readwrite("torque_fault_scale", &SafetyConfig::torque_fault_scale)
+      .def_readwrite("temp_warn_c", &SafetyConfig::temp_warn_c)
+      .def_readwrite("temp_derate_c", &SafetyConfig::temp_derate_c)
+      .def_readwrite("temp_stop_c", &SafetyConfig::temp_stop_c)
+      .def_readwrite("temp_hysteresis_c", &SafetyConfig::temp_hysteresis_c)
+      .def_readwrite("derate_scale", &SafetyConfig::derate_scale)
+      .def_readwrite("motor_error_monitor", &SafetyConfig::motor_error_monitor)
+      .def_readwrite("battery_warn_v", &SafetyConfig::battery_warn_v)
+      .def_readwrite("battery_stop_v", &SafetyConfig::battery_stop_v)
+      .def_readwrite("battery_hysteresis_v", &SafetyConfig::battery_hysteresis_v)
+      .def_readwrite("starvation_hold_ms", &SafetyConfig::starvation_hold_ms)
+      .def_readwrite("starvation_stop_ms", &SafetyConfig::starvation_stop_ms)
+      .def_readwrite("overrun_window_ticks", &SafetyConfig::overrun_window_ticks)
+      .def_readwrite("overrun_max", &SafetyConfig::overrun_max)
+      .def_readwrite("rate_limit_scale", &SafetyConfig::rate_limit_scale)
+      .def_readwrite("estop_cut", &SafetyConfig::estop_cut)
+      .def_readwrite("settle_hold_s", &SafetyConfig::settle_hold_s)
+      .def_readwrite("clamp_quiet_ticks", &SafetyConfig::clamp_quiet_ticks)
+      .def("set_response", [](SafetyConfig& c, const std::string& fault, const std::string& response) {
+        c.response[static_cast<int>(fault_by_name(fault))] = response_by_name(response);
+      }, py::arg("fault"), py::arg("response"))
+      .def("response", [](const SafetyConfig& c, const std::string& fault) {
+        return std::string(response_name(c.response[static_cast<int>(fault_by_name(fault))]));
+      }, py::arg("fault"))
+      .def("set_settle", [](SafetyConfig& c, const std::vector<std::vector<double>>& poses, const std::vector<double>& durations) {
+        if (poses.size() != durations.size()) throw std::invalid_argument("set_settle: one duration per keyframe");
+        if (poses.size() > static_cast<size_t>(kMaxSettleKeyframes))
+          throw std::invalid_argument("set_settle: at most " + std::to_string(kMaxSettleKeyframes) + " keyframes");
+        c.n_settle = static_cast<int>(poses.size());
+        for (size_t k = 0; k < poses.size(); ++k) {
+          c.settle_pose[k] = to_joint_array(poses[k], "settle pose");
+          c.settle_duration_s[k] = durations[k];
+        }
+      }, py::arg("poses"), py::arg("durations_s"))
+      .def_readonly("n_settle", &SafetyConfig::n_settle);
+
+  py::class_<CommandLimiter>(m, "CommandLimiter", "the last gate before the driver (cpp/safety/safety.hpp)")
+      .def(py::init<const RobotParams&, const SafetyConfig&, double>(), py::arg("params"), py::arg("config"), py::arg("dt_s"))
+      .def("apply", [](const CommandLimiter& lim, const RobotParams& p, const std::vector<double>& q_measured, py::dict prev,
+                       py::dict cmd, uint64_t derated_mask) {
+        State s;
+        s.n = p.n;
+        if (q_measured.size() != static_cast<size_t>(p.n)) throw std::invalid_argument("apply: q_measured needs n values");
+        for (int i = 0; i < p.n; ++i) s.q[i] = q_measured[i];
+        const Command pv = command_from_dict(p.n, prev);
+        Command c = command_from_dict(p.n, cmd);
+        LimiterCounts counts;
+        const uint32_t flags = lim.apply(s, pv, c, derated_mask, counts);
+        return py::make_tuple(command_dict(c), flags, limiter_counts_dict(counts));
+      }, py::arg("params"), py::arg("q_measured"), py::arg("prev"), py::arg("cmd"), py::arg("derated_mask") = 0)
+      .def("soft_lower", &CommandLimiter::soft_lower)
+      .def("soft_upper", &CommandLimiter::soft_upper)
+      .def("max_step", &CommandLimiter::max_step);
 
   py::class_<RobotModel, std::shared_ptr<RobotModel>>(m, "RobotModel", "pinocchio model with a free-floating base; joints in motor order")
       .def(py::init<const std::string&, const std::vector<std::string>&>(), py::arg("urdf_path"), py::arg("joint_names"))
@@ -263,7 +389,22 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("hoist_damping_n_s_m", &SimOptions::hoist_damping_n_s_m)
       .def_readwrite("hoist_lateral_stiffness_n_m", &SimOptions::hoist_lateral_stiffness_n_m)
       .def_readwrite("hoist_rot_stiffness_nm_rad", &SimOptions::hoist_rot_stiffness_nm_rad)
-      .def_readwrite("hoist_rot_damping_nms_rad", &SimOptions::hoist_rot_damping_nms_rad);
+      .def_readwrite("hoist_rot_damping_nms_rad", &SimOptions::hoist_rot_damping_nms_rad)
+      .def_readwrite("motor_temp_c", &SimOptions::motor_temp_c)
+      .def_readwrite("battery_v", &SimOptions::battery_v);
+
+  py::class_<FaultInjector, Driver, std::shared_ptr<FaultInjector>>(m, "FaultInjector",
+      "wraps a driver and corrupts what it reports on command (cpp/drivers/fault_injector.hpp)")
+      .def(py::init<std::shared_ptr<Driver>>(), py::arg("inner"))
+      .def_property_readonly("inner", &FaultInjector::inner)
+      .def("set_drop_reads", &FaultInjector::set_drop_reads)
+      .def("set_freeze", &FaultInjector::set_freeze)
+      .def("set_nan_state", &FaultInjector::set_nan_state)
+      .def("set_read_stall_us", &FaultInjector::set_read_stall_us)
+      .def("set_motor_temp", &FaultInjector::set_motor_temp, py::arg("joint"), py::arg("celsius"))
+      .def("set_motor_error", &FaultInjector::set_motor_error, py::arg("joint"), py::arg("bits"))
+      .def("set_battery_v", &FaultInjector::set_battery_v)
+      .def("clear", &FaultInjector::clear);
 
   py::class_<MujocoDriver, Driver, std::shared_ptr<MujocoDriver>>(m, "MujocoDriver", "simulated robot (cpp/drivers/mujoco_driver.hpp)")
       .def(py::init<SimOptions>(), py::arg("options"))
@@ -295,21 +436,24 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("spin_ns", &LoopConfig::spin_ns);
 
   py::class_<RtLoop, std::shared_ptr<RtLoop>>(m, "RtLoop", "the real-time control loop (cpp/core/rt_loop.hpp)")
-      .def(py::init<std::shared_ptr<Driver>, const RobotParams&, const LoopConfig&>(), py::arg("driver"), py::arg("params"), py::arg("config"))
+      .def(py::init<std::shared_ptr<Driver>, const RobotParams&, const LoopConfig&, const SafetyConfig&>(), py::arg("driver"),
+           py::arg("params"), py::arg("config"), py::arg("safety") = SafetyConfig())
       .def("start", &RtLoop::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &RtLoop::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &RtLoop::running)
       .def("run_ticks", &RtLoop::run_ticks, py::arg("n"), py::call_guard<py::gil_scoped_release>())
-      .def("request_mode", [](RtLoop& l, ModeId mode, double duration_s, const std::vector<double>& pose) {
+      .def("request_mode", [](RtLoop& l, ModeId mode, double duration_s, const std::vector<double>& pose, bool stream) {
         ModeRequest r;
         r.mode = mode;
+        r.stream = stream;
         r.duration_s = duration_s;
         r.n = static_cast<int32_t>(pose.size());
         r.pose = to_joint_array(pose, "pose");
         py::gil_scoped_release release;
         return l.request_mode(r);
-      }, py::arg("mode"), py::arg("duration_s") = 0.0, py::arg("pose") = std::vector<double>{},
-         "queue a mode change; returns its sequence number (see snapshot()['request_seq'/'request_status'])")
+      }, py::arg("mode"), py::arg("duration_s") = 0.0, py::arg("pose") = std::vector<double>{}, py::arg("stream") = false,
+         "queue a mode change; returns its sequence number (see snapshot()['request_seq'/'request_status']). "
+         "stream=True (ACTIVE): a policy stream is expected and watched for starvation")
       .def("set_targets", [](RtLoop& l, const std::vector<double>& q, const std::vector<double>& dq, const std::vector<double>& kp,
                              const std::vector<double>& kd, const std::vector<double>& tau_ff, uint64_t seq) {
         const size_t n = static_cast<size_t>(l.params().n);
@@ -327,7 +471,11 @@ PYBIND11_MODULE(_rt, m) {
         py::gil_scoped_release release;
         l.set_targets(t);
       }, py::arg("q"), py::arg("dq"), py::arg("kp"), py::arg("kd"), py::arg("tau_ff"), py::arg("seq"))
-      .def("reset_faults", &RtLoop::reset_faults)
+      .def("reset_faults", &RtLoop::reset_faults, "operator reset: clears latched faults whose cause is gone -> DAMP")
+      .def("estop", &RtLoop::estop, "operator emergency stop (taken by the next tick)")
+      .def("request_stop", &RtLoop::request_stop, "operator stop: settle-then-cut when armed")
+      .def("set_enabled", &RtLoop::set_enabled, py::arg("enabled"), "operator enable (arming gate) / disable (stops when armed)")
+      .def_property_readonly("limiter", [](const RtLoop& l) { return l.limiter(); })
       .def("snapshot", [](const RtLoop& l) {
         Snapshot s;
         {
@@ -339,14 +487,36 @@ PYBIND11_MODULE(_rt, m) {
         d["time_s"] = s.driver_time_ns * 1e-9;
         d["state"] = state_dict(s.state);
         d["command"] = command_dict(s.command);
-        d["mode"] = mode_name(s.mode);
-        d["mode_progress"] = s.mode_progress;
-        d["faults"] = fault_names(s.faults);
-        d["request_seq"] = s.request_seq;
-        d["request_status"] = status_name(s.request_status);
-        d["requests_rejected"] = s.requests_rejected;
+        const SupervisorStatus& ss = s.safety;
+        d["mode"] = mode_name(ss.controller);
+        d["safety_mode"] = safety_mode_name(ss.mode);
+        d["mode_progress"] = ss.progress;
+        d["mode_tick"] = ss.mode_tick;
+        d["faults"] = fault_names(ss.latched);
+        d["active_faults"] = fault_names(ss.active);
+        py::dict raised;
+        for (int f = 0; f < kNumFaults; ++f)
+          if (ss.raised_tick[f]) raised[fault_name(static_cast<FaultId>(f))] = ss.raised_tick[f];
+        d["raised_tick"] = raised;
+        d["enabled"] = ss.enabled;
+        d["pose_interpolated"] = ss.pose_interpolated;
+        d["stream_expected"] = ss.stream_expected;
+        d["stream_age_ms"] = ss.stream_age_ms;
+        std::vector<int> derated;
+        for (int i = 0; i < kMaxJoints; ++i)
+          if ((ss.derated >> i) & 1u) derated.push_back(i);
+        d["derated_joints"] = derated;
+        d["cut"] = ss.cut;
+        d["request_seq"] = ss.request_seq;
+        d["request_status"] = status_name(ss.request_status);
+        d["requests_rejected"] = ss.requests_rejected;
+        d["resets_refused"] = ss.resets_refused;
         d["targets_seq"] = s.targets_seq;
-        d["clamps"] = s.clamps;
+        d["clamps"] = ss.clamps.total();
+        d["clamp_counts"] = limiter_counts_dict(ss.clamps);
+        d["clamp_ticks"] = s.clamp_ticks;
+        d["last_clamp_flags"] = ss.last_clamp_flags;
+        d["events_dropped"] = s.events_dropped;
         d["last_read"] = status_name(s.last_read);
         d["last_write"] = status_name(s.last_write);
         return d;
@@ -371,6 +541,20 @@ PYBIND11_MODULE(_rt, m) {
         d["notes"] = r.notes;
         return d;
       });
+
+  py::class_<EventLog, std::shared_ptr<EventLog>>(m, "EventLog",
+      "writes the loop's safety events to an append-only JSON-lines file (cpp/safety/events.hpp)")
+      .def(py::init([](const RtLoop& l, const std::string& path, int flush_ms, int fsync_ms) {
+        return std::make_shared<EventLog>(l.event_ring(), path, flush_ms, fsync_ms);
+      }), py::arg("loop"), py::arg("path") = "", py::arg("flush_ms") = 50, py::arg("fsync_ms") = 1000)
+      .def("start", &EventLog::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &EventLog::stop, py::call_guard<py::gil_scoped_release>())
+      .def("flush", &EventLog::flush, py::call_guard<py::gil_scoped_release>())
+      .def("note", &EventLog::note, py::arg("text"), py::arg("fields_json") = "", py::arg("robot_time_ns") = 0,
+           py::call_guard<py::gil_scoped_release>())
+      .def("recent", &EventLog::recent, py::arg("since") = 0, "[(line number, JSON)] written after line `since`")
+      .def_property_readonly("path", &EventLog::path)
+      .def_property_readonly("written", &EventLog::written);
 
   py::class_<WbcGains>(m, "WbcGains")
       .def(py::init<>())

@@ -12,6 +12,7 @@ const char* mode_name(ModeId m) {
     case ModeId::kInterpolate: return "interpolate";
     case ModeId::kJointPD: return "joint_pd";
     case ModeId::kWbc: return "wbc";
+    case ModeId::kSettle: return "settle";
   }
   return "unknown";
 }
@@ -35,10 +36,21 @@ static void zero_command(int n, Command& out) {
 }
 
 void entry_pose(const RobotParams& p, const State& s, const Command& last, JointArray& out) {
-  bool stiff = last.n == p.n;
-  for (int i = 0; stiff && i < p.n; ++i) stiff = last.kp[i] > 0.0 && std::isfinite(last.q[i]);
+  const bool have_last = last.n == p.n;
   for (int i = 0; i < p.n; ++i) {
-    const double q = stiff ? last.q[i] : s.q[i];
+    double q;
+    if (std::isfinite(s.q[i])) {
+      // The position target that, with this mode's stiffness, asks the motor for the torque the
+      // last command asked for (its spring term and feed-forward; damping aside). A plain PD command
+      // with the same gains gives back its own target; a limp one gives the measured position; a
+      // whole-body command (low stiffness + feed-forward) keeps its gravity support.
+      const double tau = have_last && std::isfinite(last.q[i]) && std::isfinite(last.kp[i]) && std::isfinite(last.tau_ff[i])
+                             ? last.kp[i] * (last.q[i] - s.q[i]) + last.tau_ff[i]
+                             : 0.0;
+      q = p.kp[i] > 0.0 ? s.q[i] + tau / p.kp[i] : s.q[i];
+    } else {
+      q = have_last && last.kp[i] > 0.0 ? last.q[i] : s.q[i];  // no measurement: the last stiff target (or NaN)
+    }
     out[i] = q < p.q_lower[i] ? p.q_lower[i] : (q > p.q_upper[i] ? p.q_upper[i] : q);  // NaN passes through
   }
 }

@@ -25,8 +25,9 @@ enum class ModeId : int32_t {
   kInterpolate = 3,  // minimum-jerk move from the entry pose to a requested pose over T seconds
   kJointPD = 4,      // PD on joint targets written from Python (RL policies)
   kWbc = 5,          // whole-body inverse-dynamics QP (cpp/wbc/wbc.hpp)
+  kSettle = 6,       // settle-then-cut keyframes (cpp/safety/supervisor.hpp); never requested directly
 };
-inline constexpr int kNumModes = 6;
+inline constexpr int kNumModes = 7;
 const char* mode_name(ModeId m);
 
 // Per-robot constants the modes and the limiter need, in motor order (from the robot YAML).
@@ -45,6 +46,7 @@ struct ModeRequest {
   double duration_s = 0.0;  // kInterpolate
   int32_t n = 0;            // kInterpolate: joints in `pose`
   JointArray pose{};        // kInterpolate goal
+  bool stream = false;      // ACTIVE: a policy stream is expected (the starvation monitor watches it)
 };
 
 class ControllerMode {
@@ -55,6 +57,9 @@ class ControllerMode {
   virtual Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) = 0;
   // 0..1 for modes that move somewhere (interpolate); 1 for the others.
   virtual double progress() const { return 1.0; }
+  // A counter that advances whenever new input for this mode arrives (the policy stream the
+  // starvation monitor watches): joint targets' seq by default.
+  virtual uint64_t input_seq(const Targets& t) const { return t.seq; }
 };
 
 class ZeroTorqueMode final : public ControllerMode {
@@ -105,9 +110,11 @@ class JointPDMode final : public ControllerMode {
   uint64_t entry_seq_ = 0;    // targets seen at entry are stale: they belong to an earlier session
 };
 
-// Where a mode starts from so a switch never jumps: the last command's pose when that command
-// was stiff on every joint, otherwise the measured joint positions, clamped into the limits (a
-// limp joint can hang slightly past its limit).
+// Where a mode starts from so a switch never jumps in torque: the position target that, with the
+// mode's stiffness p.kp, reproduces the last command's spring torque plus feed-forward
+// (q + (kp_last (q_last - q) + tau_ff_last) / kp), clamped into the limits (a limp joint can hang
+// slightly past its limit). For a stiff PD command with the same gains that is its own target;
+// for a limp one the measured position. Without a finite measurement: the last stiff target.
 void entry_pose(const RobotParams& p, const State& s, const Command& last, JointArray& out);
 
 }  // namespace vertebra

@@ -19,9 +19,8 @@ static int64_t mono_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const LoopConfig& cfg)
-    : driver_(std::move(driver)), params_(params), cfg_(cfg) {
-  if (!driver_) throw std::invalid_argument("RtLoop: a driver is required");
+// Configuration checks that must pass before the supervisor (which sizes itself from them) is built.
+static double checked_dt(const LoopConfig& cfg, const RobotParams& params) {
   if (!(cfg.rate_hz >= 1.0 && cfg.rate_hz <= 10000.0))
     throw std::invalid_argument("RtLoop: rate_hz must be in [1, 10000], found " + std::to_string(cfg.rate_hz));
   if (params.n <= 0 || params.n > kMaxJoints)
@@ -42,6 +41,13 @@ RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const 
         params.kd_damping[i] < 0)
       throw std::invalid_argument(j + "dq_max, tau_max, kp_max, kd_max and kd_damping must be >= 0");
   }
+  return static_cast<int64_t>(1e9 / cfg.rate_hz) * 1e-9;
+}
+
+RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const LoopConfig& cfg, const SafetyConfig& safety)
+    : driver_(std::move(driver)), params_(params), cfg_(cfg), ring_(std::make_shared<EventRing>()),
+      supervisor_(params, safety, checked_dt(cfg, params), ring_) {
+  if (!driver_) throw std::invalid_argument("RtLoop: a driver is required");
   if (cfg.lockstep && !driver_->simulated())
     throw std::invalid_argument("RtLoop: lockstep needs a simulated driver; '" + driver_->name() +
                                 "' runs on its own clock (use real time)");
@@ -56,23 +62,11 @@ RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const 
 
 RtLoop::~RtLoop() { stop(); }
 
-ControllerMode* RtLoop::mode_for(ModeId id) {
-  switch (id) {
-    case ModeId::kZeroTorque: return &zero_;
-    case ModeId::kDamping: return &damping_;
-    case ModeId::kHold: return &hold_;
-    case ModeId::kInterpolate: return &interpolate_;
-    case ModeId::kJointPD: return &joint_pd_;
-    case ModeId::kWbc: return wbc_.get();
-  }
-  return nullptr;
-}
-
 void RtLoop::set_wbc_mode(std::shared_ptr<ControllerMode> mode) {
   if (running_.load() || ticks_.load() > 0)
     throw std::logic_error("RtLoop: set_wbc_mode() is configuration: call it before the loop first ticks");
   if (!mode || mode->id() != ModeId::kWbc) throw std::invalid_argument("RtLoop: set_wbc_mode() needs a kWbc mode");
-  wbc_ = std::move(mode);
+  supervisor_.set_wbc_mode(std::move(mode));
 }
 
 uint64_t RtLoop::request_mode(const ModeRequest& req) {
@@ -99,99 +93,39 @@ void RtLoop::reset_stats() {
   overruns_.store(0, std::memory_order_relaxed);
 }
 
-void RtLoop::fail_safe_command(const State& s, Command& out) {
-  out.n = params_.n;
-  for (int i = 0; i < params_.n; ++i) {
-    out.q[i] = std::isfinite(s.q[i]) ? s.q[i] : 0.0;
-    out.dq[i] = 0.0;
-    out.kp[i] = 0.0;
-    out.kd[i] = params_.kd_damping[i];
-    out.tau_ff[i] = 0.0;
-  }
-}
-
-bool RtLoop::limit_command(Command& c) {
-  bool clamped = false;
-  auto clamp = [&clamped](double& v, double lo, double hi) {
-    if (v < lo) { v = lo; clamped = true; }
-    else if (v > hi) { v = hi; clamped = true; }
-  };
-  for (int i = 0; i < params_.n; ++i) {
-    // A position target only matters with stiffness: clamp it always, count it only then.
-    if (c.kp[i] > 0.0) clamp(c.q[i], params_.q_lower[i], params_.q_upper[i]);
-    else c.q[i] = std::clamp(c.q[i], params_.q_lower[i], params_.q_upper[i]);
-    clamp(c.dq[i], -params_.dq_max[i], params_.dq_max[i]);
-    clamp(c.kp[i], 0.0, params_.kp_max[i]);
-    clamp(c.kd[i], 0.0, params_.kd_max[i]);
-    clamp(c.tau_ff[i], -params_.tau_max[i], params_.tau_max[i]);
-  }
-  return clamped;
-}
-
 void RtLoop::tick() {
-  const int n = params_.n;
-  // 0. an operator reset clears the latched faults first, so anything still wrong is caught
-  //    again by this very tick's checks
-  if (reset_faults_.exchange(false, std::memory_order_acq_rel)) {
-    faults_ = 0;
-    active_ = &damping_;  // a reset never re-arms stiffness by itself
-  }
-
   // 1. read
   const Status rs = driver_->read(state_);
   snap_.last_read = rs;
-  if (rs == Status::kDriverError || rs == Status::kNotReady) faults_ |= kFaultDriverRead;
-  if (!all_finite(state_.q, n) || !all_finite(state_.dq, n)) faults_ |= kFaultNonFiniteState;
 
-  // 2. operator/Python inputs
+  // 2. operator/Python inputs (each consumed once)
   targets_in_.read(targets_);
-  if (requests_.read(pending_)) {
-    ControllerMode* next = mode_for(pending_.mode);
-    Status st = Status::kInvalidRequest;
-    if (next != nullptr && faults_ == 0) st = next->enter(params_, state_, cmd_, targets_, pending_);
-    if (st == Status::kOk) active_ = next;
-    else ++snap_.requests_rejected;
-    snap_.request_seq = pending_.seq;
-    snap_.request_status = st;
-  }
+  inputs_.estop = estop_.exchange(false, std::memory_order_acq_rel);
+  inputs_.reset = reset_faults_.exchange(false, std::memory_order_acq_rel);
+  inputs_.stop = stop_.exchange(false, std::memory_order_acq_rel);
+  inputs_.enable = enable_.exchange(-1, std::memory_order_acq_rel);
+  inputs_.has_request = requests_.read(inputs_.request);
 
-  // 3. control
-  if (faults_ != 0) {
-    active_ = &damping_;
-    fail_safe_command(state_, cmd_);
-  } else {
-    const Status us = active_->update(params_, state_, targets_, dt_s_, cmd_);
-    if (us != Status::kOk) {
-      faults_ |= kFaultController;
-      active_ = &damping_;
-      fail_safe_command(state_, cmd_);
-    }
-  }
+  // 3. safety + control + limiter
+  const uint64_t t = ticks_.load(std::memory_order_relaxed) + 1;
+  const int64_t now = driver_->now_ns();
+  supervisor_.step(t, now, state_, rs, last_write_, last_tick_ns_, period_ns_, targets_, inputs_, cmd_);
 
-  // 4. limiter: non-finite anywhere -> damping in this same tick; else clamp to limits
-  if (!all_finite(cmd_.q, n) || !all_finite(cmd_.dq, n) || !all_finite(cmd_.kp, n) || !all_finite(cmd_.kd, n) ||
-      !all_finite(cmd_.tau_ff, n)) {
-    faults_ |= kFaultNonFiniteCommand;
-    active_ = &damping_;
-    fail_safe_command(state_, cmd_);
-  }
-  if (limit_command(cmd_)) ++snap_.clamps;
-
-  // 5. write
+  // 4. write
   const Status ws = driver_->write(cmd_);
   snap_.last_write = ws;
-  if (ws == Status::kDriverError || ws == Status::kNotReady) faults_ |= kFaultDriverWrite;
+  last_write_ = ws;
 
-  // 6. publish
-  const uint64_t t = ticks_.load(std::memory_order_relaxed) + 1;
+  // 5. publish
+  const SupervisorStatus& ss = supervisor_.status();
   snap_.tick = t;
   snap_.driver_time_ns = driver_->now_ns();
   snap_.state = state_;
   snap_.command = cmd_;
-  snap_.mode = active_->id();
-  snap_.mode_progress = active_->progress();
-  snap_.faults = faults_;
+  snap_.safety = ss;
+  if (ss.last_clamp_flags) ++snap_.clamp_ticks;
   snap_.targets_seq = targets_.seq;
+  snap_.events_dropped = ring_->dropped();
   snapshot_.store(snap_);
   ticks_.store(t, std::memory_order_relaxed);
 }
@@ -203,7 +137,8 @@ uint64_t RtLoop::run_ticks(uint64_t n) {
   for (uint64_t i = 0; i < n; ++i) {
     const int64_t t0 = mono_ns();
     tick();
-    compute_.record_ns(mono_ns() - t0);
+    last_tick_ns_ = mono_ns() - t0;
+    compute_.record_ns(last_tick_ns_);
   }
   ticking_.store(false, std::memory_order_release);
   return n;
@@ -268,7 +203,8 @@ void RtLoop::thread_main() {
     lateness_.record_ns(now - next);
     tick();
     const int64_t end = mono_ns();
-    compute_.record_ns(end - now);
+    last_tick_ns_ = end - now;
+    compute_.record_ns(last_tick_ns_);
     next += period_ns_;
     if (end > next) {
       overruns_.fetch_add(1, std::memory_order_relaxed);

@@ -11,9 +11,9 @@
 //  - lockstep: run_ticks(n) runs n ticks back to back on the calling thread; a simulated driver
 //    advances its world one control period per write, so results are deterministic.
 //
-// Safety in this issue is minimal and latching: a failed read, a non-finite state or a
-// non-finite command raise a fault and the loop sends damping until reset_faults(). The safety
-// supervisor issue builds the full monitor set on top of this.
+// Safety: every decision (mode table, monitors, fault responses, the command limiter, events) is
+// the Supervisor's (cpp/safety/supervisor.hpp); the loop feeds it the state, the operator's
+// inputs and its own timing, and writes the command it returns.
 #pragma once
 
 #include <atomic>
@@ -26,6 +26,7 @@
 #include "core/loop_stats.hpp"
 #include "core/modes.hpp"
 #include "drivers/driver.hpp"
+#include "safety/supervisor.hpp"
 
 namespace vertebra {
 
@@ -57,20 +58,17 @@ struct Snapshot {
   int64_t driver_time_ns = 0;
   State state{};
   Command command{};
-  ModeId mode = ModeId::kZeroTorque;
-  double mode_progress = 1.0;
-  uint32_t faults = 0;
-  uint64_t request_seq = 0;                 // last request the loop processed
-  Status request_status = Status::kOk;      // and what it answered
-  uint64_t requests_rejected = 0;
+  SupervisorStatus safety{};               // safety mode, controller, faults, clamps, requests
   uint64_t targets_seq = 0;                 // last targets the loop took
-  uint64_t clamps = 0;                      // limiter interventions so far
+  uint64_t clamp_ticks = 0;                 // ticks in which the limiter changed anything
   Status last_read = Status::kOk, last_write = Status::kOk;
+  uint64_t events_dropped = 0;
 };
 
 class RtLoop {
  public:
-  RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const LoopConfig& cfg);
+  RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const LoopConfig& cfg,
+         const SafetyConfig& safety = SafetyConfig());
   ~RtLoop();
   RtLoop(const RtLoop&) = delete;
   RtLoop& operator=(const RtLoop&) = delete;
@@ -89,7 +87,14 @@ class RtLoop {
   // latest-wins: one superseded before a tick took it is never answered.
   uint64_t request_mode(const ModeRequest& req);
   void set_targets(const Targets& t);
+  // Operator inputs (any thread), each taken by the next tick and never lost to a later request.
   void reset_faults() { reset_faults_.store(true, std::memory_order_release); }
+  void estop() { estop_.store(true, std::memory_order_release); }
+  void request_stop() { stop_.store(true, std::memory_order_release); }
+  void set_enabled(bool on) { enable_.store(on ? 1 : 0, std::memory_order_release); }
+  std::shared_ptr<EventRing> event_ring() const { return ring_; }
+  const SafetyConfig& safety_config() const { return supervisor_.config(); }
+  const CommandLimiter& limiter() const { return supervisor_.limiter(); }
   void snapshot(Snapshot& out) const { snapshot_.load(out); }
 
   const LatencyHistogram& lateness() const { return lateness_; }
@@ -107,9 +112,6 @@ class RtLoop {
  private:
   void tick();
   void thread_main();
-  bool limit_command(Command& cmd);  // returns true when anything was clamped
-  ControllerMode* mode_for(ModeId id);
-  void fail_safe_command(const State& s, Command& out);
 
   std::shared_ptr<Driver> driver_;
   RobotParams params_;
@@ -121,15 +123,11 @@ class RtLoop {
   State state_{};
   Command cmd_{};
   Targets targets_{};
-  ModeRequest pending_{};
-  ZeroTorqueMode zero_;
-  DampingMode damping_;
-  HoldMode hold_;
-  InterpolateMode interpolate_;
-  JointPDMode joint_pd_;
-  std::shared_ptr<ControllerMode> wbc_;
-  ControllerMode* active_ = &zero_;
-  uint32_t faults_ = 0;
+  OperatorInputs inputs_{};
+  std::shared_ptr<EventRing> ring_;
+  Supervisor supervisor_;
+  int64_t last_tick_ns_ = 0;
+  Status last_write_ = Status::kOk;
   Snapshot snap_{};
 
   // Exchange.
@@ -139,7 +137,8 @@ class RtLoop {
   std::mutex writer_mutex_;        // serialises Python-side writers (never taken on the tick)
   uint64_t next_request_seq_ = 1;  // guarded by writer_mutex_
   std::atomic<bool> ticking_{false};  // lockstep: refuses concurrent run_ticks()
-  std::atomic<bool> reset_faults_{false};
+  std::atomic<bool> reset_faults_{false}, estop_{false}, stop_{false};
+  std::atomic<int> enable_{-1};
 
   // Statistics.
   LatencyHistogram lateness_, compute_;

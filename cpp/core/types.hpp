@@ -28,16 +28,6 @@ enum class Status : int32_t {
 
 const char* status_name(Status s);
 
-// Fault bits latched by the loop (the safety supervisor issue extends this set).
-enum FaultBits : uint32_t {
-  kFaultNone = 0,
-  kFaultDriverRead = 1u << 0,
-  kFaultDriverWrite = 1u << 1,
-  kFaultNonFiniteState = 1u << 2,
-  kFaultNonFiniteCommand = 1u << 3,
-  kFaultController = 1u << 4,  // the active mode failed (e.g. N consecutive whole-body QP failures)
-};
-
 // What the driver reports each tick. Joint fields are in motor order.
 struct State {
   int32_t n = 0;                 // joints in use
@@ -55,6 +45,13 @@ struct State {
   std::array<double, 4> base_quat{1, 0, 0, 0}; // w, x, y, z
   std::array<double, 3> base_lin_vel{};        // m/s, world
   std::array<double, 3> base_ang_vel{};        // rad/s, base frame
+  // Motor health where the bus reports it (Unitree LowState MotorState.temperature / motorstate,
+  // BmsState / power_v); the has_* flags say whether the fields are meaningful.
+  bool has_motor_temp = false;
+  JointArray motor_temp_c{};                   // °C (winding/board, as the motor reports it)
+  std::array<uint32_t, kMaxJoints> motor_error{};  // driver-specific error bits; 0 = healthy
+  bool has_battery = false;
+  double battery_v = 0.0;                      // V, pack voltage
 };
 
 // Motor-board command per joint: tau = kp (q - q_meas) + kd (dq - dq_meas) + tau_ff.

@@ -6,6 +6,8 @@
 //  - read(), write() and now_ns() are called on the tick: no allocation, no exceptions, no
 //    blocking I/O beyond the bus transfer itself. They return a Status the loop records.
 //  - Joint arrays are in motor-index order, length init.n_joints.
+//  - read() writes every State field it reports, every time: the loop reuses one State, so a field
+//    left alone keeps its previous value (a telemetry field a driver does not have: has_* = false).
 //  - A simulated driver advances its world by one control period inside write(); that is what
 //    makes lockstep (the loop stepping the simulator as fast as it can) and real time (the loop
 //    sleeping to absolute deadlines between writes) one code path.

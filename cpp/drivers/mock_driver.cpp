@@ -24,7 +24,10 @@ Status MockDriver::read(State& out) {
     out.q[i] = nan_state_ ? std::numeric_limits<double>::quiet_NaN() : q_[i];
     out.dq[i] = dq_[i];
     out.tau[i] = tau_[i];
+    out.motor_error[i] = 0;  // healthy motors; no temperature or battery telemetry
   }
+  out.has_motor_temp = false;
+  out.has_battery = false;
   out.imu_quat = {1, 0, 0, 0};
   out.imu_gyro = {0, 0, 0};
   out.imu_acc = {0, 0, 9.81};

@@ -166,6 +166,13 @@ Status MujocoDriver::read(State& out) {
     out.base_ang_vel[i] = d_->qvel[base_dadr_ + 3 + i];
   }
   for (int i = 0; i < 4; ++i) out.base_quat[i] = d_->qpos[base_qadr_ + 3 + i];
+  out.has_motor_temp = true;
+  for (int i = 0; i < n_; ++i) {
+    out.motor_temp_c[i] = opt_.motor_temp_c;
+    out.motor_error[i] = 0;
+  }
+  out.has_battery = opt_.battery_v > 0;
+  out.battery_v = opt_.battery_v;
   return Status::kOk;
 }
 

@@ -35,6 +35,10 @@ struct SimOptions {
   double noise_q_rad = 0, noise_dq_rad_s = 0, noise_gyro_rad_s = 0, noise_acc_m_s2 = 0;
   uint64_t noise_seed = 1;
   double command_latency_s = 0;
+  // Motor and power telemetry the simulator reports (no thermal or battery model: constant
+  // healthy values; the fault injector overrides them). battery_v 0: not reported.
+  double motor_temp_c = 35.0;
+  double battery_v = 0.0;
   // Hoist (engaged at start when hoist_engaged).
   bool hoist_engaged = true;
   double hoist_anchor_z_m = 1.5;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/rt_loop.hpp"
+#include "drivers/fault_injector.hpp"
 #include "drivers/mock_driver.hpp"
 #include "wbc/wbc.hpp"
 
@@ -175,29 +176,115 @@ int main(int argc, char** argv) {
   g_counting = false;
   const long wbc_allocs = g_allocs.load();
 
-  // The loop tick itself (mock driver, joint-target PD).
-  auto drv = std::make_shared<MockDriver>();
+  // The loop tick itself, through the supervisor's paths: arming, a policy stream, a NaN target
+  // (limiter + HOLD), monitors firing (state loss, temperature, motor error), settle-then-cut,
+  // e-stop, refused and accepted resets. Mock driver behind a fault injector.
+  auto mock = std::make_shared<MockDriver>();
+  auto drv = std::make_shared<FaultInjector>(mock);
   DriverInit di;
   di.joint_names = joints;
   drv->init(di);
   LoopConfig lc;
   lc.lockstep = true;
-  RtLoop loop(drv, p, lc);
-  ModeRequest jr;
-  jr.mode = ModeId::kJointPD;
-  loop.request_mode(jr);
-  loop.run_ticks(10);
+  SafetyConfig sc;
+  sc.state_timeout_ms = 20;
+  sc.frozen_ms = 0;  // the mock robot at rest really is bit-identical from tick to tick
+  sc.temp_warn_c = 60;
+  sc.temp_derate_c = 70;
+  sc.temp_stop_c = 80;
+  sc.motor_error_monitor = true;
+  sc.starvation_hold_ms = 40;
+  sc.starvation_stop_ms = 200;
+  sc.overrun_window_ticks = 100;
+  sc.overrun_max = 50;
+  sc.rate_limit_scale = 1.0;
+  sc.soft_limit_margin_rad = 0.01;
+  sc.n_settle = 1;
+  sc.settle_pose[0] = p.default_pose;
+  sc.settle_duration_s[0] = 0.2;
+  sc.settle_hold_s = 0.1;
+  RtLoop loop(drv, p, lc, sc);
+  auto ring = loop.event_ring();
+  Event ev;
+  auto drain = [&ring, &ev] { while (ring->pop(ev)) {} };
+  auto request = [&loop](ModeId m, double dur = 0, const JointArray* pose = nullptr, bool stream = false) {
+    ModeRequest r;
+    r.mode = m;
+    r.duration_s = dur;
+    r.stream = stream;
+    if (pose) { r.pose = *pose; r.n = loop.params().n; }
+    loop.request_mode(r);
+  };
   Targets t;
   t.n = n;
-  t.seq = 5;
-  for (int i = 0; i < n; ++i) t.kp[i] = 50;
-  loop.set_targets(t);
+  for (int i = 0; i < n; ++i) { t.q[i] = p.default_pose[i]; t.kp[i] = p.kp[i]; t.kd[i] = p.kd[i]; }
+  uint64_t seq = 1;
+  auto stream = [&](int ticks) {
+    for (int k = 0; k < ticks; ++k) {
+      if (k % 10 == 0) { t.seq = ++seq; loop.set_targets(t); }
+      loop.run_ticks(1);
+    }
+  };
+  loop.run_ticks(5);
+  drain();
   g_allocs = 0;
   g_counting = true;
-  loop.run_ticks(2000);
+  loop.set_enabled(true);
+  loop.run_ticks(1);
+  request(ModeId::kInterpolate, 0.1, &p.default_pose);
+  loop.run_ticks(60);
+  request(ModeId::kHold);
+  loop.run_ticks(2);
+  request(ModeId::kJointPD, 0, nullptr, true);
+  stream(200);
+  t.q[0] = NAN;                      // NaN target: replaced, policy dropped to HOLD
+  stream(20);
+  t.q[0] = p.default_pose[0];
+  request(ModeId::kJointPD, 0, nullptr, true);
+  stream(50);
+  loop.run_ticks(150);               // starvation: hold, then stop (settle), then FAULT
+  loop.reset_faults();
+  loop.run_ticks(5);
+  drv->set_motor_temp(1, 75.0);      // derate
+  loop.run_ticks(20);
+  drv->set_motor_temp(1, 85.0);      // stop while in DAMP: FAULT
+  loop.run_ticks(20);
+  loop.reset_faults();               // refused: still hot
+  loop.run_ticks(5);
+  drv->set_motor_temp(1, NAN);
+  loop.reset_faults();
+  loop.run_ticks(5);
+  drv->set_drop_reads(true);         // state loss
+  loop.run_ticks(30);
+  drv->set_drop_reads(false);
+  loop.reset_faults();
+  loop.run_ticks(5);
+  drv->set_motor_error(2, 1);
+  loop.run_ticks(5);
+  drv->set_motor_error(2, 0);
+  loop.estop();
+  loop.run_ticks(5);
+  loop.reset_faults();
+  loop.run_ticks(5);
+  loop.set_enabled(true);
+  request(ModeId::kInterpolate, 0.1, &p.default_pose);
+  loop.run_ticks(60);
+  request(ModeId::kHold);
+  loop.run_ticks(2);
+  loop.request_stop();               // operator settle-then-cut
+  loop.run_ticks(200);
   g_counting = false;
   const long loop_allocs = g_allocs.load();
-  std::printf("{\"wbc_updates\": 2000, \"wbc_allocations\": %ld, \"failed_updates\": %ld, \"loop_ticks\": 2000, "
-              "\"loop_allocations\": %ld}\n", wbc_allocs, bad, loop_allocs);
+  Snapshot snap;
+  loop.snapshot(snap);
+  long events = 0;
+  while (ring->pop(ev)) ++events;
+  if (events < 20 || snap.safety.mode != SafetyMode::kDamp) {
+    std::fprintf(stderr, "the supervisor scenario did not run as scripted (%ld events, mode %s)\n", events,
+                 safety_mode_name(snap.safety.mode));
+    return 4;
+  }
+  std::printf("{\"wbc_updates\": 2000, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
+              "\"loop_allocations\": %ld, \"loop_events\": %ld}\n", wbc_allocs, bad, loop_allocs, events);
   return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0) ? 0 : 1;
 }

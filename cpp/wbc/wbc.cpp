@@ -177,6 +177,7 @@ Eigen::VectorXd WholeBodyController::last_tau() const {
 void WholeBodyController::publish_targets(const WbcTargets& t) {
   std::lock_guard<std::mutex> lock(publish_mutex_);
   targets_in_.write(t);
+  published_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 // Fill q, v (pinocchio conventions) from a driver state. Returns false without a base estimate.

@@ -28,6 +28,8 @@
 // make update() return an error, which the loop latches as a controller fault.
 #pragma once
 
+#include <atomic>
+
 #include <Eigen/Core>
 #include <array>
 #include <memory>
@@ -131,6 +133,7 @@ class WholeBodyController final : public ControllerMode {
 
   // Python side (any thread; never blocks the tick).
   void publish_targets(const WbcTargets& t);
+  uint64_t input_seq(const Targets&) const override { return published_.load(std::memory_order_acquire); }
   void status(WbcStatus& out) const { status_.load(out); }
 
   // Configuration-time/test access.
@@ -159,6 +162,7 @@ class WholeBodyController final : public ControllerMode {
   SeqLock<WbcStatus> status_;
   std::mutex publish_mutex_;
   int inject_failures_ = 0;
+  std::atomic<uint64_t> published_{0};
 };
 
 }  // namespace vertebra

@@ -4,6 +4,8 @@ import threading
 
 from vertebra import _rt
 
+from tests.conftest import arm
+
 from tests.conftest import N
 
 
@@ -23,6 +25,7 @@ def test_targets_taken_by_the_loop_are_never_torn(mock_loop):
     """A Python thread writes targets whose fields are all equal while the loop ticks on another
     thread (GIL released on both sides); every command the loop produced must be one whole target."""
     _, loop = mock_loop
+    arm(loop)
     loop.request_mode(_rt.Mode.JOINT_PD)
     loop.run_ticks(1)
     stop = threading.Event()

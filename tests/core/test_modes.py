@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from vertebra import _rt
 
-from tests.conftest import RATE, N
+from tests.conftest import RATE, N, arm
 
 
 def cmd(loop):
@@ -47,6 +47,7 @@ def test_damping_resists_motion_without_holding_pose(mock_loop):
 
 def test_interpolate_moves_along_minimum_jerk_to_the_goal(mock_loop):
     driver, loop = mock_loop
+    loop.set_enabled(True)
     goal = [0.5, -0.5, 1.0, 0.0, 0.25, -1.0]
     q0 = loop.snapshot()["state"]["q"].copy()
     assert request_ok(loop, _rt.Mode.INTERPOLATE, 1.0, goal) == "ok"
@@ -72,6 +73,7 @@ def test_interpolate_moves_along_minimum_jerk_to_the_goal(mock_loop):
 ])
 def test_interpolate_rejects_bad_requests(mock_loop, duration, pose, why):
     _, loop = mock_loop
+    loop.set_enabled(True)
     assert request_ok(loop, _rt.Mode.INTERPOLATE, duration, pose) == "invalid_request", why
     s = loop.snapshot()
     assert s["mode"] == "zero_torque" and s["requests_rejected"] == 1
@@ -79,6 +81,7 @@ def test_interpolate_rejects_bad_requests(mock_loop, duration, pose, why):
 
 def test_hold_keeps_the_pose_it_was_given_not_the_sagged_one(mock_loop):
     _, loop = mock_loop
+    loop.set_enabled(True)
     goal = [0.3] * N
     request_ok(loop, _rt.Mode.INTERPOLATE, 0.5, goal)
     loop.run_ticks(400)
@@ -90,16 +93,18 @@ def test_hold_keeps_the_pose_it_was_given_not_the_sagged_one(mock_loop):
     assert np.all(s["command"]["kp"] == 40.0) and np.all(s["command"]["kd"] == 2.0)
 
 
-def test_hold_from_limp_captures_the_measured_pose(mock_loop):
+def test_standup_from_limp_starts_at_the_measured_pose(mock_loop):
     _, loop = mock_loop
+    loop.set_enabled(True)
     loop.run_ticks(50)
     q = loop.snapshot()["state"]["q"].copy()
-    request_ok(loop, _rt.Mode.HOLD)
+    request_ok(loop, _rt.Mode.INTERPOLATE, 1.0, [0.3] * N)
     assert np.allclose(cmd(loop)["q"], q, atol=0.02)
 
 
 def test_joint_pd_holds_until_targets_arrive_then_tracks_them(mock_loop):
     _, loop = mock_loop
+    arm(loop)
     request_ok(loop, _rt.Mode.JOINT_PD)
     held = cmd(loop)["q"].copy()
     loop.run_ticks(20)
@@ -115,6 +120,7 @@ def test_joint_pd_holds_until_targets_arrive_then_tracks_them(mock_loop):
 
 def test_limiter_clamps_gains_and_limits_and_counts(mock_loop):
     _, loop = mock_loop
+    arm(loop)
     request_ok(loop, _rt.Mode.JOINT_PD)
     loop.set_targets([5.0] * N, [50.0] * N, [1000.0] * N, [100.0] * N, [500.0] * N, 1)
     loop.run_ticks(1)
@@ -125,33 +131,37 @@ def test_limiter_clamps_gains_and_limits_and_counts(mock_loop):
     assert s["clamps"] >= 1
 
 
-def test_non_finite_target_gives_damping_in_the_same_tick_and_latches(mock_loop):
+def test_non_finite_target_is_replaced_in_the_same_tick_and_the_policy_dropped(mock_loop):
     driver, loop = mock_loop
+    arm(loop)
     request_ok(loop, _rt.Mode.JOINT_PD)
-    bad = [0.1] * N
+    good = [0.1] * N
+    loop.set_targets(good, [0.0] * N, [40.0] * N, [2.0] * N, [0.0] * N, 1)
+    loop.run_ticks(5)
+    bad = list(good)
     bad[2] = math.nan
-    loop.set_targets(bad, [0.0] * N, [40.0] * N, [2.0] * N, [0.0] * N, 1)
+    loop.set_targets(bad, [0.0] * N, [40.0] * N, [math.inf] * N, [0.0] * N, 2)
     loop.run_ticks(1)
     s = loop.snapshot()
-    assert "non_finite_command" in s["faults"] and s["mode"] == "damping"
     sent = driver.last_command
-    assert np.all(np.isfinite(sent["q"])) and np.all(sent["kp"] == 0.0) and np.all(sent["kd"] == 3.0)
-    # latched: requests are refused until an operator reset
-    assert request_ok(loop, _rt.Mode.HOLD) == "invalid_request"
-    loop.set_targets([0.1] * N, [0.0] * N, [40.0] * N, [2.0] * N, [0.0] * N, 2)
-    loop.reset_faults()
-    loop.run_ticks(1)
-    assert loop.snapshot()["faults"] == [] and loop.snapshot()["mode"] == "damping"  # reset never re-arms
-    assert request_ok(loop, _rt.Mode.HOLD) == "ok"
+    # same tick: the NaN/Inf never reach the driver (previous finite values instead)
+    assert np.all(np.isfinite(sent["q"])) and np.all(np.isfinite(sent["kd"]))
+    assert sent["q"][2] == pytest.approx(0.1) and np.all(sent["kd"] == 2.0)
+    assert s["clamp_counts"]["non_finite"] >= 1 and "non_finite_command" in s["active_faults"]
+    assert s["raised_tick"]["non_finite_command"] == s["tick"]
+    assert s["safety_mode"] == "HOLD" and s["faults"] == []  # the policy is dropped; nothing to reset
+    loop.run_ticks(10)
+    assert loop.snapshot()["mode"] == "hold" and np.allclose(driver.last_command["q"], 0.1)
 
 
 def test_driver_failures_and_nan_state_raise_faults(mock_loop):
     driver, loop = mock_loop
-    request_ok(loop, _rt.Mode.HOLD)
+    arm(loop)
     driver.set_nan_state(True)
     loop.run_ticks(1)
     s = loop.snapshot()
-    assert "non_finite_state" in s["faults"] and s["mode"] == "damping"
+    # no settle keyframes configured: the stop goes straight to damping, latched
+    assert "non_finite_state" in s["faults"] and s["safety_mode"] == "FAULT" and s["mode"] == "damping"
     assert np.all(np.isfinite(driver.last_command["q"]))
     driver.set_nan_state(False)
     driver.set_fail_reads(True)
@@ -162,11 +172,14 @@ def test_driver_failures_and_nan_state_raise_faults(mock_loop):
 
 def test_joint_pd_reentry_never_acts_on_stale_targets(mock_loop):
     _, loop = mock_loop
+    arm(loop)
     request_ok(loop, _rt.Mode.JOINT_PD)
     loop.set_targets([1.0] * N, [0.0] * N, [40.0] * N, [2.0] * N, [2.0] * N, 1)
     loop.run_ticks(300)
+    request_ok(loop, _rt.Mode.HOLD)
     request_ok(loop, _rt.Mode.INTERPOLATE, 0.5, [-0.5] * N)
     loop.run_ticks(400)
+    request_ok(loop, _rt.Mode.HOLD)
     assert request_ok(loop, _rt.Mode.JOINT_PD) == "ok"
     loop.run_ticks(10)
     # the policy session's old target (1.0) is not resumed: the pose is held until new targets
@@ -179,6 +192,7 @@ def test_joint_pd_reentry_never_acts_on_stale_targets(mock_loop):
 def test_interpolation_starts_inside_the_limits(mock_loop):
     driver, loop = mock_loop
     driver.set_joint_positions([2.05] + [0.0] * (N - 1))  # a limp joint hanging past its 2.0 limit
+    loop.set_enabled(True)
     loop.run_ticks(1)
     request_ok(loop, _rt.Mode.INTERPOLATE, 1.0, [0.0] * N)
     s = loop.snapshot()

@@ -9,6 +9,8 @@ from vertebra.drivers.sim_model import build_mjcf
 from vertebra.runtime.config import RobotConfig
 from vertebra.runtime.sim_runtime import SimRuntime
 
+from tests.conftest import arm
+
 
 @pytest.fixture(scope="module")
 def go2():
@@ -52,11 +54,12 @@ def test_motor_board_clamps_torque_to_the_effort_limit(go2):
     cfg, d = make_driver(go2)
     loop = loop_for(cfg, d)
     target = cfg.column("default_rad")
-    target[2] = -0.84  # calf (motor 2) far from where it is
+    target[2] = -0.86  # calf (motor 2) far from where it is (inside its soft limit)
+    arm(loop)
     loop.request_mode(_rt.Mode.JOINT_PD)
     loop.run_ticks(1)  # targets count from the switch on
     loop.set_targets(target, [0.0] * 12, [120.0] * 12, [0.0] * 12, [0.0] * 12, 1)
-    loop.run_ticks(1)  # kp * 0.66 rad = 79 N·m asked
+    loop.run_ticks(1)  # kp * 0.64 rad = 77 N·m asked
     tau = d.read()["tau"]
     assert tau[2] == pytest.approx(45.43, rel=1e-6)  # Go2 calf effort limit from the URDF
     assert abs(tau[0]) < 45.0  # the others are near their targets
@@ -68,8 +71,7 @@ def test_command_latency_delays_the_motor_board(go2):
     results = []
     for d in (fast, slow):
         loop = loop_for(cfg, d)
-        loop.request_mode(_rt.Mode.DAMPING)
-        loop.run_ticks(1)
+        arm(loop)
         q0 = d.read()["q"][1]
         target = cfg.column("default_rad")
         target[1] += 0.5

@@ -144,7 +144,8 @@ def test_failed_solves_hold_the_previous_command_then_fault():
     rt.wb.ctrl.inject_failures(10)  # max_consecutive_failures
     rt.loop.run_ticks(10)
     s = rt.loop.snapshot()
-    assert "controller" in s["faults"] and s["mode"] == "damping"
+    # the configured response: settle-then-cut, latched until an operator reset
+    assert "controller" in s["faults"] and s["safety_mode"] == "STOPPING" and s["mode"] == "settle"
 
 
 def test_targets_by_name_are_validated():

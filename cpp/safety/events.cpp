@@ -1,0 +1,301 @@
+#include "safety/events.hpp"
+
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "core/modes.hpp"
+#include "core/types.hpp"
+#include "safety/safety.hpp"
+
+namespace vertebra {
+
+bool EventRing::push(Event e) {
+  e.seq = next_seq_++;
+  const uint64_t h = head_.load(std::memory_order_relaxed);
+  const uint64_t t = tail_.load(std::memory_order_acquire);
+  if (h - t >= kCapacity) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  buf_[h & (kCapacity - 1)] = e;
+  head_.store(h + 1, std::memory_order_release);
+  return true;
+}
+
+bool EventRing::pop(Event& e) {
+  const uint64_t t = tail_.load(std::memory_order_relaxed);
+  if (t == head_.load(std::memory_order_acquire)) return false;
+  e = buf_[t & (kCapacity - 1)];
+  tail_.store(t + 1, std::memory_order_release);
+  return true;
+}
+
+uint32_t crc32(const char* data, size_t n) {
+  // CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), the one zlib.crc32 computes.
+  static uint32_t table[256];
+  static bool init = [] {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    return true;
+  }();
+  (void)init;
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<uint8_t>(data[i])) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+static std::string iso_time(int64_t wall_ns) {
+  const time_t sec = static_cast<time_t>(wall_ns / 1'000'000'000);
+  tm t{};
+  gmtime_r(&sec, &t);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                t.tm_hour, t.tm_min, t.tm_sec, static_cast<long>((wall_ns % 1'000'000'000) / 1000));
+  return buf;
+}
+
+static const char* kind_name(EventKind k) {
+  switch (k) {
+    case EventKind::kModeChange: return "mode";
+    case EventKind::kFault: return "fault";
+    case EventKind::kFaultCleared: return "fault_cleared";
+    case EventKind::kOperator: return "operator";
+    case EventKind::kClampBurst: return "clamp";
+    case EventKind::kDropped: return "dropped";
+    case EventKind::kNote: return "note";
+  }
+  return "unknown";
+}
+
+static const char* cause_name(int32_t c) {
+  switch (static_cast<ModeCause>(c)) {
+    case ModeCause::kRequest: return "request";
+    case ModeCause::kFault: return "fault";
+    case ModeCause::kStopDone: return "stop_done";
+    case ModeCause::kEstop: return "estop";
+    case ModeCause::kReset: return "reset";
+    case ModeCause::kOperatorStop: return "operator_stop";
+    case ModeCause::kStandupDone: return "standup_done";
+  }
+  return "unknown";
+}
+
+static const char* action_name(int32_t c) {
+  switch (static_cast<OperatorAction>(c)) {
+    case OperatorAction::kEnable: return "enable";
+    case OperatorAction::kDisable: return "disable";
+    case OperatorAction::kEstop: return "estop";
+    case OperatorAction::kReset: return "reset";
+    case OperatorAction::kResetRefused: return "reset_refused";
+    case OperatorAction::kStop: return "stop";
+    case OperatorAction::kRequestAccepted: return "request_accepted";
+    case OperatorAction::kRequestRefused: return "request_refused";
+  }
+  return "unknown";
+}
+
+static std::string fault_list(uint64_t mask) {
+  std::string s = "[";
+  for (int f = 0; f < kNumFaults; ++f)
+    if (mask & (uint64_t{1} << f)) {
+      if (s.size() > 1) s += ",";
+      s += "\"";
+      s += fault_name(static_cast<FaultId>(f));
+      s += "\"";
+    }
+  return s + "]";
+}
+
+static std::string num(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "\"nan\"" : (v > 0 ? "\"inf\"" : "\"-inf\"");
+  char b[40];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
+std::string event_json(const Event& e) {
+  std::string s = "{\"seq\":" + std::to_string(e.seq) + ",\"time\":\"" + iso_time(e.wall_ns) + "\",\"wall_ns\":" +
+                  std::to_string(e.wall_ns) + ",\"tick\":" + std::to_string(e.tick) + ",\"robot_time_s\":" +
+                  num(e.driver_ns * 1e-9) + ",\"kind\":\"" + kind_name(e.kind) + "\"";
+  auto mode = [](int32_t m) { return std::string("\"") + safety_mode_name(static_cast<SafetyMode>(m)) + "\""; };
+  switch (e.kind) {
+    case EventKind::kModeChange:
+      s += ",\"from\":" + mode(e.from) + ",\"to\":" + mode(e.to) + ",\"cause\":\"" + cause_name(e.code) + "\"";
+      if (e.fault >= 0) s += std::string(",\"fault\":\"") + fault_name(static_cast<FaultId>(e.fault)) + "\"";
+      break;
+    case EventKind::kFault:
+    case EventKind::kFaultCleared:
+      s += std::string(",\"fault\":\"") + fault_name(static_cast<FaultId>(e.fault)) + "\"";
+      if (e.kind == EventKind::kFault) {
+        s += std::string(",\"response\":\"") + response_name(static_cast<Response>(e.response)) + "\"";
+        if (e.joint >= 0) s += ",\"joint\":" + std::to_string(e.joint);
+        s += ",\"value\":" + num(e.value);
+        s += ",\"mode\":" + mode(e.from);
+      }
+      break;
+    case EventKind::kOperator:
+      s += std::string(",\"action\":\"") + action_name(e.code) + "\",\"mode\":" + mode(e.from);
+      if (e.code == static_cast<int32_t>(OperatorAction::kResetRefused)) s += ",\"still_active\":" + fault_list(e.mask);
+      if (e.code == static_cast<int32_t>(OperatorAction::kRequestAccepted) ||
+          e.code == static_cast<int32_t>(OperatorAction::kRequestRefused)) {
+        s += ",\"requested\":" + mode(e.to);
+        s += std::string(",\"controller\":\"") + mode_name(static_cast<ModeId>(e.joint)) + "\"";
+        if (e.code == static_cast<int32_t>(OperatorAction::kRequestRefused))
+          s += std::string(",\"status\":\"") + status_name(static_cast<Status>(e.status)) + "\"";
+      }
+      if (e.code == static_cast<int32_t>(OperatorAction::kReset) && e.mask) s += ",\"cleared\":" + fault_list(e.mask);
+      break;
+    case EventKind::kClampBurst: {
+      s += e.code == 0 ? ",\"burst\":\"start\"" : ",\"burst\":\"end\"";
+      static const char* names[] = {"non_finite", "position", "rate", "velocity", "kp", "kd", "torque"};
+      s += ",\"clamped\":[";
+      bool first = true;
+      for (int b = 0; b < 7; ++b)
+        if (e.mask & (1u << b)) {
+          s += first ? "\"" : ",\"";
+          s += names[b];
+          s += "\"";
+          first = false;
+        }
+      s += "]";
+      if (e.code == 1) s += ",\"clamps\":" + num(e.value) + ",\"ticks\":" + num(e.value2);
+      break;
+    }
+    case EventKind::kDropped: s += ",\"lost\":" + num(e.value); break;
+    case EventKind::kNote: break;
+  }
+  return s;
+}
+
+static int64_t clock_ns(clockid_t id) {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+EventLog::EventLog(std::shared_ptr<EventRing> ring, const std::string& path, int flush_ms, int fsync_ms, size_t keep)
+    : ring_(std::move(ring)), path_(path), flush_ms_(flush_ms), fsync_ms_(fsync_ms), keep_(keep) {
+  if (!ring_) throw std::invalid_argument("EventLog: an event ring is required");
+  if (flush_ms < 1 || fsync_ms < 1) throw std::invalid_argument("EventLog: flush_ms and fsync_ms must be >= 1");
+  if (!path_.empty()) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      throw std::runtime_error("EventLog: cannot open '" + path_ + "' for appending: " + std::strerror(errno));
+  }
+  last_fsync_ns_ = clock_ns(CLOCK_MONOTONIC);
+}
+
+EventLog::~EventLog() {
+  stop();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void EventLog::append_locked(const std::string& json, uint64_t seq) {
+  char tail[32];
+  const uint32_t c = crc32(json.data(), json.size());
+  std::snprintf(tail, sizeof tail, ",\"crc\":\"%08x\"}\n", c);
+  const std::string line = json + tail;
+  if (fd_ >= 0) {
+    size_t off = 0;
+    while (off < line.size()) {
+      const ssize_t w = ::write(fd_, line.data() + off, line.size() - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        break;  // disk full or similar: the in-memory copy still has it
+      }
+      off += static_cast<size_t>(w);
+    }
+  }
+  (void)seq;
+  recent_.emplace_back(written_.load() + 1, json + "}");
+  while (recent_.size() > keep_) recent_.pop_front();
+  written_.fetch_add(1);
+}
+
+void EventLog::drain_locked() {
+  Event e;
+  while (ring_->pop(e)) {
+    const uint64_t d = ring_->dropped();
+    if (d > reported_dropped_) {
+      Event de = e;
+      de.kind = EventKind::kDropped;
+      de.value = static_cast<double>(d - reported_dropped_);
+      reported_dropped_ = d;
+      append_locked(event_json(de), de.seq);
+    }
+    append_locked(event_json(e), e.seq);
+  }
+  const int64_t now = clock_ns(CLOCK_MONOTONIC);
+  if (fd_ >= 0 && now - last_fsync_ns_ >= static_cast<int64_t>(fsync_ms_) * 1'000'000) {
+    ::fdatasync(fd_);
+    last_fsync_ns_ = now;
+  }
+}
+
+void EventLog::flush() {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  if (fd_ >= 0) ::fdatasync(fd_);
+}
+
+void EventLog::note(const std::string& text, const std::string& fields_json, int64_t driver_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();  // keep the file in order: tick events so far first
+  Event e;
+  e.kind = EventKind::kNote;
+  e.wall_ns = clock_ns(CLOCK_REALTIME);
+  e.mono_ns = clock_ns(CLOCK_MONOTONIC);
+  e.driver_ns = driver_ns;
+  std::string j = event_json(e);
+  std::string esc;
+  for (char ch : text) {
+    if (ch == '"' || ch == '\\') esc += '\\';
+    if (static_cast<unsigned char>(ch) < 0x20) continue;
+    esc += ch;
+  }
+  j += ",\"text\":\"" + esc + "\"";
+  if (!fields_json.empty()) j += "," + fields_json;
+  append_locked(j, 0);
+}
+
+std::vector<std::pair<uint64_t, std::string>> EventLog::recent(uint64_t since) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<uint64_t, std::string>> out;
+  for (const auto& r : recent_)
+    if (r.first > since) out.push_back(r);
+  return out;
+}
+
+void EventLog::start() {
+  if (running_.exchange(true)) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void EventLog::run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (running_.load()) {
+    drain_locked();
+    cv_.wait_for(lock, std::chrono::milliseconds(flush_ms_));
+  }
+  drain_locked();
+}
+
+void EventLog::stop() {
+  if (running_.exchange(false)) {
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  flush();
+}
+
+}  // namespace vertebra

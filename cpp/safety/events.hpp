@@ -1,0 +1,115 @@
+// Safety events: produced on the tick into a lock-free ring, written by a logger thread to an
+// append-only JSON-lines file.
+//
+// Contract
+//  - EventRing::push() is [tick]: single producer (the tick), wait-free, no allocation. When the
+//    ring is full the event is counted as dropped (the next written event reports the count).
+//  - EventLog is the single consumer. Its thread drains the ring every flush_ms and appends each
+//    event as one line with write(2) to a file opened O_APPEND, so a SIGKILL of the runtime loses
+//    only what is still in the ring (at most flush_ms of events); it fsyncs at most every
+//    fsync_ms so a power loss loses at most that much. Every line ends with a CRC-32 of its text
+//    ("crc": 8 hex digits, zlib's polynomial), so a reader can tell a torn last line from data.
+//  - Lines are self-describing JSON: names, not numbers (`"kind": "fault", "fault": "state_loss"`).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vertebra {
+
+enum class EventKind : int32_t {
+  kModeChange = 0,   // from -> to, cause (+ fault when the cause is a fault)
+  kFault = 1,        // a monitor raised `fault` (joint, value), with its configured response
+  kFaultCleared = 2, // the condition behind `fault` went away (latched faults stay latched)
+  kOperator = 3,     // code: OperatorAction
+  kClampBurst = 4,   // code 0: a burst of limiter clamps started (mask = LimiterFlags); 1: it ended (value = clamps)
+  kDropped = 5,      // value = events lost because the ring was full
+  kNote = 6,         // written from Python (runtime start/stop, harness phases)
+};
+
+enum class ModeCause : int32_t { kRequest = 0, kFault = 1, kStopDone = 2, kEstop = 3, kReset = 4, kOperatorStop = 5, kStandupDone = 6 };
+
+enum class OperatorAction : int32_t {
+  kEnable = 0, kDisable = 1, kEstop = 2, kReset = 3, kResetRefused = 4, kStop = 5,
+  kRequestAccepted = 6, kRequestRefused = 7,
+};
+
+struct Event {
+  uint64_t seq = 0;       // assigned by the ring
+  uint64_t tick = 0;
+  int64_t mono_ns = 0;    // CLOCK_MONOTONIC
+  int64_t wall_ns = 0;    // CLOCK_REALTIME
+  int64_t driver_ns = 0;  // the driver's clock (simulation time in sim)
+  EventKind kind = EventKind::kNote;
+  int32_t code = 0;
+  int32_t fault = -1;     // FaultId
+  int32_t joint = -1;
+  int32_t from = -1, to = -1;  // SafetyMode
+  int32_t response = -1;  // Response
+  int32_t status = 0;     // Status (refused requests)
+  uint64_t mask = 0;
+  double value = 0, value2 = 0;
+};
+
+class EventRing {
+ public:
+  static constexpr uint64_t kCapacity = 4096;  // power of two
+  bool push(Event e);   // [tick] producer only
+  bool pop(Event& e);   // consumer only
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  uint64_t produced() const { return next_seq_; }
+
+ private:
+  Event buf_[kCapacity];
+  std::atomic<uint64_t> head_{0}, tail_{0}, dropped_{0};
+  uint64_t next_seq_ = 1;  // producer-owned
+};
+
+// Formats one event as a JSON line (without the trailing newline and CRC).
+std::string event_json(const Event& e);
+uint32_t crc32(const char* data, size_t n);
+
+class EventLog {
+ public:
+  // path "" keeps events in memory only (recent()).
+  EventLog(std::shared_ptr<EventRing> ring, const std::string& path, int flush_ms = 50, int fsync_ms = 1000,
+           size_t keep_recent = 4096);
+  ~EventLog();
+  void start();       // the writer thread
+  void stop();        // drains, fsyncs and joins
+  void flush();       // drain now on the calling thread (lockstep), write and fsync
+  void note(const std::string& text, const std::string& fields_json, int64_t driver_ns);  // from Python
+  // Lines written after line number `since` (1-based, counting every line this log wrote), as
+  // (line number, JSON without the CRC), oldest first; at most keep_recent are retained.
+  std::vector<std::pair<uint64_t, std::string>> recent(uint64_t since) const;
+  const std::string& path() const { return path_; }
+  uint64_t written() const { return written_.load(); }
+
+ private:
+  void drain_locked();
+  void append_locked(const std::string& json, uint64_t seq);
+  void run();
+
+  std::shared_ptr<EventRing> ring_;
+  std::string path_;
+  int fd_ = -1;
+  int flush_ms_, fsync_ms_;
+  size_t keep_;
+  mutable std::mutex mu_;
+  std::deque<std::pair<uint64_t, std::string>> recent_;
+  uint64_t reported_dropped_ = 0;
+  int64_t last_fsync_ns_ = 0;
+  std::atomic<uint64_t> written_{0};
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+  std::condition_variable cv_;
+};
+
+}  // namespace vertebra
