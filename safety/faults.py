@@ -102,6 +102,7 @@ class Harness:
         self.snaps: list[dict[str, Any]] = []
         self.t0 = 0  # the first tick that sees the injected fault
         self.mode_before = ""
+        self._last_z: float | None = None
         self.dt = 1.0 / self.rt.rate_hz
         self.safety = self.rt.safety
 
@@ -127,6 +128,13 @@ class Harness:
             self.policy.send()
         loop.run_ticks(1)
         s = loop.snapshot()
+        # The robot's truth from the simulator (not what the runtime sees: under state loss or a
+        # frozen sensor the snapshot's state is stale): base height, orientation, vertical velocity.
+        t, qpos = self.rt.driver.qpos()
+        z = float(qpos[2])
+        s["truth"] = {"z": z, "quat": qpos[3:7].copy(),
+                      "vz": (z - self._last_z) * self.rt.rate_hz if self._last_z is not None else 0.0}
+        self._last_z = z
         self.snaps.append(s)
         return s
 
@@ -189,8 +197,8 @@ class Harness:
         if hit is not None:
             r.ticks_to_safe = int(hit["tick"] - self.t0)
             r.seconds_to_safe = round(r.ticks_to_safe * self.dt, 4)
-        vz = [float(s["state"]["base_lin_vel"][2]) for s in after]
-        tilts = [tilt_deg(s["state"]["base_quat"]) for s in after]
+        vz = [s["truth"]["vz"] for s in after]
+        tilts = [tilt_deg(s["truth"]["quat"]) for s in after]
         r.peak_down_velocity_m_s = round(max(0.0, -min(vz)), 3)
         r.max_tilt_deg = round(max(tilts), 2)
         r.fell = r.max_tilt_deg > FELL_TILT_DEG or (not fell_expected and r.peak_down_velocity_m_s > MAX_IMPACT_VELOCITY_M_S)
@@ -363,26 +371,32 @@ def solver_failure(robot: str) -> ScenarioResult:
 
 
 def over_temperature(robot: str) -> ScenarioResult:
+    """A knee motor heats through the warning and derate levels; t0 is when it reaches the stop level."""
     h = Harness(robot)
     h.start_active()
     knee = next(i for i, n in enumerate(h.rt.cfg.joint_names) if "knee" in n or "calf" in n)
     s = h.safety
-    temps = np.linspace(s.temp_warn_c - 5, s.temp_stop_c + 2, 400)  # heats over 0.8 s
-    h.inject(lambda: h.inj.set_motor_temp(knee, float(temps[0])))
     levels_seen: list[str] = []
-    for T in temps:
-        h.inj.set_motor_temp(knee, float(T))
-        snap = h.tick()
+    derated = False
+
+    def watch(snap: dict[str, Any]) -> None:
+        nonlocal derated
+        derated = derated or knee in snap["derated_joints"]
         for f in ("temperature_warn", "temperature_derate", "temperature_stop"):
             if f in snap["active_faults"] and f not in levels_seen:
                 levels_seen.append(f)
-        if snap["safety_mode"] != "ACTIVE":
-            break
-    derated = any(knee in x["derated_joints"] for x in h.snaps)
+
+    for T in np.arange(s.temp_warn_c - 5.0, s.temp_stop_c, 0.1):  # 1 °C per 10 ticks (50 °C/s)
+        h.inj.set_motor_temp(knee, float(T))
+        watch(h.tick())
+    h.inject(lambda: h.inj.set_motor_temp(knee, s.temp_stop_c))
     h.run_until(lambda x: x["safety_mode"] == "FAULT", h.settle_s())
     h.run(0.5)
+    for snap in h.snaps:
+        watch(snap)
     r = h.outcome("over_temperature", "temperature_stop")
-    r.notes = f"joint {h.rt.cfg.joint_names[knee]} heated through warn/derate/stop: {', '.join(levels_seen)}"
+    r.notes = (f"{h.rt.cfg.joint_names[knee]} heated at 50 °C/s through {', '.join(levels_seen)}; "
+               f"ticks from reaching {s.temp_stop_c:g} °C")
     h.close()
     return _finish(r, levels_in_order=levels_seen == ["temperature_warn", "temperature_derate", "temperature_stop"],
                    derated_before_stop=derated)
@@ -400,21 +414,21 @@ def motor_error(robot: str) -> ScenarioResult:
 
 
 def low_battery(robot: str) -> ScenarioResult:
+    """The pack voltage sags through the warning level; t0 is when it reaches the stop level."""
     h = Harness(robot)
     h.start_active()
     s = h.safety
-    volts = np.linspace(s.battery_warn_v + 1.0, s.battery_stop_v - 0.5, 300)
-    h.inject(lambda: h.inj.set_battery_v(float(volts[0])))
-    for v in volts:
+    for v in np.arange(s.battery_warn_v + 1.0, s.battery_stop_v, -0.01):  # 5 V/s
         h.inj.set_battery_v(float(v))
-        if h.tick()["safety_mode"] != "ACTIVE":
-            break
+        h.tick()
+    warned = "battery_low" in h.snaps[-1]["active_faults"] and h.snaps[-1]["safety_mode"] == "ACTIVE"
+    h.inject(lambda: h.inj.set_battery_v(s.battery_stop_v))
     h.run_until(lambda x: x["safety_mode"] == "FAULT", h.settle_s())
     h.run(0.5)
     r = h.outcome("low_battery", "battery_critical")
-    raised = h.snaps[-1]["raised_tick"]
+    r.notes = f"sagging at 5 V/s; warned at {s.battery_warn_v:g} V and kept going; ticks from reaching {s.battery_stop_v:g} V"
     h.close()
-    return _finish(r, warned_first=0 < raised.get("battery_low", 0) < raised.get("battery_critical", 0))
+    return _finish(r, warned_first_and_kept_going=warned)
 
 
 def push_beyond_recovery(robot: str) -> ScenarioResult:
