@@ -138,6 +138,73 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from vertebra.policies.package import PackageError
+    from vertebra.policies.server import PolicyServer, ServerConfig
+    from vertebra.runtime.config import ConfigError
+
+    try:
+        cfg = ServerConfig.load(args.config)
+        server = PolicyServer(cfg, bind=args.bind)
+    except (ConfigError, PackageError, ValueError) as e:
+        print(f"vertebra serve: {e}", file=sys.stderr)
+        return 2
+    try:
+        server.serve_forever(progress=None if args.quiet else _progress(True))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from vertebra.policies.package import PackageError, PolicyPackage, check_against_robot
+    from vertebra.runtime.config import ConfigError, RobotConfig
+
+    try:
+        pkg = PolicyPackage.load(args.package)
+        robot = RobotConfig.load(args.robot)
+    except (PackageError, ConfigError) as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 1
+    wbc_names = None
+    if pkg.spec.action_space == "wbc_targets":
+        from vertebra.policies.actions import wbc_target_names
+
+        wbc_names = wbc_target_names(robot)
+    problems = check_against_robot(pkg.spec, robot, wbc_targets=wbc_names)
+    if args.json:
+        print(json.dumps({"package": str(pkg.path), "robot": robot.name, "compatible": not problems, "problems": problems}))
+    elif problems:
+        print(f"incompatible: {pkg.spec.name} on {robot.name}:", file=sys.stderr)
+        for p_ in problems:
+            print(f"  - {p_}", file=sys.stderr)
+    else:
+        s = pkg.spec
+        print(f"ok: {s.name} v{s.version} on {robot.name}: {s.action_space} x{s.action_dim}, chunk {s.chunk_length} "
+              f"at {s.rate_hz:g} Hz, cameras {', '.join(c.name for c in s.cameras) or 'none'}, sha256 verified")
+    return 0 if not problems else 1
+
+
+def cmd_bench_transport(args: argparse.Namespace) -> int:
+    from vertebra.policies.bench_transport import bench_transport
+
+    if args.iterations < 10:
+        print("vertebra bench transport: --iterations must be >= 10", file=sys.stderr)
+        return 2
+    out = bench_transport(args.iterations, progress=_progress(True))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{'round trip (us)':<14}{'vertebra p50':>14}{'p99':>8}{'websocket p50':>15}{'p99':>8}{'ratio p50':>11}")
+        for case, r in out["cases"].items():
+            print(f"{case:<14}{r['vertebra_us']['p50']:>14}{r['vertebra_us']['p99']:>8}{r['websocket_us']['p50']:>15}"
+                  f"{r['websocket_us']['p99']:>8}{r['ratio_p50']:>10}x")
+        print("goals:", out["goals"])
+    return 0
+
+
 def cmd_faults_run(args: argparse.Namespace) -> int:
     from vertebra.safety import faults
 
@@ -262,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     bw.add_argument("--json", action="store_true", help="print one JSON object")
     bw.set_defaults(func=cmd_bench_wbc)
 
+    bt = bsub.add_parser("transport", help="policy protocol round trip vs an openpi-style websocket server",
+                         description="Round-trip time of the policy protocol (ZMQ + msgpack) with a no-op model for "
+                                     "(a) state only, (b) one 224x224x3 image + 29-D state, (c) three cameras; and, in "
+                                     "the same run, of an openpi-style websocket + msgpack server and client.")
+    bt.add_argument("--iterations", type=int, default=2000, help="round trips per case and side (default 2000)")
+    bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.set_defaults(func=cmd_bench_transport)
+
     c = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
     csub = c.add_subparsers(dest="config", metavar="<action>")
     csub.required = True
@@ -269,6 +344,25 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("robot", help=f"robot name ({', '.join(robots)}) or path to a robot YAML")
     cc.add_argument("--safety", default=None, help="safety YAML to check (default: configs/safety/<robot>.yaml)")
     cc.set_defaults(func=cmd_config_check)
+
+    sv = sub.add_parser("serve", help="serve policies over ZMQ (msgpack protocol)",
+                        description="The policy server: ONNX policies behind a ZMQ ROUTER socket. Requests: hello, "
+                                    "infer, reset, health, list, load, swap. See vertebra/policies/server.py.")
+    sv.add_argument("--config", required=True, help="server config (configs/policies/<name>.yaml)")
+    sv.add_argument("--bind", default=None, help="endpoint to bind (default: the config's), e.g. tcp://0.0.0.0:5555")
+    sv.add_argument("--quiet", action="store_true", help="no start-up message")
+    sv.set_defaults(func=cmd_serve)
+
+    po = sub.add_parser("policy", help="policy packages", description="Policy package tools.")
+    posub = po.add_subparsers(dest="policy", metavar="<action>")
+    posub.required = True
+    pc = posub.add_parser("check", help="validate a policy package against a robot",
+                          description="Load a policy package (policy.yaml + model.onnx, sha256 checked) and compare "
+                                      "it with a robot config; names every field that disagrees.")
+    pc.add_argument("package", help="package directory")
+    pc.add_argument("--robot", required=True, choices=robots, help="robot config")
+    pc.add_argument("--json", action="store_true", help="print one JSON object")
+    pc.set_defaults(func=cmd_policy_check)
 
     f = sub.add_parser("faults", help="fault injection: prove the safety supervisor's response to every fault",
                        description="Fault-injection suite. Each scenario runs the robot in lockstep simulation through "

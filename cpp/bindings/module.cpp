@@ -116,6 +116,19 @@ py::dict limiter_counts_dict(const LimiterCounts& c) {
   return d;
 }
 
+py::dict chunk_status_dict(const SchedulerStatus& s) {
+  py::dict d;
+  d["chunks_received"] = s.chunks_received;
+  d["chunks_dropped"] = s.chunks_dropped;
+  d["chunks_rejected"] = s.chunks_rejected;
+  d["last_seq"] = s.last_seq;
+  d["starved_ticks"] = s.starved_ticks;
+  d["starved"] = s.starved;
+  d["has_output"] = s.has_output;
+  d["blend"] = s.blend;
+  return d;
+}
+
 Command command_from_dict(int n, py::dict d) {
   Command c;
   c.n = n;
@@ -517,6 +530,7 @@ PYBIND11_MODULE(_rt, m) {
         d["clamp_ticks"] = s.clamp_ticks;
         d["last_clamp_flags"] = ss.last_clamp_flags;
         d["events_dropped"] = s.events_dropped;
+        d["chunks"] = chunk_status_dict(s.chunks);
         d["last_read"] = status_name(s.last_read);
         d["last_write"] = status_name(s.last_write);
         return d;
@@ -541,6 +555,51 @@ PYBIND11_MODULE(_rt, m) {
         d["notes"] = r.notes;
         return d;
       });
+
+  py::class_<ChunkScheduler, std::shared_ptr<ChunkScheduler>>(m, "ChunkScheduler",
+      "time-stamped action chunks -> one target per tick (cpp/core/chunk_scheduler.hpp)")
+      .def(py::init([](int dim, const std::string& mode, double prefix_s, double blend_s, double ensemble_decay) {
+        ChunkSchedulerConfig c;
+        c.dim = dim;
+        if (mode == "keep_prefix") c.mode = MergeMode::kKeepPrefix;
+        else if (mode == "ensemble") c.mode = MergeMode::kTemporalEnsemble;
+        else throw std::invalid_argument("ChunkScheduler: unknown mode '" + mode + "'; modes are: keep_prefix, ensemble");
+        c.prefix_s = prefix_s;
+        c.blend_s = blend_s;
+        c.ensemble_decay = ensemble_decay;
+        return std::make_shared<ChunkScheduler>(c);
+      }), py::arg("dim"), py::arg("mode") = "keep_prefix", py::arg("prefix_s") = 0.0, py::arg("blend_s") = 0.1,
+          py::arg("ensemble_decay") = 0.1)
+      .def("push", [](ChunkScheduler& cs, int64_t t0_ns, int64_t dt_ns,
+                      py::array_t<double, py::array::c_style | py::array::forcecast> a) {
+        if (a.ndim() != 2) throw std::invalid_argument("push: actions must be a [steps, dim] array");
+        const int steps = static_cast<int>(a.shape(0)), dim = static_cast<int>(a.shape(1));
+        if (dim != cs.config().dim)
+          throw std::invalid_argument("push: chunk has " + std::to_string(dim) + " values per action, the scheduler takes " +
+                                      std::to_string(cs.config().dim) + " values per action");
+        if (steps < 1 || steps > kMaxChunkSteps)
+          throw std::invalid_argument("push: a chunk has 1.." + std::to_string(kMaxChunkSteps) + " actions, found " +
+                                      std::to_string(steps));
+        if (dt_ns <= 0) throw std::invalid_argument("push: dt_ns must be > 0");
+        auto c = std::make_unique<ActionChunk>();
+        c->t0_ns = t0_ns;
+        c->dt_ns = dt_ns;
+        c->steps = steps;
+        c->dim = dim;
+        std::copy(a.data(), a.data() + steps * dim, c->a.begin());
+        py::gil_scoped_release release;
+        return cs.push(*c);
+      }, py::arg("t0_ns"), py::arg("dt_ns"), py::arg("actions"),
+         "queue a chunk: actions[k] is for time t0_ns + k*dt_ns (driver clock); returns its seq")
+      .def("sample", [](ChunkScheduler& cs, int64_t now_ns) {
+        std::vector<double> out(cs.config().dim, NAN);
+        const Status st = cs.sample(now_ns, out.data());
+        return py::make_tuple(status_name(st), arr(out.data(), cs.config().dim));
+      }, py::arg("now_ns"), "tests only (the loop samples it when attached): (status, target)")
+      .def("reset", &ChunkScheduler::reset)
+      .def("status", [](const ChunkScheduler& cs) { return chunk_status_dict(cs.status()); });
+
+  m.def("set_chunk_scheduler", [](RtLoop& l, std::shared_ptr<ChunkScheduler> s) { l.set_chunk_scheduler(s); });
 
   py::class_<EventLog, std::shared_ptr<EventLog>>(m, "EventLog",
       "writes the loop's safety events to an append-only JSON-lines file (cpp/safety/events.hpp)")

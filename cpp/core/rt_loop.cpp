@@ -69,6 +69,15 @@ void RtLoop::set_wbc_mode(std::shared_ptr<ControllerMode> mode) {
   supervisor_.set_wbc_mode(std::move(mode));
 }
 
+void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s) {
+  if (running_.load() || ticks_.load() > 0)
+    throw std::logic_error("RtLoop: set_chunk_scheduler() is configuration: call it before the loop first ticks");
+  if (s && s->config().dim != params_.n)
+    throw std::invalid_argument("RtLoop: the chunk scheduler produces " + std::to_string(s->config().dim) +
+                                " values per target; joint targets for this robot need " + std::to_string(params_.n));
+  chunks_ = std::move(s);
+}
+
 uint64_t RtLoop::request_mode(const ModeRequest& req) {
   std::lock_guard<std::mutex> lock(writer_mutex_);
   ModeRequest r = req;
@@ -98,8 +107,23 @@ void RtLoop::tick() {
   const Status rs = driver_->read(state_);
   snap_.last_read = rs;
 
-  // 2. operator/Python inputs (each consumed once)
+  // 2. operator/Python inputs (each consumed once); action chunks become joint targets
   targets_in_.read(targets_);
+  if (chunks_) {
+    if (chunks_->sample(driver_->now_ns(), chunk_out_.data()) == Status::kOk) {
+      const int n = params_.n;
+      targets_.n = n;
+      targets_.seq = ++chunk_ticks_;
+      for (int i = 0; i < n; ++i) {
+        targets_.q[i] = chunk_out_[i];
+        targets_.dq[i] = 0.0;
+        targets_.kp[i] = params_.kp[i];
+        targets_.kd[i] = params_.kd[i];
+        targets_.tau_ff[i] = 0.0;
+      }
+    }
+    snap_.chunks = chunks_->status();
+  }
   inputs_.estop = estop_.exchange(false, std::memory_order_acq_rel);
   inputs_.reset = reset_faults_.exchange(false, std::memory_order_acq_rel);
   inputs_.stop = stop_.exchange(false, std::memory_order_acq_rel);

@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include "core/chunk_scheduler.hpp"
 #include "core/exchange.hpp"
 #include "core/loop_stats.hpp"
 #include "core/modes.hpp"
@@ -60,6 +61,7 @@ struct Snapshot {
   Command command{};
   SupervisorStatus safety{};               // safety mode, controller, faults, clamps, requests
   uint64_t targets_seq = 0;                 // last targets the loop took
+  SchedulerStatus chunks{};                 // when a chunk scheduler is attached
   uint64_t clamp_ticks = 0;                 // ticks in which the limiter changed anything
   Status last_read = Status::kOk, last_write = Status::kOk;
   uint64_t events_dropped = 0;
@@ -107,6 +109,11 @@ class RtLoop {
   // Configuration time (before start()/run_ticks()): the mode answering ModeId::kWbc.
   // Throws once the loop has ticked or is running (the tick reads it without a lock).
   void set_wbc_mode(std::shared_ptr<ControllerMode> mode);
+  // Configuration time: joint-target action chunks. Each tick the scheduler's sample for now
+  // becomes the joint targets (default kp/kd); its `seq` advances on every tick the scheduler had
+  // a target, so the supervisor's starvation monitor sees the time since the chunks ran out.
+  void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s);
+  std::shared_ptr<ChunkScheduler> chunk_scheduler() const { return chunks_; }
   const LoopConfig& config() const { return cfg_; }
 
  private:
@@ -124,6 +131,9 @@ class RtLoop {
   Command cmd_{};
   Targets targets_{};
   OperatorInputs inputs_{};
+  std::shared_ptr<ChunkScheduler> chunks_;
+  std::array<double, kMaxActionDim> chunk_out_{};
+  uint64_t chunk_ticks_ = 0;
   std::shared_ptr<EventRing> ring_;
   Supervisor supervisor_;
   int64_t last_tick_ns_ = 0;

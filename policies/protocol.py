@@ -1,0 +1,186 @@
+"""The policy wire protocol: msgpack with an explicit ndarray extension, never pickle.
+
+Imports only numpy and msgpack, so the runtime's thin client can use it as it is.
+
+Frame
+  One ZMQ message part. It is a msgpack map with:
+  - ``"v"``: the protocol version, on every message;
+  - ``"type"``: the kind of message;
+  - the fields of that type (below).
+
+ndarray extension (ext type 1)
+  The ext payload is::
+
+      u8 header_len | header | raw bytes
+
+  - ``header`` is a msgpack array ``[dtype, shape]``: ``dtype`` is a numpy dtype string from the
+    allowed set (little-endian or byte order free), and ``shape`` is a list of at most 8
+    non-negative ints.
+  - ``raw`` is the C-contiguous data, exactly ``prod(shape) * itemsize`` bytes.
+
+Checks before any payload is decoded
+  - The frame size is checked against the limit, and msgpack's container and length limits are set.
+  - ndarray extensions are kept as raw bytes until the envelope has passed the schema check
+    (version, type, required fields and their kinds).
+  - Only then are the arrays built (zero-copy views into the frame, read-only).
+
+Requests and their replies
+  - ``hello``: the reply ``hello_reply`` carries ``server`` and ``policy`` (metadata).
+  - ``infer`` (``obs``: map, ``id``: int): the reply ``infer_reply`` carries ``actions``
+    (ndarray ``[chunk, dim]``), ``id`` and ``t_obs_ns``.
+  - ``reset``, ``health``, ``list``, ``load`` (``name``), ``swap`` (``name``): the reply is named
+    ``<type>_reply``.
+  - An error is answered with ``error``: ``code`` and ``message``.
+
+Every reply carries ``timing``: server-side microseconds for ``decode``, ``handle`` and ``encode``,
+and the server's receive time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+EXT_NDARRAY = 1
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+MAX_NDIM = 8
+ALLOWED_DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"})
+
+REQUEST_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    # type -> required fields and their kinds (after the envelope's "v" and "type")
+    "hello": {},
+    "infer": {"obs": dict},
+    "reset": {},
+    "health": {},
+    "list": {},
+    "load": {"name": str},
+    "swap": {"name": str},
+}
+OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "infer": {"id": int, "t_obs_ns": int},
+    "hello": {"client": str, "joint_names": list},
+    "load": {"path": str},
+}
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be accepted; `code` is what the error reply says."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+class _RawArray:
+    """An ndarray extension not yet decoded: header checked, data untouched."""
+
+    __slots__ = ("dtype", "shape", "data")
+
+    def __init__(self, dtype: str, shape: tuple[int, ...], data: memoryview):
+        self.dtype = dtype
+        self.shape = shape
+        self.data = data
+
+    def build(self) -> np.ndarray:
+        a = np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(self.shape)
+        return a  # read-only view into the received frame
+
+
+def _dtype_str(dt: np.dtype) -> str:
+    s = dt.str
+    if s[0] == ">" or (s[0] == "=" and np.little_endian is False):
+        raise ProtocolError("bad_dtype", f"big-endian arrays are not supported ({s})")
+    if s[0] == "=":
+        s = "<" + s[1:]
+    if s not in ALLOWED_DTYPES:
+        raise ProtocolError("bad_dtype", f"dtype {dt} is not supported; supported: bool, (u)int8..64, float16/32/64")
+    return s
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        header = msgpack.packb([_dtype_str(a.dtype), list(a.shape)])
+        if a.ndim > MAX_NDIM:
+            raise ProtocolError("bad_shape", f"arrays have at most {MAX_NDIM} dimensions, found {a.ndim}")
+        return msgpack.ExtType(EXT_NDARRAY, bytes([len(header)]) + header + a.tobytes())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__}; send numbers, strings, lists, maps, bytes or numpy arrays")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != EXT_NDARRAY:
+        raise ProtocolError("bad_ext", f"unknown msgpack extension type {code}")
+    view = memoryview(data)
+    if len(view) < 1 or view[0] + 1 > len(view):
+        raise ProtocolError("bad_array", "ndarray extension: truncated header")
+    hl = view[0]
+    try:
+        dtype, shape = msgpack.unpackb(view[1:1 + hl], max_array_len=MAX_NDIM + 2, max_str_len=8, max_bin_len=0,
+                                       max_map_len=0, max_ext_len=0)
+    except Exception as e:  # noqa: BLE001 - any malformed header is the sender's error
+        raise ProtocolError("bad_array", f"ndarray extension: bad header ({e})") from None
+    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
+        raise ProtocolError("bad_dtype", f"ndarray extension: dtype {dtype!r} is not supported")
+    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
+        raise ProtocolError("bad_shape", f"ndarray extension: shape {shape!r} is not a list of <= {MAX_NDIM} sizes")
+    raw = view[1 + hl:]
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if n * np.dtype(dtype).itemsize != len(raw):
+        raise ProtocolError("bad_array", f"ndarray extension: {len(raw)} data bytes for dtype {dtype} and shape "
+                                         f"{tuple(shape)} (expected {n * np.dtype(dtype).itemsize})")
+    return _RawArray(dtype, tuple(shape), raw)
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    """A message (its "v" is set here) as one frame."""
+    out = dict(msg)
+    out["v"] = PROTOCOL_VERSION
+    return msgpack.packb(out, default=_default, use_bin_type=True)
+
+
+def _build(obj: Any) -> Any:
+    if isinstance(obj, _RawArray):
+        return obj.build()
+    if isinstance(obj, dict):
+        return {k: _build(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_build(v) for v in obj]
+    return obj
+
+
+def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = True) -> dict[str, Any]:
+    """Check and decode one frame. `requests`: the frame must be a request (server side)."""
+    if len(frame) > max_bytes:
+        raise ProtocolError("too_large", f"message of {len(frame)} bytes exceeds the limit of {max_bytes}")
+    try:
+        msg = msgpack.unpackb(frame, ext_hook=_ext_hook, raw=False, strict_map_key=True,
+                              max_str_len=1 << 20, max_bin_len=max_bytes, max_array_len=1 << 16, max_map_len=1 << 10,
+                              max_ext_len=max_bytes)
+    except ProtocolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - msgpack raises several types for malformed input
+        raise ProtocolError("malformed", f"not a msgpack message: {type(e).__name__}: {e}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("malformed", f"a message is a map, found {type(msg).__name__}")
+    v = msg.get("v")
+    if v != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {v!r} is not supported; this side speaks {PROTOCOL_VERSION}")
+    t = msg.get("type")
+    if not isinstance(t, str):
+        raise ProtocolError("malformed", "a message needs a string 'type'")
+    if requests:
+        if t not in REQUEST_TYPES:
+            raise ProtocolError("unknown_type", f"unknown message type '{t}'; types are: {', '.join(REQUEST_TYPES)}")
+        for field, kind in REQUEST_TYPES[t].items():
+            if not isinstance(msg.get(field), kind):
+                raise ProtocolError("schema", f"'{t}' needs field '{field}' of kind {getattr(kind, '__name__', kind)}")
+        for field, kind in OPTIONAL_FIELDS.get(t, {}).items():
+            if field in msg and not isinstance(msg[field], kind):
+                raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}")
+    return _build(msg)

@@ -1,0 +1,257 @@
+"""The policy server: ONNX policies behind a ZMQ ROUTER socket speaking vertebra.policies.protocol.
+
+``vertebra serve --config configs/policies/<name>.yaml [--bind ADDR]``. One thread serves every
+client: each request is checked (size, envelope schema) before its payload is decoded. A malformed
+request gets an ``error`` reply, and the server keeps serving. Every reply carries the server-side
+timing.
+
+Config (YAML)::
+
+    bind: ipc:///tmp/vertebra-policy.sock     # on-board; tcp://0.0.0.0:5555 off-board
+    default: g1_vla                           # the policy loaded at start
+    policies:                                 # what `load`/`swap` may name
+      g1_vla: {kind: package, path: policies/packages/g1_vla}
+      noop:   {kind: noop, chunk_length: 50, action_dim: 32, rate_hz: 50}
+    threads: {intra_op: 1}
+    limits: {max_message_bytes: 16777216}
+    curve:                                    # optional: encryption + client allowlist (TCP)
+      enabled: false
+      server_secret_key: keys/server.key_secret   # zmq.auth.create_certificates() format
+      allowed_clients: keys/clients               # directory of allowed clients' public keys
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vertebra.policies.protocol import DEFAULT_MAX_BYTES, ProtocolError, decode, encode
+
+SERVER_NAME = "vertebra-policy-server"
+
+
+class NoopPolicy:
+    """Zeros of the configured chunk shape: for transport benchmarks and integration tests."""
+
+    def __init__(self, name: str, chunk_length: int, action_dim: int, rate_hz: float):
+        self.name = name
+        self.chunk = np.zeros((chunk_length, action_dim), dtype=np.float32)
+        self.rate_hz = rate_hz
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "noop", "chunk_length": self.chunk.shape[0],
+                "action_dim": self.chunk.shape[1], "rate_hz": self.rate_hz, "action_space": "none"}
+
+    def set_joint_names(self, names: list[str]) -> None:
+        pass
+
+    def infer(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.chunk
+
+
+class PackagePolicy:
+    def __init__(self, name: str, path: Path, intra_op: int):
+        from vertebra.policies.package import OnnxPolicy, PolicyPackage
+
+        self.name = name
+        self.policy = OnnxPolicy(PolicyPackage.load(path), intra_op)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"kind": "package", **self.policy.spec.metadata()}
+
+    def set_joint_names(self, names: list[str]) -> None:
+        self.policy.set_joint_names(names)
+
+    def infer(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.policy.infer(obs)
+
+
+@dataclass
+class ServerConfig:
+    file: str
+    bind: str
+    default: str
+    policies: dict[str, dict[str, Any]]
+    intra_op: int = 1
+    max_message_bytes: int = DEFAULT_MAX_BYTES
+    curve: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ServerConfig:
+        from vertebra.runtime.config import REPO_ROOT, ConfigError
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(p, "<file>", str(p), "an existing server config (configs/policies/*.yaml)")
+        d = yaml.safe_load(p.read_text())
+        if not isinstance(d, dict):
+            raise ConfigError(p, "<root>", d, "a mapping")
+        unknown = set(d) - {"bind", "default", "policies", "threads", "limits", "curve"}
+        if unknown:
+            raise ConfigError(p, sorted(unknown)[0], d[sorted(unknown)[0]],
+                              "a known field: bind, default, policies, threads, limits, curve")
+        pols = d.get("policies")
+        if not isinstance(pols, dict) or not pols:
+            raise ConfigError(p, "policies", pols, "a non-empty mapping of name -> policy")
+        for name, spec in pols.items():
+            if not isinstance(spec, dict) or spec.get("kind") not in ("package", "noop"):
+                raise ConfigError(p, f"policies.{name}.kind", (spec or {}).get("kind") if isinstance(spec, dict) else spec,
+                                  "package or noop")
+            if spec["kind"] == "package":
+                pp = Path(str(spec.get("path", "")))
+                if not pp.is_absolute():
+                    pp = REPO_ROOT / pp
+                spec["path"] = str(pp)
+        default = d.get("default", next(iter(pols)))
+        if default not in pols:
+            raise ConfigError(p, "default", default, "one of " + ", ".join(pols))
+        limits = d.get("limits") or {}
+        mx = limits.get("max_message_bytes", DEFAULT_MAX_BYTES)
+        if not isinstance(mx, int) or mx < 1024:
+            raise ConfigError(p, "limits.max_message_bytes", mx, "an integer >= 1024")
+        bind = d.get("bind", "ipc:///tmp/vertebra-policy.sock")
+        if not isinstance(bind, str) or "://" not in bind:
+            raise ConfigError(p, "bind", bind, "a ZMQ endpoint such as tcp://0.0.0.0:5555 or ipc:///tmp/x.sock")
+        curve = d.get("curve") or {}
+        return cls(str(p), bind, default, pols, int((d.get("threads") or {}).get("intra_op", 1)), mx, curve)
+
+
+class PolicyServer:
+    def __init__(self, cfg: ServerConfig, bind: str | None = None):
+        import zmq
+
+        self.cfg = cfg
+        self.bind = bind or cfg.bind
+        self.policies: dict[str, Any] = {}
+        self.active_name = ""
+        self.ctx = zmq.Context.instance()
+        self.auth = None
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes + 1024)  # oversize frames are dropped by ZMQ
+        if cfg.curve.get("enabled"):
+            self._setup_curve()
+        self.sock.bind(self.bind)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.requests = 0
+        self.errors = 0
+        self.started = time.time()
+        self.joint_names: dict[bytes, list[str]] = {}
+        self.load(cfg.default)
+        self.active_name = cfg.default
+
+    def _setup_curve(self) -> None:
+        import zmq
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        c = self.cfg.curve
+        secret = Path(str(c.get("server_secret_key", "")))
+        allowed = Path(str(c.get("allowed_clients", "")))
+        if not secret.is_file() or not allowed.is_dir():
+            raise ValueError(f"{self.cfg.file}: curve needs server_secret_key (a file) and allowed_clients (a directory)")
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_curve(domain="*", location=str(allowed))
+        pub, sec = zmq.auth.load_certificate(str(secret))
+        self.sock.curve_secretkey = sec
+        self.sock.curve_publickey = pub
+        self.sock.curve_server = True
+
+    def load(self, name: str) -> Any:
+        if name not in self.cfg.policies:
+            raise ProtocolError("unknown_policy", f"unknown policy '{name}'; policies are: {', '.join(self.cfg.policies)}")
+        if name not in self.policies:
+            spec = self.cfg.policies[name]
+            if spec["kind"] == "noop":
+                self.policies[name] = NoopPolicy(name, int(spec.get("chunk_length", 50)), int(spec.get("action_dim", 32)),
+                                                 float(spec.get("rate_hz", 50)))
+            else:
+                self.policies[name] = PackagePolicy(name, Path(spec["path"]), self.cfg.intra_op)
+        return self.policies[name]
+
+    # -- requests ------------------------------------------------------------------------------
+    def handle(self, ident: bytes, msg: dict[str, Any]) -> dict[str, Any]:
+        t = msg["type"]
+        if t == "infer":
+            pol = self.policies[self.active_name]
+            if ident in self.joint_names:
+                pol.set_joint_names(self.joint_names[ident])
+            try:
+                actions = pol.infer(msg["obs"])
+            except (ValueError, KeyError) as e:
+                raise ProtocolError("bad_observation", str(e)) from None
+            return {"type": "infer_reply", "actions": actions, "id": msg.get("id", 0), "t_obs_ns": msg.get("t_obs_ns", 0),
+                    "policy": self.active_name}
+        if t == "hello":
+            names = msg.get("joint_names")
+            if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                self.joint_names[ident] = names
+            return {"type": "hello_reply", "server": {"name": SERVER_NAME, "protocol": 1},
+                    "policy": self.policies[self.active_name].metadata(), "active": self.active_name}
+        if t == "health":
+            return {"type": "health_reply", "ok": True, "uptime_s": time.time() - self.started, "requests": self.requests,
+                    "errors": self.errors, "active": self.active_name}
+        if t == "list":
+            return {"type": "list_reply", "policies": list(self.cfg.policies), "loaded": list(self.policies),
+                    "active": self.active_name}
+        if t == "load":
+            self.load(msg["name"])
+            return {"type": "load_reply", "loaded": msg["name"]}
+        if t == "swap":
+            self.load(msg["name"])
+            self.active_name = msg["name"]
+            return {"type": "swap_reply", "active": self.active_name, "policy": self.policies[self.active_name].metadata()}
+        if t == "reset":
+            return {"type": "reset_reply"}
+        raise ProtocolError("unknown_type", f"unknown message type '{t}'")
+
+    def serve_once(self, timeout_ms: int = 100) -> bool:
+        """Answer at most one request; False when none came within the timeout."""
+        import zmq
+
+        if not self.sock.poll(timeout_ms, zmq.POLLIN):
+            return False
+        frames = self.sock.recv_multipart(copy=True)
+        t_recv = time.monotonic_ns()
+        self.requests += 1
+        ident, payload = frames[0], frames[-1]
+        t0 = time.perf_counter_ns()
+        try:
+            if len(frames) not in (2, 3):
+                raise ProtocolError("malformed", f"expected one message part, found {len(frames) - 1}")
+            msg = decode(payload, self.cfg.max_message_bytes)
+            t1 = time.perf_counter_ns()
+            reply = self.handle(ident, msg)
+        except ProtocolError as e:
+            self.errors += 1
+            t1 = time.perf_counter_ns()
+            reply = {"type": "error", "code": e.code, "message": str(e)}
+        except Exception as e:  # noqa: BLE001 - the server never dies on one request
+            self.errors += 1
+            t1 = time.perf_counter_ns()
+            reply = {"type": "error", "code": "internal", "message": f"{type(e).__name__}: {e}"}
+        t2 = time.perf_counter_ns()
+        reply["timing"] = {"recv_ns": t_recv, "decode_us": (t1 - t0) / 1e3, "handle_us": (t2 - t1) / 1e3}
+        data = encode(reply)
+        reply_encode_us = (time.perf_counter_ns() - t2) / 1e3
+        self.sock.send_multipart([ident, data], copy=len(data) < 65536)
+        self.last_encode_us = reply_encode_us
+        return True
+
+    def serve_forever(self, stop: Any = None, progress: Any = None) -> None:
+        if progress:
+            progress(f"serving '{self.active_name}' on {self.endpoint}")
+        while stop is None or not stop.is_set():
+            self.serve_once(100)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        if self.auth is not None:
+            self.auth.stop()
