@@ -45,6 +45,7 @@ class PolicyClient:
         self._ids = itertools.count(1)
         self.last_id = 0
         self.metadata: dict[str, Any] = {}
+        self._rcvtimeo = -2
 
     # -- blocking calls (tools, tests, benchmarks) ---------------------------------------------------
     def call(self, msg: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
@@ -52,9 +53,15 @@ class PolicyClient:
         return self._wait(timeout_s)
 
     def _wait(self, timeout_s: float) -> dict[str, Any]:
-        if not self.sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            raise TimeoutError(f"no reply from the policy server within {timeout_s:g} s")
-        reply = decode(self.sock.recv(copy=True), self.max_bytes, requests=False)
+        ms = int(timeout_s * 1000)
+        if ms != self._rcvtimeo:
+            self.sock.setsockopt(zmq.RCVTIMEO, ms)
+            self._rcvtimeo = ms
+        try:
+            frame = self.sock.recv(copy=False)
+        except zmq.Again:
+            raise TimeoutError(f"no reply from the policy server within {timeout_s:g} s") from None
+        reply = decode(frame.buffer, self.max_bytes, requests=False)
         if reply.get("type") == "error":
             raise PolicyError(str(reply.get("code")), str(reply.get("message")))
         return reply
@@ -89,8 +96,12 @@ class PolicyClient:
     def poll(self) -> dict[str, Any] | None:
         """The newest reply that has arrived (older ones are dropped), or None."""
         newest = None
-        while self.sock.poll(0, zmq.POLLIN):
-            reply = decode(self.sock.recv(copy=True), self.max_bytes, requests=False)
+        while True:
+            try:
+                frame = self.sock.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            reply = decode(frame.buffer, self.max_bytes, requests=False)
             if reply.get("type") == "error":
                 raise PolicyError(str(reply.get("code")), str(reply.get("message")))
             newest = reply

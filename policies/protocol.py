@@ -11,11 +11,11 @@ Frame
 ndarray extension (ext type 1)
   The ext payload is::
 
-      u8 header_len | header | raw bytes
+      u8 dtype_len | dtype (ASCII) | u8 ndim | ndim x u64 shape (little-endian) | raw bytes
 
-  - ``header`` is a msgpack array ``[dtype, shape]``: ``dtype`` is a numpy dtype string from the
-    allowed set (little-endian or byte order free), and ``shape`` is a list of at most 8
-    non-negative ints.
+  - ``dtype`` is a numpy dtype string from the allowed set (``<f4``, ``|u1``, ...: little-endian or
+    byte order free).
+  - ``ndim`` is at most 8.
   - ``raw`` is the C-contiguous data, exactly ``prod(shape) * itemsize`` bytes.
 
 Checks before any payload is decoded
@@ -38,6 +38,7 @@ and the server's receive time.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgpack
@@ -102,11 +103,11 @@ def _dtype_str(dt: np.dtype) -> str:
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
-        a = np.ascontiguousarray(obj)
-        header = msgpack.packb([_dtype_str(a.dtype), list(a.shape)])
-        if a.ndim > MAX_NDIM:
-            raise ProtocolError("bad_shape", f"arrays have at most {MAX_NDIM} dimensions, found {a.ndim}")
-        return msgpack.ExtType(EXT_NDARRAY, bytes([len(header)]) + header + a.tobytes())
+        if obj.ndim > MAX_NDIM:
+            raise ProtocolError("bad_shape", f"arrays have at most {MAX_NDIM} dimensions, found {obj.ndim}")
+        dt = _dtype_str(obj.dtype).encode()
+        head = bytes([len(dt)]) + dt + bytes([obj.ndim]) + struct.pack(f"<{obj.ndim}Q", *obj.shape)
+        return msgpack.ExtType(EXT_NDARRAY, head + np.ascontiguousarray(obj).tobytes())
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot encode {type(obj).__name__}; send numbers, strings, lists, maps, bytes or numpy arrays")
@@ -116,24 +117,27 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code != EXT_NDARRAY:
         raise ProtocolError("bad_ext", f"unknown msgpack extension type {code}")
     view = memoryview(data)
-    if len(view) < 1 or view[0] + 1 > len(view):
+    n = len(view)
+    if n < 2 or view[0] + 2 > n:
         raise ProtocolError("bad_array", "ndarray extension: truncated header")
-    hl = view[0]
-    try:
-        dtype, shape = msgpack.unpackb(view[1:1 + hl], max_array_len=MAX_NDIM + 2, max_str_len=8, max_bin_len=0,
-                                       max_map_len=0, max_ext_len=0)
-    except Exception as e:  # noqa: BLE001 - any malformed header is the sender's error
-        raise ProtocolError("bad_array", f"ndarray extension: bad header ({e})") from None
-    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
+    dl = view[0]
+    dtype = bytes(view[1:1 + dl]).decode("ascii", "replace")
+    if dtype not in ALLOWED_DTYPES:
         raise ProtocolError("bad_dtype", f"ndarray extension: dtype {dtype!r} is not supported")
-    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
-        raise ProtocolError("bad_shape", f"ndarray extension: shape {shape!r} is not a list of <= {MAX_NDIM} sizes")
-    raw = view[1 + hl:]
-    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if n * np.dtype(dtype).itemsize != len(raw):
+    ndim = view[1 + dl]
+    off = 2 + dl
+    if ndim > MAX_NDIM or off + 8 * ndim > n:
+        raise ProtocolError("bad_shape", f"ndarray extension: {ndim} dimensions (at most {MAX_NDIM}) or truncated shape")
+    shape = struct.unpack_from(f"<{ndim}Q", view, off)
+    raw = view[off + 8 * ndim:]
+    size = np.dtype(dtype).itemsize
+    for d in shape:
+        size *= d
+        if size > n:
+            break
+    if size != len(raw):
         raise ProtocolError("bad_array", f"ndarray extension: {len(raw)} data bytes for dtype {dtype} and shape "
-                                         f"{tuple(shape)} (expected {n * np.dtype(dtype).itemsize})")
+                                         f"{tuple(shape)}")
     return _RawArray(dtype, tuple(shape), raw)
 
 

@@ -141,6 +141,7 @@ class PolicyServer:
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.requests = 0
         self.errors = 0
+        self._rcvtimeo = -2
         self.started = time.time()
         self.joint_names: dict[bytes, list[str]] = {}
         self.load(cfg.default)
@@ -216,12 +217,16 @@ class PolicyServer:
         """Answer at most one request; False when none came within the timeout."""
         import zmq
 
-        if not self.sock.poll(timeout_ms, zmq.POLLIN):
+        if self._rcvtimeo != timeout_ms:
+            self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        try:
+            frames = self.sock.recv_multipart(copy=False)  # zero-copy: arrays are views into the frame
+        except zmq.Again:
             return False
-        frames = self.sock.recv_multipart(copy=True)
         t_recv = time.monotonic_ns()
         self.requests += 1
-        ident, payload = frames[0], frames[-1]
+        ident, payload = frames[0].bytes, frames[-1].buffer
         t0 = time.perf_counter_ns()
         try:
             if len(frames) not in (2, 3):
