@@ -134,7 +134,9 @@ class PolicyServer:
         self.auth = None
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes + 1024)  # oversize frames are dropped by ZMQ
+        # Messages over the limit get an error reply; ZMQ itself drops (and disconnects) only absurd
+        # ones, beyond 4x the limit, so they never take memory.
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * cfg.max_message_bytes)
         if cfg.curve.get("enabled"):
             self._setup_curve()
         self.sock.bind(self.bind)
