@@ -262,6 +262,10 @@ class RobotConfig:
             extra=dict(r.get("extra", {}) or {}),
         )
         _check_against_urdf(cfg, r)
+        for i, j in enumerate(cfg.joints):  # the limiter would clamp damping above the gain ceiling
+            if j.kd_damping > cfg.max_gain_scale * j.kd + 1e-12:
+                raise ConfigError(file, f"joints[{i}].kd_damping", j.kd_damping,
+                                  f"<= max_gain_scale x kd = {cfg.max_gain_scale * j.kd:g} (the kd ceiling)")
         return cfg
 
 

@@ -168,8 +168,11 @@ class Harness:
         if not after:
             r.notes = "no ticks ran after the injection"
             return r
-        raised = after[-1]["raised_tick"].get(fault, 0)
-        if raised >= self.t0:
+        # Detection: the first tick at or after the injection with the fault active (a fault that
+        # clears and comes back is timed by its first occurrence).
+        first = next((s for s in after if fault in s["active_faults"]), None)
+        raised = int(first["tick"]) if first is not None else 0
+        if first is not None:
             r.detected = True
             r.ticks_to_detection = int(raised - self.t0)
         # The response: the mode change made in the tick this fault was raised (responses apply at
@@ -192,7 +195,7 @@ class Harness:
             r.response = "derate"
         elif r.detected:
             r.response = "warn"
-        safe = safe or _safe_state(r.declared)
+        safe = safe or _safe_state(r.declared, fault)
         hit = next((s for s in after if safe(s)), None)
         if hit is not None:
             r.ticks_to_safe = int(hit["tick"] - self.t0)
@@ -209,13 +212,13 @@ class Harness:
         self.rt.close()
 
 
-def _safe_state(response: str) -> Callable[[dict[str, Any]], bool]:
-    if response == "stop":
-        return lambda s: s["safety_mode"] in ("FAULT", "DAMP")
+def _safe_state(response: str, fault: str) -> Callable[[dict[str, Any]], bool]:
+    if response == "stop":  # settled, cut to damping, and the fault latched
+        return lambda s: s["safety_mode"] == "FAULT" and fault in s["faults"] and s["mode"] == "damping"
     if response == "hold":
         return lambda s: s["safety_mode"] == "HOLD"
     if response in ("damp", "cut"):
-        return lambda s: s["safety_mode"] == "FAULT" and s["cut"] == (response == "cut")
+        return lambda s: s["safety_mode"] == "FAULT" and s["cut"] == (response == "cut") and fault in s["faults"]
     if response == "estop":
         return lambda s: s["safety_mode"] == "ESTOP"
     return lambda s: True
@@ -243,16 +246,21 @@ def _clamp_outcome(h: Harness, name: str, flag: int) -> ScenarioResult:
 
 
 def _limits_respected(h: Harness, s: dict[str, Any]) -> bool:
+    """The command of one tick against every static limit (soft range, gain ceilings, feed-forward
+    torque, velocity), scaled on derated joints. The rate limit is the property tests' business."""
     c = s["command"]
     lim = h.rt.loop.limiter
     cfg = h.rt.cfg
+    derated = set(s["derated_joints"])
     for i, j in enumerate(cfg.joints):
-        q, kp, kd, tau = (float(c[k][i]) for k in ("q", "kp", "kd", "tau_ff"))
-        if not all(math.isfinite(v) for v in (q, kp, kd, tau, float(c["dq"][i]))):
+        q, kp, kd, tau, dq = (float(c[k][i]) for k in ("q", "kp", "kd", "tau_ff", "dq"))
+        if not all(math.isfinite(v) for v in (q, kp, kd, tau, dq)):
             return False
-        if not lim.soft_lower(i) - 1e-12 <= q <= lim.soft_upper(i) + 1e-12:
+        d = h.safety.derate_scale if i in derated else 1.0
+        if not lim.soft_lower(i) - 1e-12 <= q <= lim.soft_upper(i) + 1e-12 or abs(dq) > j.dq_max_rad_s + 1e-9:
             return False
-        if kp > j.kp * cfg.max_gain_scale + 1e-9 or kd > j.kd * cfg.max_gain_scale + 1e-9 or abs(tau) > j.tau_max_nm + 1e-9:
+        if (kp > j.kp * cfg.max_gain_scale * d + 1e-9 or kd > j.kd * cfg.max_gain_scale + 1e-9
+                or abs(tau) > j.tau_max_nm * d + 1e-9):
             return False
     return True
 
@@ -282,8 +290,9 @@ def frozen_state(robot: str) -> ScenarioResult:
     h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
     h.run(1.0)
     r = h.outcome("frozen_state", "state_frozen")
+    frozen_ticks = int(round(h.safety.frozen_ms / 1000.0 * h.rt.rate_hz))
     h.close()
-    return _finish(r)
+    return _finish(r, detected_within_frozen_ms=r.ticks_to_detection is not None and r.ticks_to_detection <= frozen_ticks + 1)
 
 
 def nan_state(robot: str) -> ScenarioResult:
@@ -347,15 +356,20 @@ def policy_stall(robot: str) -> ScenarioResult:
     h.inject(lambda: setattr(h.policy, "mode", "stall"))
     h.run_until(lambda s: s["safety_mode"] == "FAULT", h.safety.starvation_stop_ms / 1000.0 + h.settle_s())
     h.run(0.5)
-    r = h.outcome("policy_stall", "starvation_hold", declared="hold")
+    r = h.outcome("policy_stall", "starvation_hold")
     raised = h.snaps[-1]["raised_tick"]
     stop_tick = raised.get("starvation_stop", 0)
     tiered = 0 < raised.get("starvation_hold", 0) < stop_tick
+    t1 = h.safety.starvation_hold_ms / 1000.0 * h.rt.rate_hz
+    t2 = h.safety.starvation_stop_ms / 1000.0 * h.rt.rate_hz
+    # the stream's last message came up to one policy period before the injection
+    on_time = (r.ticks_to_detection is not None and t1 - POLICY_PERIOD_TICKS <= r.ticks_to_detection <= t1 + 1
+               and t2 - POLICY_PERIOD_TICKS <= stop_tick - h.t0 <= t2 + 1)
     stopped = any(s["safety_mode"] == "STOPPING" for s in h.snaps) and r.final_mode == "FAULT"
     r.notes = (f"hold after {r.ticks_to_detection} ticks, controlled stop after "
                f"{stop_tick - h.t0 if stop_tick else None} ticks")
     h.close()
-    return _finish(r, tiered_hold_then_stop=tiered, ended_stopped=stopped)
+    return _finish(r, tiered_hold_then_stop=tiered, ended_stopped=stopped, at_t1_and_t2=on_time)
 
 
 def solver_failure(robot: str) -> ScenarioResult:
@@ -381,7 +395,11 @@ def over_temperature(robot: str) -> ScenarioResult:
 
     def watch(snap: dict[str, Any]) -> None:
         nonlocal derated
-        derated = derated or knee in snap["derated_joints"]
+        if knee in snap["derated_joints"]:
+            j = h.rt.cfg.joints[knee]
+            c = snap["command"]
+            derated = (float(c["kp"][knee]) <= j.kp * h.rt.cfg.max_gain_scale * s.derate_scale + 1e-9
+                       and abs(float(c["tau_ff"][knee])) <= j.tau_max_nm * s.derate_scale + 1e-9) or derated
         for f in ("temperature_warn", "temperature_derate", "temperature_stop"):
             if f in snap["active_faults"] and f not in levels_seen:
                 levels_seen.append(f)
@@ -399,7 +417,7 @@ def over_temperature(robot: str) -> ScenarioResult:
                f"ticks from reaching {s.temp_stop_c:g} °C")
     h.close()
     return _finish(r, levels_in_order=levels_seen == ["temperature_warn", "temperature_derate", "temperature_stop"],
-                   derated_before_stop=derated)
+                   derated_before_stop=derated, same_tick=r.ticks_to_detection == 0)
 
 
 def motor_error(robot: str) -> ScenarioResult:
@@ -428,7 +446,7 @@ def low_battery(robot: str) -> ScenarioResult:
     r = h.outcome("low_battery", "battery_critical")
     r.notes = f"sagging at 5 V/s; warned at {s.battery_warn_v:g} V and kept going; ticks from reaching {s.battery_stop_v:g} V"
     h.close()
-    return _finish(r, warned_first_and_kept_going=warned)
+    return _finish(r, warned_first_and_kept_going=warned, same_tick=r.ticks_to_detection == 0)
 
 
 def push_beyond_recovery(robot: str) -> ScenarioResult:
@@ -456,7 +474,9 @@ def operator_estop(robot: str) -> ScenarioResult:
     r.ticks_to_detection = 0 if r.detected else None
     stiff = max(float(k) for k in first["command"]["kp"])
     cat = "cut" if s.estop == "cut" else "damp"
-    kd_ok = (max(float(k) for k in first["command"]["kd"]) == 0.0) if cat == "cut" else True
+    kd = np.asarray(first["command"]["kd"], dtype=float)
+    damping = np.asarray(h.rt.cfg.column("kd_damping"), dtype=float)
+    kd_ok = bool(np.all(kd == 0.0)) if cat == "cut" else bool(np.all(damping > 0) and np.allclose(kd, damping))
     r.notes = f"category {'0' if cat == 'cut' else '1'} ({cat})"
     r.fell_expected = None  # not judged: an e-stop stops the motors now, standing or not
     h.close()
@@ -473,10 +493,11 @@ def loop_overrun_burst(robot: str) -> ScenarioResult:
     h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
     h.run(0.5)
     r = h.outcome("loop_overrun_burst", "loop_overrun")
+    on_time = r.ticks_to_detection is not None and r.ticks_to_detection <= h.safety.overrun_max + 1
     r.notes = (f"each tick stalled {1.5 * period_us:.0f} µs (period {period_us:.0f} µs); fault at "
                f"{h.safety.overrun_max} overruns in {h.safety.overrun_window_ticks} ticks")
     h.close()
-    return _finish(r)
+    return _finish(r, after_overrun_max_overruns=on_time)
 
 
 def fault_during_stopping(robot: str) -> ScenarioResult:

@@ -282,7 +282,7 @@ PYBIND11_MODULE(_rt, m) {
   py::class_<CommandLimiter>(m, "CommandLimiter", "the last gate before the driver (cpp/safety/safety.hpp)")
       .def(py::init<const RobotParams&, const SafetyConfig&, double>(), py::arg("params"), py::arg("config"), py::arg("dt_s"))
       .def("apply", [](const CommandLimiter& lim, const RobotParams& p, const std::vector<double>& q_measured, py::dict prev,
-                       py::dict cmd, uint64_t derated_mask) {
+                       py::dict cmd, uint64_t derated_mask, bool mode_entry) {
         State s;
         s.n = p.n;
         if (q_measured.size() != static_cast<size_t>(p.n)) throw std::invalid_argument("apply: q_measured needs n values");
@@ -290,9 +290,10 @@ PYBIND11_MODULE(_rt, m) {
         const Command pv = command_from_dict(p.n, prev);
         Command c = command_from_dict(p.n, cmd);
         LimiterCounts counts;
-        const uint32_t flags = lim.apply(s, pv, c, derated_mask, counts);
+        const uint32_t flags = lim.apply(s, pv, c, derated_mask, counts, mode_entry);
         return py::make_tuple(command_dict(c), flags, limiter_counts_dict(counts));
-      }, py::arg("params"), py::arg("q_measured"), py::arg("prev"), py::arg("cmd"), py::arg("derated_mask") = 0)
+      }, py::arg("params"), py::arg("q_measured"), py::arg("prev"), py::arg("cmd"), py::arg("derated_mask") = 0,
+         py::arg("mode_entry") = false)
       .def("soft_lower", &CommandLimiter::soft_lower)
       .def("soft_upper", &CommandLimiter::soft_upper)
       .def("max_step", &CommandLimiter::max_step);
@@ -613,7 +614,8 @@ PYBIND11_MODULE(_rt, m) {
            py::call_guard<py::gil_scoped_release>())
       .def("recent", &EventLog::recent, py::arg("since") = 0, "[(line number, JSON)] written after line `since`")
       .def_property_readonly("path", &EventLog::path)
-      .def_property_readonly("written", &EventLog::written);
+      .def_property_readonly("written", &EventLog::written)
+      .def_property_readonly("io_errors", &EventLog::io_errors);
 
   py::class_<WbcGains>(m, "WbcGains")
       .def(py::init<>())

@@ -118,6 +118,7 @@ Status InterpolateMode::update(const RobotParams& p, const State&, const Targets
 
 Status JointPDMode::enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) {
   entry_seq_ = t.seq;
+  n_ = p.n;
   return fallback_.enter(p, s, last, t, req);
 }
 

@@ -93,6 +93,7 @@ class InterpolateMode final : public ControllerMode {
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   double progress() const override { return duration_s_ > 0 ? (elapsed_s_ >= duration_s_ ? 1.0 : elapsed_s_ / duration_s_) : 1.0; }
+  const JointArray& goal() const { return goal_; }
 
  private:
   JointArray start_{}, goal_{};
@@ -104,8 +105,11 @@ class JointPDMode final : public ControllerMode {
   ModeId id() const override { return ModeId::kJointPD; }
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
+  // Only targets this mode would act on count as the policy stream (not wrong-sized ones).
+  uint64_t input_seq(const Targets& t) const override { return t.n == n_ ? t.seq : 0; }
 
  private:
+  int32_t n_ = 0;
   HoldMode fallback_;         // holds the entry pose until targets newer than the switch arrive
   uint64_t entry_seq_ = 0;    // targets seen at entry are stale: they belong to an earlier session
 };

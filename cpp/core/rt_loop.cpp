@@ -127,7 +127,8 @@ void RtLoop::tick() {
   inputs_.estop = estop_.exchange(false, std::memory_order_acq_rel);
   inputs_.reset = reset_faults_.exchange(false, std::memory_order_acq_rel);
   inputs_.stop = stop_.exchange(false, std::memory_order_acq_rel);
-  inputs_.enable = enable_.exchange(-1, std::memory_order_acq_rel);
+  inputs_.disable = disable_.exchange(false, std::memory_order_acq_rel);
+  inputs_.enable = enable_.exchange(false, std::memory_order_acq_rel);
   inputs_.has_request = requests_.read(inputs_.request);
 
   // 3. safety + control + limiter
@@ -227,8 +228,8 @@ void RtLoop::thread_main() {
     lateness_.record_ns(now - next);
     tick();
     const int64_t end = mono_ns();
-    last_tick_ns_ = end - now;
-    compute_.record_ns(last_tick_ns_);
+    compute_.record_ns(end - now);
+    last_tick_ns_ = end - next;  // lateness + compute: over a period means the tick missed its slot
     next += period_ns_;
     if (end > next) {
       overruns_.fetch_add(1, std::memory_order_relaxed);

@@ -93,7 +93,7 @@ class RtLoop {
   void reset_faults() { reset_faults_.store(true, std::memory_order_release); }
   void estop() { estop_.store(true, std::memory_order_release); }
   void request_stop() { stop_.store(true, std::memory_order_release); }
-  void set_enabled(bool on) { enable_.store(on ? 1 : 0, std::memory_order_release); }
+  void set_enabled(bool on) { (on ? enable_ : disable_).store(true, std::memory_order_release); }
   std::shared_ptr<EventRing> event_ring() const { return ring_; }
   const SafetyConfig& safety_config() const { return supervisor_.config(); }
   const CommandLimiter& limiter() const { return supervisor_.limiter(); }
@@ -148,7 +148,7 @@ class RtLoop {
   uint64_t next_request_seq_ = 1;  // guarded by writer_mutex_
   std::atomic<bool> ticking_{false};  // lockstep: refuses concurrent run_ticks()
   std::atomic<bool> reset_faults_{false}, estop_{false}, stop_{false};
-  std::atomic<int> enable_{-1};
+  std::atomic<bool> enable_{false}, disable_{false};  // separate latches: a disable is never lost
 
   // Statistics.
   LatencyHistogram lateness_, compute_;

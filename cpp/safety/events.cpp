@@ -119,14 +119,22 @@ static std::string fault_list(uint64_t mask) {
 static std::string num(double v) {
   if (!std::isfinite(v)) return std::isnan(v) ? "\"nan\"" : (v > 0 ? "\"inf\"" : "\"-inf\"");
   char b[40];
-  std::snprintf(b, sizeof b, "%.6g", v);
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+static std::string secs(int64_t ns) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%lld.%06lld", static_cast<long long>(ns / 1'000'000'000),
+                static_cast<long long>((ns % 1'000'000'000) / 1000));
   return b;
 }
 
 std::string event_json(const Event& e) {
   std::string s = "{\"seq\":" + std::to_string(e.seq) + ",\"time\":\"" + iso_time(e.wall_ns) + "\",\"wall_ns\":" +
-                  std::to_string(e.wall_ns) + ",\"tick\":" + std::to_string(e.tick) + ",\"robot_time_s\":" +
-                  num(e.driver_ns * 1e-9) + ",\"kind\":\"" + kind_name(e.kind) + "\"";
+                  std::to_string(e.wall_ns) + ",\"tick\":" + std::to_string(e.tick) + ",\"robot_time_ns\":" +
+                  std::to_string(e.driver_ns) + ",\"robot_time_s\":" + secs(e.driver_ns) + ",\"kind\":\"" +
+                  kind_name(e.kind) + "\"";
   auto mode = [](int32_t m) { return std::string("\"") + safety_mode_name(static_cast<SafetyMode>(m)) + "\""; };
   switch (e.kind) {
     case EventKind::kModeChange:
@@ -168,10 +176,12 @@ std::string event_json(const Event& e) {
           first = false;
         }
       s += "]";
-      if (e.code == 1) s += ",\"clamps\":" + num(e.value) + ",\"ticks\":" + num(e.value2);
+      if (e.code == 1)
+        s += ",\"clamps\":" + std::to_string(static_cast<uint64_t>(e.value)) + ",\"ticks\":" +
+             std::to_string(static_cast<uint64_t>(e.value2));
       break;
     }
-    case EventKind::kDropped: s += ",\"lost\":" + num(e.value); break;
+    case EventKind::kDropped: s += ",\"lost\":" + std::to_string(static_cast<uint64_t>(e.value)); break;
     case EventKind::kNote: break;
   }
   return s;
@@ -186,6 +196,8 @@ static int64_t clock_ns(clockid_t id) {
 EventLog::EventLog(std::shared_ptr<EventRing> ring, const std::string& path, int flush_ms, int fsync_ms, size_t keep)
     : ring_(std::move(ring)), path_(path), flush_ms_(flush_ms), fsync_ms_(fsync_ms), keep_(keep) {
   if (!ring_) throw std::invalid_argument("EventLog: an event ring is required");
+  if (!ring_->claim())
+    throw std::logic_error("EventLog: this loop's events already have a log (a ring has one consumer)");
   if (flush_ms < 1 || fsync_ms < 1) throw std::invalid_argument("EventLog: flush_ms and fsync_ms must be >= 1");
   if (!path_.empty()) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -193,31 +205,38 @@ EventLog::EventLog(std::shared_ptr<EventRing> ring, const std::string& path, int
       throw std::runtime_error("EventLog: cannot open '" + path_ + "' for appending: " + std::strerror(errno));
   }
   last_fsync_ns_ = clock_ns(CLOCK_MONOTONIC);
+  run_ = std::to_string(static_cast<long long>(::getpid())) + "-" + std::to_string(clock_ns(CLOCK_REALTIME) / 1'000'000);
 }
 
 EventLog::~EventLog() {
   stop();
   if (fd_ >= 0) ::close(fd_);
+  ring_->release();
 }
 
 void EventLog::append_locked(const std::string& json, uint64_t seq) {
+  (void)seq;
   char tail[32];
-  const uint32_t c = crc32(json.data(), json.size());
+  const std::string body = json + ",\"run\":\"" + run_ + "\"";
+  const uint32_t c = crc32(body.data(), body.size());
   std::snprintf(tail, sizeof tail, ",\"crc\":\"%08x\"}\n", c);
-  const std::string line = json + tail;
+  // After a failed write the file may end in a partial line: start this one on a new line so only
+  // the torn one fails its checksum.
+  const std::string line = (torn_ ? "\n" : "") + body + tail;
   if (fd_ >= 0) {
     size_t off = 0;
     while (off < line.size()) {
       const ssize_t w = ::write(fd_, line.data() + off, line.size() - off);
       if (w < 0) {
         if (errno == EINTR) continue;
+        io_errors_.fetch_add(1);
         break;  // disk full or similar: the in-memory copy still has it
       }
       off += static_cast<size_t>(w);
     }
+    torn_ = off < line.size();
   }
-  (void)seq;
-  recent_.emplace_back(written_.load() + 1, json + "}");
+  recent_.emplace_back(written_.load() + 1, body + "}");
   while (recent_.size() > keep_) recent_.pop_front();
   written_.fetch_add(1);
 }
@@ -225,19 +244,23 @@ void EventLog::append_locked(const std::string& json, uint64_t seq) {
 void EventLog::drain_locked() {
   Event e;
   while (ring_->pop(e)) {
-    const uint64_t d = ring_->dropped();
-    if (d > reported_dropped_) {
-      Event de = e;
+    if (last_seq_ != 0 && e.seq > last_seq_ + 1) {  // the ring dropped events just before this one
+      Event de;
       de.kind = EventKind::kDropped;
-      de.value = static_cast<double>(d - reported_dropped_);
-      reported_dropped_ = d;
+      de.seq = last_seq_ + 1;
+      de.tick = e.tick;
+      de.wall_ns = e.wall_ns;
+      de.mono_ns = e.mono_ns;
+      de.driver_ns = e.driver_ns;
+      de.value = static_cast<double>(e.seq - last_seq_ - 1);
       append_locked(event_json(de), de.seq);
     }
+    last_seq_ = e.seq;
     append_locked(event_json(e), e.seq);
   }
   const int64_t now = clock_ns(CLOCK_MONOTONIC);
   if (fd_ >= 0 && now - last_fsync_ns_ >= static_cast<int64_t>(fsync_ms_) * 1'000'000) {
-    ::fdatasync(fd_);
+    if (::fdatasync(fd_) != 0) io_errors_.fetch_add(1);
     last_fsync_ns_ = now;
   }
 }
@@ -245,7 +268,7 @@ void EventLog::drain_locked() {
 void EventLog::flush() {
   std::lock_guard<std::mutex> lock(mu_);
   drain_locked();
-  if (fd_ >= 0) ::fdatasync(fd_);
+  if (fd_ >= 0 && ::fdatasync(fd_) != 0) io_errors_.fetch_add(1);
 }
 
 void EventLog::note(const std::string& text, const std::string& fields_json, int64_t driver_ns) {

@@ -9,7 +9,11 @@
 //    only what is still in the ring (at most flush_ms of events); it fsyncs at most every
 //    fsync_ms so a power loss loses at most that much. Every line ends with a CRC-32 of its text
 //    ("crc": 8 hex digits, zlib's polynomial), so a reader can tell a torn last line from data.
-//  - Lines are self-describing JSON: names, not numbers (`"kind": "fault", "fault": "state_loss"`).
+//  - Lines are self-describing JSON: names, not numbers (`"kind": "fault", "fault": "state_loss"`),
+//    with the run they belong to ("run": pid-start time) since many runs append to one file.
+//  - Events the ring had to drop show up as one "dropped" line, where they were lost, with the
+//    number lost (the producer numbers every event, dropped or not), written when the next event
+//    after the loss arrives; the loop's snapshot counts drops at once.
 #pragma once
 
 #include <atomic>
@@ -63,12 +67,16 @@ class EventRing {
   static constexpr uint64_t kCapacity = 4096;  // power of two
   bool push(Event e);   // [tick] producer only
   bool pop(Event& e);   // consumer only
+  // The ring has one consumer: an EventLog claims it for its lifetime (a second claim fails).
+  bool claim() { return !claimed_.exchange(true); }
+  void release() { claimed_.store(false); }
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   uint64_t produced() const { return next_seq_; }
 
  private:
   Event buf_[kCapacity];
   std::atomic<uint64_t> head_{0}, tail_{0}, dropped_{0};
+  std::atomic<bool> claimed_{false};
   uint64_t next_seq_ = 1;  // producer-owned
 };
 
@@ -91,6 +99,7 @@ class EventLog {
   std::vector<std::pair<uint64_t, std::string>> recent(uint64_t since) const;
   const std::string& path() const { return path_; }
   uint64_t written() const { return written_.load(); }
+  uint64_t io_errors() const { return io_errors_.load(); }
 
  private:
   void drain_locked();
@@ -104,7 +113,10 @@ class EventLog {
   size_t keep_;
   mutable std::mutex mu_;
   std::deque<std::pair<uint64_t, std::string>> recent_;
-  uint64_t reported_dropped_ = 0;
+  uint64_t last_seq_ = 0;          // the newest ring seq written (a gap = events the ring dropped)
+  bool torn_ = false;              // the last write failed part-way: start the next line afresh
+  std::string run_;                // this log's run id (pid and start time), on every line
+  std::atomic<uint64_t> io_errors_{0};
   int64_t last_fsync_ns_ = 0;
   std::atomic<uint64_t> written_{0};
   std::atomic<bool> running_{false};

@@ -101,7 +101,7 @@ CommandLimiter::CommandLimiter(const RobotParams& p, const SafetyConfig& c, doub
 }
 
 uint32_t CommandLimiter::apply(const State& s, const Command& prev, Command& c, uint64_t derated_mask,
-                               LimiterCounts& counts) const {
+                               LimiterCounts& counts, bool mode_entry) const {
   uint32_t flags = 0;
   const int n = p_.n;
   c.n = n;
@@ -122,33 +122,53 @@ uint32_t CommandLimiter::apply(const State& s, const Command& prev, Command& c, 
     if (bad) { flags |= kClampNonFinite; ++counts.nonfinite; }
 
     const double d = (derated_mask >> i) & 1u ? derate_ : 1.0;
-    // 2. gains
+    // 2. gains and feed-forward torque
     const double kp_max = p_.kp_max[i] * d;
     if (c.kp[i] < 0.0 || c.kp[i] > kp_max) { c.kp[i] = std::clamp(c.kp[i], 0.0, kp_max); flags |= kClampKp; ++counts.kp; }
     if (c.kd[i] < 0.0 || c.kd[i] > p_.kd_max[i]) { c.kd[i] = std::clamp(c.kd[i], 0.0, p_.kd_max[i]); flags |= kClampKd; ++counts.kd; }
-    // 3. position: rate limit (only meaningful with stiffness), then soft limits
-    if (c.kp[i] > 0.0) {
-      const bool prev_stiff = prev_ok && prev.kp[i] > 0.0 && std::isfinite(prev.q[i]);
-      const double ref = prev_stiff ? prev.q[i] : s.q[i];
-      if (std::isfinite(ref) && std::isfinite(step_[i])) {
-        const double lo = ref - step_[i], hi = ref + step_[i];
-        if (c.q[i] < lo || c.q[i] > hi) { c.q[i] = std::clamp(c.q[i], lo, hi); flags |= kClampRate; ++counts.rate; }
-      }
-      if (c.q[i] < lo_[i] || c.q[i] > hi_[i]) { c.q[i] = std::clamp(c.q[i], lo_[i], hi_[i]); flags |= kClampPosition; ++counts.position; }
-    } else {
-      c.q[i] = std::clamp(c.q[i], lo_[i], hi_[i]);  // informative without stiffness: not counted
-    }
-    // 4. velocity and torque
-    if (c.dq[i] < -p_.dq_max[i] || c.dq[i] > p_.dq_max[i]) {
-      c.dq[i] = std::clamp(c.dq[i], -p_.dq_max[i], p_.dq_max[i]);
-      flags |= kClampVelocity;
-      ++counts.velocity;
-    }
     const double tmax = p_.tau_max[i] * d;
     if (c.tau_ff[i] < -tmax || c.tau_ff[i] > tmax) {
       c.tau_ff[i] = std::clamp(c.tau_ff[i], -tmax, tmax);
       flags |= kClampTorque;
       ++counts.torque;
+    }
+    // 3. position: rate limit (only meaningful with stiffness), then soft limits. The reference is
+    //    the previous stiff target (else the measured position). On the tick a new mode takes over
+    //    it is the target that reproduces the previous command's torque with this command's kp and
+    //    tau_ff, so a switch between gain sets or feed-forward levels is not a position step. With
+    //    no finite reference at all, stiffness is withheld for this joint this tick.
+    if (c.kp[i] > 0.0) {
+      double ref = NAN;
+      const bool prev_stiff = prev_ok && prev.kp[i] > 0.0 && std::isfinite(prev.q[i]);
+      if (mode_entry && std::isfinite(s.q[i])) {
+        const double prev_tau = prev_ok && std::isfinite(prev.q[i])
+                                    ? prev.kp[i] * (prev.q[i] - s.q[i]) + prev.tau_ff[i]
+                                    : 0.0;
+        ref = s.q[i] + (prev_tau - c.tau_ff[i]) / c.kp[i];
+      } else if (prev_stiff) {
+        ref = prev.q[i];
+      } else {
+        ref = s.q[i];
+      }
+      if (!std::isfinite(ref)) {
+        c.kp[i] = 0.0;
+        flags |= kClampKp;
+        ++counts.kp;
+      } else if (std::isfinite(step_[i])) {
+        const double lo = ref - step_[i], hi = ref + step_[i];
+        if (c.q[i] < lo || c.q[i] > hi) { c.q[i] = std::clamp(c.q[i], lo, hi); flags |= kClampRate; ++counts.rate; }
+      }
+    }
+    if (c.kp[i] > 0.0) {
+      if (c.q[i] < lo_[i] || c.q[i] > hi_[i]) { c.q[i] = std::clamp(c.q[i], lo_[i], hi_[i]); flags |= kClampPosition; ++counts.position; }
+    } else {
+      c.q[i] = std::clamp(c.q[i], lo_[i], hi_[i]);  // informative without stiffness: not counted
+    }
+    // 4. velocity
+    if (c.dq[i] < -p_.dq_max[i] || c.dq[i] > p_.dq_max[i]) {
+      c.dq[i] = std::clamp(c.dq[i], -p_.dq_max[i], p_.dq_max[i]);
+      flags |= kClampVelocity;
+      ++counts.velocity;
     }
   }
   return flags;

@@ -141,14 +141,22 @@ enum LimiterFlags : uint32_t {
 //   - non-finite fields are replaced in the same tick: q by the previous command's q (else the
 //     measured q, else the middle of the soft range), dq and tau_ff by 0, kp/kd by the previous
 //     command's (already limited) gains, else 0 / kd_damping;
-//   - kp in [0, kp_max·d], kd in [0, kd_max] (d = derate_scale on a derated joint, else 1);
-//   - with kp > 0: the step from the reference (the previous command's q when it was stiff, else the
-//     measured q) is at most rate_limit_scale·dq_max·dt;
-//   - q inside the soft limits; dq within ±dq_max; tau_ff within ±tau_max·d.
+//   - kp in [0, kp_max·d], kd in [0, kd_max], tau_ff within ±tau_max·d (d = derate_scale on a
+//     derated joint, else 1). The clamp is on the feed-forward term: the spring term is bounded by
+//     kp_max and the soft limits, and the motor board clamps the total to its effort limit;
+//   - with kp > 0: the step from the reference is at most rate_limit_scale·dq_max·dt. The reference
+//     is the previous command's q when it was stiff, else the measured q; on a mode's first tick
+//     it is the target that reproduces the previous command's torque with this command's kp and
+//     tau_ff, q_meas + (kp_prev (q_prev - q_meas) + tau_prev - tau_ff) / kp (so entering HOLD from
+//     a whole-body command does not drop its gravity support). With no finite reference, kp is set
+//     to 0 for that joint;
+//   - q inside the soft limits; dq within ±dq_max.
 class CommandLimiter {
  public:
   CommandLimiter(const RobotParams& p, const SafetyConfig& c, double dt_s);
-  uint32_t apply(const State& s, const Command& prev, Command& cmd, uint64_t derated_mask, LimiterCounts& counts) const;
+  // mode_entry: the first tick of a new controller mode (see the rate limit's reference above).
+  uint32_t apply(const State& s, const Command& prev, Command& cmd, uint64_t derated_mask, LimiterCounts& counts,
+                 bool mode_entry = false) const;
   double soft_lower(int i) const { return lo_[i]; }
   double soft_upper(int i) const { return hi_[i]; }
   double max_step(int i) const { return step_[i]; }

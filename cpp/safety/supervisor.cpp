@@ -85,6 +85,8 @@ Supervisor::Supervisor(const RobotParams& p, const SafetyConfig& cfg, double dt_
   if (cfg.overrun_window_ticks < 0 || cfg.overrun_window_ticks > static_cast<int>(overrun_ring_.size()))
     fail("overrun_window_ticks must be in [0, " + std::to_string(overrun_ring_.size()) + "]");
   if (cfg.clamp_quiet_ticks < 1) fail("clamp_quiet_ticks must be >= 1");
+  if (cfg.overrun_max < 0 || (cfg.overrun_window_ticks > 0 && cfg.overrun_max > cfg.overrun_window_ticks))
+    fail("overrun_max must be in [0, overrun_window_ticks]");
   for (int f = 0; f < kNumFaults; ++f)
     if (static_cast<int>(cfg.response[f]) < 0 || static_cast<int>(cfg.response[f]) > static_cast<int>(Response::kCut))
       fail(std::string("unknown response for fault ") + fault_name(static_cast<FaultId>(f)));
@@ -127,6 +129,8 @@ void Supervisor::go(SafetyMode to, ModeCause cause, int fault) {
   e.to = static_cast<int32_t>(to);
   e.code = static_cast<int32_t>(cause);
   e.fault = fault;
+  if (st_.mode == SafetyMode::kStopping && to != SafetyMode::kStopping) stop_fault_ = false;
+  if (to == SafetyMode::kFault || to == SafetyMode::kEstop) st_.enabled = false;  // re-enable after a reset
   st_.mode = to;
   st_.mode_tick = tick_;
   if (!armed(to)) st_.pose_interpolated = false;
@@ -159,7 +163,7 @@ void Supervisor::apply_response(FaultId f) {
   if (r >= Response::kStop) st_.latched |= fault_bit(f);
   switch (r) {
     case Response::kWarn:
-    case Response::kDerate:
+    case Response::kDerate:  // applied by raise() for as long as the condition lasts
       break;
     case Response::kHold:
       if (st_.mode == SafetyMode::kActive) {
@@ -186,6 +190,8 @@ void Supervisor::apply_response(FaultId f) {
 void Supervisor::raise(FaultId f, int joint, double value, uint64_t& cond) {
   const uint64_t b = fault_bit(f);
   cond |= b;
+  if (cfg_.response[static_cast<int>(f)] == Response::kDerate)  // while it lasts: the joint, or all of them
+    derate_now_ |= joint >= 0 ? uint64_t{1} << joint : ~uint64_t{0};
   if (st_.active & b) return;  // still the same occurrence
   st_.active |= b;             // edges within one tick count once
   st_.raised_tick[static_cast<int>(f)] = tick_;
@@ -287,6 +293,10 @@ void Supervisor::handle_request(const ModeRequest& r, const Targets& t) {
   }
   const bool keep_interpolated = st_.pose_interpolated && (to == M::kHold || to == M::kActive);
   if (to == M::kActive) active_ctrl_ = ctrl;
+  if (to == M::kDamp && from == M::kStopping && stop_fault_) {
+    go(M::kFault, ModeCause::kRequest, -1);  // cutting a fault's stop short keeps its latch
+    return;
+  }
   go(to, ModeCause::kRequest, -1);
   st_.pose_interpolated = keep_interpolated;
   if (to == M::kActive && r.stream) {
@@ -324,7 +334,10 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
   // attitude: armed modes, and STOPPING (a settle that tips over escalates); the base height only
   // when armed (a settle lowers it on purpose). A robot hanging limp may be anywhere.
   const bool stopping = st_.mode == SafetyMode::kStopping;
-  if ((armed_now || stopping) && have_state_) {
+  const uint64_t attitude_bits = fault_bit(FaultId::kTilt) | fault_bit(FaultId::kFall);
+  const uint64_t joint_bits = fault_bit(FaultId::kJointSoftLimit) | fault_bit(FaultId::kJointHardLimit) |
+                              fault_bit(FaultId::kJointVelocity) | fault_bit(FaultId::kTorque);
+  if ((armed_now || stopping || watching(attitude_bits)) && have_state_) {
     const auto& qt = s.imu_quat;
     const double czz = 1.0 - 2.0 * (qt[1] * qt[1] + qt[2] * qt[2]);
     const double tilt_deg = std::acos(std::clamp(czz, -1.0, 1.0)) * 180.0 / M_PI;
@@ -335,8 +348,8 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
     else if (armed_now && cfg_.fall_height_m > 0 && s.has_base_truth && s.base_pos[2] < cfg_.fall_height_m)
       raise(FaultId::kFall, -1, s.base_pos[2], cond);
   }
-  // joints: armed modes only
-  if (armed_now && have_state_) {
+  // joints: armed modes and STOPPING (and while one of their faults is latched)
+  if ((armed_now || stopping || watching(joint_bits)) && have_state_) {
     for (int i = 0; i < n; ++i) {
       const double q = s.q[i];
       if (cfg_.joint_limit_monitor) {
@@ -351,23 +364,33 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
         raise(FaultId::kTorque, i, s.tau[i], cond);
     }
   }
-  // motors
-  st_.derated = 0;
-  if (s.has_motor_temp) {
+  // motors: each temperature level (warn, derate, stop) on its own threshold (0: off) with its own
+  // hysteresis; the levels stay as they were while the telemetry is missing. Non-finite telemetry
+  // is a non-finite state.
+  {
     const double thr[3] = {cfg_.temp_warn_c, cfg_.temp_derate_c, cfg_.temp_stop_c};
-    int worst = 0, worst_joint = -1;
-    for (int i = 0; i < n; ++i) {
-      const double T = s.motor_temp_c[i];
-      int lvl = temp_level_[i];
-      while (lvl < 3 && thr[lvl] > 0 && T >= thr[lvl]) ++lvl;                            // up at the threshold
-      while (lvl > 0 && T < thr[lvl - 1] - cfg_.temp_hysteresis_c) --lvl;               // down below it - hysteresis
-      temp_level_[i] = static_cast<int8_t>(lvl);
-      if (lvl >= 2) st_.derated |= uint64_t{1} << i;
-      if (lvl > worst) { worst = lvl; worst_joint = i; }
+    const FaultId ids[3] = {FaultId::kTempWarn, FaultId::kTempDerate, FaultId::kTempStop};
+    for (int k = 0; k < 3; ++k) {
+      int joint = -1;
+      double worst = -INFINITY;
+      for (int i = 0; i < n; ++i) {
+        const uint8_t bit = static_cast<uint8_t>(1u << k);
+        if (s.has_motor_temp) {
+          const double T = s.motor_temp_c[i];
+          if (!std::isfinite(T)) {
+            raise(FaultId::kNonFiniteState, i, T, cond);
+            continue;
+          }
+          const bool on = (temp_levels_[i] & bit) ? T >= thr[k] - cfg_.temp_hysteresis_c : T >= thr[k];
+          temp_levels_[i] = thr[k] > 0 && on ? (temp_levels_[i] | bit) : (temp_levels_[i] & ~bit);
+        }
+        if ((temp_levels_[i] & bit) && (joint < 0 || s.motor_temp_c[i] > worst)) {
+          joint = i;
+          worst = s.motor_temp_c[i];
+        }
+      }
+      if (joint >= 0) raise(ids[k], joint, worst, cond);
     }
-    if (worst >= 1) raise(FaultId::kTempWarn, worst_joint, s.motor_temp_c[worst_joint], cond);
-    if (worst >= 2) raise(FaultId::kTempDerate, worst_joint, s.motor_temp_c[worst_joint], cond);
-    if (worst >= 3) raise(FaultId::kTempStop, worst_joint, s.motor_temp_c[worst_joint], cond);
   }
   if (cfg_.motor_error_monitor)
     for (int i = 0; i < n; ++i)
@@ -375,15 +398,19 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
         raise(FaultId::kMotorError, i, static_cast<double>(s.motor_error[i]), cond);
         break;
       }
-  if (s.has_battery) {
-    const double v = s.battery_v;
+  {
     const double thr[2] = {cfg_.battery_warn_v, cfg_.battery_stop_v};
-    int lvl = battery_level_;
-    while (lvl < 2 && thr[lvl] > 0 && v <= thr[lvl]) ++lvl;
-    while (lvl > 0 && v > thr[lvl - 1] + cfg_.battery_hysteresis_v) --lvl;
-    battery_level_ = static_cast<int8_t>(lvl);
-    if (lvl >= 1) raise(FaultId::kBatteryLow, -1, v, cond);
-    if (lvl >= 2) raise(FaultId::kBatteryCritical, -1, v, cond);
+    const FaultId ids[2] = {FaultId::kBatteryLow, FaultId::kBatteryCritical};
+    const double v = s.battery_v;
+    if (s.has_battery && !std::isfinite(v)) raise(FaultId::kNonFiniteState, -1, v, cond);
+    for (int k = 0; k < 2; ++k) {
+      const uint8_t bit = static_cast<uint8_t>(1u << k);
+      if (s.has_battery && std::isfinite(v)) {
+        const bool on = (battery_levels_ & bit) ? v <= thr[k] + cfg_.battery_hysteresis_v : v <= thr[k];
+        battery_levels_ = thr[k] > 0 && on ? (battery_levels_ | bit) : (battery_levels_ & ~bit);
+      }
+      if (battery_levels_ & bit) raise(ids[k], -1, v, cond);
+    }
   }
   // policy stream
   st_.stream_age_ms = 0;
@@ -444,29 +471,38 @@ void Supervisor::step(uint64_t tick, int64_t driver_ns, const State& s, Status r
     emit(e);
     if (st_.mode != SafetyMode::kEstop) go(SafetyMode::kEstop, ModeCause::kEstop, -1);
   }
-  if (in.enable >= 0) {
-    Event e;
-    e.kind = EventKind::kOperator;
-    e.code = static_cast<int32_t>(in.enable ? OperatorAction::kEnable : OperatorAction::kDisable);
-    e.from = static_cast<int32_t>(st_.mode);
-    emit(e);
-    st_.enabled = in.enable != 0;
-    if (!st_.enabled && armed(st_.mode)) begin_stop(ModeCause::kOperatorStop, -1);
+  // An e-stop takes the whole tick: a reset, enable or request that arrived with it is ignored (the
+  // operator repeats it on a later tick), so nothing can cancel the stop before it was written.
+  if (!in.estop) {
+    auto op = [this](OperatorAction a) {
+      Event e;
+      e.kind = EventKind::kOperator;
+      e.code = static_cast<int32_t>(a);
+      e.from = static_cast<int32_t>(st_.mode);
+      emit(e);
+    };
+    if (in.disable) {
+      op(OperatorAction::kDisable);
+      st_.enabled = false;
+      if (armed(st_.mode)) begin_stop(ModeCause::kOperatorStop, -1);
+    }
+    if (in.enable) {
+      op(OperatorAction::kEnable);
+      st_.enabled = true;
+    }
+    if (in.reset) handle_reset();
+    if (in.stop) {
+      op(OperatorAction::kStop);
+      if (armed(st_.mode)) begin_stop(ModeCause::kOperatorStop, -1);
+    }
+    if (in.has_request) handle_request(in.request, t);
   }
-  if (in.reset) handle_reset();
-  if (in.stop) {
-    Event e;
-    e.kind = EventKind::kOperator;
-    e.code = static_cast<int32_t>(OperatorAction::kStop);
-    e.from = static_cast<int32_t>(st_.mode);
-    emit(e);
-    if (armed(st_.mode)) begin_stop(ModeCause::kOperatorStop, -1);
-  }
-  if (in.has_request) handle_request(in.request, t);
 
   // 2. monitors (raising a fault applies its response at once)
   uint64_t cond = 0;
+  derate_now_ = 0;
   monitors(s, read_status, write_status, last_tick_ns, period_ns, t, cond);
+  st_.derated = derate_now_ & (p_.n >= 64 ? ~uint64_t{0} : (uint64_t{1} << p_.n) - 1);
 
   // 3. control
   ControllerMode* ctrl = controller_for(st_.mode);
@@ -476,22 +512,41 @@ void Supervisor::step(uint64_t tick, int64_t driver_ns, const State& s, Status r
     if (ctrl == active_ctrl_ && st_.mode == SafetyMode::kActive) {
       // The response left the failing controller in charge (configured as warn): hold instead.
       ModeRequest none;
-      hold_.enter(p_, s, prev_, t, none);
-      go(SafetyMode::kHold, ModeCause::kFault, static_cast<int>(FaultId::kController));
-      ctrl = &hold_;
+      if (hold_.enter(p_, s, prev_, t, none) == Status::kOk) {
+        go(SafetyMode::kHold, ModeCause::kFault, static_cast<int>(FaultId::kController));
+      } else {
+        begin_stop(ModeCause::kFault, static_cast<int>(FaultId::kController));
+      }
+      ctrl = controller_for(st_.mode);
     }
     ctrl->update(p_, s, t, dt_, cmd);
   }
-  if (st_.mode == SafetyMode::kStandup && standup_.progress() >= 1.0) st_.pose_interpolated = true;
   if (st_.mode == SafetyMode::kStopping && settle_.done()) {
     go(stop_fault_ ? SafetyMode::kFault : SafetyMode::kDamp, ModeCause::kStopDone, -1);
     stop_fault_ = false;
   }
 
   // 4. limiter (non-finite values are replaced in this same tick; the policy is dropped next tick)
-  const uint32_t flags = limiter_.apply(s, prev_, cmd, st_.derated, st_.clamps);
+  ControllerMode* const now_ctrl = controller_for(st_.mode);
+  const bool entry = now_ctrl != last_ctrl_;
+  last_ctrl_ = now_ctrl;
+  uint32_t flags = limiter_.apply(s, prev_, cmd, st_.derated, st_.clamps, entry);
+  if (flags & kClampNonFinite) {
+    const SafetyMode before = st_.mode;
+    raise(FaultId::kNonFiniteCommand, -1, 0, cond);
+    if (st_.mode != before && st_.mode != SafetyMode::kHold) {
+      // The configured response stops the robot: this tick already writes the stop's command.
+      last_ctrl_ = controller_for(st_.mode);
+      last_ctrl_->update(p_, s, t, dt_, cmd);
+      flags |= limiter_.apply(s, prev_, cmd, st_.derated, st_.clamps, true);
+    }
+  }
   st_.last_clamp_flags = flags;
-  if (flags & kClampNonFinite) raise(FaultId::kNonFiniteCommand, -1, 0, cond);
+  if (st_.mode == SafetyMode::kStandup && standup_.progress() >= 1.0) {
+    bool reached = true;
+    for (int i = 0; i < p_.n && reached; ++i) reached = std::abs(cmd.q[i] - standup_.goal()[i]) <= 0.02;
+    st_.pose_interpolated = reached;
+  }
   if (flags) {
     if (!in_burst_) {
       in_burst_ = true;

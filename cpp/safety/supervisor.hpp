@@ -21,8 +21,13 @@
 //   g2: the STANDUP interpolation has finished ("the pose has been interpolated").
 //   g3: g1 and the pose has been interpolated since the robot was last disarmed.
 // STOPPING is entered by request_stop(), by disabling while armed, or by a fault whose response is
-// stop; it ends in DAMP (operator stop) or FAULT (fault). ESTOP is entered from anywhere, in the
-// same tick the request is seen. A reset is refused while a latched fault's cause is still active.
+// stop; it ends in DAMP (operator stop) or FAULT (fault). A DAMP request during a stop caused by a
+// fault goes to FAULT (the latch is kept). ESTOP is entered from anywhere, in the same tick the
+// request is seen; every other operator input of that tick is ignored. Entering FAULT or ESTOP
+// withdraws the operator's enable. A reset is refused while a latched fault's cause is still active:
+// the monitor of a latched fault keeps watching in every mode until a reset clears it.
+// "The pose has been interpolated" means the STANDUP profile finished and the limited command is
+// within 0.02 rad of its goal on every joint.
 //
 // [tick]: step() allocates nothing and throws nothing. Everything else is configuration time.
 #pragma once
@@ -56,7 +61,8 @@ struct OperatorInputs {
   bool estop = false;
   bool reset = false;
   bool stop = false;
-  int enable = -1;  // -1: unchanged, 0: disable, 1: enable
+  bool disable = false;  // applied before enable when both arrive in one tick
+  bool enable = false;
   bool has_request = false;
   ModeRequest request{};
 };
@@ -71,6 +77,7 @@ struct SupervisorStatus {
   std::array<uint64_t, kNumFaults> raised_tick{};  // last tick each fault was raised (0: never)
   bool enabled = false;
   bool pose_interpolated = false;
+  uint64_t io_errors = 0;
   bool stream_expected = false;
   double stream_age_ms = 0;
   uint64_t derated = 0;           // joints whose limits are derated (bit per motor index)
@@ -102,6 +109,7 @@ class Supervisor {
   void go(SafetyMode to, ModeCause cause, int fault);
   void begin_stop(ModeCause cause, int fault);
   void raise(FaultId f, int joint, double value, uint64_t& cond);
+  bool watching(uint64_t fault_bits) const { return (st_.latched & fault_bits) != 0; }
   void apply_response(FaultId f);
   void handle_request(const ModeRequest& r, const Targets& t);
   void handle_reset();
@@ -127,6 +135,7 @@ class Supervisor {
   SettleMode settle_;
   std::shared_ptr<ControllerMode> wbc_;
   ControllerMode* active_ctrl_ = &zero_;  // the controller ACTIVE runs
+  ControllerMode* last_ctrl_ = nullptr;   // the controller of the previous tick (mode entry)
 
   SupervisorStatus st_{};
   const State* s_ = nullptr;  // this tick's inputs (valid inside step())
@@ -142,8 +151,9 @@ class Supervisor {
   JointArray prev_q_{}, prev_dq_{};
   std::array<double, 3> prev_gyro_{};
   int64_t frozen_samples_ = 0;
-  std::array<int8_t, kMaxJoints> temp_level_{};
-  int8_t battery_level_ = 0;
+  std::array<uint8_t, kMaxJoints> temp_levels_{};  // bit k: level k (warn, derate, stop) is on
+  uint8_t battery_levels_ = 0;                     // bit 0: low, bit 1: critical
+  uint64_t derate_now_ = 0;                        // joints derated by this tick's faults
   uint64_t stream_seq_ = 0, last_stream_tick_ = 0;
   std::array<uint8_t, 1024> overrun_ring_{};
   int overrun_count_ = 0;

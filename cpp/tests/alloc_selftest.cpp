@@ -251,17 +251,20 @@ int main(int argc, char** argv) {
   loop.run_ticks(20);
   loop.reset_faults();               // refused: still hot
   loop.run_ticks(5);
-  drv->set_motor_temp(1, NAN);
+  drv->set_motor_temp(1, 30.0);     // cooled down (a vanished reading would keep the levels)
+  loop.run_ticks(1);                 // a reset is judged on the last tick's monitors
   loop.reset_faults();
   loop.run_ticks(5);
   drv->set_drop_reads(true);         // state loss
   loop.run_ticks(30);
   drv->set_drop_reads(false);
+  loop.run_ticks(1);
   loop.reset_faults();
   loop.run_ticks(5);
   drv->set_motor_error(2, 1);
   loop.run_ticks(5);
   drv->set_motor_error(2, 0);
+  loop.run_ticks(1);
   loop.estop();
   loop.run_ticks(5);
   loop.reset_faults();

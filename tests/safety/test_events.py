@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from vertebra import _rt
 from vertebra.safety.events import parse_line, parse_since, read_events
 
@@ -130,3 +131,26 @@ def test_since_parses_durations_and_iso_times():
     assert parse_since("1.5h", now) == now - dt.timedelta(hours=1.5)
     assert parse_since("2026-11-21T07:00:00Z", now) == now - dt.timedelta(hours=1)
     assert parse_since("2026-11-21T07:00:00", now) == now - dt.timedelta(hours=1)
+
+
+def test_events_the_ring_dropped_are_reported_where_they_were_lost(tmp_path):
+    path = tmp_path / "events.jsonl"
+    loop, log = _loop_with_log(path)
+    loop.set_enabled(True)
+    for k in range(3000):  # ~6000 events without draining: more than the ring holds
+        loop.request_mode(_rt.Mode.DAMPING if k % 2 == 0 else _rt.Mode.ZERO_TORQUE)
+        loop.run_ticks(1)
+    log.flush()  # the ring's first 4096; the rest were dropped
+    loop.request_mode(_rt.Mode.DAMPING)  # the next event shows where the loss was
+    loop.run_ticks(1)
+    log.flush()
+    evs = read_events(path).events
+    dropped = [e for e in evs if e["kind"] == "dropped"]
+    assert len(dropped) == 1 and dropped[0]["lost"] > 1000
+    seqs = [e["seq"] for e in evs if e["kind"] != "note"]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    i = evs.index(dropped[0])
+    assert evs[i + 1]["seq"] == dropped[0]["seq"] + dropped[0]["lost"]  # exactly the gap
+    assert loop.snapshot()["events_dropped"] == dropped[0]["lost"]
+    with pytest.raises(RuntimeError, match="already have a log"):
+        _rt.EventLog(loop, "")

@@ -104,3 +104,37 @@ def test_named_cases():
     # without stiffness the position is informative: clamped to the soft range, not counted
     out, flags, counts = LIM.apply(P, [0.1] * N, zero, dict(zero, q=[9.0] * N), 0)
     assert flags == 0 and np.allclose(out["q"], Q_HI - MARGIN)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cmd=command, prev=command, q_meas=vec)
+def test_on_a_mode_entry_the_step_is_measured_in_torque(cmd, prev, q_meas):
+    """First tick of a new mode: the reference reproduces the previous command's torque with the new
+    kp and feed-forward, so a gain/feed-forward switch is not a position step (and is not clamped)."""
+    out, _, _ = LIM.apply(P, q_meas, prev, cmd, 0, mode_entry=True)
+    step = RATE_SCALE * DQ_MAX * DT
+    lo, hi = Q_LO + MARGIN, Q_HI - MARGIN
+    for i in range(N):
+        kp, tau, q = float(out["kp"][i]), float(out["tau_ff"][i]), float(out["q"][i])
+        if kp <= 0 or not math.isfinite(q_meas[i]):
+            continue
+        pq, pkp, ptau = prev["q"][i], prev["kp"][i], prev["tau_ff"][i]
+        prev_tau = pkp * (pq - q_meas[i]) + ptau if math.isfinite(pq) else 0.0
+        ref = q_meas[i] + (prev_tau - tau) / kp
+        if math.isfinite(ref) and lo[i] <= ref <= hi[i]:
+            assert abs(q - ref) <= step[i] + 1e-6 * max(1.0, abs(ref)), (i, q, ref)
+
+
+def test_no_stiffness_without_a_reference():
+    limp = {k: [0.0] * N for k in ("q", "dq", "kp", "kd", "tau_ff")}
+    cmd = {"q": [1.9] * N, "dq": [0.0] * N, "kp": KP.tolist(), "kd": KD.tolist(), "tau_ff": [0.0] * N}
+    out, flags, counts = LIM.apply(P, [math.nan] * N, limp, cmd, 0)
+    assert np.all(out["kp"] == 0.0) and counts["kp"] == N  # no measurement, no stiff previous target
+    # a torque-preserving switch: previous PD holding 2 N·m of load, new command with feed-forward
+    prev = {"q": [0.1] * N, "dq": [0.0] * N, "kp": KP.tolist(), "kd": KD.tolist(), "tau_ff": [0.0] * N}
+    q_meas = (0.1 - 2.0 / KP).tolist()
+    new = {"q": q_meas, "dq": [0.0] * N, "kp": (KP / 4).tolist(), "kd": KD.tolist(), "tau_ff": [2.0] * N}
+    out, flags, _ = LIM.apply(P, q_meas, prev, new, 0, mode_entry=True)
+    assert flags == 0  # same torque: not a step
+    out, flags, _ = LIM.apply(P, q_meas, prev, new, 0, mode_entry=False)
+    assert flags & 4  # the same command judged against the previous position target is a step

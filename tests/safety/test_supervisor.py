@@ -276,3 +276,136 @@ def test_bad_safety_configs_are_refused():
         _rt.SafetyConfig().set_response("tilted", "stop")
     with pytest.raises(ValueError, match="responses are: warn"):
         _rt.SafetyConfig().set_response("tilt", "panic")
+
+
+def test_an_estop_takes_its_tick_whatever_else_arrived_with_it():
+    inj, loop, _ = make()
+    to_state(loop, "HOLD")
+    loop.estop()
+    loop.reset_faults()
+    loop.set_enabled(True)
+    seq = loop.request_mode(M.INTERPOLATE, 0.5, POSE)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert s["safety_mode"] == "ESTOP" and max(s["command"]["kp"]) == 0.0 and s["request_seq"] != seq
+    assert not s["enabled"]  # an e-stop withdraws the operator's enable
+    loop.reset_faults()
+    loop.run_ticks(1)
+    assert loop.snapshot()["safety_mode"] == "DAMP"
+    assert req(loop, M.INTERPOLATE, 0.5, POSE) == NR  # enable again first
+    loop.set_enabled(True)
+    assert req(loop, M.INTERPOLATE, 0.5, POSE) == OK
+
+
+def test_cutting_a_fault_stop_short_keeps_the_latch():
+    inj, loop, _ = make()
+    to_state(loop, "HOLD")
+    inj.set_motor_error(1, 2)
+    loop.run_ticks(5)
+    assert loop.snapshot()["safety_mode"] == "STOPPING"
+    assert req(loop, M.DAMPING) == OK
+    s = loop.snapshot()
+    assert s["safety_mode"] == "FAULT" and "motor_error" in s["faults"]
+    inj.set_motor_error(1, 0)
+    loop.run_ticks(1)
+    loop.reset_faults()
+    loop.run_ticks(1)
+    assert loop.snapshot()["safety_mode"] == "DAMP" and loop.snapshot()["faults"] == []
+    loop.request_stop()  # an operator stop after that ends in DAMP, not FAULT
+    loop.set_enabled(True)
+    to_state(loop, "HOLD")
+    loop.request_stop()
+    loop.run_ticks(300)
+    assert loop.snapshot()["safety_mode"] == "DAMP"
+
+
+def test_a_latched_joint_fault_is_watched_until_reset():
+    inj, loop, _ = make(joint_limit_monitor=True, hard_limit_tolerance_rad=0.05)
+    driver = inj.inner
+    to_state(loop, "HOLD")
+    for _ in range(400):  # a joint forced past its hard limit (2.0 + 0.05), through the stop
+        driver.set_joint_positions([2.3] + [0.3] * (N - 1))
+        loop.run_ticks(1)
+    s = loop.snapshot()
+    assert s["safety_mode"] == "FAULT" and "joint_hard_limit" in s["faults"]
+    assert "joint_hard_limit" in s["active_faults"]  # still watched although FAULT is not armed
+    loop.reset_faults()
+    driver.set_joint_positions([2.3] + [0.3] * (N - 1))
+    loop.run_ticks(1)
+    assert loop.snapshot()["safety_mode"] == "FAULT" and loop.snapshot()["resets_refused"] == 1
+    driver.set_joint_positions([0.3] * N)
+    loop.run_ticks(2)
+    loop.reset_faults()
+    loop.run_ticks(1)
+    assert loop.snapshot()["safety_mode"] == "DAMP"
+
+
+def test_each_level_has_its_own_threshold_and_derating_follows_the_response_table():
+    inj, loop, _ = make(temp_warn_c=0, temp_derate_c=80, temp_stop_c=90, battery_warn_v=0, battery_stop_v=40)
+    to_state(loop, "HOLD")
+    inj.set_motor_temp(2, 120.0)  # no warning level configured: derate and stop still act
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert "temperature_stop" in s["active_faults"] and s["derated_joints"] == [2] and s["safety_mode"] == "STOPPING"
+    inj2, loop2, _ = make(battery_warn_v=0, battery_stop_v=40)
+    to_state(loop2, "HOLD")
+    inj2.set_battery_v(10.0)
+    loop2.run_ticks(1)
+    assert "battery_critical" in loop2.snapshot()["active_faults"]
+    # derate is a response like any other: on a battery warning, derate every joint
+    sc = _rt.SafetyConfig()
+    assert sc.response("temperature_derate") == "derate"
+    mock = _rt.MockDriver()
+    inj4 = _rt.FaultInjector(mock)
+    inj4.init([f"j{i}" for i in range(N)], RATE)
+    sc.set_response("battery_low", "derate")
+    sc.set_response("temperature_derate", "warn")
+    sc.battery_warn_v, sc.battery_stop_v, sc.temp_warn_c, sc.temp_derate_c, sc.temp_stop_c = 45, 40, 60, 70, 80
+    lc = _rt.LoopConfig()
+    lc.lockstep = True
+    loop4 = _rt.RtLoop(inj4, make_params(), lc, sc)
+    inj4.set_motor_temp(0, 75.0)
+    loop4.run_ticks(1)
+    assert loop4.snapshot()["derated_joints"] == []
+    inj4.set_battery_v(44.0)
+    loop4.run_ticks(1)
+    assert loop4.snapshot()["derated_joints"] == list(range(N))
+
+
+def test_the_pose_counts_as_interpolated_only_once_it_is_reached():
+    inj, loop, _ = make(rate_limit_scale=1.0)
+    loop.set_enabled(True)
+    loop.run_ticks(1)
+    assert req(loop, M.INTERPOLATE, 0.004, [1.5] * N) == OK  # 4 ms profile; the rate limit needs ~150 ms
+    loop.run_ticks(3)
+    assert not loop.snapshot()["pose_interpolated"] and req(loop, M.HOLD) == NR
+    loop.run_ticks(150)
+    assert loop.snapshot()["pose_interpolated"] and req(loop, M.HOLD) == OK
+
+
+def test_a_stopping_response_from_the_limiter_is_written_in_the_same_tick():
+    mock = _rt.MockDriver()
+    mock.init([f"j{i}" for i in range(N)], RATE)
+    sc = _rt.SafetyConfig()
+    sc.set_response("non_finite_command", "cut")
+    lc = _rt.LoopConfig()
+    lc.lockstep = True
+    loop = _rt.RtLoop(mock, make_params(), lc, sc)
+    from tests.conftest import arm
+
+    arm(loop)
+    req(loop, M.JOINT_PD)
+    loop.set_targets([float("nan")] * N, [0.0] * N, [40.0] * N, [2.0] * N, [0.0] * N, 1)
+    loop.run_ticks(1)
+    s = loop.snapshot()
+    assert s["safety_mode"] == "FAULT" and s["cut"]
+    assert max(mock.last_command["kp"]) == 0.0 and max(mock.last_command["kd"]) == 0.0
+
+
+def test_a_disable_is_never_lost_to_a_following_enable():
+    inj, loop, _ = make()
+    to_state(loop, "HOLD")
+    loop.set_enabled(False)
+    loop.set_enabled(True)
+    loop.run_ticks(1)
+    assert loop.snapshot()["safety_mode"] == "STOPPING"
