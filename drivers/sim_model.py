@@ -101,6 +101,7 @@ def build_spec(cfg: RobotConfig) -> mujoco.MjSpec:
         if body is None:
             raise ValueError(f"{cfg.file}: camera '{cam.name}' body '{cam.body}' is not a body of the MuJoCo model")
         c = body.add_camera(name=cam.name, pos=cam.pos_m, fovy=cam.fovy_deg)
+        c.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES  # else the orientation stays the identity
         c.alt.xyaxes = cam.xyaxes
     spec.visual.global_.offwidth = max([640] + [c.width_px for c in cfg.sim.cameras])
     spec.visual.global_.offheight = max([480] + [c.height_px for c in cfg.sim.cameras])

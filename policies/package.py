@@ -74,6 +74,8 @@ class PolicySpec:
     state_fields: list[tuple[str, list[str]]]  # (kind, joint names)
     instruction_input: str | None
     tokenizer: Tokenizer | None
+    command_input: str | None
+    command_names: list[str]
     output: str
     action_space: str
     targets: list[str]
@@ -85,6 +87,8 @@ class PolicySpec:
     action_std: np.ndarray
     image_mean: np.ndarray
     image_std: np.ndarray
+    command_mean: np.ndarray
+    command_std: np.ndarray
     intra_op_threads: int = 1
 
     @property
@@ -102,6 +106,7 @@ class PolicySpec:
             "cameras": [{"name": c.name, "height": c.height, "width": c.width} for c in self.cameras],
             "state_fields": [{"kind": k, "joints": j} for k, j in self.state_fields],
             "instruction": self.tokenizer is not None,
+            "command": self.command_names,
         }
 
 
@@ -185,6 +190,11 @@ class PolicyPackage:
                 raise PackageError(f"{w}.tokenizer: kind '{kind}' is not supported (supported: words)")
             tok = Tokenizer([str(x) for x in _need(t, "vocab", list, w + ".tokenizer")],
                             int(_need(t, "max_tokens", int, w + ".tokenizer")))
+        cmd = inputs.get("command")
+        cmd_input, cmd_names = None, []
+        if cmd is not None:
+            cmd_input = _need(cmd, "input", str, where + ": inputs.command")
+            cmd_names = [str(x) for x in _need(cmd, "names", list, where + ": inputs.command")]
         out = _need(d, "outputs", dict, where)
         w = where + ": outputs"
         space = _need(out, "action_space", str, w)
@@ -198,10 +208,12 @@ class PolicyPackage:
         norm = d.get("normalization", {}) or {}
         sdim, adim = sum(len(j) for _, j in fields), len(targets)
         ns, na, ni = norm.get("state", {}), norm.get("actions", {}), norm.get("image", {})
+        nc = norm.get("command", {})
         spec = PolicySpec(
             name=_need(d, "name", str, where), version=str(d.get("version", "0")),
             robots=[str(r) for r in _need(d, "robots", list, where)], model_file=mfile, model_sha256=sha.lower(),
             cameras=cams, state_input=st_input, state_fields=fields, instruction_input=ins_input, tokenizer=tok,
+            command_input=cmd_input, command_names=cmd_names,
             output=_need(out, "output", str, w), action_space=space, targets=targets, chunk_length=chunk, rate_hz=rate,
             state_mean=_vec(ns, "mean", sdim, where + ": normalization.state") if sdim else np.zeros(0, np.float32),
             state_std=_vec(ns, "std", sdim, where + ": normalization.state", True) if sdim else np.ones(0, np.float32),
@@ -209,6 +221,10 @@ class PolicyPackage:
             action_std=_vec(na, "std", adim, where + ": normalization.actions", True),
             image_mean=_vec(ni, "mean", 3, where + ": normalization.image") if cams else np.zeros(3, np.float32),
             image_std=_vec(ni, "std", 3, where + ": normalization.image", True) if cams else np.ones(3, np.float32),
+            command_mean=(_vec(nc, "mean", len(cmd_names), where + ": normalization.command") if cmd_names
+                          else np.zeros(0, np.float32)),
+            command_std=(_vec(nc, "std", len(cmd_names), where + ": normalization.command", True) if cmd_names
+                         else np.ones(0, np.float32)),
             intra_op_threads=int((d.get("runtime") or {}).get("intra_op_threads", 1)),
         )
         return cls(root, spec)
@@ -262,7 +278,7 @@ class OnnxPolicy:
         so.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(package.path / s.model_file), so, providers=["CPUExecutionProvider"])
         names_in = {i.name for i in self.session.get_inputs()}
-        wanted = [c.input for c in s.cameras] + [x for x in (s.state_input, s.instruction_input) if x]
+        wanted = [c.input for c in s.cameras] + [x for x in (s.state_input, s.instruction_input, s.command_input) if x]
         missing = [w for w in wanted if w not in names_in]
         if missing:
             raise PackageError(f"{package.path}: model has no input(s) {', '.join(missing)}; it has {', '.join(sorted(names_in))}")
@@ -303,6 +319,12 @@ class OnnxPolicy:
                     parts.append(np.asarray(v, dtype=np.float32)[: len(joints)])
             x = (np.concatenate(parts) - s.state_mean) / s.state_std
             feeds[s.state_input] = x[None].astype(np.float32)
+        if s.command_input:
+            c = obs.get("command")
+            if not isinstance(c, np.ndarray) or c.shape != (len(s.command_names),):
+                raise ValueError(f"observation: 'command' must be an array of {len(s.command_names)} values "
+                                 f"({', '.join(s.command_names)})")
+            feeds[s.command_input] = ((c.astype(np.float32) - s.command_mean) / s.command_std)[None].astype(np.float32)
         if s.instruction_input and s.tokenizer:
             text = obs.get("instruction", "")
             if not isinstance(text, str):

@@ -187,6 +187,22 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def cmd_policy_swap(args: argparse.Namespace) -> int:
+    from vertebra.policies.client import PolicyClient, PolicyError
+
+    c = PolicyClient(args.server)
+    try:
+        c.call({"type": "load", "name": args.name}, timeout_s=args.timeout)  # load first: no stall at the swap
+        reply = c.call({"type": "swap", "name": args.name}, timeout_s=args.timeout)
+    except (PolicyError, TimeoutError) as e:
+        print(f"vertebra policy swap: {e}", file=sys.stderr)
+        return 1
+    finally:
+        c.close()
+    print(json.dumps(reply["policy"]) if args.json else f"active: {reply['active']}")
+    return 0
+
+
 def cmd_bench_transport(args: argparse.Namespace) -> int:
     from vertebra.policies.bench_transport import bench_transport
 
@@ -202,6 +218,39 @@ def cmd_bench_transport(args: argparse.Namespace) -> int:
             print(f"{case:<14}{r['vertebra_us']['p50']:>14}{r['vertebra_us']['p99']:>8}{r['websocket_us']['p50']:>15}"
                   f"{r['websocket_us']['p99']:>8}{r['ratio_p50']:>10}x")
         print("goals:", out["goals"])
+    return 0
+
+
+def cmd_train_pose(args: argparse.Namespace) -> int:
+    from vertebra.policies.train_pose import train_pose
+
+    if args.commands < 10 or args.epochs < 1:
+        print("vertebra train pose: --commands must be >= 10 and --epochs >= 1", file=sys.stderr)
+        return 2
+    out = train_pose(args.robot, args.out, args.commands, args.epochs, args.seed, say=_progress(True))
+    print(json.dumps(out) if args.json else f"wrote {out['package']} ({out['samples']} samples, "
+          f"validation mse {out['val_mse']:.4f}, {out['minutes']} min)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from vertebra.policies.evaluate import evaluate
+    from vertebra.policies.package import PackageError
+
+    if args.episodes < 1:
+        print("vertebra eval: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        out = evaluate(args.policy, args.robot, args.episodes, args.seed, say=_progress(not args.json or args.verbose))
+    except (PackageError, ValueError) as e:
+        print(f"vertebra eval: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['policy']} on {out['robot']}: success {out['success_rate']}, mean time to success "
+              f"{out['mean_time_to_success_s']}, inference p50/p99 {out['inference_latency_us']['p50']}/"
+              f"{out['inference_latency_us']['p99']} us, starvation ticks {out['starvation_ticks']}")
     return 0
 
 
@@ -363,6 +412,45 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--robot", required=True, choices=robots, help="robot config")
     pc.add_argument("--json", action="store_true", help="print one JSON object")
     pc.set_defaults(func=cmd_policy_check)
+
+    tr = sub.add_parser("train", help="reproducible training pipelines for the shipped policies",
+                        description="Training pipelines: collect demonstrations in sim, train in torch (CPU), "
+                                    "export ONNX and a policy package.")
+    trsub = tr.add_subparsers(dest="train", metavar="<policy>")
+    trsub.required = True
+    tp = trsub.add_parser("pose", help="joint-target body-pose policy distilled from the whole-body controller",
+                          description="Distil the whole-body controller's base-pose tracking into a joint-target "
+                                      "policy (50 Hz chunks of 10) and write its package.")
+    tp.add_argument("--robot", choices=["go2"], default="go2", help="robot (default go2)")
+    tp.add_argument("--out", default=None, help="package directory (default policies/packages/<robot>_pose)")
+    tp.add_argument("--commands", type=int, default=1200, help="random pose commands demonstrated (default 1200)")
+    tp.add_argument("--epochs", type=int, default=150, help="training epochs (default 150)")
+    tp.add_argument("--seed", type=int, default=0, help="seed for commands and training (default 0)")
+    tp.add_argument("--json", action="store_true", help="print one JSON object")
+    tp.set_defaults(func=cmd_train_pose)
+
+    ev = sub.add_parser("eval", help="closed-loop rollouts of a policy package through the whole stack",
+                        description="Run a policy package closed-loop: server process, thin client, C++ chunk "
+                                    "scheduler, supervisor, controller and simulator (lockstep), on held-out "
+                                    "episodes; reports success rate per task, mean time to success, inference "
+                                    "latency p50/p99 and starvation ticks.")
+    ev.add_argument("--policy", required=True, help="policy package directory")
+    ev.add_argument("--robot", required=True, choices=robots, help="robot")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
+    ev.add_argument("--seed", type=int, default=0, help="episode seed (held out from training) (default 0)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--verbose", action="store_true", help="show progress even with --json")
+    ev.set_defaults(func=cmd_eval)
+
+    ps = posub.add_parser("swap", help="switch the server's active policy (the runtime blends it in)",
+                          description="Load, then activate, a policy on a running server. The runtime's chunk "
+                                      "scheduler keeps executing the current chunk and cross-fades into the new "
+                                      "policy's first chunk, so no tick is left without a target.")
+    ps.add_argument("name", help="policy name from the server config")
+    ps.add_argument("--server", default="ipc:///tmp/vertebra-policy.sock", help="server endpoint")
+    ps.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the load (default 30)")
+    ps.add_argument("--json", action="store_true", help="print the new policy's metadata as JSON")
+    ps.set_defaults(func=cmd_policy_swap)
 
     f = sub.add_parser("faults", help="fault injection: prove the safety supervisor's response to every fault",
                        description="Fault-injection suite. Each scenario runs the robot in lockstep simulation through "

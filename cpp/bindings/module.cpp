@@ -322,6 +322,11 @@ PYBIND11_MODULE(_rt, m) {
         r.forward_kinematics(q);
         return Eigen::Vector3d(r.frame_translation(id));
       })
+      .def("frame_rotation", [](RobotModel& r, const Eigen::VectorXd& q, const std::string& frame) {
+        const int id = r.frame_id(frame);
+        r.forward_kinematics(q);
+        return Eigen::Matrix3d(r.frame_rotation(id));
+      }, "3x3 rotation of a frame in world at the full configuration q")
       .def("center_of_mass", &RobotModel::center_of_mass)
       .def("gravity_torques", &RobotModel::gravity_torques)
       .def("standing_base_height", &RobotModel::standing_base_height, py::arg("joint_q"), py::arg("foot_frames"), py::arg("sole_offset_m"));
@@ -600,7 +605,11 @@ PYBIND11_MODULE(_rt, m) {
       .def("reset", &ChunkScheduler::reset)
       .def("status", [](const ChunkScheduler& cs) { return chunk_status_dict(cs.status()); });
 
-  m.def("set_chunk_scheduler", [](RtLoop& l, std::shared_ptr<ChunkScheduler> s) { l.set_chunk_scheduler(s); });
+  m.def("set_chunk_scheduler", [](RtLoop& l, std::shared_ptr<ChunkScheduler> s, const std::string& target) {
+    if (target != "joints" && target != "hands")
+      throw std::invalid_argument("set_chunk_scheduler: target '" + target + "' is not one of: joints, hands");
+    l.set_chunk_scheduler(s, target == "joints" ? RtLoop::ChunkTarget::kJointTargets : RtLoop::ChunkTarget::kTaskTargets);
+  }, py::arg("loop"), py::arg("scheduler"), py::arg("target") = "joints");
 
   py::class_<EventLog, std::shared_ptr<EventLog>>(m, "EventLog",
       "writes the loop's safety events to an append-only JSON-lines file (cpp/safety/events.hpp)")

@@ -60,6 +60,9 @@ class ControllerMode {
   // A counter that advances whenever new input for this mode arrives (the policy stream the
   // starvation monitor watches): joint targets' seq by default.
   virtual uint64_t input_seq(const Targets& t) const { return t.seq; }
+  // [tick] Task-space targets streamed by the loop (an action-chunk scheduler), called on the tick
+  // thread before update(). Modes without task-space targets ignore them.
+  virtual void stream_targets(const double* values, int n) { (void)values; (void)n; }
 };
 
 class ZeroTorqueMode final : public ControllerMode {

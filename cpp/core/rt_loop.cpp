@@ -66,16 +66,20 @@ void RtLoop::set_wbc_mode(std::shared_ptr<ControllerMode> mode) {
   if (running_.load() || ticks_.load() > 0)
     throw std::logic_error("RtLoop: set_wbc_mode() is configuration: call it before the loop first ticks");
   if (!mode || mode->id() != ModeId::kWbc) throw std::invalid_argument("RtLoop: set_wbc_mode() needs a kWbc mode");
+  wbc_stream_ = mode;
   supervisor_.set_wbc_mode(std::move(mode));
 }
 
-void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s) {
+void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, ChunkTarget kind) {
   if (running_.load() || ticks_.load() > 0)
     throw std::logic_error("RtLoop: set_chunk_scheduler() is configuration: call it before the loop first ticks");
-  if (s && s->config().dim != params_.n)
+  if (s && kind == ChunkTarget::kJointTargets && s->config().dim != params_.n)
     throw std::invalid_argument("RtLoop: the chunk scheduler produces " + std::to_string(s->config().dim) +
                                 " values per target; joint targets for this robot need " + std::to_string(params_.n));
+  if (s && kind == ChunkTarget::kTaskTargets && !wbc_stream_)
+    throw std::invalid_argument("RtLoop: task-target chunks need the whole-body mode: call set_wbc_mode() first");
   chunks_ = std::move(s);
+  chunk_kind_ = kind;
 }
 
 uint64_t RtLoop::request_mode(const ModeRequest& req) {
@@ -110,7 +114,10 @@ void RtLoop::tick() {
   // 2. operator/Python inputs (each consumed once); action chunks become joint targets
   targets_in_.read(targets_);
   if (chunks_) {
-    if (chunks_->sample(driver_->now_ns(), chunk_out_.data()) == Status::kOk) {
+    const Status cs = chunks_->sample(driver_->now_ns(), chunk_out_.data());
+    if (cs == Status::kOk && chunk_kind_ == ChunkTarget::kTaskTargets) {
+      wbc_stream_->stream_targets(chunk_out_.data(), chunks_->config().dim);
+    } else if (cs == Status::kOk) {
       const int n = params_.n;
       targets_.n = n;
       targets_.seq = ++chunk_ticks_;

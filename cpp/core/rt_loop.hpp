@@ -109,10 +109,12 @@ class RtLoop {
   // Configuration time (before start()/run_ticks()): the mode answering ModeId::kWbc.
   // Throws once the loop has ticked or is running (the tick reads it without a lock).
   void set_wbc_mode(std::shared_ptr<ControllerMode> mode);
-  // Configuration time: joint-target action chunks. Each tick the scheduler's sample for now
-  // becomes the joint targets (default kp/kd); its `seq` advances on every tick the scheduler had
+  // Configuration time: action chunks. kJointTargets: each tick the scheduler's sample for now
+  // becomes the joint targets (default kp/kd), whose `seq` advances on every tick the scheduler had
   // a target, so the supervisor's starvation monitor sees the time since the chunks ran out.
-  void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s);
+  // kTaskTargets: the sample is streamed to the whole-body mode (stream_targets(): hand positions).
+  enum class ChunkTarget : int32_t { kJointTargets = 0, kTaskTargets = 1 };
+  void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, ChunkTarget kind = ChunkTarget::kJointTargets);
   std::shared_ptr<ChunkScheduler> chunk_scheduler() const { return chunks_; }
   const LoopConfig& config() const { return cfg_; }
 
@@ -132,6 +134,8 @@ class RtLoop {
   Targets targets_{};
   OperatorInputs inputs_{};
   std::shared_ptr<ChunkScheduler> chunks_;
+  ChunkTarget chunk_kind_ = ChunkTarget::kJointTargets;
+  std::shared_ptr<ControllerMode> wbc_stream_;  // kTaskTargets: the mode the samples go to
   std::array<double, kMaxActionDim> chunk_out_{};
   uint64_t chunk_ticks_ = 0;
   std::shared_ptr<EventRing> ring_;

@@ -180,6 +180,18 @@ void WholeBodyController::publish_targets(const WbcTargets& t) {
   published_.fetch_add(1, std::memory_order_acq_rel);
 }
 
+void WholeBodyController::stream_targets(const double* v, int n) {
+  Impl& I = *impl_;
+  const int nh = static_cast<int>(I.hand_fid.size());
+  for (int h = 0; h < nh && 3 * h + 2 < n; ++h) {
+    const double* p = v + 3 * h;
+    if (!(std::isfinite(p[0]) && std::isfinite(p[1]) && std::isfinite(p[2]))) continue;
+    I.hand_active[h] = true;
+    I.hand_pos_ref[h] = Eigen::Vector3d(p[0], p[1], p[2]);
+  }
+  ++streamed_;
+}
+
 // Fill q, v (pinocchio conventions) from a driver state. Returns false without a base estimate.
 static bool load_state(WholeBodyController::Impl& I, const State& s) {
   if (!s.has_base_truth) return false;

@@ -133,7 +133,12 @@ class WholeBodyController final : public ControllerMode {
 
   // Python side (any thread; never blocks the tick).
   void publish_targets(const WbcTargets& t);
-  uint64_t input_seq(const Targets&) const override { return published_.load(std::memory_order_acquire); }
+  uint64_t input_seq(const Targets&) const override {
+    return published_.load(std::memory_order_acquire) + streamed_;
+  }
+  // [tick] Hand positions (x y z per hand, world, m) from an action-chunk stream: each hand's
+  // position target is set (its orientation target is kept); non-finite values are ignored.
+  void stream_targets(const double* values, int n) override;
   void status(WbcStatus& out) const { status_.load(out); }
 
   // Configuration-time/test access.
@@ -163,6 +168,7 @@ class WholeBodyController final : public ControllerMode {
   std::mutex publish_mutex_;
   int inject_failures_ = 0;
   std::atomic<uint64_t> published_{0};
+  uint64_t streamed_ = 0;  // tick-owned
 };
 
 }  // namespace vertebra

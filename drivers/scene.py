@@ -1,0 +1,110 @@
+"""A tabletop scene for the vision-language tasks: a table in front of the robot with coloured
+objects on it, seen by the robot's head camera.
+
+The objects are visual only (no collision: "touching" means reaching them), so the physics
+simulator does not need them. The scene exists in the rendering model: the robot's MJCF plus a
+table and mocap bodies for the objects, which can be moved between episodes without rebuilding
+anything. The camera renders the simulator's latest robot configuration with the scene around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
+
+COLORS = {"red": [0.85, 0.1, 0.1, 1], "green": [0.1, 0.7, 0.15, 1], "blue": [0.1, 0.25, 0.9, 1],
+          "yellow": [0.95, 0.85, 0.1, 1]}
+SHAPES = ("cube", "ball")
+OBJECT_SIZE_M = 0.025  # cube half-size / ball radius
+TABLE_TOP_Z = 0.70
+TABLE_CENTER = (0.45, 0.0)
+TABLE_HALF = (0.15, 0.35)
+
+
+@dataclass
+class SceneObject:
+    color: str
+    shape: str
+    pos: np.ndarray  # world, m (centre)
+
+    @property
+    def name(self) -> str:
+        return f"{self.color} {self.shape}"
+
+
+def build_scene_spec(robot_mjcf: str | Path) -> mujoco.MjSpec:
+    spec = mujoco.MjSpec.from_file(str(robot_mjcf))
+    world = spec.worldbody
+    world.add_light(pos=[0.5, 0, 2.5], dir=[0, 0, -1], diffuse=[0.5, 0.5, 0.5])
+    table = world.add_body(name="table", pos=[TABLE_CENTER[0], TABLE_CENTER[1], TABLE_TOP_Z - 0.02])
+    table.add_geom(name="table_top", type=mujoco.mjtGeom.mjGEOM_BOX, size=[TABLE_HALF[0], TABLE_HALF[1], 0.02],
+                   rgba=[0.55, 0.45, 0.35, 1], contype=0, conaffinity=0)
+    for c, rgba in COLORS.items():
+        for s in SHAPES:
+            b = world.add_body(name=f"obj_{c}_{s}", mocap=True, pos=[0, 0, -1])
+            if s == "cube":
+                b.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[OBJECT_SIZE_M] * 3, rgba=rgba, contype=0, conaffinity=0)
+            else:
+                b.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[OBJECT_SIZE_M, 0, 0], rgba=rgba, contype=0,
+                           conaffinity=0)
+    return spec
+
+
+class SceneCamera:
+    """Renders a robot camera with the tabletop scene. `set_objects()` places the objects (the
+    others are hidden under the floor); `render(robot_qpos)` draws the robot at that configuration."""
+
+    def __init__(self, robot_mjcf: str | Path, camera: str, width: int, height: int):
+        self.model = build_scene_spec(robot_mjcf).compile()
+        cams = [self.model.camera(i).name for i in range(self.model.ncam)]
+        if camera not in cams:
+            raise ValueError(f"unknown camera '{camera}'; cameras are: {', '.join(cams) or '(none)'}")
+        self.camera = camera
+        self.data = mujoco.MjData(self.model)
+        self.renderer = mujoco.Renderer(self.model, height=height, width=width)
+        self.mocap = {}
+        for c in COLORS:
+            for s in SHAPES:
+                bid = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"obj_{c}_{s}")
+                self.mocap[(c, s)] = int(self.model.body_mocapid[bid])
+        self.set_objects([])
+
+    def set_objects(self, objects: list[SceneObject]) -> None:
+        for k, mid in self.mocap.items():
+            self.data.mocap_pos[mid] = [0.0, 0.0, -5.0]
+        for o in objects:
+            self.data.mocap_pos[self.mocap[(o.color, o.shape)]] = o.pos
+
+    def render(self, robot_qpos: np.ndarray) -> np.ndarray:
+        self.data.qpos[: len(robot_qpos)] = robot_qpos
+        mujoco.mj_forward(self.model, self.data)
+        self.renderer.update_scene(self.data, camera=self.camera)
+        return self.renderer.render().copy()
+
+    def render_driver(self, driver: Any) -> np.ndarray:
+        _t, qpos = driver.qpos()
+        return self.render(np.asarray(qpos))
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def random_scene(rng: np.random.Generator, n_objects: int = 3) -> list[SceneObject]:
+    """n distinct (colour, shape) objects at random places on the table, at least 10 cm apart."""
+    kinds = [(c, s) for c in COLORS for s in SHAPES]
+    picks = rng.choice(len(kinds), size=n_objects, replace=False)
+    out: list[SceneObject] = []
+    for k in picks:
+        for _ in range(100):
+            x = rng.uniform(TABLE_CENTER[0] - TABLE_HALF[0] + 0.04, TABLE_CENTER[0] + TABLE_HALF[0] - 0.04)
+            y = rng.uniform(-0.25, 0.25)
+            p = np.array([x, y, TABLE_TOP_Z + OBJECT_SIZE_M])
+            if all(np.linalg.norm(p[:2] - o.pos[:2]) > 0.10 for o in out):
+                break
+        out.append(SceneObject(kinds[k][0], kinds[k][1], p))
+    return out

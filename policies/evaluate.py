@@ -1,0 +1,184 @@
+"""`vertebra eval`: closed-loop rollouts of a policy package through the whole stack.
+
+The stack:
+1. A `vertebra serve` process loads the package.
+2. The runtime's thin client sends observations and gets action chunks.
+3. The C++ chunk scheduler turns each chunk into one target per tick.
+4. The supervisor and controller run on the simulated robot, in lockstep.
+
+Each policy step, at the package's rate, goes as follows:
+- take the robot's observation;
+- do the round trip (the simulated clock stands still meanwhile, so results do not depend on this
+  machine's speed; the measured latency is reported);
+- push the chunk, time-stamped from the observation's time: action k is meant for
+  t_obs + (k + 1) / rate.
+
+The tasks depend on the package:
+- A joint-target body-pose policy (``inputs.command`` roll/pitch/yaw/height) gets held-out random
+  pose commands.
+- Success: after ``SETTLE_S`` the base orientation is within ``ROT_TOL_DEG`` of the command on
+  every axis, and the height within ``HEIGHT_TOL_M``, until the episode ends.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+EPISODE_S = 2.5
+RESET_S = 1.0
+SETTLE_S = 1.0
+ROT_TOL_DEG = 2.0
+HEIGHT_TOL_M = 0.015
+
+
+def _rpy(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = (float(v) for v in q)
+    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
+    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return np.array([roll, pitch, yaw])
+
+
+class ServerProcess:
+    """A `vertebra serve` process for packages {name: path} (the first is active), on a private
+    ipc:// endpoint."""
+
+    def __init__(self, packages: dict[str, Path]):
+        self.dir = tempfile.mkdtemp(prefix="vertebra-eval-")
+        self.endpoint = f"ipc://{self.dir}/policy.sock"
+        cfg = {"bind": self.endpoint, "default": next(iter(packages)),
+               "policies": {n: {"kind": "package", "path": str(Path(p).resolve())} for n, p in packages.items()}}
+        cfg_path = Path(self.dir) / "server.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        exe = os.path.join(os.path.dirname(sys.executable), "vertebra")
+        self.proc = subprocess.Popen([exe, "serve", "--config", str(cfg_path), "--quiet"],
+                                     env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+    def client(self, joint_names: list[str], timeout_s: float = 30.0) -> Any:
+        from vertebra.policies.client import PolicyClient
+
+        c = PolicyClient(self.endpoint)
+        end = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the policy server exited with code {self.proc.returncode}")
+            try:
+                c.hello(joint_names=joint_names, timeout_s=0.5)
+                return c
+            except TimeoutError:
+                if time.monotonic() > end:
+                    raise RuntimeError("the policy server did not answer within 30 s") from None
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def evaluate(package: str, robot: str, episodes: int, seed: int,
+             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from vertebra import _rt
+    from vertebra.policies.package import PolicyPackage, check_against_robot
+    from vertebra.policies.train_pose import LIMITS
+    from vertebra.runtime.config import RobotConfig
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    say = say or (lambda _m: None)
+    pkg = PolicyPackage.load(package)
+    spec = pkg.spec
+    cfg = RobotConfig.load(robot)
+    problems = check_against_robot(spec, cfg)
+    if problems:
+        raise ValueError(f"{spec.name} does not fit {robot}: " + "; ".join(problems))
+    if spec.action_space != "joint_targets" or len(spec.command_names) != 4:
+        raise ValueError(f"{spec.name}: this evaluation runs joint-target body-pose policies (a 4-value command); "
+                         f"the package has action space {spec.action_space} and command {spec.command_names}")
+    server = ServerProcess({spec.name: pkg.path})
+    rt = SimRuntime(cfg)
+    sched = _rt.ChunkScheduler(cfg.n_joints, mode="keep_prefix", prefix_s=0.0, blend_s=0.04)
+    _rt.set_chunk_scheduler(rt.loop, sched)
+    latency_us: list[float] = []
+    results = []
+    try:
+        client = server.client(cfg.joint_names)
+        say(f"server ready ({spec.name}); standing the robot up")
+        rt.stand_up(hold_s=0.5)
+        p0 = np.asarray(rt.loop.snapshot()["state"]["base_pos"], dtype=float)
+        period = int(round(rt.rate_hz / spec.rate_hz))
+        dt_ns = int(1e9 / spec.rate_hz)
+
+        def policy_step(command: np.ndarray) -> None:
+            s = rt.loop.snapshot()
+            obs = {"state": {"q": np.asarray(s["state"]["q"], np.float32), "dq": np.asarray(s["state"]["dq"], np.float32)},
+                   "command": command.astype(np.float32)}
+            t = time.perf_counter_ns()
+            reply = client.infer(obs)
+            latency_us.append((time.perf_counter_ns() - t) / 1e3)
+            t_obs = int(round(s["time_s"] * 1e9))
+            sched.push(t_obs + dt_ns, dt_ns, np.asarray(reply["actions"], dtype=np.float64))
+
+        policy_step(np.zeros(4))
+        rt.request(_rt.Mode.JOINT_PD, stream=True)
+        starved_before = int(rt.loop.snapshot()["chunks"]["starved_ticks"])  # the stand-up had no policy
+        rng = np.random.default_rng(10_000 + seed)  # held out: training used seeds from 0
+        for ep in range(episodes):
+            for _ in range(int(RESET_S * spec.rate_hz)):  # each episode starts from the neutral stance
+                policy_step(np.zeros(4))
+                rt.loop.run_ticks(period)
+            c = rng.uniform(-1.0, 1.0, 4) * LIMITS * 0.9
+            steps = int(EPISODE_S * spec.rate_hz)
+            ok_since = None
+            errs = []
+            for k in range(steps):
+                policy_step(c)
+                rt.loop.run_ticks(period)
+                st = rt.loop.snapshot()["state"]
+                rot_err = np.degrees(np.abs(_rpy(np.asarray(st["base_quat"])) - c[:3]))
+                h_err = abs(float(st["base_pos"][2]) - (p0[2] + c[3]))
+                good = bool(np.all(rot_err < ROT_TOL_DEG) and h_err < HEIGHT_TOL_M)
+                t = (k + 1) / spec.rate_hz
+                if good and ok_since is None:
+                    ok_since = t
+                elif not good and t > SETTLE_S:
+                    ok_since = None
+                errs.append((float(rot_err.max()), h_err))
+            snap = rt.loop.snapshot()
+            success = ok_since is not None and not snap["faults"] and snap["safety_mode"] == "ACTIVE"
+            results.append({"episode": ep, "command": [round(float(v), 4) for v in c], "success": success,
+                            "time_to_success_s": ok_since, "final_rot_err_deg": round(errs[-1][0], 3),
+                            "final_height_err_m": round(errs[-1][1], 4)})
+            say(f"episode {ep + 1}/{episodes}: {'success' if success else 'FAIL'} "
+                f"(rot err {errs[-1][0]:.2f} deg, height err {errs[-1][1] * 100:.2f} cm)")
+            if snap["faults"]:
+                break
+        chunks = rt.loop.snapshot()["chunks"]
+    finally:
+        rt.close()
+        server.close()
+    succ = [r for r in results if r["success"]]
+    lat = np.asarray(latency_us)
+    return {
+        "policy": spec.name, "robot": robot, "episodes": len(results), "seed": seed,
+        "success_rate": {"body_pose": round(len(succ) / max(1, len(results)), 3)},
+        "mean_time_to_success_s": {"body_pose": round(float(np.mean([r["time_to_success_s"] for r in succ])), 3)
+                                   if succ else None},
+        "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1),
+                                 "p99": round(float(np.percentile(lat, 99)), 1)},
+        "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
+        "criteria": {"rot_tol_deg": ROT_TOL_DEG, "height_tol_m": HEIGHT_TOL_M, "settle_s": SETTLE_S,
+                     "episode_s": EPISODE_S},
+        "results": results,
+    }
