@@ -16,20 +16,25 @@ import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before 
 
 
 class OffscreenCamera:
-    def __init__(self, mjcf_path: str | Path, camera: str, width: int = 224, height: int = 224):
-        self.model = mujoco.MjModel.from_xml_path(str(mjcf_path))
+    def __init__(self, mjcf_path: str | Path | None, camera: str, width: int = 224, height: int = 224,
+                 model: mujoco.MjModel | None = None):
+        """From the robot's MJCF, or (`model`) from an already compiled model (a scene around it)."""
+        self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(mjcf_path))
         cams = [self.model.camera(i).name for i in range(self.model.ncam)]
         if camera not in cams:
             raise ValueError(f"unknown camera '{camera}'; cameras are: {', '.join(cams) or '(none)'}")
         self.camera = camera
         self.data = mujoco.MjData(self.model)
         self.renderer = mujoco.Renderer(self.model, height=height, width=width)
+        # Software rendering: shadows and reflections cost 10x the rest of the frame.
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
+            self.renderer.scene.flags[flag] = False
 
     def render(self, qpos: np.ndarray) -> np.ndarray:
         """RGB image (height, width, 3) uint8 of the scene at configuration `qpos`."""
-        if qpos.shape != (self.model.nq,):
-            raise ValueError(f"qpos has shape {qpos.shape}; the model needs ({self.model.nq},)")
-        self.data.qpos[:] = qpos
+        if qpos.ndim != 1 or len(qpos) > self.model.nq:
+            raise ValueError(f"qpos has shape {qpos.shape}; the model takes at most ({self.model.nq},)")
+        self.data.qpos[: len(qpos)] = qpos
         mujoco.mj_forward(self.model, self.data)
         self.renderer.update_scene(self.data, camera=self.camera)
         return self.renderer.render().copy()

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mujoco
 import numpy as np
 import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
+from vertebra.drivers.camera import OffscreenCamera
 
 COLORS = {"red": [0.85, 0.1, 0.1, 1], "green": [0.1, 0.7, 0.15, 1], "blue": [0.1, 0.25, 0.9, 1],
           "yellow": [0.95, 0.85, 0.1, 1]}
 SHAPES = ("cube", "ball")
 OBJECT_SIZE_M = 0.025  # cube half-size / ball radius
-TABLE_TOP_Z = 0.70
-TABLE_CENTER = (0.45, 0.0)
-TABLE_HALF = (0.15, 0.35)
+TABLE_TOP_Z = 0.80
+TABLE_CENTER = (0.36, 0.0)
+TABLE_HALF = (0.10, 0.32)
 
 
 @dataclass
@@ -55,18 +55,12 @@ def build_scene_spec(robot_mjcf: str | Path) -> mujoco.MjSpec:
     return spec
 
 
-class SceneCamera:
-    """Renders a robot camera with the tabletop scene. `set_objects()` places the objects (the
-    others are hidden under the floor); `render(robot_qpos)` draws the robot at that configuration."""
+class SceneCamera(OffscreenCamera):
+    """A robot camera with the tabletop scene. `set_objects()` places the objects (the others are
+    hidden under the floor); `render(robot_qpos)` draws the robot at that configuration."""
 
     def __init__(self, robot_mjcf: str | Path, camera: str, width: int, height: int):
-        self.model = build_scene_spec(robot_mjcf).compile()
-        cams = [self.model.camera(i).name for i in range(self.model.ncam)]
-        if camera not in cams:
-            raise ValueError(f"unknown camera '{camera}'; cameras are: {', '.join(cams) or '(none)'}")
-        self.camera = camera
-        self.data = mujoco.MjData(self.model)
-        self.renderer = mujoco.Renderer(self.model, height=height, width=width)
+        super().__init__(None, camera, width, height, model=build_scene_spec(robot_mjcf).compile())
         self.mocap = {}
         for c in COLORS:
             for s in SHAPES:
@@ -75,23 +69,10 @@ class SceneCamera:
         self.set_objects([])
 
     def set_objects(self, objects: list[SceneObject]) -> None:
-        for k, mid in self.mocap.items():
+        for mid in self.mocap.values():
             self.data.mocap_pos[mid] = [0.0, 0.0, -5.0]
         for o in objects:
             self.data.mocap_pos[self.mocap[(o.color, o.shape)]] = o.pos
-
-    def render(self, robot_qpos: np.ndarray) -> np.ndarray:
-        self.data.qpos[: len(robot_qpos)] = robot_qpos
-        mujoco.mj_forward(self.model, self.data)
-        self.renderer.update_scene(self.data, camera=self.camera)
-        return self.renderer.render().copy()
-
-    def render_driver(self, driver: Any) -> np.ndarray:
-        _t, qpos = driver.qpos()
-        return self.render(np.asarray(qpos))
-
-    def close(self) -> None:
-        self.renderer.close()
 
 
 def random_scene(rng: np.random.Generator, n_objects: int = 3) -> list[SceneObject]:
@@ -102,7 +83,7 @@ def random_scene(rng: np.random.Generator, n_objects: int = 3) -> list[SceneObje
     for k in picks:
         for _ in range(100):
             x = rng.uniform(TABLE_CENTER[0] - TABLE_HALF[0] + 0.04, TABLE_CENTER[0] + TABLE_HALF[0] - 0.04)
-            y = rng.uniform(-0.25, 0.25)
+            y = rng.uniform(-0.22, 0.22)
             p = np.array([x, y, TABLE_TOP_Z + OBJECT_SIZE_M])
             if all(np.linalg.norm(p[:2] - o.pos[:2]) > 0.10 for o in out):
                 break

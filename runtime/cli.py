@@ -254,6 +254,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_vla(args: argparse.Namespace) -> int:
+    from vertebra.policies.vla import train_vla
+
+    if args.episodes < 4 or args.epochs < 1:
+        print("vertebra train vla: --episodes must be >= 4 and --epochs >= 1", file=sys.stderr)
+        return 2
+    out = train_vla(args.robot, args.out, args.episodes, args.epochs, args.seed, say=_progress(True),
+                    data_path=args.data)
+    print(json.dumps(out) if args.json else f"wrote {out['package']} ({out['samples']} samples, "
+          f"validation mse {out['val_mse']:.4f}, {out['minutes']} min)")
+    return 0
+
+
 def cmd_faults_run(args: argparse.Namespace) -> int:
     from vertebra.safety import faults
 
@@ -428,6 +441,18 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--seed", type=int, default=0, help="seed for commands and training (default 0)")
     tp.add_argument("--json", action="store_true", help="print one JSON object")
     tp.set_defaults(func=cmd_train_pose)
+    tv = trsub.add_parser("vla", help="tabletop vision-language-action policy for the G1",
+                          description="Collect demonstrations (scripted expert on the whole-body controller, head "
+                                      "camera renders, instructions), train a FiLM CNN + words + proprioception model "
+                                      "in torch on CPU, export ONNX and the policy package.")
+    tv.add_argument("--robot", choices=["g1"], default="g1", help="robot (default g1)")
+    tv.add_argument("--out", default=None, help="package directory (default policies/packages/<robot>_vla)")
+    tv.add_argument("--episodes", type=int, default=320, help="demonstration episodes (default 320)")
+    tv.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    tv.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    tv.add_argument("--data", default=None, help="cache the demonstrations in this .npz (reused when it exists)")
+    tv.add_argument("--json", action="store_true", help="print one JSON object")
+    tv.set_defaults(func=cmd_train_vla)
 
     ev = sub.add_parser("eval", help="closed-loop rollouts of a policy package through the whole stack",
                         description="Run a policy package closed-loop: server process, thin client, C++ chunk "

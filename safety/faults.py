@@ -232,6 +232,22 @@ def _finish(r: ScenarioResult, **checks: bool) -> ScenarioResult:
     return r
 
 
+def _until_fault(h: Harness, action: Callable[[], None], after_s: float = 1.0) -> None:
+    """Inject, run until the latched FAULT (the stop done), then `after_s` more."""
+    h.inject(action)
+    h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
+    h.run(after_s)
+
+
+def _bad_policy(h: Harness, mode: str) -> None:
+    """The policy's next message is corrupted (`mode`); it is sent at the injection, so tick t0 has it."""
+    def corrupt() -> None:
+        h.policy.mode = mode
+        h.policy.send()
+    h.inject(corrupt)
+    h.run(0.5)
+
+
 def _clamp_outcome(h: Harness, name: str, flag: int) -> ScenarioResult:
     """A bad target (sent at the injection, so tick t0 takes it) the limiter must fix in that tick."""
     r = h.outcome(name, "limiter", declared="clamp", safe=lambda s: _limits_respected(h, s))
@@ -271,9 +287,7 @@ def _limits_respected(h: Harness, s: dict[str, Any]) -> bool:
 def state_loss(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    h.inject(lambda: h.inj.set_drop_reads(True))
-    h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
-    h.run(1.0)
+    _until_fault(h, lambda: h.inj.set_drop_reads(True))
     r = h.outcome("state_loss", "state_loss")
     timeout_ticks = int(round(h.safety.state_timeout_ms / 1000.0 * h.rt.rate_hz))
     # The last fresh sample was the tick before t0: detection within timeout + 1 tick of it.
@@ -286,9 +300,7 @@ def state_loss(robot: str) -> ScenarioResult:
 def frozen_state(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    h.inject(lambda: h.inj.set_freeze(True))
-    h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
-    h.run(1.0)
+    _until_fault(h, lambda: h.inj.set_freeze(True))
     r = h.outcome("frozen_state", "state_frozen")
     frozen_ticks = int(round(h.safety.frozen_ms / 1000.0 * h.rt.rate_hz))
     h.close()
@@ -298,9 +310,7 @@ def frozen_state(robot: str) -> ScenarioResult:
 def nan_state(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    h.inject(lambda: h.inj.set_nan_state(True))
-    h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
-    h.run(1.0)
+    _until_fault(h, lambda: h.inj.set_nan_state(True))
     r = h.outcome("nan_state", "non_finite_state")
     finite = all(_limits_respected(h, s) for s in h.snaps if s["tick"] >= h.t0)
     h.close()
@@ -310,12 +320,7 @@ def nan_state(robot: str) -> ScenarioResult:
 def nan_target(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    # The policy's next message carries a NaN; it arrives on the tick after the injection.
-    def corrupt() -> None:
-        h.policy.mode = "nan"
-        h.policy.send()
-    h.inject(corrupt)
-    h.run(0.5)
+    _bad_policy(h, "nan")
     r = h.outcome("nan_target", "non_finite_command")
     first = h.snaps[0]
     h.close()
@@ -325,11 +330,7 @@ def nan_target(robot: str) -> ScenarioResult:
 def out_of_limit_target(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    def corrupt() -> None:
-        h.policy.mode = "out_of_limit"
-        h.policy.send()
-    h.inject(corrupt)
-    h.run(0.5)
+    _bad_policy(h, "out_of_limit")
     r = _clamp_outcome(h, "out_of_limit_target", (1 << 1) | (1 << 2))  # kClampPosition | kClampRate
     h.close()
     return _finish(r, same_tick=r.ticks_to_safe == 0, every_tick_within_limits=all(_limits_respected(h, s) for s in h.snaps),
@@ -339,11 +340,7 @@ def out_of_limit_target(robot: str) -> ScenarioResult:
 def gain_escalation(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    def corrupt() -> None:
-        h.policy.mode = "gains"
-        h.policy.send()
-    h.inject(corrupt)
-    h.run(0.5)
+    _bad_policy(h, "gains")
     r = _clamp_outcome(h, "gain_escalation", 1 << 4)  # kClampKp
     h.close()
     return _finish(r, same_tick=r.ticks_to_safe == 0, every_tick_within_limits=all(_limits_respected(h, s) for s in h.snaps),
@@ -375,9 +372,7 @@ def policy_stall(robot: str) -> ScenarioResult:
 def solver_failure(robot: str) -> ScenarioResult:
     h = Harness(robot, controller="wbc")
     h.start_active()
-    h.inject(lambda: h.rt.wb.ctrl.inject_failures(100000))
-    h.run_until(lambda s: s["safety_mode"] == "FAULT", 0.2 + h.settle_s())
-    h.run(1.0)
+    _until_fault(h, lambda: h.rt.wb.ctrl.inject_failures(100000))
     r = h.outcome("solver_failure", "controller")
     r.notes = "whole-body QP forced to fail; the controller faults after 10 consecutive failures"
     h.close()
@@ -423,9 +418,7 @@ def over_temperature(robot: str) -> ScenarioResult:
 def motor_error(robot: str) -> ScenarioResult:
     h = Harness(robot)
     h.start_active()
-    h.inject(lambda: h.inj.set_motor_error(3, 0x1))
-    h.run_until(lambda s: s["safety_mode"] == "FAULT", h.settle_s())
-    h.run(0.5)
+    _until_fault(h, lambda: h.inj.set_motor_error(3, 0x1), 0.5)
     r = h.outcome("motor_error", "motor_error")
     h.close()
     return _finish(r, same_tick=r.ticks_to_detection == 0)

@@ -1,0 +1,94 @@
+"""The tabletop vision-language tasks, the shipped VLA and its pipeline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from vertebra.policies import vla
+from vertebra.policies.actions import wbc_target_names
+from vertebra.policies.package import PolicyPackage, check_against_robot
+from vertebra.runtime.config import REPO_ROOT, RobotConfig
+
+EXE = os.path.join(os.path.dirname(sys.executable), "vertebra")
+PACKAGE = REPO_ROOT / "policies" / "packages" / "g1_vla"
+
+
+@pytest.fixture(scope="module")
+def session():
+    from vertebra.runtime.wbc import rotation_to_quat
+
+    s = vla.G1Session()
+    q = s.q_full()
+    s.home_quat = [rotation_to_quat(np.asarray(s.rt.model.frame_rotation(q, n))) for n in s.rt.cfg.hand_frames]
+    yield s
+    s.close()
+
+
+def test_the_head_camera_sees_the_named_objects(session):
+    from vertebra.drivers.scene import SceneObject
+
+    rng = np.random.default_rng(5)
+    ep = vla.sample_episode(rng, "touch")
+    empty = vla.Episode("touch", "", [], None, 0)
+    red = vla.Episode("touch", "", [SceneObject("red", "cube", np.array([0.34, 0.0, 0.825]))], None, 0)
+    img_empty = session.observe(empty)["images"]["head"].astype(int)
+    img_red = session.observe(red)["images"]["head"].astype(int)
+    assert img_empty.shape == (vla.IMAGE, vla.IMAGE, 3)
+    redness = (img_red[..., 0] - img_red[..., 1:].max(-1)) - (img_empty[..., 0] - img_empty[..., 1:].max(-1))
+    assert (redness > 60).sum() >= 4  # a red blob appeared where the cube is
+    assert len(ep.objects) >= 2 and ep.target in ep.objects
+
+
+@pytest.mark.parametrize("task", vla.TASKS)
+def test_the_expert_completes_every_task(session, task):
+    rng = np.random.default_rng(hash(task) % 1000)
+    ep = vla.sample_episode(rng, task)
+    start = session.hands()
+    hist = []
+    for i in range(int(vla.EPISODE_S * vla.RATE_HZ)):
+        session.set_hand_targets(vla.expert_targets(ep, (i + 1) / vla.RATE_HZ, start, session.home, session.sh))
+        session.rt.loop.run_ticks(session.period)
+        hist.append(np.concatenate(session.hands()))
+    assert vla.success(ep, hist, session.sh, session.home), (ep.instruction, hist[-1])
+    assert not session.rt.loop.snapshot()["faults"]
+    back = session.hands()
+    for i in range(15):  # home again for the next case
+        session.set_hand_targets(np.concatenate([vla.min_jerk(back[h], session.home[h], (i + 1) / 15) for h in range(2)]))
+        session.rt.loop.run_ticks(session.period)
+
+
+def test_instructions_need_both_vision_and_language():
+    rng = np.random.default_rng(0)
+    eps = [vla.sample_episode(rng, "touch") for _ in range(50)]
+    # the same words, different places (vision), and the same scene, different words (language)
+    assert len({e.instruction for e in eps}) > 10
+    assert all(e.target.name in e.instruction for e in eps)
+    assert len({tuple(np.round(e.target.pos, 2)) for e in eps}) == 50
+
+
+def test_shipped_vla_package_fits_the_robot():
+    pkg = PolicyPackage.load(PACKAGE)
+    g1 = RobotConfig.load("g1")
+    assert check_against_robot(pkg.spec, g1, wbc_targets=wbc_target_names(g1)) == []
+    assert sum(f.stat().st_size for f in PACKAGE.iterdir()) < 20 * 1024 * 1024
+
+
+def test_the_shipped_vla_meets_a_floor_in_closed_loop():
+    r = subprocess.run([EXE, "eval", "--policy", str(PACKAGE), "--robot", "g1", "--episodes", "8", "--seed", "7",
+                        "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["success_rate_all"] >= 0.75, out["success_rate"]
+    assert out["starvation_ticks"] == 0
+
+
+def test_the_vla_pipeline_reproduces_a_package(tmp_path):
+    out = tmp_path / "vla"
+    r = subprocess.run([EXE, "train", "vla", "--episodes", "4", "--epochs", "1", "--out", str(out), "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([EXE, "policy", "check", str(out), "--robot", "g1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
