@@ -223,7 +223,8 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                 t = time.perf_counter_ns()
                 reply = client.infer(obs)
                 latency_us.append((time.perf_counter_ns() - t) / 1e3)
-                sess.sched.push(t_obs + dt_ns, dt_ns, np.asarray(reply["actions"], np.float64))
+                # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
+                sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
                 sess.rt.loop.run_ticks(sess.period)
                 hist.append(np.concatenate(sess.hands()))
                 if t_success is None and vla.success(ep, hist, sess.sh, sess.home):
@@ -255,7 +256,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "mean_time_to_success_s": times,
         "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1)},
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
-        "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M,
+        "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
                      "episode_s": vla.EPISODE_S},
         "results": results,
     }

@@ -66,7 +66,7 @@ def test_instructions_need_both_vision_and_language():
     # the same words, different places (vision), and the same scene, different words (language)
     assert len({e.instruction for e in eps}) > 10
     assert all(e.target.name in e.instruction for e in eps)
-    assert len({tuple(np.round(e.target.pos, 2)) for e in eps}) == 50
+    assert len({tuple(np.round(e.target.pos, 3)) for e in eps}) == 50
 
 
 def test_shipped_vla_package_fits_the_robot():
