@@ -89,7 +89,7 @@ class ServerProcess:
 
 
 def evaluate(package: str, robot: str, episodes: int, seed: int,
-             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+             say: Callable[[str], None] | None = None, replan_steps: int = 1) -> dict[str, Any]:
     from vertebra import _rt
     from vertebra.policies.package import PolicyPackage, check_against_robot
     from vertebra.policies.train_pose import LIMITS
@@ -106,7 +106,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     if problems:
         raise ValueError(f"{spec.name} does not fit {robot}: " + "; ".join(problems))
     if spec.action_space == "wbc_targets":
-        return evaluate_vla(pkg, cfg, episodes, seed, say)
+        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps)
     if spec.action_space != "joint_targets" or len(spec.command_names) != 4:
         raise ValueError(f"{spec.name}: this evaluation runs joint-target body-pose policies (a 4-value command); "
                          f"the package has action space {spec.action_space} and command {spec.command_names}")
@@ -188,7 +188,8 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     }
 
 
-def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[str], None],
+                 replan_steps: int = 1) -> dict[str, Any]:
     """Tabletop vision-language tasks on the G1 (vertebra.policies.vla): held-out random scenes and
     instructions; success per task as defined there, checked after every policy step."""
     from vertebra.policies import vla
@@ -218,13 +219,14 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
             hist: list[np.ndarray] = []
             t_success = None
             for i in range(int(vla.EPISODE_S * spec.rate_hz)):
-                obs = sess.observe(ep)
-                t_obs = int(round(obs.pop("t_s") * 1e9))
-                t = time.perf_counter_ns()
-                reply = client.infer(obs)
-                latency_us.append((time.perf_counter_ns() - t) / 1e3)
-                # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
-                sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
+                if i % replan_steps == 0:  # the action horizon: chunk actions executed per inference
+                    obs = sess.observe(ep)
+                    t_obs = int(round(obs.pop("t_s") * 1e9))
+                    t = time.perf_counter_ns()
+                    reply = client.infer(obs)
+                    latency_us.append((time.perf_counter_ns() - t) / 1e3)
+                    # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
+                    sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
                 sess.rt.loop.run_ticks(sess.period)
                 hist.append(np.concatenate(sess.hands()))
                 if t_success is None and vla.success(ep, hist, sess.sh, sess.home):
@@ -256,6 +258,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "mean_time_to_success_s": times,
         "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1)},
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
+        "replan_steps": replan_steps,
         "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
                      "episode_s": vla.EPISODE_S},
         "results": results,

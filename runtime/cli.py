@@ -237,11 +237,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vertebra.policies.evaluate import evaluate
     from vertebra.policies.package import PackageError
 
-    if args.episodes < 1:
-        print("vertebra eval: --episodes must be >= 1", file=sys.stderr)
+    if args.episodes < 1 or args.replan_steps < 1:
+        print("vertebra eval: --episodes and --replan-steps must be >= 1", file=sys.stderr)
         return 2
     try:
-        out = evaluate(args.policy, args.robot, args.episodes, args.seed, say=_progress(not args.json or args.verbose))
+        out = evaluate(args.policy, args.robot, args.episodes, args.seed, say=_progress(not args.json or args.verbose),
+                       replan_steps=args.replan_steps)
     except (PackageError, ValueError) as e:
         print(f"vertebra eval: {e}", file=sys.stderr)
         return 2
@@ -463,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--robot", required=True, choices=robots, help="robot")
     ev.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
     ev.add_argument("--seed", type=int, default=0, help="episode seed (held out from training) (default 0)")
+    ev.add_argument("--replan-steps", type=int, default=1,
+                    help="VLA: policy steps executed from each chunk before the next inference (default 1)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--verbose", action="store_true", help="show progress even with --json")
     ev.set_defaults(func=cmd_eval)
