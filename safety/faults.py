@@ -327,24 +327,23 @@ def nan_target(robot: str) -> ScenarioResult:
     return _finish(r, same_tick=r.ticks_to_detection == 0, command_sanitised_same_tick=_limits_respected(h, first))
 
 
-def out_of_limit_target(robot: str) -> ScenarioResult:
+def _clamp_scenario(robot: str, name: str, policy_mode: str, flag: int) -> ScenarioResult:
+    """A bad target the limiter fixes in the tick that carries it; the policy keeps running."""
     h = Harness(robot)
     h.start_active()
-    _bad_policy(h, "out_of_limit")
-    r = _clamp_outcome(h, "out_of_limit_target", (1 << 1) | (1 << 2))  # kClampPosition | kClampRate
+    _bad_policy(h, policy_mode)
+    r = _clamp_outcome(h, name, flag)
     h.close()
     return _finish(r, same_tick=r.ticks_to_safe == 0, every_tick_within_limits=all(_limits_respected(h, s) for s in h.snaps),
                    policy_kept=r.final_mode == "ACTIVE")
+
+
+def out_of_limit_target(robot: str) -> ScenarioResult:
+    return _clamp_scenario(robot, "out_of_limit_target", "out_of_limit", (1 << 1) | (1 << 2))  # position | rate
 
 
 def gain_escalation(robot: str) -> ScenarioResult:
-    h = Harness(robot)
-    h.start_active()
-    _bad_policy(h, "gains")
-    r = _clamp_outcome(h, "gain_escalation", 1 << 4)  # kClampKp
-    h.close()
-    return _finish(r, same_tick=r.ticks_to_safe == 0, every_tick_within_limits=all(_limits_respected(h, s) for s in h.snaps),
-                   policy_kept=r.final_mode == "ACTIVE")
+    return _clamp_scenario(robot, "gain_escalation", "gains", 1 << 4)  # kp
 
 
 def policy_stall(robot: str) -> ScenarioResult:

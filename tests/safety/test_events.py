@@ -15,23 +15,26 @@ from vertebra.safety.events import parse_line, parse_since, read_events
 from tests.conftest import RATE, N, make_params
 
 
-def _loop_with_log(path):
+def _loop_with_log(path, damp: bool = False):
+    """A mock loop logging to `path`; `damp`: the operator enables and requests DAMP (3 events)."""
     mock = _rt.MockDriver()
     mock.init([f"j{i}" for i in range(N)], RATE)
     lc = _rt.LoopConfig()
     lc.rate_hz = RATE
     lc.lockstep = True
     loop = _rt.RtLoop(mock, make_params(), lc, _rt.SafetyConfig())
-    return loop, _rt.EventLog(loop, str(path))
+    log = _rt.EventLog(loop, str(path))
+    if damp:
+        loop.set_enabled(True)
+        loop.run_ticks(1)
+        loop.request_mode(_rt.Mode.DAMPING)
+        loop.run_ticks(1)
+    return loop, log
 
 
 def test_lines_carry_a_checksum_and_a_torn_line_is_reported_not_used(tmp_path):
     path = tmp_path / "events.jsonl"
-    loop, log = _loop_with_log(path)
-    loop.set_enabled(True)
-    loop.run_ticks(1)
-    loop.request_mode(_rt.Mode.DAMPING)
-    loop.run_ticks(1)
+    loop, log = _loop_with_log(path, damp=True)
     log.note("operator note", '"who":"test"', 0)
     log.flush()
     good = read_events(path)
@@ -101,11 +104,7 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path):
 
 def test_vertebra_events_filters_and_reports(tmp_path):
     path = tmp_path / "events.jsonl"
-    loop, log = _loop_with_log(path)
-    loop.set_enabled(True)
-    loop.run_ticks(1)
-    loop.request_mode(_rt.Mode.DAMPING)
-    loop.run_ticks(1)
+    loop, log = _loop_with_log(path, damp=True)
     log.flush()
     exe = os.path.join(os.path.dirname(sys.executable), "vertebra")
     r = subprocess.run([exe, "events", "--log", str(path), "--json", "--since", "1h", "--kind", "mode"],
