@@ -156,6 +156,10 @@ class Harness:
         self.t0 = int(self.rt.loop.snapshot()["tick"]) + 1
         return self.t0
 
+    def ticks(self, ms: float) -> int:
+        """A configured duration in loop ticks."""
+        return int(round(ms / 1000.0 * self.rt.rate_hz))
+
     def settle_s(self) -> float:
         return self.safety.settle_duration_s() + 1.0
 
@@ -289,7 +293,7 @@ def state_loss(robot: str) -> ScenarioResult:
     h.start_active()
     _until_fault(h, lambda: h.inj.set_drop_reads(True))
     r = h.outcome("state_loss", "state_loss")
-    timeout_ticks = int(round(h.safety.state_timeout_ms / 1000.0 * h.rt.rate_hz))
+    timeout_ticks = h.ticks(h.safety.state_timeout_ms)
     # The last fresh sample was the tick before t0: detection within timeout + 1 tick of it.
     ok = r.ticks_to_detection is not None and r.ticks_to_detection + 1 <= timeout_ticks + 1
     r.notes = f"timeout {h.safety.state_timeout_ms:g} ms = {timeout_ticks} ticks"
@@ -302,7 +306,7 @@ def frozen_state(robot: str) -> ScenarioResult:
     h.start_active()
     _until_fault(h, lambda: h.inj.set_freeze(True))
     r = h.outcome("frozen_state", "state_frozen")
-    frozen_ticks = int(round(h.safety.frozen_ms / 1000.0 * h.rt.rate_hz))
+    frozen_ticks = h.ticks(h.safety.frozen_ms)
     h.close()
     return _finish(r, detected_within_frozen_ms=r.ticks_to_detection is not None and r.ticks_to_detection <= frozen_ticks + 1)
 
@@ -356,8 +360,7 @@ def policy_stall(robot: str) -> ScenarioResult:
     raised = h.snaps[-1]["raised_tick"]
     stop_tick = raised.get("starvation_stop", 0)
     tiered = 0 < raised.get("starvation_hold", 0) < stop_tick
-    t1 = h.safety.starvation_hold_ms / 1000.0 * h.rt.rate_hz
-    t2 = h.safety.starvation_stop_ms / 1000.0 * h.rt.rate_hz
+    t1, t2 = h.ticks(h.safety.starvation_hold_ms), h.ticks(h.safety.starvation_stop_ms)
     # the stream's last message came up to one policy period before the injection
     on_time = (r.ticks_to_detection is not None and t1 - POLICY_PERIOD_TICKS <= r.ticks_to_detection <= t1 + 1
                and t2 - POLICY_PERIOD_TICKS <= stop_tick - h.t0 <= t2 + 1)
