@@ -663,7 +663,8 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("max_consecutive_failures", &WbcConfig::max_consecutive_failures)
       .def_readwrite("eps_abs", &WbcConfig::eps_abs)
       .def_readwrite("max_iter", &WbcConfig::max_iter)
-      .def_readwrite("qp_backend", &WbcConfig::qp_backend);
+      .def_readwrite("qp_backend", &WbcConfig::qp_backend)
+      .def_readwrite("eliminate_contacts", &WbcConfig::eliminate_contacts);
   py::class_<WbcTargets>(m, "WbcTargets", "whole-body targets; a field counts when its *_set flag is true")
       .def(py::init<>())
       .def_readwrite("seq", &WbcTargets::seq)
@@ -706,6 +707,7 @@ PYBIND11_MODULE(_rt, m) {
         d["failures"] = s.failures;
         d["cold_restarts"] = s.cold_restarts;
         d["relaxed_solves"] = s.relaxed_solves;
+        d["eliminated_solves"] = s.eliminated_solves;
         d["consecutive_failures"] = s.consecutive_failures;
         d["iterations"] = s.last_iterations;
         d["solve_us"] = s.last_solve_us;

@@ -38,11 +38,15 @@ class __attribute__((visibility("default"))) DenseQp {
   // failure and when allowed, retry once from the equality-constrained initial guess
   // (cold_restart = true).
   Result solve(bool& cold_restart, bool allow_cold_retry);
+  // The next solve starts from the equality-constrained initial guess instead of the previous
+  // solution (the caller changed what the variables mean).
+  void start_cold() { cold_next_ = true; }
   const Eigen::VectorXd& x() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  bool cold_next_ = false;
 };
 
 }  // namespace vertebra

@@ -6,11 +6,11 @@
 #include <pinocchio/algorithm/frames.hpp>
 #include <pinocchio/algorithm/jacobian.hpp>
 #include <pinocchio/algorithm/kinematics.hpp>
-#include <pinocchio/algorithm/rnea.hpp>
 #include <pinocchio/spatial/explog.hpp>
 
 #include <chrono>
 #include <cmath>
+#include <Eigen/Cholesky>
 #include <stdexcept>
 
 #include "core/robot_model_impl.hpp"
@@ -42,8 +42,10 @@ struct WholeBodyController::Impl {
   pinocchio::Model model;
   pinocchio::Data data;
   int nv = 0, nj = 0, n = 0, neq = 0, nin = 0;
+  int nr = 0, neq_r = 0;  // what ProxQP sees: the base accelerations are eliminated (header)
   std::vector<int> m2q, m2v;  // motor index -> model q/v index
   std::vector<pinocchio::FrameIndex> contact_fid, hand_fid;
+  std::vector<pinocchio::FrameIndex> used_fid;  // the frames whose placements the tick reads
   pinocchio::FrameIndex base_fid = 0, torso_fid = 0;
   bool has_torso = false;
   Eigen::VectorXd tau_max_v;  // per model v index (joints only meaningful)
@@ -54,8 +56,32 @@ struct WholeBodyController::Impl {
   DenseQp::RowMat &H, &A, &C;
   Eigen::VectorXd &g, &b, &l, &u, &lbox, &ubox;
   Eigen::MatrixXd Jc, J6;
-  Eigen::MatrixXd Jw;  // all weighted task rows stacked, then one symmetric rank update of H
+  // All weighted task rows stacked (cost = || Jw ddq - e ||^2), then mapped through the base
+  // elimination (Jr = Jw T, er = e - Jw t0) and one symmetric rank update of H.
+  Eigen::MatrixXd Jw, Jr;
+  Eigen::VectorXd e, er;
   int task_rows = 0;
+  // Base elimination: ddq_base = Tb y + t0b, y = [ddq_joints ; f].
+  Eigen::LLT<Eigen::Matrix<double, 6, 6>> Mbb_llt;
+  Eigen::MatrixXd Tb;
+  Eigen::Matrix<double, 6, 1> t0b;
+  // Contact elimination (header): y = [ddq_j ; f] splits into nd dependent components (each
+  // active contact's leg joints, each released contact's force) and nf free ones w.
+  // y_dep = k0 - K w.  The y problem's cost is kept as rows (Jr, er) plus a diagonal (dy, cy).
+  bool can_eliminate = false;
+  std::vector<std::vector<int>> chain_y;  // per contact: its leg joints' y indices
+  std::vector<int> dep, free_;            // y indices (sizes nd, nf)
+  std::vector<char> is_dep;
+  int nd = 0, nf = 0;
+  uint32_t w_key = ~0u;  // contact pattern of the last w solve (a new one starts the solver cold)
+  DenseQp::RowMat aug;  // [Ad | Af | b], reduced in place to [I | K | k0]
+  Eigen::MatrixXd K, Jrf, Jrd, Cd, Jw_w;
+  Eigen::VectorXd k0;
+  Eigen::VectorXd ew, dy, cy, y;
+  std::unique_ptr<DenseQp> qpw;
+  // Non-linear effects from the kinematics pass: subtree forces (world frame) per joint.
+  pinocchio::container::aligned_vector<pinocchio::Force> of;
+  Eigen::VectorXd nle;
   Eigen::VectorXd drift_c;
   Eigen::VectorXd ddq, f, tau;
 
@@ -80,7 +106,7 @@ struct WholeBodyController::Impl {
   WbcStatus st{};
 
   Impl(int n_, int neq_, int nin_, const WbcConfig& c)
-      : qp(n_, neq_, nin_, c.qp_backend, c.eps_abs, c.max_iter),
+      : qp(n_ - 6, neq_ - 6, nin_, c.qp_backend, c.eps_abs, c.max_iter),
         H(qp.H()), A(qp.A()), C(qp.C()), g(qp.g()), b(qp.b()), l(qp.l()), u(qp.u()), lbox(qp.lbox()),
         ubox(qp.ubox()) {}
 };
@@ -123,6 +149,8 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.n = n;
   I.neq = neq;
   I.nin = nin;
+  I.nr = n - 6;
+  I.neq_r = neq - 6;
   I.m2q = robot.motor_to_q();
   I.m2v = robot.motor_to_v();
   I.tau_max_v = Eigen::VectorXd::Constant(nv, kFree);
@@ -145,6 +173,10 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     I.has_torso = true;
   }
   for (const auto& h : cfg.hand_frames) I.hand_fid.push_back(static_cast<pinocchio::FrameIndex>(robot.frame_id(h)));
+  I.used_fid = I.contact_fid;
+  I.used_fid.push_back(I.base_fid);
+  if (I.has_torso) I.used_fid.push_back(I.torso_fid);
+  for (auto f : I.hand_fid) I.used_fid.push_back(f);
   I.data = pinocchio::Data(I.model);
   I.weight_n = pinocchio::computeTotalMass(I.model) * 9.81;
 
@@ -153,8 +185,55 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.a0 = Eigen::VectorXd::Zero(nv);
   I.Jc = Eigen::MatrixXd::Zero(nc_ * m_, nv);
   I.J6 = Eigen::MatrixXd::Zero(6, nv);
-  // rows: CoM 3 + base 6 + torso 6 + hands 6 each + swing feet 6 each
-  I.Jw = Eigen::MatrixXd::Zero(3 + 6 + 6 + 6 * kMaxHands + 6 * kMaxContacts, nv);
+  // rows: CoM 3 + base 6 + torso 6 + hands 6 each + swing feet 6 each (+ 6: base regularisation)
+  const int max_rows = 3 + 6 + 6 + 6 * kMaxHands + 6 * kMaxContacts + 6;
+  I.Jw = Eigen::MatrixXd::Zero(max_rows, nv);
+  I.Jr = Eigen::MatrixXd::Zero(max_rows, I.nr);
+  I.e = Eigen::VectorXd::Zero(max_rows);
+  I.er = Eigen::VectorXd::Zero(max_rows);
+  I.Tb = Eigen::MatrixXd::Zero(6, I.nr);
+  I.t0b.setZero();
+  I.of.assign(I.model.njoints, pinocchio::Force::Zero());
+  I.dy = Eigen::VectorXd::Zero(I.nr);
+  I.cy = Eigen::VectorXd::Zero(I.nr);
+  I.y = Eigen::VectorXd::Zero(I.nr);
+  // Contact elimination needs each contact's chain to carry exactly as many joint DoF as the
+  // contact constrains (G1 legs: 6 per flat foot; Go2 legs: 3 per point foot), chains disjoint.
+  I.can_eliminate = cfg.eliminate_contacts;
+  I.is_dep.assign(I.nr, 0);
+  for (int c = 0; c < nc_ && I.can_eliminate; ++c) {
+    std::vector<int> ch;
+    for (auto j : I.model.supports[I.model.frames[I.contact_fid[c]].parentJoint]) {
+      const int iv = I.model.idx_vs[j], nvj = I.model.nvs[j];
+      if (j == 0 || iv < 6) continue;  // universe, free flyer
+      for (int k = 0; k < nvj; ++k) ch.push_back(iv + k - 6);
+    }
+    for (int yi : ch) {
+      if (I.is_dep[yi]) I.can_eliminate = false;
+      I.is_dep[yi] = 1;
+    }
+    if (static_cast<int>(ch.size()) != m_) I.can_eliminate = false;
+    I.chain_y.push_back(ch);
+  }
+  I.nd = nc_ * m_;
+  I.nf = I.nr - I.nd;
+  if (I.can_eliminate) {
+    I.dep.assign(I.nd, 0);
+    I.free_.assign(I.nf, 0);
+    I.aug = DenseQp::RowMat::Zero(I.nd, I.nr + 1);
+    I.k0 = Eigen::VectorXd::Zero(I.nd);
+    I.K = Eigen::MatrixXd::Zero(I.nd, I.nf);
+    I.Jrf = Eigen::MatrixXd::Zero(max_rows, I.nf);
+    I.Jrd = Eigen::MatrixXd::Zero(max_rows, I.nd);
+    I.Cd = Eigen::MatrixXd::Zero(nj, I.nd);
+    I.Jw_w = Eigen::MatrixXd::Zero(max_rows + I.nd, I.nf);
+    I.ew = Eigen::VectorXd::Zero(max_rows + I.nd);
+    // ProxQP's automatic choice for this shape is the primal LDLT backend, which is slower here and
+    // allocates in its refactorisation: the primal-dual one unless configured otherwise.
+    I.qpw = std::make_unique<DenseQp>(I.nf, 0, nin + I.nd, cfg.qp_backend == 0 ? 1 : cfg.qp_backend, cfg.eps_abs,
+                                      cfg.max_iter);
+  }
+  I.nle = Eigen::VectorXd::Zero(nv);
   I.drift_c = Eigen::VectorXd::Zero(nc_ * m_);
   I.ddq = Eigen::VectorXd::Zero(nv);
   I.f = Eigen::VectorXd::Zero(nc_ * m_);
@@ -212,15 +291,41 @@ static bool load_state(WholeBodyController::Impl& I, const State& s) {
   return I.q.allFinite() && I.v.allFinite();
 }
 
+// Non-linear effects h(q, v) (Coriolis, centrifugal, gravity) from the velocities and bias
+// accelerations the kinematics pass already computed: the backward half of RNEA with zero joint
+// acceleration (Featherstone, Rigid Body Dynamics Algorithms, 2008, table 5.1). Each body's force
+// f_i = Y_i (a_i - g_i) + v_i x* Y_i v_i is summed over its subtree in the world frame and
+// projected on the joint's world-frame Jacobian columns. Same result as pinocchio's
+// nonLinearEffects without its second forward pass (tests/wbc compare the two).
+static void nonlinear_effects(WholeBodyController::Impl& I) {
+  const auto& m = I.model;
+  const auto& d = I.data;
+  const int nj = static_cast<int>(m.njoints);
+  for (int i = 1; i < nj; ++i) {
+    const auto& Y = m.inertias[i];
+    const pinocchio::Motion a_gf = d.a[i] - d.oMi[i].actInv(m.gravity);
+    I.of[i] = d.oMi[i].act(Y * a_gf + d.v[i].cross(Y * d.v[i]));
+  }
+  for (int i = nj - 1; i > 1; --i) {
+    const auto parent = m.parents[i];
+    if (parent > 0) I.of[parent] += I.of[i];
+  }
+  for (int i = 1; i < nj; ++i) {
+    const int iv = m.idx_vs[i], nvi = m.nvs[i];
+    const auto F = I.of[i].toVector();
+    for (int k = iv; k < iv + nvi; ++k) I.nle[k] = d.J.col(k).dot(F);
+  }
+}
+
 static void kinematics(WholeBodyController::Impl& I) {
   auto& m = I.model;
   auto& d = I.data;
   pinocchio::forwardKinematics(m, d, I.q, I.v, I.a0);  // a = drift (zero joint acceleration)
   pinocchio::computeJointJacobians(m, d);
-  pinocchio::updateFramePlacements(m, d);
+  for (auto f : I.used_fid) pinocchio::updateFramePlacement(m, d, f);
   pinocchio::crba(m, d, I.q, pinocchio::Convention::WORLD);
   d.M.triangularView<Eigen::StrictlyLower>() = d.M.transpose().triangularView<Eigen::StrictlyLower>();
-  pinocchio::nonLinearEffects(m, d, I.q, I.v);
+  nonlinear_effects(I);
   pinocchio::centerOfMass(m, d, pinocchio::ACCELERATION, false);
   pinocchio::getJacobianComFromCrba(m, d);
 }
@@ -300,8 +405,8 @@ static void add_task(WholeBodyController::Impl& I, const Eigen::Ref<const Eigen:
   for (int r = 0; r < k; ++r) {
     if (!(w[r] > 0.0)) continue;  // a zero-weight axis adds nothing
     const double sw = std::sqrt(w[r]);
-    I.Jw.row(I.task_rows++) = sw * J.row(r);
-    I.g.head(I.nv).noalias() -= (w[r] * (aref[r] - drift[r])) * J.row(r).transpose();
+    I.Jw.row(I.task_rows) = sw * J.row(r);
+    I.e[I.task_rows++] = sw * (aref[r] - drift[r]);
   }
 }
 
@@ -331,6 +436,122 @@ static void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, co
   add_task(I, I.J6, dr, aref, w);
   if (pos_err) *pos_err = with_position ? ep.norm() : 0.0;
   if (rot_err) *rot_err = er.norm();
+}
+
+// The y problem's cost into its QP: H = Jr' Jr + diag(dy), g = -Jr' er + cy.
+static void y_cost(WholeBodyController::Impl& I) {
+  auto Jr = I.Jr.topRows(I.task_rows);
+  I.H.setZero();
+  I.H.selfadjointView<Eigen::Lower>().rankUpdate(Jr.transpose());
+  I.H.triangularView<Eigen::StrictlyUpper>() = I.H.transpose();
+  I.H.diagonal() += I.dy;
+  I.g = I.cy;
+  I.g.noalias() -= Jr.transpose() * I.er.head(I.task_rows);
+}
+
+// Contact elimination. The contact rows  A y = b  are solved for the dependent components:
+// y_dep = Ad^-1 (b - Af w) = k0 - K w. For an active contact these are its leg joints (the leg
+// Jacobian and the base coupling make Ad, m x m per contact); for a released one, its force
+// (f = 0). The QP given to ProxQP then has nf variables and no equalities; the dependent
+// components' bounds become inequality rows. Returns false (the y problem is solved instead)
+// when Ad is ill-conditioned, e.g. a knee near full extension.
+static bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
+  const int nd = I.nd, nf = I.nf, nin = I.nin, m = nd / static_cast<int>(I.contact_fid.size());
+  uint32_t key = 0;
+  {  // partition of y
+    int k = 0;
+    for (size_t c = 0; c < I.contact_fid.size(); ++c) {
+      const bool on = I.contact_on[c];
+      key |= (on ? 1u : 0u) << c;
+      for (int j = 0; j < m; ++j) I.dep[k++] = on ? I.chain_y[c][j] : nj + static_cast<int>(c) * m + j;
+    }
+    std::fill(I.is_dep.begin(), I.is_dep.end(), 0);
+    for (int i : I.dep) I.is_dep[i] = 1;
+    int f = 0;
+    for (int i = 0; i < I.nr; ++i)
+      if (!I.is_dep[i]) I.free_[f++] = i;
+  }
+  // Gauss-Jordan with partial pivoting on [Ad | Af | b] (nd x (nr + 1), row-major: the row
+  // operations are contiguous). A pivot below kMinPivot times the largest one means Ad is
+  // ill-conditioned: give up (the caller solves the y problem instead).
+  constexpr double kMinPivot = 1e-4;
+  auto& G = I.aug;
+  for (int r = 0; r < nd; ++r) {
+    for (int j = 0; j < nd; ++j) G(r, j) = I.A(r, I.dep[j]);
+    for (int j = 0; j < nf; ++j) G(r, nd + j) = I.A(r, I.free_[j]);
+    G(r, nd + nf) = I.b[r];
+  }
+  double max_pivot = 0.0;
+  for (int k = 0; k < nd; ++k) {
+    int p = k;
+    for (int r = k + 1; r < nd; ++r)
+      if (std::abs(G(r, k)) > std::abs(G(p, k))) p = r;
+    const double piv = G(p, k);
+    max_pivot = std::max(max_pivot, std::abs(piv));
+    if (!(std::abs(piv) > kMinPivot * max_pivot) || !std::isfinite(piv)) return false;
+    if (p != k) G.row(p).swap(G.row(k));
+    G.row(k).tail(nd + nf + 1 - k) /= piv;
+    for (int r = 0; r < nd; ++r) {
+      if (r == k) continue;
+      const double f = G(r, k);
+      if (f != 0.0) G.row(r).tail(nd + nf + 1 - k) -= f * G.row(k).tail(nd + nf + 1 - k);
+    }
+  }
+  I.K = G.block(0, nd, nd, nf);
+  I.k0 = G.col(nd + nf);
+
+  // Cost rows: [Jr_free - Jr_dep K] w - (er - Jr_dep k0); then one row per dependent component
+  // for its diagonal term 1/2 d (y_i - t_i)^2, t_i = -c_i / d.
+  const int rows = I.task_rows;
+  for (int j = 0; j < nf; ++j) I.Jrf.col(j).head(rows) = I.Jr.col(I.free_[j]).head(rows);
+  for (int j = 0; j < nd; ++j) I.Jrd.col(j).head(rows) = I.Jr.col(I.dep[j]).head(rows);
+  auto Jw = I.Jw_w.topRows(rows + nd);
+  auto ew = I.ew.head(rows + nd);
+  Jw.topRows(rows) = I.Jrf.topRows(rows);
+  Jw.topRows(rows).noalias() -= I.Jrd.topRows(rows) * I.K;
+  ew.head(rows) = I.er.head(rows);
+  ew.head(rows).noalias() -= I.Jrd.topRows(rows) * I.k0;
+  for (int j = 0; j < nd; ++j) {
+    const double dj = I.dy[I.dep[j]];
+    const double sd = std::sqrt(dj);
+    Jw.row(rows + j) = -sd * I.K.row(j);
+    ew[rows + j] = sd * (-I.cy[I.dep[j]] / dj - I.k0[j]);
+  }
+  DenseQp& q = *I.qpw;
+  q.H().noalias() = Jw.transpose() * Jw;
+  for (int j = 0; j < nf; ++j) {
+    q.H()(j, j) += I.dy[I.free_[j]];
+    q.g()[j] = I.cy[I.free_[j]];
+  }
+  q.g().noalias() -= Jw.transpose() * ew;
+
+  // Inequalities: the y rows on the free components, torque rows corrected for the dependent
+  // ones (the cone rows never hold a dependent component: those are legs, or released forces
+  // whose cone rows are idle); then the dependent components' bounds.
+  auto& C = q.C();
+  for (int r = 0; r < nin; ++r)
+    for (int j = 0; j < nf; ++j) C(r, j) = I.C(r, I.free_[j]);
+  for (int r = 0; r < nj; ++r)
+    for (int j = 0; j < nd; ++j) I.Cd(r, j) = I.C(r, I.dep[j]);
+  C.topRows(nj).noalias() -= I.Cd * I.K;
+  q.l().head(nin) = I.l;
+  q.u().head(nin) = I.u;
+  q.l().head(nj).noalias() -= I.Cd * I.k0;
+  q.u().head(nj).noalias() -= I.Cd * I.k0;
+  for (int j = 0; j < nd; ++j) {
+    C.row(nin + j) = -I.K.row(j);
+    q.l()[nin + j] = I.lbox[I.dep[j]] - I.k0[j];
+    q.u()[nin + j] = I.ubox[I.dep[j]] - I.k0[j];
+  }
+  for (int j = 0; j < nf; ++j) {
+    q.lbox()[j] = I.lbox[I.free_[j]];
+    q.ubox()[j] = I.ubox[I.free_[j]];
+  }
+  if (key != I.w_key) {
+    q.start_cold();  // the variables changed meaning: no warm start from the last solution
+    I.w_key = key;
+  }
+  return true;
 }
 
 Status WholeBodyController::update(const RobotParams& p, const State& s, const Targets&, double dt, Command& out) {
@@ -383,35 +604,59 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     }
   }
 
-  // Equalities.
+  // Base elimination (exact): the floating-base rows  M_bb ddq_b + M_bj ddq_j + h_b = Jc_b' f
+  // give ddq_b = Tb y + t0b for y = [ddq_j ; f], with M_bb (the robot's 6x6 composite inertia at
+  // the base) symmetric positive definite. ProxQP solves for y (6 fewer variables and equality
+  // rows); the base rows then hold to machine precision rather than to the solver's tolerance.
+  const int nr = I.nr;
+  I.Mbb_llt.compute(d.M.topLeftCorner<6, 6>());
+  I.Tb.leftCols(nj) = -d.M.block(0, 6, 6, nj);
+  I.Tb.rightCols(nfv) = I.Jc.leftCols<6>().transpose();
+  I.Mbb_llt.solveInPlace(I.Tb);
+  I.t0b = -I.nle.head<6>();
+  I.Mbb_llt.solveInPlace(I.t0b);
+
+  // Equalities: contacts (rows of A are y's coefficients: joints in model order, then forces).
   I.A.setZero();
-  I.A.topLeftCorner(6, nv) = d.M.topRows(6);
-  I.A.block(0, nv, 6, nfv).noalias() = -I.Jc.leftCols(6).transpose();
-  I.b.head(6) = -d.nle.head(6);
   for (int c = 0; c < nc_; ++c) {
-    const int r = 6 + c * m_;
-    if (I.contact_on[c]) {
-      I.A.block(r, 0, m_, nv) = I.Jc.middleRows(c * m_, m_);
-      I.b.segment(r, m_) = -I.drift_c.segment(c * m_, m_);
+    const int r = c * m_;
+    if (I.contact_on[c]) {  // Jc_b ddq_b + Jc_j ddq_j = -drift
+      auto Jcb = I.Jc.block(r, 0, m_, 6);
+      I.A.middleRows(r, m_).noalias() = Jcb * I.Tb;
+      I.A.block(r, 0, m_, nj) += I.Jc.block(r, 6, m_, nj);
+      I.b.segment(r, m_) = -I.drift_c.segment(r, m_);
+      I.b.segment(r, m_).noalias() -= Jcb * I.t0b;
     } else {
-      I.A.block(r, nv + c * m_, m_, m_).setIdentity();
+      I.A.block(r, nj + r, m_, m_).setIdentity();
       I.b.segment(r, m_).setZero();
     }
   }
 
-  // Inequalities: joint torques (model order rows 6..nv), then contact cones.
-  I.C.setZero();
-  I.C.topLeftCorner(nj, nv) = d.M.bottomRows(nj);
-  I.C.block(0, nv, nj, nfv).noalias() = -I.Jc.rightCols(nj).transpose();
+  // Inequalities: joint torques  tau_j = M_jb ddq_b + M_jj ddq_j + h_j - Jc_j' f  (model order),
+  // then contact cones (on the forces only).
+  I.C.topRows(nj).noalias() = d.M.block(6, 0, nj, 6) * I.Tb;
+  I.C.topLeftCorner(nj, nj) += d.M.bottomRightCorner(nj, nj);
+  I.C.block(0, nj, nj, nfv) -= I.Jc.rightCols(nj).transpose();
+  I.l.head(nj).noalias() = d.M.block(6, 0, nj, 6) * I.t0b;  // the torque of y = 0, minus h_j
   for (int j = 0; j < nj; ++j) {
-    I.l[j] = -I.tau_max_v[6 + j] - d.nle[6 + j];
-    I.u[j] = I.tau_max_v[6 + j] - d.nle[6 + j];
+    const double h0 = I.l[j] + I.nle[6 + j];
+    I.l[j] = -I.tau_max_v[6 + j] - h0;
+    I.u[j] = I.tau_max_v[6 + j] - h0;
   }
+  I.C.bottomRows(I.nin - nj).setZero();
   const double mu = cfg_.friction, X = cfg_.sole_half_length_m, Y = cfg_.sole_half_width_m;
   int row = nj;
   for (int c = 0; c < nc_; ++c) {
-    const int fo = nv + c * m_;  // fx fy fz [tx ty tz]
+    const int fo = nj + c * m_;  // fx fy fz [tx ty tz]
     const int rows = cfg_.flat_feet ? 16 : 4;
+    if (!I.contact_on[c]) {  // released: f = 0 by equality, the cone rows are idle
+      for (int k = 0; k < rows; ++k) {
+        I.l[row + k] = -kFree;
+        I.u[row + k] = kFree;
+      }
+      row += rows;
+      continue;
+    }
     for (int k = 0; k < rows; ++k) {
       I.l[row + k] = -kFree;
       I.u[row + k] = 0.0;
@@ -442,32 +687,24 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
             I.C(r, fo + 2) = -mu * (X + Y);
           }
     }
-    if (!I.contact_on[c])  // released: f = 0 by equality, the cone rows are idle
-      for (int k = 0; k < rows; ++k) {
-        I.C.row(row + k).setZero();
-        I.l[row + k] = -kFree;
-        I.u[row + k] = kFree;
-      }
     row += rows;
   }
 
   // Bounds: joint accelerations from position/velocity limits; normal forces with the ramp.
   const double T = cfg_.limit_horizon_s;
-  I.lbox.head(6).setConstant(-kFree);
-  I.ubox.head(6).setConstant(kFree);
   for (int i = 0; i < nj; ++i) {
-    const int vi = I.m2v[i];
+    const int yi = I.m2v[i] - 6;
     const double qi = s.q[i], vq = s.dq[i];
     double hi = std::min((p.dq_max[i] - vq) / T, 2.0 * (p.q_upper[i] - qi - vq * T) / (T * T));
     double lo = std::max((-p.dq_max[i] - vq) / T, 2.0 * (p.q_lower[i] - qi - vq * T) / (T * T));
     if (lo > hi) lo = hi = 0.5 * (lo + hi);
-    I.lbox[vi] = lo;
-    I.ubox[vi] = hi;
+    I.lbox[yi] = lo;
+    I.ubox[yi] = hi;
   }
   I.lbox.tail(nfv).setConstant(-kFree);
   I.ubox.tail(nfv).setConstant(kFree);
   for (int c = 0; c < nc_; ++c) {
-    const int fz = nv + c * m_ + 2;
+    const int fz = nj + c * m_ + 2;
     if (I.contact_on[c]) {
       const double w = I.contact_w[c];
       // Full contact: [f_min, f_max]. Ramping: the bound scales the force the contact carried
@@ -477,12 +714,8 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     }
   }
 
-  // Cost.
-  I.H.setZero();
-  I.g.setZero();
+  // Cost: task rows (in ddq), then mapped onto y.
   I.task_rows = 0;
-  I.H.diagonal().head(nv).setConstant(cfg_.reg_ddq);
-  I.H.diagonal().tail(nfv).setConstant(cfg_.reg_force);
   {  // centre of mass
     const Eigen::Vector3d e = I.com_ref - d.com[0];
     double aref[3], dr[3];
@@ -506,34 +739,68 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     if (!I.contact_on[c])
       se3_task(I, I.contact_fid[c], I.foot_pos_ref[c], I.foot_rot_ref[c], cfg_.swing_foot, true, nullptr, nullptr,
                cfg_.max_position_error_m, cfg_.max_rotation_error_rad);
-  {  // H += Jw' Jw over all task rows at once (lower half, then mirrored)
-    auto Hq = I.H.topLeftCorner(nv, nv);
-    Hq.selfadjointView<Eigen::Lower>().rankUpdate(I.Jw.topRows(I.task_rows).transpose());
-    Hq.triangularView<Eigen::StrictlyUpper>() = Hq.transpose();
+  {
+    // || Jw ddq - e ||^2 with ddq_b = Tb y + t0b:  Jr = Jw_b Tb + [Jw_j 0],  er = e - Jw_b t0b.
+    const int k = I.task_rows;
+    auto Jr = I.Jr.topRows(k + 6);
+    auto er = I.er.head(k + 6);
+    Jr.topRows(k).noalias() = I.Jw.topLeftCorner(k, 6) * I.Tb;
+    Jr.topLeftCorner(k, nj) += I.Jw.block(0, 6, k, nj);
+    er.head(k) = I.e.head(k);
+    er.head(k).noalias() -= I.Jw.topLeftCorner(k, 6) * I.t0b;
+    // The regularisation of the base accelerations, reg || Tb y + t0b ||^2, as 6 more rows.
+    const double sr = std::sqrt(cfg_.reg_ddq);
+    Jr.bottomRows(6) = sr * I.Tb;
+    er.tail(6) = -sr * I.t0b;
+    I.task_rows = k + 6;
   }
-  for (int i = 0; i < nj; ++i) {  // posture, directly on the diagonal
-    const int vi = I.m2v[i];
+  // Diagonal terms of the y cost, 1/2 dy y^2 + cy y: regularisation and joint posture.
+  I.dy.head(nj).setConstant(cfg_.reg_ddq);
+  I.dy.tail(nfv).setConstant(cfg_.reg_force);
+  I.cy.setZero();
+  for (int i = 0; i < nj; ++i) {
+    const int yi = I.m2v[i] - 6;
     const double w = cfg_.posture.weight[0];
     const double aref = cfg_.posture.kp * (I.posture[i] - s.q[i]) - cfg_.posture.kd * s.dq[i];
-    I.H(vi, vi) += w;
-    I.g[vi] -= w * aref;
+    I.dy[yi] += w;
+    I.cy[yi] -= w * aref;
   }
+  const bool eliminated = I.can_eliminate && eliminate_contacts(I, nj);
+  if (!eliminated) y_cost(I);
   I.st.last_model_us = us_since(t0);
 
   // Solve.
   const auto t1 = Clock::now();
   for (int c = 0; c < nc_; ++c) I.st.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
   bool cold = false;
-  DenseQp::Result res = I.qp.solve(cold, true);
-  if (cold) ++I.st.cold_restarts;
-  if (!res.solved) {
-    // Joint-limit acceleration bounds can contradict the torque limits near a limit (a joint
-    // too fast to stop in time): drop them for this tick (one more solve, no cold retry: at most
-    // three solves per tick); the limiter still clamps positions. Bounds are rebuilt every tick.
-    I.lbox.segment(6, nj).setConstant(-kFree);
-    I.ubox.segment(6, nj).setConstant(kFree);
-    res = I.qp.solve(cold, false);
-    if (res.solved) ++I.st.relaxed_solves;
+  DenseQp::Result res;
+  if (eliminated) {
+    res = I.qpw->solve(cold, true);
+    if (cold) ++I.st.cold_restarts;
+    if (res.solved) {
+      ++I.st.eliminated_solves;
+      const auto& w = I.qpw->x();
+      for (int j = 0; j < I.nf; ++j) I.y[I.free_[j]] = w[j];
+      I.k0.noalias() -= I.K * w;  // k0 is rebuilt every tick
+      for (int j = 0; j < I.nd; ++j) I.y[I.dep[j]] = I.k0[j];
+    } else {
+      I.w_key = ~0u;  // the next eliminated solve starts cold
+    }
+  }
+  if (!eliminated || !res.solved) {  // the y problem: base eliminated, contacts as equalities
+    if (eliminated) y_cost(I);
+    res = I.qp.solve(cold, true);
+    if (cold) ++I.st.cold_restarts;
+    if (!res.solved) {
+      // Joint-limit acceleration bounds can contradict the torque limits near a limit (a joint
+      // too fast to stop in time): drop them for this tick (one more solve, no cold retry);
+      // the limiter still clamps positions. Bounds are rebuilt every tick.
+      I.lbox.head(nj).setConstant(-kFree);
+      I.ubox.head(nj).setConstant(kFree);
+      res = I.qp.solve(cold, false);
+      if (res.solved) ++I.st.relaxed_solves;
+    }
+    if (res.solved) I.y = I.qp.x();
   }
   I.st.last_solve_us = us_since(t1);
   I.st.last_iterations = res.iterations;
@@ -555,10 +822,12 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   }
   I.st.consecutive_failures = 0;
   I.solved_since_entry = true;
-  I.ddq = I.qp.x().head(nv);
-  I.f = I.qp.x().tail(nfv);
+  I.ddq.tail(nj) = I.y.head(nj);
+  I.ddq.head<6>() = I.t0b;
+  I.ddq.head<6>().noalias() += I.Tb * I.y;
+  I.f = I.y.tail(nfv);
   I.tau.noalias() = d.M * I.ddq;
-  I.tau += d.nle;
+  I.tau += I.nle;
   I.tau.noalias() -= I.Jc.transpose() * I.f;
   for (int c = 0; c < nc_; ++c)
     for (int k = 0; k < 6; ++k) I.st.contact_wrench[c][k] = k < m_ ? I.f[c * m_ + k] : 0.0;

@@ -80,6 +80,9 @@ struct WbcConfig {
   // ProxQP dense backend: 0 automatic, 1 primal-dual LDLT (full KKT), 2 primal LDLT (n x n system;
   // cheaper when constraints outnumber variables, as here).
   int qp_backend = 0;
+  // Eliminate the contact rows before the solver (exact; see the header comment). Off: every
+  // tick solves the problem with the contact rows as equalities (the fallback path).
+  bool eliminate_contacts = true;
 };
 
 // Targets written from Python (whole value, latest wins). A field is used when its *_set flag is
@@ -107,6 +110,7 @@ struct WbcTargets {
 // Published after every update.
 struct WbcStatus {
   uint64_t solves = 0, failures = 0, cold_restarts = 0, relaxed_solves = 0;
+  uint64_t eliminated_solves = 0;  // solved with the contact rows eliminated (the fast path)
   int32_t consecutive_failures = 0;
   int32_t last_iterations = 0;
   int32_t last_qp_status = 0;  // proxsuite QPSolverOutput
