@@ -75,7 +75,7 @@ struct WbcConfig {
   std::vector<double> out_kp, out_kd;  // motor order
   double control_rate_hz = 500.0;
   int max_consecutive_failures = 10;
-  double eps_abs = 1e-4;  // absolute tolerance (N, N·m, rad/s²): ample for control
+  double eps_abs = 1e-6;  // absolute tolerance (N, N·m, rad/s²)
   int max_iter = 200;
   // ProxQP dense backend: 0 automatic, 1 primal-dual LDLT (full KKT), 2 primal LDLT (n x n system;
   // cheaper when constraints outnumber variables, as here).

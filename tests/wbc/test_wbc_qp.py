@@ -103,11 +103,13 @@ def test_wrenches_in_cones_and_torques_in_limits_on_random_states(robot):
         state = standing_state(cfg, rm, rng, speed=1.5)
         state["q"] = (np.array(state["q"]) + 0.1 * rng.standard_normal(cfg.n_joints)).tolist()
         # an aggressive centre-of-mass target drives torques and forces towards their limits
+        # (targets apply from the first tick after entering: step() re-enters, so it is not used)
         wb.reset_targets()
-        out = wb.ctrl.step(params, state)
+        wb.ctrl.enter(params, state)
+        wb.ctrl.tick(params, state)
         wb.set_target("com", (np.array(wb.status()["com"]) + rng.uniform(-0.3, 0.3, 3)).tolist())
-        out = wb.ctrl.step(params, state)
-        if out["status"] != "ok":
+        failures = wb.status()["failures"]
+        if wb.ctrl.tick(params, state) != "ok" or wb.status()["failures"] > failures:
             continue
         tau = wb.ctrl.last_tau()
         assert np.all(np.abs(tau) <= effort + 1e-4), (k, np.abs(tau) - effort)
@@ -212,3 +214,58 @@ def test_non_finite_targets_never_reach_the_solver():
     wb.ctrl.publish_targets(t)
     assert wb.ctrl.tick(params, state) == "ok"
     assert wb.status()["failures"] == 0 and np.all(np.isfinite(wb.status()["com_err"]))
+
+
+@pytest.mark.parametrize("robot", ["g1", "go2"])
+def test_eliminating_the_contact_rows_gives_the_same_solution(robot):
+    """The fast path (base and contact rows eliminated before ProxQP) and the fallback (contact rows
+    as equalities) solve the same problem: same accelerations, forces and torques, within the
+    solver's tolerance, on moving states with hand and centre-of-mass targets."""
+    cfg = RobotConfig.load(robot)
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    params = robot_params(cfg)
+    fast = WholeBody(cfg, rm)
+    wc = build_wbc_config(cfg)
+    wc.eliminate_contacts = False
+    slow = WholeBody(cfg, rm)
+    slow.ctrl = _rt.WholeBodyController(rm, wc)
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        state = standing_state(cfg, rm, rng, speed=0.5)
+        outs = []
+        for wb in (fast, slow):
+            wb.ctrl.enter(params, state)
+            wb.ctrl.tick(params, state)
+            wb.set_target("com", (np.array(wb.status()["com"]) + [0.0, 0.03, -0.02]).tolist())
+            outs.append(wb.ctrl.tick(params, state))
+        assert outs == ["ok", "ok"]
+        # within the solver tolerance (eps_abs 1e-4): 1e-2 rad/s^2 is 2e-5 rad/s over one tick
+        assert np.allclose(fast.ctrl.last_ddq(), slow.ctrl.last_ddq(), atol=1e-2)
+        # The net contact force is determined; how it splits between the feet along a flat
+        # direction of the cost (a lateral squeeze, weighted only by reg_force = 1e-5) is not,
+        # beyond the solver's tolerance: compare the totals.
+        m = fast.ctrl.contact_dim
+        net = [wb.ctrl.last_forces().reshape(-1, m)[:, :3].sum(axis=0) for wb in (fast, slow)]
+        assert np.allclose(net[0], net[1], atol=0.5)
+    assert fast.status()["eliminated_solves"] == fast.status()["solves"] > 0
+    assert slow.status()["eliminated_solves"] == 0
+
+
+def test_a_released_foot_switches_which_components_are_eliminated():
+    """With a foot released its forces become the dependent components (f = 0 exactly) and its leg
+    is free; the solve stays on the fast path and the released wrench is zero."""
+    cfg = RobotConfig.load("g1")
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    wb = WholeBody(cfg, rm)
+    params = robot_params(cfg)
+    state = standing_state(cfg, rm, np.random.default_rng(2))
+    wb.ctrl.enter(params, state)
+    wb.ctrl.tick(params, state)
+    wb.set_target("com", (np.array(wb.status()["com"]) + [0.0, 0.06, 0.0]).tolist())
+    wb.set_contact(cfg.foot_frames[1], False)
+    for _ in range(80):  # the 0.1 s force ramp (50 ticks), then the foot is free
+        assert wb.ctrl.tick(params, state) == "ok"
+    st = wb.status()
+    assert st["contact_weight"][1] == 0.0
+    assert np.all(wb.ctrl.last_forces()[6:] == 0.0)
+    assert st["eliminated_solves"] == st["solves"] and st["failures"] == 0
