@@ -2,7 +2,6 @@
 
 #include <pinocchio/algorithm/center-of-mass.hpp>
 #include <pinocchio/algorithm/model.hpp>
-#include <pinocchio/algorithm/crba.hpp>
 #include <pinocchio/algorithm/frames.hpp>
 #include <pinocchio/algorithm/jacobian.hpp>
 #include <pinocchio/algorithm/kinematics.hpp>
@@ -63,7 +62,8 @@ struct WholeBodyController::Impl {
   int task_rows = 0;
   // Base elimination: ddq_base = Tb y + t0b, y = [ddq_joints ; f].
   Eigen::LLT<Eigen::Matrix<double, 6, 6>> Mbb_llt;
-  Eigen::MatrixXd Tb;
+  Eigen::Matrix<double, 6, Eigen::Dynamic> Tb;  // fixed 6 rows: the products with it unroll
+  Eigen::Matrix<double, 6, 6> Mbb_inv;
   Eigen::Matrix<double, 6, 1> t0b;
   // Contact elimination (header): y = [ddq_j ; f] splits into nd dependent components (each
   // active contact's leg joints, each released contact's force) and nf free ones w.
@@ -191,7 +191,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.Jr = Eigen::MatrixXd::Zero(max_rows, I.nr);
   I.e = Eigen::VectorXd::Zero(max_rows);
   I.er = Eigen::VectorXd::Zero(max_rows);
-  I.Tb = Eigen::MatrixXd::Zero(6, I.nr);
+  I.Tb = Eigen::Matrix<double, 6, Eigen::Dynamic>::Zero(6, I.nr);
   I.t0b.setZero();
   I.of.assign(I.model.njoints, pinocchio::Force::Zero());
   I.dy = Eigen::VectorXd::Zero(I.nr);
@@ -317,13 +317,34 @@ static void nonlinear_effects(WholeBodyController::Impl& I) {
   }
 }
 
+// Joint-space inertia matrix: the backward half of the composite-rigid-body algorithm in the world
+// frame (Featherstone 2008, ch. 6; pinocchio's crba with Convention::WORLD), on the placements
+// and world Jacobian columns the kinematics pass already computed, so without crba's own forward
+// pass. Fills the upper triangle of data.M (plus the rotor armature), data.Ag (the world-frame
+// momentum map, whose linear rows are m Jcom) and data.oYcrb (oYcrb[0]: the whole robot).
+static void joint_space_inertia(WholeBodyController::Impl& I) {
+  const auto& m = I.model;
+  auto& d = I.data;
+  const int nj = static_cast<int>(m.njoints);
+  d.oYcrb[0].setZero();
+  for (int i = 1; i < nj; ++i) d.oYcrb[i] = d.oMi[i].act(m.inertias[i]);
+  for (int i = nj - 1; i > 0; --i) {
+    const int iv = m.idx_vs[i], nvi = m.nvs[i], nsub = d.nvSubtree[i];
+    for (int k = iv; k < iv + nvi; ++k)
+      d.Ag.col(k) = (d.oYcrb[i] * pinocchio::Motion(d.J.col(k))).toVector();
+    d.M.block(iv, iv, nvi, nsub).noalias() = d.J.middleCols(iv, nvi).transpose() * d.Ag.middleCols(iv, nsub);
+    d.oYcrb[m.parents[i]] += d.oYcrb[i];
+  }
+  d.M.diagonal() += m.armature;
+}
+
 static void kinematics(WholeBodyController::Impl& I) {
   auto& m = I.model;
   auto& d = I.data;
   pinocchio::forwardKinematics(m, d, I.q, I.v, I.a0);  // a = drift (zero joint acceleration)
   pinocchio::computeJointJacobians(m, d);
   for (auto f : I.used_fid) pinocchio::updateFramePlacement(m, d, f);
-  pinocchio::crba(m, d, I.q, pinocchio::Convention::WORLD);
+  joint_space_inertia(I);
   d.M.triangularView<Eigen::StrictlyLower>() = d.M.transpose().triangularView<Eigen::StrictlyLower>();
   nonlinear_effects(I);
   pinocchio::centerOfMass(m, d, pinocchio::ACCELERATION, false);
@@ -482,6 +503,7 @@ static bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
     G(r, nd + nf) = I.b[r];
   }
   double max_pivot = 0.0;
+  const int width = nd + nf + 1;
   for (int k = 0; k < nd; ++k) {
     int p = k;
     for (int r = k + 1; r < nd; ++r)
@@ -490,11 +512,17 @@ static bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
     max_pivot = std::max(max_pivot, std::abs(piv));
     if (!(std::abs(piv) > kMinPivot * max_pivot) || !std::isfinite(piv)) return false;
     if (p != k) G.row(p).swap(G.row(k));
-    G.row(k).tail(nd + nf + 1 - k) /= piv;
+    // Plain loops over contiguous rows (the compiler vectorises them): Eigen's per-call
+    // overhead on these short dynamic rows was most of the cost.
+    double* rk = &G(k, 0);
+    const double inv = 1.0 / piv;
+    for (int c = k; c < width; ++c) rk[c] *= inv;
     for (int r = 0; r < nd; ++r) {
       if (r == k) continue;
-      const double f = G(r, k);
-      if (f != 0.0) G.row(r).tail(nd + nf + 1 - k) -= f * G.row(k).tail(nd + nf + 1 - k);
+      double* rr = &G(r, 0);
+      const double f = rr[k];
+      if (f == 0.0) continue;
+      for (int c = k; c < width; ++c) rr[c] -= f * rk[c];
     }
   }
   I.K = G.block(0, nd, nd, nf);
@@ -610,9 +638,9 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   // rows); the base rows then hold to machine precision rather than to the solver's tolerance.
   const int nr = I.nr;
   I.Mbb_llt.compute(d.M.topLeftCorner<6, 6>());
-  I.Tb.leftCols(nj) = -d.M.block(0, 6, 6, nj);
-  I.Tb.rightCols(nfv) = I.Jc.leftCols<6>().transpose();
-  I.Mbb_llt.solveInPlace(I.Tb);
+  I.Mbb_inv = I.Mbb_llt.solve(Eigen::Matrix<double, 6, 6>::Identity());
+  I.Tb.leftCols(nj).noalias() = -I.Mbb_inv * d.M.topRows<6>().rightCols(nj);
+  I.Tb.rightCols(nfv).noalias() = I.Mbb_inv * I.Jc.leftCols<6>().transpose();
   I.t0b = -I.nle.head<6>();
   I.Mbb_llt.solveInPlace(I.t0b);
 
@@ -622,7 +650,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     const int r = c * m_;
     if (I.contact_on[c]) {  // Jc_b ddq_b + Jc_j ddq_j = -drift
       auto Jcb = I.Jc.block(r, 0, m_, 6);
-      I.A.middleRows(r, m_).noalias() = Jcb * I.Tb;
+      I.A.middleRows(r, m_).noalias() = I.Jc.middleRows(r, m_).leftCols<6>() * I.Tb;
       I.A.block(r, 0, m_, nj) += I.Jc.block(r, 6, m_, nj);
       I.b.segment(r, m_) = -I.drift_c.segment(r, m_);
       I.b.segment(r, m_).noalias() -= Jcb * I.t0b;
@@ -634,7 +662,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
 
   // Inequalities: joint torques  tau_j = M_jb ddq_b + M_jj ddq_j + h_j - Jc_j' f  (model order),
   // then contact cones (on the forces only).
-  I.C.topRows(nj).noalias() = d.M.block(6, 0, nj, 6) * I.Tb;
+  I.C.topRows(nj).noalias() = d.M.middleRows(6, nj).leftCols<6>() * I.Tb;
   I.C.topLeftCorner(nj, nj) += d.M.bottomRightCorner(nj, nj);
   I.C.block(0, nj, nj, nfv) -= I.Jc.rightCols(nj).transpose();
   I.l.head(nj).noalias() = d.M.block(6, 0, nj, 6) * I.t0b;  // the torque of y = 0, minus h_j
@@ -744,7 +772,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     const int k = I.task_rows;
     auto Jr = I.Jr.topRows(k + 6);
     auto er = I.er.head(k + 6);
-    Jr.topRows(k).noalias() = I.Jw.topLeftCorner(k, 6) * I.Tb;
+    Jr.topRows(k).noalias() = I.Jw.topRows(k).leftCols<6>() * I.Tb;
     Jr.topLeftCorner(k, nj) += I.Jw.block(0, 6, k, nj);
     er.head(k) = I.e.head(k);
     er.head(k).noalias() -= I.Jw.topLeftCorner(k, 6) * I.t0b;
