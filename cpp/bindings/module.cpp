@@ -667,6 +667,7 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("eliminate_contacts", &WbcConfig::eliminate_contacts);
   py::class_<WbcTargets>(m, "WbcTargets", "whole-body targets; a field counts when its *_set flag is true")
       .def(py::init<>())
+      .def(py::init<const WbcTargets&>(), "a copy")
       .def_readwrite("seq", &WbcTargets::seq)
       .def_readwrite("com_set", &WbcTargets::com_set)
       .def_readwrite("com", &WbcTargets::com)
@@ -691,6 +692,8 @@ PYBIND11_MODULE(_rt, m) {
       .def_property_readonly("n_variables", &WholeBodyController::n_variables)
       .def_property_readonly("n_eq", &WholeBodyController::n_eq)
       .def_property_readonly("n_in", &WholeBodyController::n_in)
+      .def_property_readonly("solver_variables", &WholeBodyController::solver_variables)
+      .def_property_readonly("solver_inequalities", &WholeBodyController::solver_inequalities)
       .def_property_readonly("n_contacts", &WholeBodyController::n_contacts)
       .def_property_readonly("contact_dim", &WholeBodyController::contact_dim)
       .def("publish_targets", &WholeBodyController::publish_targets, py::arg("targets"),
@@ -763,7 +766,56 @@ PYBIND11_MODULE(_rt, m) {
           st = w.step(p, s, c);
         }
         return std::string(status_name(st));
-      }, "one update() on a state dict (benchmarks: timing is read from status())");
+      }, "one update() on a state dict (benchmarks: timing is read from status())")
+      .def("replay", [](WholeBodyController& w, const RobotParams& p, py::list states, py::list targets) {
+        // The production path: updates back to back in C++, as the real-time loop calls them, with no
+        // Python between ticks. targets[k] (a WbcTargets or None) is published before tick k.
+        const size_t n = py::len(states);
+        if (py::len(targets) != n) throw std::invalid_argument("replay: one targets entry (or None) per state");
+        std::vector<State> ss;
+        std::vector<WbcTargets> ts;
+        std::vector<int> t_at;
+        ss.reserve(n);
+        for (size_t k = 0; k < n; ++k) {
+          ss.push_back(state_from_dict(p.n, states[k].cast<py::dict>()));
+          if (!targets[k].is_none()) {
+            ts.push_back(targets[k].cast<WbcTargets>());
+            t_at.push_back(static_cast<int>(k));
+          }
+        }
+        const int nv = static_cast<int>(w.last_ddq().size());
+        py::array_t<double> model_us(n), solve_us(n), ddq({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(nv)});
+        py::array_t<int> iterations(n);
+        auto mu = model_us.mutable_unchecked<1>();
+        auto su = solve_us.mutable_unchecked<1>();
+        auto it = iterations.mutable_unchecked<1>();
+        auto dd = ddq.mutable_unchecked<2>();
+        int failures = 0;
+        {
+          py::gil_scoped_release release;
+          size_t next = 0;
+          Command c;
+          WbcStatus st;
+          for (size_t k = 0; k < n; ++k) {
+            if (next < ts.size() && t_at[next] == static_cast<int>(k)) w.publish_targets(ts[next++]);
+            if (w.step(p, ss[k], c) != Status::kOk) ++failures;
+            w.status(st);
+            mu(k) = st.last_model_us;
+            su(k) = st.last_solve_us;
+            it(k) = st.last_iterations;
+            w.copy_last_ddq(&dd(k, 0));
+          }
+        }
+        py::dict out;
+        out["model_us"] = model_us;
+        out["solve_us"] = solve_us;
+        out["iterations"] = iterations;
+        out["ddq"] = ddq;
+        out["failures"] = failures;
+        return out;
+      }, py::arg("params"), py::arg("states"), py::arg("targets"),
+      "update() on each state back to back in C++ (the real-time path); per-tick model/solve times, "
+      "iterations and accelerations");
   m.def("set_wbc_mode", [](RtLoop& l, std::shared_ptr<WholeBodyController> w) { l.set_wbc_mode(w); });
 
   py::class_<LatencyHistogram>(m, "LatencyHistogram", "the loop's histogram, exposed for tests")

@@ -245,7 +245,14 @@ WholeBodyController::~WholeBodyController() = default;
 int WholeBodyController::n_variables() const { return impl_->n; }
 int WholeBodyController::n_eq() const { return impl_->neq; }
 int WholeBodyController::n_in() const { return impl_->nin; }
+int WholeBodyController::solver_variables() const { return impl_->can_eliminate ? impl_->nf : impl_->nr; }
+int WholeBodyController::solver_inequalities() const {
+  return impl_->can_eliminate ? impl_->nin + impl_->nd : impl_->nin;
+}
 Eigen::VectorXd WholeBodyController::last_ddq() const { return impl_->ddq; }
+void WholeBodyController::copy_last_ddq(double* out) const {
+  Eigen::Map<Eigen::VectorXd>(out, impl_->nv) = impl_->ddq;
+}
 Eigen::VectorXd WholeBodyController::last_forces() const { return impl_->f; }
 Eigen::VectorXd WholeBodyController::last_tau() const {
   Eigen::VectorXd out(impl_->nj);

@@ -17,6 +17,18 @@
 //              a_ref = a* + kp e + kd de for: centre of mass, base (SE3, per-axis weights), torso
 //              orientation, hands (SE3), swing feet (SE3), joint posture (per-joint targets).
 //
+// What ProxQP solves: the same problem, with the equalities eliminated exactly first (same optimum,
+// and the equalities hold to machine precision rather than to the solver's tolerance).
+//   1. Floating-base rows: ddq_b = Tb y + t0b with y = [ddq_j ; f]; M_bb (the 6x6 composite
+//      inertia at the base) is symmetric positive definite.
+//   2. Contact rows  A y = b: y splits into nd = nc*m dependent components (the leg joints of each
+//      active contact: a G1 leg has 6 DoF per 6-D foot, a Go2 leg 3 per point foot; the force of
+//      each released contact) and nf free ones w; Gauss-Jordan on [Ad | Af | b] gives
+//      y_dep = k0 - K w. The dependent components' bounds become inequality rows.
+//   G1: 29 variables, no equalities, 73 inequalities + 29 bounds (instead of 47, 18, 61 + 47).
+//   When Ad is ill-conditioned (a pivot below 1e-4 of the largest: a knee near full extension)
+//   or that solve fails, the tick solves step 1's problem with the contact rows as equalities.
+//
 // Output (the motor-board command; the blend): tau_ff is the QP's joint torque; q and dq are the
 // state integrated one tick with the QP's accelerations (q + dq dt + ddq dt^2/2, dq + ddq dt)
 // with low gains kp/kd from the robot YAML, so the board's PD only adds the tick's planned motion
@@ -149,11 +161,15 @@ class WholeBodyController final : public ControllerMode {
   int n_variables() const;
   int n_eq() const;
   int n_in() const;
+  // What ProxQP solves on the fast path (base and contact rows eliminated; header comment).
+  int solver_variables() const;
+  int solver_inequalities() const;
   int n_contacts() const { return nc_; }
   int contact_dim() const { return m_; }
   const WbcConfig& config() const { return cfg_; }
   // The last QP solution: accelerations (model order, nv), contact forces, joint torques (motor order).
   Eigen::VectorXd last_ddq() const;
+  void copy_last_ddq(double* out) const;  // nv values, no allocation
   Eigen::VectorXd last_forces() const;
   Eigen::VectorXd last_tau() const;
   // Force the next n solves to fail (tests of the failure path).

@@ -47,8 +47,11 @@ def test_bench_wbc_reports_both_implementations_on_the_same_states():
                         "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["qp"] == {"variables": 30, "equalities": 18, "inequalities": 28, "box_bounds": 30}
-    for side in ("cpp_us", "python_us"):
+    assert out["qp"] == {"variables": 30, "equalities": 18, "inequalities": 28, "box_bounds": 30,
+                         # base (6) and contact (12) rows eliminated; the legs' bounds become rows
+                         "solver_sees": {"variables": 12, "equalities": 0, "inequalities": 28 + 12, "box_bounds": 12}}
+    assert out["cpp_solves_on_fast_path"] == 300
+    for side in ("cpp_us", "cpp_called_from_python_us", "python_us"):
         assert out[side]["p50"] <= out[side]["p99"] <= out[side]["max"]
     assert out["solve_failures"]["cpp"] == 0
     assert out["same_solution_max_ddq_diff"] < 1e-2  # both solve the same problem
