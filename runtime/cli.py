@@ -382,9 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bw = bsub.add_parser("wbc", help="per-tick time of the C++ whole-body controller vs the same QP in Python",
                          description="Records a simulated robot moving under the whole-body controller, then times "
-                                     "the C++ controller (model update + QP, measured inside C++) and a straightforward "
-                                     "Python implementation of the same QP (pinocchio + proxsuite bindings) on the same "
-                                     "states; prints both, their ratio, the QP size and any solve failures.")
+                                     "the C++ controller (model update + QP, measured inside C++; ticks run back to back "
+                                     "in C++ as the real-time loop runs them, and again called once per tick from "
+                                     "Python) and a straightforward Python implementation of the same QP (pinocchio + "
+                                     "proxsuite bindings) on the same states; prints both, their ratio, the QP size "
+                                     "(as formulated and as the solver sees it) and any solve failures.")
     bw.add_argument("--robot", choices=robots, default="g1", help="robot (default g1)")
     bw.add_argument("--ticks", type=int, default=10_000, help="ticks of the recorded trajectory (default 10000)")
     bw.add_argument("--python-ticks", type=int, default=None,
