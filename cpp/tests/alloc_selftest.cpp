@@ -106,6 +106,9 @@ int main(int argc, char** argv) {
   cfg.out_kp.assign(n, 10.0);
   cfg.out_kd.assign(n, 1.0);
   WholeBodyController wbc(robot, cfg);
+  WbcConfig cfg_eq = cfg;
+  cfg_eq.eliminate_contacts = false;  // the fallback path: contact rows as equalities
+  WholeBodyController wbc_eq(robot, cfg_eq);
 
   RobotParams p;
   p.n = n;
@@ -130,12 +133,12 @@ int main(int argc, char** argv) {
   last.n = n;
   Targets none{};
   ModeRequest req{};
-  if (wbc.enter(p, s, last, none, req) != Status::kOk) {
+  if (wbc.enter(p, s, last, none, req) != Status::kOk || wbc_eq.enter(p, s, last, none, req) != Status::kOk) {
     std::fprintf(stderr, "enter failed\n");
     return 1;
   }
   // A moving trajectory, hand targets switched on half way (the targets path is exercised too).
-  auto run = [&](int ticks, long& bad) {
+  auto run = [&](int ticks, long& bad, WholeBodyController& wbc) {
     for (int k = 0; k < ticks; ++k) {
       const double t = k * 0.002;
       for (int i = 0; i < n; ++i) {
@@ -161,7 +164,8 @@ int main(int argc, char** argv) {
     return 3;
   }
   long bad = 0;
-  run(50, bad);  // warm-up
+  run(50, bad, wbc);  // warm-up
+  run(50, bad, wbc_eq);
   g_trap = std::getenv("VERTEBRA_ALLOC_TRAP") != nullptr;
   WbcTargets tg;
   tg.seq = 100;
@@ -170,10 +174,29 @@ int main(int argc, char** argv) {
   tg.hand_set = {true, true};
   g_allocs = 0;
   g_counting = true;
-  run(1000, bad);
+  run(1000, bad, wbc);
   wbc.publish_targets(tg);
-  run(1000, bad);
+  run(1000, bad, wbc);
+  // A foot released and put down again: its force ramps out, the eliminated components switch
+  // (the solver restarts cold), then back.
+  tg.seq = 101;
+  tg.contact_active[static_cast<size_t>(cfg.foot_frames.size()) - 1] = false;
+  wbc.publish_targets(tg);
+  run(200, bad, wbc);
+  tg.seq = 102;
+  tg.contact_active[static_cast<size_t>(cfg.foot_frames.size()) - 1] = true;
+  wbc.publish_targets(tg);
+  run(200, bad, wbc);
+  wbc_eq.publish_targets(tg);
+  run(500, bad, wbc_eq);
   g_counting = false;
+  WbcStatus wst;
+  wbc.status(wst);
+  if (wst.eliminated_solves < 2000) {
+    std::fprintf(stderr, "the fast path did not run (%llu eliminated solves)\n",
+                 static_cast<unsigned long long>(wst.eliminated_solves));
+    return 5;
+  }
   const long wbc_allocs = g_allocs.load();
 
   // The loop tick itself, through the supervisor's paths: arming, a policy stream, a NaN target
@@ -287,7 +310,7 @@ int main(int argc, char** argv) {
                  safety_mode_name(snap.safety.mode));
     return 4;
   }
-  std::printf("{\"wbc_updates\": 2000, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
+  std::printf("{\"wbc_updates\": 2900, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
               "\"loop_allocations\": %ld, \"loop_events\": %ld}\n", wbc_allocs, bad, loop_allocs, events);
   return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0) ? 0 : 1;
 }
