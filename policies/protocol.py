@@ -47,6 +47,8 @@ import numpy as np
 
 PROTOCOL_VERSION = 1
 EXT_NDARRAY = 1
+EXT_SHM_NDARRAY = 2  # an array in a shared-memory channel's arena (vertebra.policies.shm)
+ARENA_MIN_BYTES = 4096  # arrays this large go to the arena on a shared-memory channel
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MAX_NDIM = 8
 ALLOWED_DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"})
@@ -60,6 +62,8 @@ REQUEST_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "list": {},
     "load": {"name": str},
     "swap": {"name": str},
+    "shm_open": {"path": str},
+    "shm_close": {},
 }
 OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "infer": {"id": int, "t_obs_ns": int},
@@ -88,7 +92,8 @@ class _RawArray:
 
     def build(self) -> np.ndarray:
         a = np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(self.shape)
-        return a  # read-only view into the received frame
+        a.flags.writeable = False  # a view into the received frame or the shared-memory arena
+        return a
 
 
 def _dtype_str(dt: np.dtype) -> str:
@@ -114,11 +119,8 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__}; send numbers, strings, lists, maps, bytes or numpy arrays")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code != EXT_NDARRAY:
-        raise ProtocolError("bad_ext", f"unknown msgpack extension type {code}")
-    view = memoryview(data)
-    n = len(view)
+def _array_header(view: memoryview, n: int) -> tuple[str, tuple[int, ...], int, int]:
+    """dtype, shape, offset after the shape, and the data size those imply."""
     if n < 2 or view[0] + 2 > n:
         raise ProtocolError("bad_array", "ndarray extension: truncated header")
     dl = view[0]
@@ -130,19 +132,74 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if ndim > MAX_NDIM or off + 8 * ndim > n:
         raise ProtocolError("bad_shape", f"ndarray extension: {ndim} dimensions (at most {MAX_NDIM}) or truncated shape")
     shape = struct.unpack_from(f"<{ndim}Q", view, off)
-    raw = view[off + 8 * ndim:]
     size = np.dtype(dtype).itemsize
     for d in shape:
         size *= d
-        if size > n:
+        if size > 1 << 40:
             break
+    return dtype, tuple(shape), off + 8 * ndim, size
+
+
+def _arena_hook(arena: memoryview | None) -> Any:
+    def hook(code: int, data: bytes) -> Any:
+        if code != EXT_SHM_NDARRAY:
+            return _ext_hook(code, data)
+        if arena is None:
+            raise ProtocolError("bad_ext", "in-shared-memory arrays (extension type 2) are only valid on a shared-memory "
+                                           "channel")
+        view = memoryview(data)
+        dtype, shape, off, size = _array_header(view, len(view))
+        if off + 16 != len(view):
+            raise ProtocolError("bad_array", "shared-memory ndarray extension: expected offset and size after the shape")
+        where, nbytes = struct.unpack_from("<2Q", view, off)
+        if nbytes != size or where + nbytes > len(arena):
+            raise ProtocolError("bad_array", f"shared-memory ndarray extension: {nbytes} bytes at {where} for dtype {dtype} "
+                                             f"and shape {shape} in a {len(arena)}-byte arena")
+        return _RawArray(dtype, shape, arena[where:where + nbytes])
+    return hook
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_SHM_NDARRAY:
+        raise ProtocolError("bad_ext", "in-shared-memory arrays (extension type 2) are only valid on a shared-memory channel")
+    if code != EXT_NDARRAY:
+        raise ProtocolError("bad_ext", f"unknown msgpack extension type {code}")
+    view = memoryview(data)
+    dtype, shape, off, size = _array_header(view, len(view))
+    raw = view[off:]
     if size != len(raw):
-        raise ProtocolError("bad_array", f"ndarray extension: {len(raw)} data bytes for dtype {dtype} and shape "
-                                         f"{tuple(shape)}")
-    return _RawArray(dtype, tuple(shape), raw)
+        raise ProtocolError("bad_array", f"ndarray extension: {len(raw)} data bytes for dtype {dtype} and shape {shape}")
+    return _RawArray(dtype, shape, raw)
 
 
 _packers = threading.local()
+
+
+def _default_arena(obj: Any) -> Any:
+    arena = getattr(_packers, "arena", None)
+    if arena is not None and isinstance(obj, np.ndarray) and obj.nbytes >= ARENA_MIN_BYTES and obj.ndim <= MAX_NDIM:
+        payload = arena.place(obj, _dtype_str(obj.dtype))
+        if payload is not None:
+            return msgpack.ExtType(EXT_SHM_NDARRAY, payload)
+    return _default(obj)
+
+
+def encode_shm(msg: dict[str, Any], arena: Any) -> bytes:
+    """As `encode`, with arrays of ARENA_MIN_BYTES and up written into a shared-memory arena
+    (a vertebra.policies.shm.ArenaWriter, reset here) and sent as references."""
+    out = dict(msg)
+    out["v"] = PROTOCOL_VERSION
+    p = getattr(_packers, "pa", None)
+    if p is None:
+        p = _packers.pa = msgpack.Packer(default=_default_arena, use_bin_type=True, autoreset=False)
+    arena.reset()
+    _packers.arena = arena
+    try:
+        p.pack(out)
+        return p.bytes()
+    finally:
+        p.reset()
+        _packers.arena = None
 
 
 def encode(msg: dict[str, Any]) -> bytes:
@@ -173,12 +230,15 @@ def _build(obj: Any) -> Any:
     return obj
 
 
-def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = True) -> dict[str, Any]:
-    """Check and decode one frame. `requests`: the frame must be a request (server side)."""
+def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = True,
+           arena: memoryview | None = None) -> dict[str, Any]:
+    """Check and decode one frame. `requests`: the frame must be a request (server side).
+    `arena`: the shared-memory channel's arena the frame came with (arrays may point into it)."""
     if len(frame) > max_bytes:
         raise ProtocolError("too_large", f"message of {len(frame)} bytes exceeds the limit of {max_bytes}")
     try:
-        msg = msgpack.unpackb(frame, ext_hook=_ext_hook, raw=False, strict_map_key=True,
+        msg = msgpack.unpackb(frame, ext_hook=_ext_hook if arena is None else _arena_hook(arena), raw=False,
+                              strict_map_key=True,
                               max_str_len=1 << 20, max_bin_len=max_bytes, max_array_len=1 << 16, max_map_len=1 << 10,
                               max_ext_len=max_bytes)
     except ProtocolError:

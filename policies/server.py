@@ -34,6 +34,9 @@ import yaml
 from vertebra.policies.protocol import DEFAULT_MAX_BYTES, ProtocolError, decode, encode
 
 SERVER_NAME = "vertebra-policy-server"
+# After a shared-memory request the server polls its channels without blocking for this long (the
+# client's next request usually comes within it); then it blocks again and costs no CPU.
+SHM_SPIN_S = 0.002
 
 
 class NoopPolicy:
@@ -143,9 +146,12 @@ class PolicyServer:
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.requests = 0
         self.errors = 0
-        self._rcvtimeo = -2
         self.started = time.time()
         self.joint_names: dict[bytes, list[str]] = {}
+        self.shm: dict[bytes, Any] = {}  # client identity -> vertebra.policies.shm.Segment
+        self._last_shm = 0.0
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
         self.load(cfg.default)
         self.active_name = cfg.default
 
@@ -213,17 +219,117 @@ class PolicyServer:
             return {"type": "swap_reply", "active": self.active_name, "policy": self.policies[self.active_name].metadata()}
         if t == "reset":
             return {"type": "reset_reply"}
+        if t == "shm_open":
+            return self._shm_open(ident, msg["path"])
+        if t == "shm_close":
+            self._shm_close(ident)
+            return {"type": "shm_close_reply"}
         raise ProtocolError("unknown_type", f"unknown message type '{t}'")
+
+    # -- shared-memory channels (same host) ---------------------------------------------------------
+    def _shm_open(self, ident: bytes, path: str) -> dict[str, Any]:
+        import zmq
+
+        from vertebra.policies.shm import Segment
+
+        if not self.endpoint.startswith("ipc://"):
+            raise ProtocolError("shm_unavailable", f"shared memory needs a same-host ipc:// endpoint; this server is on "
+                                                   f"{self.endpoint}")
+        try:
+            seg = Segment.attach(path, self.cfg.max_message_bytes)
+        except (ValueError, OSError) as e:
+            raise ProtocolError("shm_unavailable", str(e)) from None
+        self._shm_close(ident)
+        self.shm[ident] = seg
+        self.poller.register(seg.read_fd, zmq.POLLIN)
+        return {"type": "shm_open_reply", "request_bytes": seg.req_cap, "reply_bytes": seg.rep_cap,
+                "arena_bytes": seg.arena_cap}
+
+    def _shm_close(self, ident: bytes) -> None:
+        seg = self.shm.pop(ident, None)
+        if seg is not None:
+            self.poller.unregister(seg.read_fd)
+            seg.close()
+
+    def _serve_shm_waiting(self, timeout_s: float) -> bool:
+        """Serve one shared-memory request arriving within the timeout; False when none came or the
+        socket has a message. Polls without system calls during the busy period after a request."""
+        from vertebra.policies.shm import SLEEP_SLICE_S
+
+        def ready() -> bool:
+            for ident, seg in self.shm.items():
+                if seg.new_request():
+                    self._serve_shm(ident, seg)
+                    return True
+            return False
+
+        busy_end = self._last_shm + SHM_SPIN_S
+        while time.perf_counter() < busy_end:
+            if ready():
+                return True
+            if self.sock.poll(0):
+                return False
+        end = time.perf_counter() + timeout_s
+        segs = list(self.shm.values())
+        for seg in segs:
+            seg.set_sleeping(True)
+        try:
+            while True:
+                if ready():
+                    return True
+                left = end - time.perf_counter()
+                if left <= 0:
+                    return False
+                events = dict(self.poller.poll(max(1, int(min(left, SLEEP_SLICE_S) * 1e3))))
+                for seg in segs:
+                    if seg.read_fd in events:
+                        seg.take()
+                if self.sock in events:
+                    return ready()
+        finally:
+            for seg in segs:
+                seg.set_sleeping(False)
+
+    def _serve_shm(self, ident: bytes, seg: Any) -> None:
+        t_recv = time.monotonic_ns()
+        self.requests += 1
+        t0 = time.perf_counter_ns()
+        try:
+            msg = decode(seg.request_view(), self.cfg.max_message_bytes, arena=seg.arena())
+            if msg["type"] in ("shm_open", "shm_close"):
+                raise ProtocolError("schema", f"'{msg['type']}' goes over the ZMQ socket")
+            t1 = time.perf_counter_ns()
+            reply = self.handle(ident, msg)
+        except (ProtocolError, ValueError) as e:
+            self.errors += 1
+            t1 = time.perf_counter_ns()
+            reply = {"type": "error", "code": getattr(e, "code", "malformed"), "message": str(e)}
+        except Exception as e:  # noqa: BLE001 - the server never dies on one request
+            self.errors += 1
+            t1 = time.perf_counter_ns()
+            reply = {"type": "error", "code": "internal", "message": f"{type(e).__name__}: {e}"}
+        t2 = time.perf_counter_ns()
+        reply["timing"] = {"recv_ns": t_recv, "decode_us": (t1 - t0) / 1e3, "handle_us": (t2 - t1) / 1e3}
+        data = encode(reply)
+        try:
+            seg.write_reply(data)
+        except ValueError as e:  # the reply does not fit the client's area
+            seg.write_reply(encode({"type": "error", "code": "too_large", "message": str(e), "timing": reply["timing"]}))
+        self._last_shm = time.perf_counter()
 
     def serve_once(self, timeout_ms: int = 100) -> bool:
         """Answer at most one request; False when none came within the timeout."""
         import zmq
 
-        if self._rcvtimeo != timeout_ms:
-            self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-            self._rcvtimeo = timeout_ms
+        if self.shm:
+            if self._serve_shm_waiting(timeout_ms / 1e3):
+                return True
+            if not self.sock.poll(0):
+                return False
+        elif not self.poller.poll(timeout_ms):
+            return False
         try:
-            frames = self.sock.recv_multipart(copy=False)  # zero-copy: arrays are views into the frame
+            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)  # zero-copy: arrays are views
         except zmq.Again:
             return False
         t_recv = time.monotonic_ns()
@@ -259,6 +365,8 @@ class PolicyServer:
             self.serve_once(100)
 
     def close(self) -> None:
+        for ident in list(self.shm):
+            self._shm_close(ident)
         self.sock.close(0)
         if self.auth is not None:
             self.auth.stop()

@@ -213,10 +213,12 @@ def cmd_bench_transport(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{'round trip (us)':<14}{'vertebra p50':>14}{'p99':>8}{'websocket p50':>15}{'p99':>8}{'ratio p50':>11}")
+        print(f"{'round trip (us)':<14}{'zmq p50':>9}{'p99':>8}{'shm p50':>9}{'p99':>8}{'websocket p50':>15}{'p99':>8}"
+              f"{'ratio zmq':>11}{'ratio shm':>11}")
         for case, r in out["cases"].items():
-            print(f"{case:<14}{r['vertebra_us']['p50']:>14}{r['vertebra_us']['p99']:>8}{r['websocket_us']['p50']:>15}"
-                  f"{r['websocket_us']['p99']:>8}{r['ratio_p50']:>10}x")
+            print(f"{case:<14}{r['vertebra_us']['p50']:>9}{r['vertebra_us']['p99']:>8}{r['vertebra_shm_us']['p50']:>9}"
+                  f"{r['vertebra_shm_us']['p99']:>8}{r['websocket_us']['p50']:>15}{r['websocket_us']['p99']:>8}"
+                  f"{r['ratio_p50']:>10}x{r['ratio_p50_shm']:>10}x")
         print("goals:", out["goals"])
     return 0
 
