@@ -548,6 +548,11 @@ static bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
   ew.head(rows).noalias() -= I.Jrd.topRows(rows) * I.k0;
   for (int j = 0; j < nd; ++j) {
     const double dj = I.dy[I.dep[j]];
+    if (!(dj > 0.0)) {  // no diagonal term (a zero weight in the config): an empty row
+      Jw.row(rows + j).setZero();
+      ew[rows + j] = 0.0;
+      continue;
+    }
     const double sd = std::sqrt(dj);
     Jw.row(rows + j) = -sd * I.K.row(j);
     ew[rows + j] = sd * (-I.cy[I.dep[j]] / dj - I.k0[j]);
