@@ -290,20 +290,20 @@ class PolicyServer:
             for seg in segs:
                 seg.set_sleeping(False)
 
-    def _serve_shm(self, ident: bytes, seg: Any) -> None:
+    def _respond(self, ident: bytes, read: Any) -> bytes:
+        """One request to its encoded reply: read() returns the decoded request (it raises
+        ProtocolError for a bad one). Every failure becomes an error reply; timing is added."""
         t_recv = time.monotonic_ns()
         self.requests += 1
         t0 = time.perf_counter_ns()
         try:
-            msg = decode(seg.request_view(), self.cfg.max_message_bytes, arena=seg.arena())
-            if msg["type"] in ("shm_open", "shm_close"):
-                raise ProtocolError("schema", f"'{msg['type']}' goes over the ZMQ socket")
+            msg = read()
             t1 = time.perf_counter_ns()
             reply = self.handle(ident, msg)
-        except (ProtocolError, ValueError) as e:
+        except ProtocolError as e:
             self.errors += 1
             t1 = time.perf_counter_ns()
-            reply = {"type": "error", "code": getattr(e, "code", "malformed"), "message": str(e)}
+            reply = {"type": "error", "code": e.code, "message": str(e)}
         except Exception as e:  # noqa: BLE001 - the server never dies on one request
             self.errors += 1
             t1 = time.perf_counter_ns()
@@ -311,10 +311,24 @@ class PolicyServer:
         t2 = time.perf_counter_ns()
         reply["timing"] = {"recv_ns": t_recv, "decode_us": (t1 - t0) / 1e3, "handle_us": (t2 - t1) / 1e3}
         data = encode(reply)
+        self.last_encode_us = (time.perf_counter_ns() - t2) / 1e3
+        return data
+
+    def _serve_shm(self, ident: bytes, seg: Any) -> None:
+        def read() -> dict[str, Any]:
+            try:
+                msg = decode(seg.request_view(), self.cfg.max_message_bytes, arena=seg.arena())
+            except ValueError as e:  # a length beyond the area: the segment was written wrongly
+                raise ProtocolError(getattr(e, "code", "malformed"), str(e)) from None
+            if msg["type"] in ("shm_open", "shm_close"):
+                raise ProtocolError("schema", f"'{msg['type']}' goes over the ZMQ socket")
+            return msg
+
+        data = self._respond(ident, read)
         try:
             seg.write_reply(data)
         except ValueError as e:  # the reply does not fit the client's area
-            seg.write_reply(encode({"type": "error", "code": "too_large", "message": str(e), "timing": reply["timing"]}))
+            seg.write_reply(encode({"type": "error", "code": "too_large", "message": str(e)}))
         self._last_shm = time.perf_counter()
 
     def serve_once(self, timeout_ms: int = 100) -> bool:
@@ -332,30 +346,15 @@ class PolicyServer:
             frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)  # zero-copy: arrays are views
         except zmq.Again:
             return False
-        t_recv = time.monotonic_ns()
-        self.requests += 1
-        ident, payload = frames[0].bytes, frames[-1].buffer
-        t0 = time.perf_counter_ns()
-        try:
+
+        def read() -> dict[str, Any]:
             if len(frames) not in (2, 3):
                 raise ProtocolError("malformed", f"expected one message part, found {len(frames) - 1}")
-            msg = decode(payload, self.cfg.max_message_bytes)
-            t1 = time.perf_counter_ns()
-            reply = self.handle(ident, msg)
-        except ProtocolError as e:
-            self.errors += 1
-            t1 = time.perf_counter_ns()
-            reply = {"type": "error", "code": e.code, "message": str(e)}
-        except Exception as e:  # noqa: BLE001 - the server never dies on one request
-            self.errors += 1
-            t1 = time.perf_counter_ns()
-            reply = {"type": "error", "code": "internal", "message": f"{type(e).__name__}: {e}"}
-        t2 = time.perf_counter_ns()
-        reply["timing"] = {"recv_ns": t_recv, "decode_us": (t1 - t0) / 1e3, "handle_us": (t2 - t1) / 1e3}
-        data = encode(reply)
-        reply_encode_us = (time.perf_counter_ns() - t2) / 1e3
+            return decode(frames[-1].buffer, self.cfg.max_message_bytes)
+
+        ident = frames[0].bytes
+        data = self._respond(ident, read)
         self.sock.send_multipart([ident, data], copy=len(data) < 65536)
-        self.last_encode_us = reply_encode_us
         return True
 
     def serve_forever(self, stop: Any = None, progress: Any = None) -> None:

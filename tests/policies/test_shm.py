@@ -2,7 +2,6 @@
 server serving, non-blocking use, refusals, and the protocol's checks of in-arena arrays."""
 
 import os
-import threading
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ from vertebra.policies.protocol import ARENA_MIN_BYTES, EXT_SHM_NDARRAY, Protoco
 from vertebra.policies.server import PolicyServer, ServerConfig
 from vertebra.policies.shm import ArenaWriter, Segment
 
-from .test_server import write_cfg
+from .test_server import server, write_cfg  # noqa: F401 - the server fixture
 
 
 class EchoPolicy:
@@ -46,16 +45,9 @@ class _Offset:
 
 
 @pytest.fixture
-def server(tmp_path):
-    srv = PolicyServer(ServerConfig.load(write_cfg(tmp_path)))
-    srv.policies["small"] = EchoPolicy()
-    stop = threading.Event()
-    th = threading.Thread(target=srv.serve_forever, args=(stop,), daemon=True)
-    th.start()
-    yield srv
-    stop.set()
-    th.join(2)
-    srv.close()
+def echo_server(server):
+    server.policies["small"] = EchoPolicy()
+    return server
 
 
 def obs(rng, value=None):
@@ -67,7 +59,8 @@ def expected(o):
     return np.concatenate([o["images"]["cam0"].reshape(-1, 3).mean(axis=0), o["state"]["q"][:1]]).astype(np.float32)
 
 
-def test_round_trips_through_shared_memory_read_the_right_images(server):
+def test_round_trips_through_shared_memory_read_the_right_images(echo_server):
+    server = echo_server
     c = PolicyClient(server.endpoint)
     opened = c.use_shared_memory(arena_bytes=1 << 20)
     assert opened["arena_bytes"] == 1 << 20
@@ -84,7 +77,8 @@ def test_round_trips_through_shared_memory_read_the_right_images(server):
     assert not server.shm  # and the server dropped the channel
 
 
-def test_errors_on_the_channel_are_replies_and_it_keeps_serving(server):
+def test_errors_on_the_channel_are_replies_and_it_keeps_serving(echo_server):
+    server = echo_server
     c = PolicyClient(server.endpoint)
     c.use_shared_memory()
     seg = c.shm
@@ -107,7 +101,8 @@ def test_errors_on_the_channel_are_replies_and_it_keeps_serving(server):
     c.close()
 
 
-def test_submit_and_poll_on_shared_memory(server):
+def test_submit_and_poll_on_shared_memory(echo_server):
+    server = echo_server
     c = PolicyClient(server.endpoint)
     c.use_shared_memory()
     rng = np.random.default_rng(2)
@@ -125,7 +120,8 @@ def test_submit_and_poll_on_shared_memory(server):
     c.close()
 
 
-def test_channels_are_refused_off_host_and_for_bad_segments(tmp_path, server):
+def test_channels_are_refused_off_host_and_for_bad_segments(tmp_path, echo_server):
+    server = echo_server
     c = PolicyClient(server.endpoint)
     with pytest.raises(PolicyError, match="shm_unavailable.*not a regular file"):
         c.call({"type": "shm_open", "path": str(tmp_path)})
