@@ -3,8 +3,6 @@
 #include "wbc/eigen_scaled_block.hpp"
 
 #include <proxsuite/proxqp/dense/dense.hpp>
-#include <cstdio>  // DEBUG
-#include <cstdlib>  // DEBUG
 
 namespace vertebra {
 
@@ -36,12 +34,12 @@ DenseQp::DenseQp(int n, int neq, int nin, int backend, double eps_abs, int max_i
   s.eps_rel = 0;
   s.max_iter = max_iter;
   s.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
-  // Infeasibility certificates are accepted only when they are accurate. At ProxQP's default
-  // (1e-4) the G1 problem was declared primal-infeasible on states where an LP finds 5 units of
-  // slack in every constraint (tests/wbc). A truly infeasible problem still fails; it runs to
-  // max_iter instead.
-  s.eps_primal_inf = 1e-9;
-  s.eps_dual_inf = 1e-9;
+  // Infeasibility certificates must be accurate, but not so strict that a really infeasible
+  // problem runs to max_iter (tens of ms). At ProxQP's default (1e-4) the G1 problem was declared
+  // primal-infeasible on states where an LP finds 5 units of slack in every constraint
+  // (tests/wbc); 1e-6 accepts those and still stops an infeasible one within a few ms.
+  s.eps_primal_inf = 1e-6;
+  s.eps_dual_inf = 1e-6;
   s.verbose = false;
   s.compute_timings = false;
   // Initialise once here (allocates the solver's workspace) on a trivial problem.
@@ -62,47 +60,23 @@ Eigen::VectorXd& DenseQp::lbox() { return impl_->lbox; }
 Eigen::VectorXd& DenseQp::ubox() { return impl_->ubox; }
 const Eigen::VectorXd& DenseQp::x() const { return impl_->qp.results.x; }
 
-DenseQp::Result DenseQp::solve(bool& cold_restart, bool allow_cold_retry) {
+DenseQp::Result DenseQp::solve() {
   Impl& I = *impl_;
   using proxsuite::nullopt;
+  using proxsuite::proxqp::InitialGuessStatus;
+  // The initial guess is read by update()'s setup: set it first.
+  I.qp.settings.initial_guess = cold_next_ ? InitialGuessStatus::EQUALITY_CONSTRAINED_INITIAL_GUESS
+                                           : InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
+  cold_next_ = false;
   // ProxQP's update() copies vectors through an .eval() temporary (an allocation): the vectors go
   // straight into its model (same sizes: plain copies) and only the matrices (row-major
   // references, no copy) go through update(), which re-runs its setup from the model.
-  auto push = [&I]() {
-    I.qp.model.g = I.g;
-    I.qp.model.b = I.b;
-    I.qp.model.l = I.l;
-    I.qp.model.u = I.u;
-    I.qp.update(I.H, nullopt, I.A, nullopt, I.C, nullopt, nullopt, I.lbox, I.ubox, false);
-  };
-  using proxsuite::proxqp::InitialGuessStatus;
-  if (cold_next_) I.qp.settings.initial_guess = InitialGuessStatus::EQUALITY_CONSTRAINED_INITIAL_GUESS;
-  push();
+  I.qp.model.g = I.g;
+  I.qp.model.b = I.b;
+  I.qp.model.l = I.l;
+  I.qp.model.u = I.u;
+  I.qp.update(I.H, nullopt, I.A, nullopt, I.C, nullopt, nullopt, I.lbox, I.ubox, false);
   I.qp.solve();
-  if (cold_next_) {
-    I.qp.settings.initial_guess = InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
-    cold_next_ = false;
-  }
-  cold_restart = false;
-  if (allow_cold_retry && I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {
-    // A warm start from a very different previous solution (a target step) can mislead the
-    // solver's infeasibility check: retry once from the equality-constrained initial guess.
-    I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::EQUALITY_CONSTRAINED_INITIAL_GUESS;
-    I.qp.solve();
-    I.qp.settings.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
-    cold_restart = true;
-  }
-  if (getenv("VQP_DUMP") && I.qp.results.info.status != proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED) {  // DEBUG
-    FILE* f = fopen(getenv("VQP_DUMP"), "wb");
-    int64_t hdr[3] = {I.H.rows(), I.A.rows(), I.C.rows()};
-    fwrite(hdr, 8, 3, f);
-    fwrite(I.H.data(), 8, I.H.size(), f); fwrite(I.g.data(), 8, I.g.size(), f);
-    fwrite(I.A.data(), 8, I.A.size(), f); fwrite(I.b.data(), 8, I.b.size(), f);
-    fwrite(I.C.data(), 8, I.C.size(), f); fwrite(I.l.data(), 8, I.l.size(), f); fwrite(I.u.data(), 8, I.u.size(), f);
-    fwrite(I.lbox.data(), 8, I.lbox.size(), f); fwrite(I.ubox.data(), 8, I.ubox.size(), f);
-    fclose(f);
-    fprintf(stderr, "QP failed: status %d iter %d\n", (int)I.qp.results.info.status, (int)I.qp.results.info.iter);
-  }
   Result r;
   const auto& info = I.qp.results.info;
   r.status = static_cast<int>(info.status);

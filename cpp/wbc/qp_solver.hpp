@@ -34,10 +34,9 @@ class __attribute__((visibility("default"))) DenseQp {
   Eigen::VectorXd& lbox();
   Eigen::VectorXd& ubox();
 
-  // Solve the problem now in the matrices, warm-started from the previous solution; on a
-  // failure and when allowed, retry once from the equality-constrained initial guess
-  // (cold_restart = true).
-  Result solve(bool& cold_restart, bool allow_cold_retry);
+  // Solve the problem now in the matrices, warm-started from the previous solution (or cold after
+  // start_cold()).
+  Result solve();
   // The next solve starts from the equality-constrained initial guess instead of the previous
   // solution (the caller changed what the variables mean).
   void start_cold() { cold_next_ = true; }

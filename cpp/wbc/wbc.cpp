@@ -132,9 +132,9 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   if (!(cfg.friction > 0) || !(cfg.control_rate_hz > 0) || !(cfg.contact_ramp_s > 0) ||
       !(cfg.max_normal_force_n > cfg.min_normal_force_n) || cfg.min_normal_force_n < 0 ||
       !(cfg.limit_horizon_s > 0) || !(cfg.eps_abs > 0) || cfg.max_iter < 1 || !(cfg.max_position_error_m > 0) ||
-      !(cfg.max_rotation_error_rad > 0))
+      !(cfg.max_rotation_error_rad > 0) || !(cfg.reg_ddq > 0) || !(cfg.reg_force > 0))
     throw std::invalid_argument("WBC: friction, control_rate_hz, contact_ramp_s, limit_horizon_s, eps_abs, max_iter "
-                                "and the task error limits must be > 0, and 0 <= min_normal_force_n < "
+                                "the task error limits and the regularisation weights must be > 0, and 0 <= min_normal_force_n < "
                                 "max_normal_force_n");
 
   const int nv = robot.nv();
@@ -144,6 +144,10 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   impl_ = std::make_unique<Impl>(n, neq, nin, cfg);
   Impl& I = *impl_;
   I.model = robot.impl().model;
+  for (const auto& j : I.model.joints)
+    if (j.shortname().find("Mimic") != std::string::npos)
+      throw std::invalid_argument("WBC: mimic joints are not supported (the inertia and non-linear-effect passes "
+                                  "assume independent joints)");
   I.nv = nv;
   I.nj = nj;
   I.n = n;
@@ -466,6 +470,22 @@ static void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, co
   if (rot_err) *rot_err = er.norm();
 }
 
+// The eliminated problem without the joint-limit acceleration bounds: the free joints' boxes and
+// the dependent joints' bound rows (see the solve in update()).
+static void relax_joint_bounds_eliminated(WholeBodyController::Impl& I, int nj) {
+  DenseQp& q = *I.qpw;
+  for (int j = 0; j < I.nf; ++j)
+    if (I.free_[j] < nj) {
+      q.lbox()[j] = -kFree;
+      q.ubox()[j] = kFree;
+    }
+  for (int j = 0; j < I.nd; ++j)
+    if (I.dep[j] < nj) {
+      q.l()[I.nin + j] = -kFree;
+      q.u()[I.nin + j] = kFree;
+    }
+}
+
 // The y problem's cost into its QP: H = Jr' Jr + diag(dy), g = -Jr' er + cy.
 static void y_cost(WholeBodyController::Impl& I) {
   auto Jr = I.Jr.topRows(I.task_rows);
@@ -517,7 +537,10 @@ static bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
       if (std::abs(G(r, k)) > std::abs(G(p, k))) p = r;
     const double piv = G(p, k);
     max_pivot = std::max(max_pivot, std::abs(piv));
-    if (!(std::abs(piv) > kMinPivot * max_pivot) || !std::isfinite(piv)) return false;
+    if (!(std::abs(piv) > kMinPivot * max_pivot) || !std::isfinite(piv)) {
+      I.w_key = ~0u;  // the next eliminated solve starts cold
+      return false;
+    }
     if (p != k) G.row(p).swap(G.row(k));
     // Plain loops over contiguous rows (the compiler vectorises them): Eigen's per-call
     // overhead on these short dynamic rows was most of the cost.
@@ -594,6 +617,17 @@ static bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
   return true;
 }
 
+// A tick without a solution: hold the previous command; max_consecutive_failures in a row is a fault.
+Status WholeBodyController::fail_tick(Command& out) {
+  Impl& I = *impl_;
+  ++I.st.solves;
+  ++I.st.failures;
+  ++I.st.consecutive_failures;
+  out = I.last_cmd;
+  status_.store(I.st);
+  return I.st.consecutive_failures >= cfg_.max_consecutive_failures ? Status::kSolverFailed : Status::kOk;
+}
+
 Status WholeBodyController::update(const RobotParams& p, const State& s, const Targets&, double dt, Command& out) {
   Impl& I = *impl_;
   const auto t0 = Clock::now();
@@ -650,6 +684,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   // rows); the base rows then hold to machine precision rather than to the solver's tolerance.
   const int nr = I.nr;
   I.Mbb_llt.compute(d.M.topLeftCorner<6, 6>());
+  if (I.Mbb_llt.info() != Eigen::Success) return fail_tick(out);  // not positive definite: bad state
   I.Mbb_inv = I.Mbb_llt.solve(Eigen::Matrix<double, 6, 6>::Identity());
   I.Tb.leftCols(nj).noalias() = -I.Mbb_inv * d.M.topRows<6>().rightCols(nj);
   I.Tb.rightCols(nfv).noalias() = I.Mbb_inv * I.Jc.leftCols<6>().transpose();
@@ -812,35 +847,36 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   // Solve.
   const auto t1 = Clock::now();
   for (int c = 0; c < nc_; ++c) I.st.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
-  bool cold = false;
   DenseQp::Result res;
-  if (eliminated) {
-    res = I.qpw->solve(cold, true);
-    if (cold) ++I.st.cold_restarts;
-    if (res.solved) {
-      ++I.st.eliminated_solves;
-      const auto& w = I.qpw->x();
-      for (int j = 0; j < I.nf; ++j) I.y[I.free_[j]] = w[j];
-      I.k0.noalias() -= I.K * w;  // k0 is rebuilt every tick
-      for (int j = 0; j < I.nd; ++j) I.y[I.dep[j]] = I.k0[j];
-    } else {
-      I.w_key = ~0u;  // the next eliminated solve starts cold
-    }
-  }
-  if (!eliminated || !res.solved) {  // the y problem: base eliminated, contacts as equalities
-    if (eliminated) y_cost(I);
-    res = I.qp.solve(cold, true);
-    if (cold) ++I.st.cold_restarts;
-    if (!res.solved) {
-      // Joint-limit acceleration bounds can contradict the torque limits near a limit (a joint
-      // too fast to stop in time): drop them for this tick (one more solve, no cold retry);
-      // the limiter still clamps positions. Bounds are rebuilt every tick.
+  // At most two solves per tick on either path. The first is warm-started. If it fails, the second
+  // starts cold and drops the joint-limit acceleration bounds. Those bounds are what can make the
+  // problem infeasible: near a limit, a joint too fast to stop in time contradicts the torque
+  // limits. The limiter still clamps positions, and the bounds are rebuilt every tick. Starting
+  // cold also covers a warm start that misled the solver after a target step.
+  DenseQp& qp = eliminated ? *I.qpw : I.qp;
+  res = qp.solve();
+  if (!res.solved) {
+    if (eliminated)
+      relax_joint_bounds_eliminated(I, nj);
+    else {
       I.lbox.head(nj).setConstant(-kFree);
       I.ubox.head(nj).setConstant(kFree);
-      res = I.qp.solve(cold, false);
-      if (res.solved) ++I.st.relaxed_solves;
     }
-    if (res.solved) I.y = I.qp.x();
+    qp.start_cold();
+    ++I.st.cold_restarts;
+    res = qp.solve();
+    if (res.solved) ++I.st.relaxed_solves;
+  }
+  if (res.solved && eliminated) {
+    ++I.st.eliminated_solves;
+    const auto& w = I.qpw->x();
+    for (int j = 0; j < I.nf; ++j) I.y[I.free_[j]] = w[j];
+    I.k0.noalias() -= I.K * w;  // k0 is rebuilt every tick
+    for (int j = 0; j < I.nd; ++j) I.y[I.dep[j]] = I.k0[j];
+  } else if (res.solved) {
+    I.y = I.qp.x();
+  } else if (eliminated) {
+    I.w_key = ~0u;  // the next eliminated solve starts cold
   }
   I.st.last_solve_us = us_since(t1);
   I.st.last_iterations = res.iterations;
@@ -852,14 +888,8 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     --inject_failures_;
     ok = false;
   }
+  if (!ok) return fail_tick(out);
   ++I.st.solves;
-  if (!ok) {
-    ++I.st.failures;
-    ++I.st.consecutive_failures;
-    out = I.last_cmd;  // hold the previous command
-    status_.store(I.st);
-    return I.st.consecutive_failures >= cfg_.max_consecutive_failures ? Status::kSolverFailed : Status::kOk;
-  }
   I.st.consecutive_failures = 0;
   I.solved_since_entry = true;
   I.ddq.tail(nj) = I.y.head(nj);
