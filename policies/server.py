@@ -254,7 +254,7 @@ class PolicyServer:
     def _serve_shm_waiting(self, timeout_s: float) -> bool:
         """Serve one shared-memory request arriving within the timeout; False when none came or the
         socket has a message. Polls without system calls during the busy period after a request."""
-        from vertebra.policies.shm import SLEEP_SLICE_S
+        from vertebra.policies.shm import sleep_until
 
         def ready() -> bool:
             for ident, seg in self.shm.items():
@@ -269,26 +269,12 @@ class PolicyServer:
                 return True
             if self.sock.poll(0):
                 return False
-        end = time.perf_counter() + timeout_s
-        segs = list(self.shm.values())
-        for seg in segs:
-            seg.set_sleeping(True)
-        try:
-            while True:
-                if ready():
-                    return True
-                left = end - time.perf_counter()
-                if left <= 0:
-                    return False
-                events = dict(self.poller.poll(max(1, int(min(left, SLEEP_SLICE_S) * 1e3))))
-                for seg in segs:
-                    if seg.read_fd in events:
-                        seg.take()
-                if self.sock in events:
-                    return ready()
-        finally:
-            for seg in segs:
-                seg.set_sleeping(False)
+
+        def wait(slice_s: float) -> set[Any] | None:
+            events = dict(self.poller.poll(max(1, int(slice_s * 1e3))))
+            return None if self.sock in events else set(events)
+
+        return sleep_until(list(self.shm.values()), ready, timeout_s, wait)
 
     def _respond(self, ident: bytes, read: Any) -> bytes:
         """One request to its encoded reply: read() returns the decoded request (it raises

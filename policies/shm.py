@@ -220,20 +220,8 @@ class Segment:
 
     def sleep(self, ready: Any, timeout_s: float) -> bool:
         """Block on the FIFO until ready() or the timeout, with the sleeping word set."""
-        end = time.perf_counter() + timeout_s
-        struct.pack_into("<Q", self.mm, self.my_sleep, 1)
-        try:
-            while True:
-                if ready():
-                    return True
-                left = end - time.perf_counter()
-                if left <= 0:
-                    return False
-                r, _, _ = select.select([self.read_fd], [], [], min(left, SLEEP_SLICE_S))
-                if r:
-                    self.take()
-        finally:
-            struct.pack_into("<Q", self.mm, self.my_sleep, 0)
+        return sleep_until([self], ready, timeout_s,
+                           lambda t: set(select.select([self.read_fd], [], [], t)[0]))
 
     def wait_reply(self, timeout_s: float, spin_s: float) -> bool:
         """Client: the reply to the last request within the timeout (polled for spin_s first)."""
@@ -260,6 +248,32 @@ class Segment:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
+
+
+def sleep_until(segments: list[Segment], ready: Any, timeout_s: float, wait: Any) -> bool:
+    """Block until ready() or the timeout, with each segment's sleeping word set (so a writer
+    signals its FIFO). wait(slice_s) blocks at most slice_s and returns the file descriptors that
+    became readable, or None to stop waiting early (the result is then ready()). Notifications on
+    the segments' FIFOs are consumed."""
+    end = time.perf_counter() + timeout_s
+    for seg in segments:
+        seg.set_sleeping(True)
+    try:
+        while True:
+            if ready():
+                return True
+            left = end - time.perf_counter()
+            if left <= 0:
+                return False
+            fds = wait(min(left, SLEEP_SLICE_S))
+            if fds is None:
+                return ready()
+            for seg in segments:
+                if seg.read_fd in fds:
+                    seg.take()
+    finally:
+        for seg in segments:
+            seg.set_sleeping(False)
 
 
 class ArenaWriter:
