@@ -15,6 +15,25 @@ import numpy as np
 import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
 
 
+HIDDEN_GROUP = 3  # not drawn by MuJoCo's default visualisation options (groups 0-2 are)
+
+
+def hide_collision_duplicates(model: mujoco.MjModel) -> int:
+    """Robot MJCFs often carry each link's mesh twice: a visual geom and a collision geom. The
+    camera draws only the visual one (the collision copy doubled the software renderer's
+    triangles for the same picture). `model` is the camera's own copy. Returns how many were hidden."""
+    visual = {(int(model.geom_bodyid[g]), int(model.geom_dataid[g])) for g in range(model.ngeom)
+              if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH and not model.geom_contype[g]
+              and not model.geom_conaffinity[g]}
+    hidden = 0
+    for g in range(model.ngeom):
+        if (model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH and (model.geom_contype[g] or model.geom_conaffinity[g])
+                and (int(model.geom_bodyid[g]), int(model.geom_dataid[g])) in visual):
+            model.geom_group[g] = HIDDEN_GROUP
+            hidden += 1
+    return hidden
+
+
 class OffscreenCamera:
     def __init__(self, mjcf_path: str | Path | None, camera: str, width: int = 224, height: int = 224,
                  model: mujoco.MjModel | None = None):
@@ -25,6 +44,7 @@ class OffscreenCamera:
             raise ValueError(f"unknown camera '{camera}'; cameras are: {', '.join(cams) or '(none)'}")
         self.camera = camera
         self.data = mujoco.MjData(self.model)
+        hide_collision_duplicates(self.model)
         self.renderer = mujoco.Renderer(self.model, height=height, width=width)
         # Software rendering: shadows and reflections cost 10x the rest of the frame.
         for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):

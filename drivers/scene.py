@@ -22,7 +22,7 @@ COLORS = {"red": [0.85, 0.1, 0.1, 1], "green": [0.1, 0.7, 0.15, 1], "blue": [0.1
 SHAPES = ("cube", "ball")
 OBJECT_SIZE_M = 0.025  # cube half-size / ball radius
 TABLE_TOP_Z = 0.80
-TABLE_CENTER = (0.36, 0.0)
+TABLE_CENTER = (0.33, 0.0)
 TABLE_HALF = (0.10, 0.32)
 
 

@@ -2,7 +2,8 @@
 
 The stack:
 1. A `vertebra serve` process loads the package.
-2. The runtime's thin client sends observations and gets action chunks.
+2. The runtime's thin client sends observations and gets action chunks, over the same-host
+   shared-memory channel (``--transport zmq``: over the socket).
 3. The C++ chunk scheduler turns each chunk into one target per tick.
 4. The supervisor and controller run on the simulated robot, in lockstep.
 
@@ -62,10 +63,13 @@ class ServerProcess:
         cfg_path = Path(self.dir) / "server.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         exe = os.path.join(os.path.dirname(sys.executable), "vertebra")
+        self.transport = "zmq"
         self.proc = subprocess.Popen([exe, "serve", "--config", str(cfg_path), "--quiet"],
                                      env=dict(os.environ, OMP_NUM_THREADS="1"))
 
-    def client(self, joint_names: list[str], timeout_s: float = 30.0) -> Any:
+    def client(self, joint_names: list[str], timeout_s: float = 30.0, shared_memory: bool = True) -> Any:
+        """A connected client; with shared_memory, observations and chunks go over the same-host
+        shared-memory channel (vertebra.policies.shm), as the runtime's would next to its server."""
         from vertebra.policies.client import PolicyClient
 
         c = PolicyClient(self.endpoint)
@@ -75,10 +79,14 @@ class ServerProcess:
                 raise RuntimeError(f"the policy server exited with code {self.proc.returncode}")
             try:
                 c.hello(joint_names=joint_names, timeout_s=0.5)
-                return c
+                break
             except TimeoutError:
                 if time.monotonic() > end:
                     raise RuntimeError("the policy server did not answer within 30 s") from None
+        if shared_memory:
+            c.use_shared_memory()
+        self.transport = "shared_memory" if shared_memory else "zmq"
+        return c
 
     def close(self) -> None:
         self.proc.terminate()
@@ -89,7 +97,8 @@ class ServerProcess:
 
 
 def evaluate(package: str, robot: str, episodes: int, seed: int,
-             say: Callable[[str], None] | None = None, replan_steps: int = 1) -> dict[str, Any]:
+             say: Callable[[str], None] | None = None, replan_steps: int = 1,
+             shared_memory: bool = True) -> dict[str, Any]:
     from vertebra import _rt
     from vertebra.policies.package import PolicyPackage, check_against_robot
     from vertebra.policies.train_pose import LIMITS
@@ -106,7 +115,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     if problems:
         raise ValueError(f"{spec.name} does not fit {robot}: " + "; ".join(problems))
     if spec.action_space == "wbc_targets":
-        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps)
+        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps, shared_memory)
     if spec.action_space != "joint_targets" or len(spec.command_names) != 4:
         raise ValueError(f"{spec.name}: this evaluation runs joint-target body-pose policies (a 4-value command); "
                          f"the package has action space {spec.action_space} and command {spec.command_names}")
@@ -117,7 +126,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     latency_us: list[float] = []
     results = []
     try:
-        client = server.client(cfg.joint_names)
+        client = server.client(cfg.joint_names, shared_memory=shared_memory)
         say(f"server ready ({spec.name}); standing the robot up")
         rt.stand_up(hold_s=0.5)
         p0 = np.asarray(rt.loop.snapshot()["state"]["base_pos"], dtype=float)
@@ -182,6 +191,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
         "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1),
                                  "p99": round(float(np.percentile(lat, 99)), 1)},
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
+        "transport": server.transport,
         "criteria": {"rot_tol_deg": ROT_TOL_DEG, "height_tol_m": HEIGHT_TOL_M, "settle_s": SETTLE_S,
                      "episode_s": EPISODE_S},
         "results": results,
@@ -189,7 +199,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
 
 
 def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[str], None],
-                 replan_steps: int = 1) -> dict[str, Any]:
+                 replan_steps: int = 1, shared_memory: bool = True) -> dict[str, Any]:
     """Tabletop vision-language tasks on the G1 (vertebra.policies.vla): held-out random scenes and
     instructions; success per task as defined there, checked after every policy step."""
     from vertebra.policies import vla
@@ -200,7 +210,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
     latency_us: list[float] = []
     results: list[dict[str, Any]] = []
     try:
-        client = server.client(cfg.joint_names)
+        client = server.client(cfg.joint_names, shared_memory=shared_memory)
         say(f"server ready ({spec.name}); G1 standing on the whole-body controller")
         dt_ns = int(1e9 / spec.rate_hz)
         home = np.concatenate(sess.home)
@@ -234,8 +244,9 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
             snap = sess.rt.loop.snapshot()
             ok = vla.success(ep, hist, sess.sh, sess.home) and not snap["faults"]
             results.append({"episode": k, "task": ep.task, "instruction": ep.instruction, "success": ok,
-                            "time_to_success_s": t_success if ok else None})
-            say(f"episode {k + 1}/{episodes}: {ep.instruction!r}: {'success' if ok else 'FAIL'}")
+                            "time_to_success_s": t_success if ok else None,
+                            "measures": vla.measures(ep, hist, sess.sh, sess.home)})
+            say(f"episode {k + 1}/{episodes}: {ep.instruction!r}: {'success' if ok else 'FAIL'} {results[-1]['measures']}")
             if snap["faults"]:
                 break
         chunks = sess.rt.loop.snapshot()["chunks"]
@@ -258,6 +269,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "mean_time_to_success_s": times,
         "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1)},
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
+        "transport": server.transport,
         "replan_steps": replan_steps,
         "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
                      "episode_s": vla.EPISODE_S},

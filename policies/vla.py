@@ -17,13 +17,16 @@ Pipeline
 1. **Demonstrations.** A scripted expert drives the whole-body controller's hand targets along
    minimum-jerk paths to each task's goal, on random scenes. Every other 10 Hz step it records the
    head camera (96x96), the instruction, the arm joints' q and dq, and the next 10 hand-position
-   targets (the targets of that step and the 9 after it).
+   targets (the targets of that step and the 9 after it). Touch/point frames are rendered once
+   more in a relabelled scene (`relabel()`): same target place and motion, other colours, shapes
+   and distractors, and the instruction to match.
 2. **Training.** The model is trained in torch on CPU:
    - a small CNN whose layers are modulated by the instruction (FiLM), read out by a spatial
      soft-argmax;
    - a bag-of-words instruction embedding;
    - an MLP on proprioception;
-   - a head that outputs a chunk of 10 hand-position targets for both hands (WBC targets).
+   - a head that outputs a chunk of 10 hand-position targets for both hands (WBC targets);
+   - in training only, an auxiliary head that says where the named object is (keypoints + words).
 3. **Export.** The model goes to ONNX, with its ``policy.yaml``.
 """
 
@@ -55,7 +58,15 @@ VOCAB = (["<pad>", "<unk>", "touch", "the", "with", "your", "left", "right", "ha
 ARM_WORDS = ("shoulder", "elbow", "wrist")
 TASKS = ("touch", "point", "raise", "wave")
 # Demonstrations per task: the two that need the image get more scenes.
-TASK_WEIGHTS = (0.35, 0.35, 0.15, 0.15)
+TASK_WEIGHTS = (0.40, 0.30, 0.10, 0.20)
+# Each touch/point frame is rendered once more with the scene relabelled: the target object keeps
+# its place (so the arm's motion and its labels stay right) but gets another colour and shape, the
+# instruction names it, and the other objects are drawn anew. The words and the pixels that decide
+# the motion vary independently of the simulated motion, at the cost of a render.
+SCENE_VARIANTS = 1
+EXEC_NOISE_M = 0.02  # demonstrations: executed targets off the plan by this much (see collect())
+NOISE_KEEP = 0.85   # ... a first-order random offset, correlated over about 0.6 s
+AUX_WEIGHT = 0.5  # training: weight of the auxiliary loss (where is the named object?)
 OBS_EVERY = 2  # demonstrations record every second policy step (more scenes for the same frames)
 PROPRIO_NOISE = 0.15  # training: Gaussian noise on the normalised arm state ...
 PROPRIO_DROP = 0.2    # ... and the share of samples whose arm state is zeroed
@@ -63,7 +74,9 @@ TOUCH_TOL_M = 0.04
 POINT_TOL_DEG = 10.0
 RAISED_Z_M = 1.0  # hands above the chest (they hang at 0.69 m; the shoulders are at 1.07 m)
 WAVE_Z_M = 0.9    # the waving hand stays raised (the whole-body controller tracks the wave at 0.97-1.07 m)
-WAVE_SWEEP_M = 0.04  # and sweeps sideways (the expert's +/-7 cm command is tracked as a 5 cm sweep)
+WAVE_SWEEP_M = 0.04  # and sweeps sideways ...
+WAVE_AMP_M = 0.10    # the expert's wave: +/-10 cm at 0.8 Hz, tracked as a 7.4 cm sweep (+/-7 cm at 1 Hz
+WAVE_HZ = 0.8        # gave 5.5 cm, and the learned policy's wave fell short of the 4 cm)
 
 
 @dataclass
@@ -95,6 +108,31 @@ def sample_episode(rng: np.random.Generator, task: str | None = None) -> Episode
     return Episode(task, "wave with your right hand", objects, None, 1)
 
 
+def relabel(ep: Episode, rng: np.random.Generator) -> Episode:
+    """The same episode for the arm (the target object stays where it is, the hand is the same) in a
+    different-looking scene: the target gets a random colour and shape, the instruction names it,
+    and the other objects are drawn anew around it."""
+    if ep.target is None:
+        return ep
+    kinds = [(c, s) for c in COLORS for s in SHAPES]
+    picks = rng.permutation(len(kinds))[: 1 + int(rng.integers(1, 3))]
+    target = SceneObject(kinds[picks[0]][0], kinds[picks[0]][1], ep.target.pos.copy())
+    others = [o for o in random_scene(rng, len(picks) + 2)
+              if np.linalg.norm(o.pos[:2] - target.pos[:2]) > 0.10]
+    objects = [target]
+    for k in picks[1:]:
+        spot = next((o for o in others if all(np.linalg.norm(o.pos[:2] - p.pos[:2]) > 0.10 for p in objects)), None)
+        if spot is not None:
+            others.remove(spot)
+            objects.append(SceneObject(kinds[k][0], kinds[k][1], spot.pos))
+    objects = [objects[i] for i in rng.permutation(len(objects))]
+    if ep.task == "touch":
+        text = f"touch the {target.name} with your {'left' if ep.hand == 0 else 'right'} hand"
+    else:
+        text = f"point at the {target.name}"
+    return Episode(ep.task, text, objects, target, ep.hand)
+
+
 def shoulders(model: Any, q_full: np.ndarray, robot_cfg: Any) -> list[np.ndarray]:
     names = ["left_shoulder_pitch_link", "right_shoulder_pitch_link"]
     return [np.asarray(model.frame_translation(q_full, n)) for n in names]
@@ -113,7 +151,7 @@ def goal(ep: Episode, t: float, home: list[np.ndarray], sh: list[np.ndarray]) ->
         g[1] = np.array([0.22, -0.25, 1.12])
     elif ep.task == "wave":
         phase = max(0.0, t - MOVE_S)
-        g[1] = np.array([0.16, -0.33 + 0.07 * math.sin(2 * math.pi * 1.0 * phase), 1.10])
+        g[1] = np.array([0.16, -0.33 + WAVE_AMP_M * math.sin(2 * math.pi * WAVE_HZ * phase), 1.10])
     return g
 
 
@@ -127,6 +165,22 @@ def expert_targets(ep: Episode, t: float, start: list[np.ndarray], home: list[np
     g = goal(ep, t, home, sh)
     out = [min_jerk(start[h], g[h], t / MOVE_S) if t < MOVE_S else g[h] for h in range(2)]
     return np.concatenate(out)
+
+
+def measures(ep: Episode, hands_hist: list[np.ndarray], sh: list[np.ndarray], home: list[np.ndarray]) -> dict[str, float]:
+    """The quantities `success()` checks, for the report (why an episode failed)."""
+    h = hands_hist[-1].reshape(2, 3)
+    if ep.task == "touch":
+        return {"hand_to_object_m": round(float(np.linalg.norm(h[ep.hand] - ep.target.pos)), 4)}
+    if ep.task == "point":
+        v, d = h[ep.hand] - sh[ep.hand], ep.target.pos - sh[ep.hand]
+        ang = math.degrees(math.acos(np.clip(v @ d / (np.linalg.norm(v) * np.linalg.norm(d) + 1e-9), -1, 1)))
+        return {"angle_deg": round(ang, 2), "reach_m": round(float(np.linalg.norm(v)), 3),
+                "other_hand_from_rest_m": round(float(np.linalg.norm(h[1 - ep.hand] - home[1 - ep.hand])), 3)}
+    if ep.task == "raise":
+        return {"lower_hand_z_m": round(float(min(h[0][2], h[1][2])), 3)}
+    recent = np.asarray(hands_hist[-int(1.5 * RATE_HZ):]).reshape(-1, 2, 3)[:, 1]
+    return {"min_z_m": round(float(recent[:, 2].min()), 3), "sweep_m": round(float(np.ptp(recent[:, 1])), 3)}
 
 
 def success(ep: Episode, hands_hist: list[np.ndarray], sh: list[np.ndarray], home: list[np.ndarray]) -> bool:
@@ -194,16 +248,21 @@ class G1Session:
         self.rt.close()
 
 
-def collect(episodes: int, seed: int, say: Callable[[str], None]) -> dict[str, np.ndarray]:
+def collect(episodes: int, seed: int, say: Callable[[str], None], exec_noise_m: float | None = None) -> dict[str, np.ndarray]:
+    """Demonstrations. exec_noise_m: the executed hand targets wander off the expert's plan by a
+    smooth random offset of this standard deviation, while the labels stay the plan, so the data
+    shows how to get back onto it (noise injection against compounding errors)."""
     from vertebra.policies.package import Tokenizer
     from vertebra.runtime.wbc import rotation_to_quat
 
     rng = np.random.default_rng(seed)
+    noise_rng = np.random.default_rng(seed + 1)  # its own stream: the scenes do not depend on the noise
+    exec_noise_m = EXEC_NOISE_M if exec_noise_m is None else exec_noise_m
     sess = G1Session()
     q = sess.q_full()
     sess.home_quat = [rotation_to_quat(np.asarray(sess.rt.model.frame_rotation(q, n))) for n in sess.rt.cfg.hand_frames]
     tok = Tokenizer(list(VOCAB), TOKENS)
-    imgs, toks, states, acts = [], [], [], []
+    imgs, toks, states, acts, goals = [], [], [], [], []
     t0 = time.monotonic()
     steps = int(EPISODE_S * RATE_HZ)
     episode_ids = []
@@ -211,15 +270,21 @@ def collect(episodes: int, seed: int, say: Callable[[str], None]) -> dict[str, n
         ep = sample_episode(rng, TASKS[int(rng.choice(len(TASKS), p=TASK_WEIGHTS))])
         start = sess.hands()
         plan = [expert_targets(ep, (i + 1) / RATE_HZ, start, sess.home, sess.sh) for i in range(steps + CHUNK)]
+        offset = np.zeros(6)
         for i in range(steps):
             if i % OBS_EVERY == 0:
-                o = sess.observe(ep)
-                imgs.append(o["images"]["head"])
-                toks.append(tok.encode(ep.instruction))
-                states.append(np.concatenate([o["state"]["q"][sess.arm], o["state"]["dq"][sess.arm]]))
-                acts.append(np.asarray(plan[i:i + CHUNK]))
-                episode_ids.append(k)
-            sess.set_hand_targets(plan[i])
+                views = [ep] + [relabel(ep, rng) for _ in range(SCENE_VARIANTS if ep.target is not None else 0)]
+                for view in views:
+                    o = sess.observe(view)
+                    imgs.append(o["images"]["head"])
+                    toks.append(tok.encode(view.instruction))
+                    states.append(np.concatenate([o["state"]["q"][sess.arm], o["state"]["dq"][sess.arm]]))
+                    acts.append(np.asarray(plan[i:i + CHUNK]))
+                    # where the named object is (NaN: the task names none), for the auxiliary loss
+                    goals.append(view.target.pos if view.target is not None else np.full(3, np.nan))
+                    episode_ids.append(k)
+            offset = NOISE_KEEP * offset + math.sqrt(1 - NOISE_KEEP ** 2) * exec_noise_m * noise_rng.standard_normal(6)
+            sess.set_hand_targets(plan[i] + offset)
             sess.rt.loop.run_ticks(sess.period)
         # back home for the next episode (not recorded)
         back = sess.hands()
@@ -234,7 +299,7 @@ def collect(episodes: int, seed: int, say: Callable[[str], None]) -> dict[str, n
     sess.close()
     return {"images": np.asarray(imgs, np.uint8), "tokens": np.asarray(toks, np.int64),
             "state": np.asarray(states, np.float32), "actions": np.asarray(acts, np.float32),
-            "episode": np.asarray(episode_ids, np.int64)}
+            "goal": np.asarray(goals, np.float32), "episode": np.asarray(episode_ids, np.int64)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +323,8 @@ def build_model(n_state: int, act_dim: int) -> Any:
             self.st = nn.Sequential(nn.Linear(n_state, 128), nn.GELU())
             self.head = nn.Sequential(nn.Linear(128 + 128 + 128, 512), nn.GELU(), nn.Linear(512, 512), nn.GELU(),
                                       nn.Linear(512, CHUNK * act_dim))
+            # training only (not exported): where the named object is, from the image and the words
+            self.aux = nn.Sequential(nn.Linear(128 + 128, 128), nn.GELU(), nn.Linear(128, 3))
             side = IMAGE // 4
             ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
             self.register_buffer("gx", xs.reshape(1, 1, -1))
@@ -269,6 +336,9 @@ def build_model(n_state: int, act_dim: int) -> Any:
             return x * (1 + g[:, :, None, None]) + b[:, :, None, None]
 
         def forward(self, image: Any, tokens: Any, state: Any) -> Any:
+            return self.forward_all(image, tokens, state)[0]
+
+        def forward_all(self, image: Any, tokens: Any, state: Any) -> tuple[Any, Any]:
             mask = (tokens != 0).float()
             e = (self.emb(tokens) * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
             t = self.txt(e)
@@ -277,7 +347,8 @@ def build_model(n_state: int, act_dim: int) -> Any:
             x = self.film(self.c3(x), self.f3(t))
             a = torch.softmax(x.flatten(2), dim=2)  # per channel: where in the image
             kp = torch.cat([(a * self.gx).sum(2), (a * self.gy).sum(2)], dim=1)
-            return self.head(torch.cat([kp, t, self.st(state)], dim=1)).reshape(-1, CHUNK, act_dim)
+            actions = self.head(torch.cat([kp, t, self.st(state)], dim=1)).reshape(-1, CHUNK, act_dim)
+            return actions, self.aux(torch.cat([kp, t], dim=1))
 
     return FiLMNet()
 
@@ -296,6 +367,11 @@ def train(data: dict[str, np.ndarray], epochs: int, seed: int, say: Callable[[st
     tok = torch.from_numpy(data["tokens"])
     st = torch.from_numpy(((data["state"] - stats["state_mean"]) / stats["state_std"]).astype(np.float32))
     y = torch.from_numpy(((acts - stats["act_mean"]) / stats["act_std"]).astype(np.float32))
+    goal = data["goal"] if "goal" in data else np.full((len(y), 3), np.nan, np.float32)
+    has_goal = torch.from_numpy(np.isfinite(goal).all(1))
+    known = goal[np.isfinite(goal).all(1)]
+    g_mean, g_std = (known.mean(0), known.std(0) + 1e-3) if len(known) else (np.zeros(3), np.ones(3))
+    g = torch.from_numpy(np.nan_to_num((goal - g_mean) / g_std).astype(np.float32))
     mean = torch.tensor(stats["img_mean"]).view(1, 3, 1, 1)
     std = torch.tensor(stats["img_std"]).view(1, 3, 1, 1)
 
@@ -325,7 +401,11 @@ def train(data: dict[str, np.ndarray], epochs: int, seed: int, say: Callable[[st
             # from where the arm is ("copycat") and has to find the object in the image.
             sj = st[j] + PROPRIO_NOISE * torch.randn_like(st[j])
             sj = sj * (torch.rand(len(j), 1) > PROPRIO_DROP).float()
-            loss = ((net(images(j), tok[j], sj) - y[j]) ** 2).mean()
+            pred, where = net.forward_all(images(j), tok[j], sj)
+            loss = act_loss = ((pred - y[j]) ** 2).mean()
+            m = has_goal[j]
+            if bool(m.any()):
+                loss = loss + AUX_WEIGHT * ((where[m] - g[j][m]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -334,8 +414,8 @@ def train(data: dict[str, np.ndarray], epochs: int, seed: int, say: Callable[[st
         with torch.no_grad():
             jv = torch.from_numpy(val)
             vl = float(((net(images(jv), tok[jv], st[jv]) - y[jv]) ** 2).mean())
-        losses = {"train_mse": float(loss.detach()), "val_mse": vl}
-        say(f"training: epoch {ep + 1}/{epochs}, batch mse {float(loss.detach()):.4f}, validation mse {vl:.4f} "
+        losses = {"train_mse": float(act_loss.detach()), "val_mse": vl}
+        say(f"training: epoch {ep + 1}/{epochs}, batch mse {float(act_loss.detach()):.4f}, validation mse {vl:.4f} "
             f"({time.monotonic() - t0:.0f} s)")
     return net, {"stats": stats, "losses": losses, "samples": len(y)}
 
@@ -376,7 +456,7 @@ def export(net: Any, info: dict[str, Any], robot_cfg: Any, out_dir: Path, seed: 
     return out_dir
 
 
-def train_vla(robot: str = "g1", out: str | None = None, episodes: int = 640, epochs: int = 35, seed: int = 0,
+def train_vla(robot: str = "g1", out: str | None = None, episodes: int = 560, epochs: int = 24, seed: int = 0,
               say: Callable[[str], None] | None = None, data_path: str | None = None) -> dict[str, Any]:
     from vertebra.runtime.config import REPO_ROOT, RobotConfig
 

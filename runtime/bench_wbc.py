@@ -163,6 +163,23 @@ class PythonWbc:
             w[:3] = 0
         self._task(H, g, J, drift, aref, w)
 
+    def _balance_guard(self, com: np.ndarray, vcom: np.ndarray) -> float:
+        """The C++ controller's balance guard (wbc.cpp): the horizontal centre-of-mass weight factor
+        from the capture point's distance to the edge of the soles' bounding box (all feet down)."""
+        wc, d = self.wc, self.data
+        if wc.balance_guard_scale <= 1.0:
+            return 1.0
+        X, Y = (wc.sole_half_length_m, wc.sole_half_width_m) if self.m == 6 else (0.0, 0.0)
+        corners = np.array([d.oMf[fid].translation + d.oMf[fid].rotation @ np.array([sx, sy, 0.0])
+                            for fid in self.contacts for sx in (-X, X) for sy in (-Y, Y)])
+        ground = float(np.mean([d.oMf[fid].translation[2] for fid in self.contacts]))
+        omega = math.sqrt(9.81 / max(0.1, com[2] - ground))
+        xi = com[:2] + vcom[:2] / omega
+        inside = np.minimum(xi - corners[:, :2].min(0), corners[:, :2].max(0) - xi).min()
+        span = wc.balance_guard_start_m - wc.balance_guard_full_m
+        sgrd = min(max((wc.balance_guard_start_m - inside) / span, 0.0), 1.0)
+        return 1.0 + (wc.balance_guard_scale - 1.0) * sgrd * sgrd
+
     def tick(self, s: dict[str, Any], dt: float) -> np.ndarray:
         m, d, wc = self.model, self.data, self.wc
         nv, nj, nc, mm = self.nv, self.nj, self.nc, self.m
@@ -244,7 +261,9 @@ class PythonWbc:
         H[np.arange(nv), np.arange(nv)] = wc.reg_ddq
         H[np.arange(nv, n), np.arange(nv, n)] = wc.reg_force
         e = self.refs["com"] - com
-        self._task(H, g, Jcom, d.acom[0], wc.com.kp * e - wc.com.kd * d.vcom[0], wc.com.weight[:3])
+        w_com = np.array(wc.com.weight[:3], dtype=float)
+        w_com[:2] *= self._balance_guard(com, d.vcom[0])
+        self._task(H, g, Jcom, d.acom[0], wc.com.kp * e - wc.com.kd * d.vcom[0], w_com)
         bp, bR = self.refs["base"]
         self._se3(H, g, self.base, bp, bR, wc.base)
         if self.torso is not None:

@@ -244,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     try:
         out = evaluate(args.policy, args.robot, args.episodes, args.seed, say=_progress(not args.json or args.verbose),
-                       replan_steps=args.replan_steps)
+                       replan_steps=args.replan_steps, shared_memory=args.transport == "shm")
     except (PackageError, ValueError) as e:
         print(f"vertebra eval: {e}", file=sys.stderr)
         return 2
@@ -452,8 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "in torch on CPU, export ONNX and the policy package.")
     tv.add_argument("--robot", choices=["g1"], default="g1", help="robot (default g1)")
     tv.add_argument("--out", default=None, help="package directory (default policies/packages/<robot>_vla)")
-    tv.add_argument("--episodes", type=int, default=640, help="demonstration episodes (default 640)")
-    tv.add_argument("--epochs", type=int, default=35, help="training epochs (default 35)")
+    tv.add_argument("--episodes", type=int, default=560, help="demonstration episodes (default 560)")
+    tv.add_argument("--epochs", type=int, default=24, help="training epochs (default 24)")
     tv.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     tv.add_argument("--data", default=None, help="cache the demonstrations in this .npz (reused when it exists)")
     tv.add_argument("--json", action="store_true", help="print one JSON object")
@@ -468,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--robot", required=True, choices=robots, help="robot")
     ev.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
     ev.add_argument("--seed", type=int, default=0, help="episode seed (held out from training) (default 0)")
+    ev.add_argument("--transport", choices=["shm", "zmq"], default="shm",
+                    help="observations and chunks over the same-host shared-memory channel (default) or the ZMQ "
+                         "socket")
     ev.add_argument("--replan-steps", type=int, default=1,
                     help="VLA: policy steps executed from each chunk before the next inference (default 1)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")

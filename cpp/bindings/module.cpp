@@ -655,6 +655,9 @@ PYBIND11_MODULE(_rt, m) {
       .def_readwrite("reg_force", &WbcConfig::reg_force)
       .def_readwrite("limit_horizon_s", &WbcConfig::limit_horizon_s)
       .def_readwrite("max_position_error_m", &WbcConfig::max_position_error_m)
+      .def_readwrite("balance_guard_start_m", &WbcConfig::balance_guard_start_m)
+      .def_readwrite("balance_guard_full_m", &WbcConfig::balance_guard_full_m)
+      .def_readwrite("balance_guard_scale", &WbcConfig::balance_guard_scale)
       .def_readwrite("max_rotation_error_rad", &WbcConfig::max_rotation_error_rad)
       .def_readwrite("armature", &WbcConfig::armature)
       .def_readwrite("out_kp", &WbcConfig::out_kp)
@@ -717,6 +720,7 @@ PYBIND11_MODULE(_rt, m) {
         d["model_us"] = s.last_model_us;
         d["com"] = arr(s.com.data(), 3);
         d["com_err"] = arr(s.com_err.data(), 3);
+        d["balance_guard"] = s.balance_guard;
         d["base_pos_err"] = s.base_pos_err;
         d["base_rot_err"] = s.base_rot_err;
         d["torso_rot_err"] = s.torso_rot_err;

@@ -32,17 +32,20 @@ void FaultInjector::set_motor_error(int joint, uint32_t bits) {
   error_[joint].store(bits);
 }
 
-static int64_t mono_ns() {
+static int64_t thread_cpu_ns() {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 Status FaultInjector::read(State& out) {
   const double stall = stall_us_.load(std::memory_order_relaxed);
   if (stall > 0) {
-    const int64_t until = mono_ns() + static_cast<int64_t>(stall * 1e3);
-    while (mono_ns() < until) {
+    // Spin on this thread's CPU time: the stall is compute the tick really does, so it is an
+    // overrun in real time (wall >= CPU time) and in lockstep (which measures CPU time), however
+    // busy the machine is.
+    const int64_t until = thread_cpu_ns() + static_cast<int64_t>(stall * 1e3);
+    while (thread_cpu_ns() < until) {
     }
   }
   if (drop_.load(std::memory_order_relaxed)) {

@@ -6,7 +6,7 @@
 //   freeze         read() keeps returning the sample taken when freezing began, with the sequence
 //                  and stamp still advancing (a stuck sensor pipeline)
 //   nan_state      read() reports NaN for joint 0's position
-//   read_stall_us  read() busy-waits this long (loop overruns)
+//   read_stall_us  read() busy-waits this much of its thread's CPU time (loop overruns)
 //   motor_temp     per-joint temperature override (NaN: the inner driver's value)
 //   motor_error    per-joint error bits OR-ed into the report
 //   battery_v      pack voltage override (NaN: the inner driver's value)

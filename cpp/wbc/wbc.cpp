@@ -1,5 +1,7 @@
 #include "wbc/wbc.hpp"
 
+#include <algorithm>
+
 #include <pinocchio/algorithm/center-of-mass.hpp>
 #include <pinocchio/algorithm/model.hpp>
 #include <pinocchio/algorithm/frames.hpp>
@@ -132,10 +134,12 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   if (!(cfg.friction > 0) || !(cfg.control_rate_hz > 0) || !(cfg.contact_ramp_s > 0) ||
       !(cfg.max_normal_force_n > cfg.min_normal_force_n) || cfg.min_normal_force_n < 0 ||
       !(cfg.limit_horizon_s > 0) || !(cfg.eps_abs > 0) || cfg.max_iter < 1 || !(cfg.max_position_error_m > 0) ||
+      !(cfg.balance_guard_start_m > cfg.balance_guard_full_m) || !std::isfinite(cfg.balance_guard_scale) ||
       !(cfg.max_rotation_error_rad > 0) || !(cfg.reg_ddq > 0) || !(cfg.reg_force > 0))
     throw std::invalid_argument("WBC: friction, control_rate_hz, contact_ramp_s, limit_horizon_s, eps_abs, max_iter "
-                                "the task error limits and the regularisation weights must be > 0, and 0 <= min_normal_force_n < "
-                                "max_normal_force_n");
+                                "the task error limits and the regularisation weights must be > 0, 0 <= min_normal_force_n < "
+                                "max_normal_force_n, and balance_guard_start_m > balance_guard_full_m with a finite "
+                                "balance_guard_scale");
 
   const int nv = robot.nv();
   const int n = nv + nc_ * m_;
@@ -470,6 +474,46 @@ static void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, co
   if (rot_err) *rot_err = er.norm();
 }
 
+// Balance guard. The cost is weighted, with no strict priority: a task that cannot be met (a hand
+// pulled towards a target out of reach) trades centre-of-mass error for its own, and enough of
+// that walks the capture point out of the support area and tips the robot. So the horizontal
+// centre-of-mass weight grows as the capture point xi = c + dc/omega (omega = sqrt(g / height))
+// nears the edge of the support area (the bounding box of the active soles' corners, or of the
+// point feet): x1 from balance_guard_start_m inside the edge, to x balance_guard_scale at
+// balance_guard_full_m and beyond, quadratic in between. Inside that band nothing changes.
+static double balance_guard(const WholeBodyController::Impl& I, const WbcConfig& cfg, int nc) {
+  if (!(cfg.balance_guard_scale > 1.0)) return 1.0;
+  const auto& d = I.data;
+  double lo[2] = {kFree, kFree}, hi[2] = {-kFree, -kFree}, ground = 0.0;
+  int on = 0;
+  for (int c = 0; c < nc; ++c) {
+    if (!I.contact_on[c]) continue;
+    const auto& oMc = d.oMf[I.contact_fid[c]];
+    ground += oMc.translation()[2];
+    ++on;
+    const double X = cfg.flat_feet ? cfg.sole_half_length_m : 0.0, Y = cfg.flat_feet ? cfg.sole_half_width_m : 0.0;
+    for (double sx : {-X, X})
+      for (double sy : {-Y, Y}) {
+        const Eigen::Vector3d corner = oMc.translation() + oMc.rotation() * Eigen::Vector3d(sx, sy, 0.0);
+        for (int k = 0; k < 2; ++k) {
+          lo[k] = std::min(lo[k], corner[k]);
+          hi[k] = std::max(hi[k], corner[k]);
+        }
+      }
+  }
+  if (on == 0) return 1.0;
+  const double height = std::max(0.1, d.com[0][2] - ground / on);
+  const double omega = std::sqrt(9.81 / height);
+  const double span = cfg.balance_guard_start_m - cfg.balance_guard_full_m;
+  double s = 0.0;
+  for (int k = 0; k < 2; ++k) {
+    const double xi = d.com[0][k] + d.vcom[0][k] / omega;
+    const double inside = std::min(xi - lo[k], hi[k] - xi);  // negative: outside
+    s = std::max(s, std::clamp((cfg.balance_guard_start_m - inside) / span, 0.0, 1.0));
+  }
+  return 1.0 + (cfg.balance_guard_scale - 1.0) * s * s;
+}
+
 // The eliminated problem without the joint-limit acceleration bounds: the free joints' boxes and
 // the dependent joints' bound rows (see the solve in update()).
 static void relax_joint_bounds_eliminated(WholeBodyController::Impl& I, int nj) {
@@ -798,7 +842,12 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
       aref[k] = cfg_.com.kp * e[k] - cfg_.com.kd * d.vcom[0][k];
       dr[k] = d.acom[0][k];
     }
-    add_task(I, d.Jcom, dr, aref, cfg_.com.weight.data());
+    double w[3] = {cfg_.com.weight[0], cfg_.com.weight[1], cfg_.com.weight[2]};
+    const double guard = balance_guard(I, cfg_, nc_);
+    w[0] *= guard;
+    w[1] *= guard;
+    I.st.balance_guard = guard;
+    add_task(I, d.Jcom, dr, aref, w);
     I.st.com_err = {e[0], e[1], e[2]};
     I.st.com = {d.com[0][0], d.com[0][1], d.com[0][2]};
   }

@@ -83,6 +83,9 @@ struct WbcConfig {
   // The PD references of pose tasks see at most this error: a far target is approached at a
   // bounded acceleration instead of a jerk that tips the robot.
   double max_position_error_m = 0.05, max_rotation_error_rad = 0.3;
+  // Balance guard (wbc.cpp, balance_guard): the horizontal centre-of-mass weight grows from x1 at
+  // start_m inside the support area's edge (capture point) to x scale at full_m; scale <= 1: off.
+  double balance_guard_start_m = 0.04, balance_guard_full_m = 0.015, balance_guard_scale = 10.0;
   // Joint-limit acceleration bounds look this far ahead.
   double limit_horizon_s = 0.05;
   // Model and output.
@@ -134,6 +137,7 @@ struct WbcStatus {
   double last_dual_residual = 0;
   double last_solve_us = 0, last_model_us = 0;
   std::array<double, 3> com{}, com_err{};
+  double balance_guard = 1.0;  // the factor on the horizontal centre-of-mass weight this tick
   double base_pos_err = 0, base_rot_err = 0, torso_rot_err = 0;
   std::array<double, kMaxHands> hand_pos_err{}, hand_rot_err{};
   std::array<double, kMaxHands> hand_active{};

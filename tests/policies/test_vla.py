@@ -69,6 +69,25 @@ def test_instructions_need_both_vision_and_language():
     assert len({tuple(np.round(e.target.pos, 3)) for e in eps}) == 50
 
 
+def test_a_relabelled_scene_keeps_the_motion_and_changes_the_words_and_pixels():
+    rng = np.random.default_rng(3)
+    changed = 0
+    for task in ("touch", "point"):
+        for _ in range(40):
+            ep = vla.sample_episode(rng, task)
+            v = vla.relabel(ep, rng)
+            assert v.task == ep.task and v.hand == ep.hand and np.array_equal(v.target.pos, ep.target.pos)
+            assert v.target in v.objects and v.target.name in v.instruction and 2 <= len(v.objects) <= 3
+            assert len({o.name for o in v.objects}) == len(v.objects)  # one object of each kind at most
+            assert all(np.linalg.norm(a.pos[:2] - b.pos[:2]) > 0.10 for a in v.objects for b in v.objects if a is not b)
+            if task == "touch":
+                assert ("left" in v.instruction) == ("left" in ep.instruction)
+            changed += v.instruction != ep.instruction
+    assert changed > 50  # the target's colour and shape are drawn anew
+    raise_ep = vla.sample_episode(rng, "raise")
+    assert vla.relabel(raise_ep, rng) is raise_ep
+
+
 def test_shipped_vla_package_fits_the_robot():
     pkg = PolicyPackage.load(PACKAGE)
     g1 = RobotConfig.load("g1")
@@ -78,14 +97,16 @@ def test_shipped_vla_package_fits_the_robot():
 
 def test_the_shipped_vla_meets_a_floor_in_closed_loop():
     # Lockstep sim and CPU inference are deterministic: a fixed seed gives a fixed result, so this is
-    # a regression floor (16 held-out episodes, 4 per task; 50 episodes measure 76%).
+    # a regression floor (16 held-out episodes, 4 per task; these give 16/16, and 50 episodes with
+    # seeds 0 and 1 give 50/50 each).
     r = subprocess.run([EXE, "eval", "--policy", str(PACKAGE), "--robot", "g1", "--episodes", "16", "--seed", "0",
                         "--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["success_rate_all"] >= 0.7, out["success_rate"]
-    assert out["success_rate"]["point"] >= 0.75 and out["success_rate"]["raise"] >= 0.75
+    assert out["success_rate_all"] >= 0.9, out["success_rate"]
+    assert all(rate >= 0.75 for rate in out["success_rate"].values()), out["success_rate"]
     assert out["starvation_ticks"] == 0
+    assert out["transport"] == "shared_memory"
 
 
 def test_the_vla_pipeline_reproduces_a_package(tmp_path):

@@ -96,3 +96,40 @@ def test_g1_releases_a_foot_with_a_force_ramp_lifts_it_and_steps_back_down():
     assert rt.loop.snapshot()["faults"] == [] and st["failures"] == 0
     weight = 33.34 * 9.81
     assert all(abs(w[2] - weight / 2) < 0.1 * weight for w in st["contact_wrench"])  # back on two feet
+
+
+def test_hand_targets_out_of_reach_never_tip_the_g1():
+    # The cost is weighted: without the balance guard, both hands pulled 0.8 m forward (or one hand
+    # 0.5 m) walked the capture point off the soles and the G1 fell. With it the robot leans as far
+    # as its feet allow and stays there.
+    import numpy as np
+    from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
+    from vertebra.runtime.wbc import rotation_to_quat
+
+    rt = SimRuntime("g1", controller="wbc")
+    rt.stand_up(hold_s=0.3)
+    rt.engage_wbc()
+    rt.wait(0.2)
+    hands = list(rt.cfg.hand_frames)
+    s = rt.loop.snapshot()["state"]
+    q = rt.model.full_configuration(s["base_pos"], s["base_quat"], s["q"])
+    home = {h: np.asarray(rt.model.frame_translation(q, h)) for h in hands}
+    quat = {h: rotation_to_quat(np.asarray(rt.model.frame_rotation(q, h))) for h in hands}
+    guard = []
+    for targets in ({hands[0]: [2.0, 0.05, 0.85]}, {h: [0.8, 0.0, 0.85] for h in hands},
+                    {h: [-0.6, 0.0, 0.9] for h in hands}, {h: [0.3, 0.0, 0.1] for h in hands}):
+        for h, x in targets.items():
+            rt.wb.set_target(h, (x, quat[h]))
+        for _ in range(30):
+            rt.wait(0.05)
+            guard.append(rt.wb.status()["balance_guard"])
+        snap = rt.loop.snapshot()
+        assert snap["faults"] == [] and tilt_deg(snap["state"]["base_quat"]) < 20.0, (targets, snap["faults"])
+        for h in hands:
+            rt.wb.set_target(h, (home[h], quat[h]))
+        rt.wait(1.0)
+    st = rt.wb.status()
+    assert st["failures"] == 0 and rt.loop.snapshot()["faults"] == []
+    assert max(guard) > 2.0  # the guard did the work: the centre-of-mass weight went up
+    assert st["balance_guard"] < 1.5  # and let go once the hands were back
+    rt.close()
