@@ -302,6 +302,60 @@ def collect(episodes: int, seed: int, say: Callable[[str], None], exec_noise_m: 
             "goal": np.asarray(goals, np.float32), "episode": np.asarray(episode_ids, np.int64)}
 
 
+def _collect_worker(episodes: int, seed: int, first_episode: int, out_path: str, worker: int, queue: Any) -> None:
+    try:
+        data = collect(episodes, seed, lambda m: queue.put((worker, m)))
+        data["episode"] += first_episode
+        np.savez(out_path, **data)
+        queue.put((worker, None))
+    except BaseException as e:  # reported to the parent, which stops the pipeline
+        queue.put((worker, RuntimeError(f"demonstration worker {worker}: {type(e).__name__}: {e}")))
+
+
+def collect_parallel(episodes: int, seed: int, say: Callable[[str], None], workers: int = 2) -> dict[str, np.ndarray]:
+    """`collect()` split over `workers` processes (a simulator and a renderer each; one core each).
+    Worker w collects its share of the episodes with seed 1000 * seed + 100 * w, so the data
+    depends on (episodes, seed, workers) and nothing else."""
+    import multiprocessing as mp
+    import queue as queue_mod
+    import tempfile
+
+    if workers <= 1:
+        return collect(episodes, seed, say)
+    counts = [episodes // workers + (1 if w < episodes % workers else 0) for w in range(workers)]
+    ctx = mp.get_context("spawn")  # a fresh interpreter each: no inherited GL or simulator state
+    q = ctx.Queue()
+    with tempfile.TemporaryDirectory(prefix="vertebra-vla-") as tmp:
+        paths = [str(Path(tmp) / f"worker{w}.npz") for w in range(workers)]
+        procs = [ctx.Process(target=_collect_worker, args=(counts[w], 1000 * seed + 100 * w, sum(counts[:w]), paths[w], w, q),
+                             daemon=True) for w in range(workers)]
+        for p in procs:
+            p.start()
+        done: set[int] = set()
+        try:
+            while len(done) < workers:
+                try:
+                    w, msg = q.get(timeout=1.0)
+                except queue_mod.Empty:
+                    dead = [w for w, p in enumerate(procs) if w not in done and not p.is_alive()]
+                    if dead and q.empty():
+                        raise RuntimeError(f"demonstration worker {dead[0]} exited with code {procs[dead[0]].exitcode}") from None
+                    continue
+                if msg is None:
+                    done.add(w)
+                elif isinstance(msg, BaseException):
+                    raise msg
+                else:
+                    say(f"worker {w + 1}/{workers}: {msg}")
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join()
+        parts = [dict(np.load(p)) for p in paths]
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
 # ---------------------------------------------------------------------------------------------
 # Model, training, export
 
@@ -420,7 +474,8 @@ def train(data: dict[str, np.ndarray], epochs: int, seed: int, say: Callable[[st
     return net, {"stats": stats, "losses": losses, "samples": len(y)}
 
 
-def export(net: Any, info: dict[str, Any], robot_cfg: Any, out_dir: Path, seed: int, episodes: int) -> Path:
+def export(net: Any, info: dict[str, Any], robot_cfg: Any, out_dir: Path, seed: int, episodes: int,
+           workers: int = 1) -> Path:
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -449,7 +504,8 @@ def export(net: Any, info: dict[str, Any], robot_cfg: Any, out_dir: Path, seed: 
             "actions": {"mean": st["act_mean"].tolist(), "std": st["act_std"].tolist()},
             "image": {"mean": st["img_mean"].tolist(), "std": st["img_std"].tolist()},
         },
-        "training": {"pipeline": "vertebra train vla", "seed": seed, "episodes": episodes, "samples": info["samples"],
+        "training": {"pipeline": "vertebra train vla", "seed": seed, "episodes": episodes, "workers": workers,
+                     "samples": info["samples"],
                      **{k: round(v, 5) for k, v in info["losses"].items()}},
     }
     (out_dir / "policy.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, width=120))
@@ -457,7 +513,7 @@ def export(net: Any, info: dict[str, Any], robot_cfg: Any, out_dir: Path, seed: 
 
 
 def train_vla(robot: str = "g1", out: str | None = None, episodes: int = 560, epochs: int = 24, seed: int = 0,
-              say: Callable[[str], None] | None = None, data_path: str | None = None) -> dict[str, Any]:
+              say: Callable[[str], None] | None = None, data_path: str | None = None, workers: int = 2) -> dict[str, Any]:
     from vertebra.runtime.config import REPO_ROOT, RobotConfig
 
     say = say or (lambda _m: None)
@@ -470,11 +526,11 @@ def train_vla(robot: str = "g1", out: str | None = None, episodes: int = 560, ep
         say(f"reusing demonstrations from {data_path}")
         data = dict(np.load(data_path))
     else:
-        data = collect(episodes, seed, say)
+        data = collect_parallel(episodes, seed, say, workers)
         if data_path:
             np.savez(data_path, **data)
     net, info = train(data, epochs, seed, say)
-    export(net, info, cfg, out_dir, seed, episodes)
+    export(net, info, cfg, out_dir, seed, episodes, workers)
     result = {"package": str(out_dir), "samples": info["samples"], **info["losses"],
               "minutes": round((time.monotonic() - t0) / 60, 2)}
     say(json.dumps(result))

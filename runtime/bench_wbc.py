@@ -170,12 +170,13 @@ class PythonWbc:
         if wc.balance_guard_scale <= 1.0:
             return 1.0
         X, Y = (wc.sole_half_length_m, wc.sole_half_width_m) if self.m == 6 else (0.0, 0.0)
-        corners = np.array([d.oMf[fid].translation + d.oMf[fid].rotation @ np.array([sx, sy, 0.0])
-                            for fid in self.contacts for sx in (-X, X) for sy in (-Y, Y)])
-        ground = float(np.mean([d.oMf[fid].translation[2] for fid in self.contacts]))
+        sole = np.array([[-X, -Y, 0.0], [-X, Y, 0.0], [X, -Y, 0.0], [X, Y, 0.0]])
+        frames = [d.oMf[fid] for fid in self.contacts]
+        corners = np.concatenate([f.translation + sole @ f.rotation.T for f in frames])
+        ground = sum(f.translation[2] for f in frames) / len(frames)
         omega = math.sqrt(9.81 / max(0.1, com[2] - ground))
         xi = com[:2] + vcom[:2] / omega
-        inside = np.minimum(xi - corners[:, :2].min(0), corners[:, :2].max(0) - xi).min()
+        inside = min((xi - corners[:, :2].min(0)).min(), (corners[:, :2].max(0) - xi).min())
         span = wc.balance_guard_start_m - wc.balance_guard_full_m
         sgrd = min(max((wc.balance_guard_start_m - inside) / span, 0.0), 1.0)
         return 1.0 + (wc.balance_guard_scale - 1.0) * sgrd * sgrd

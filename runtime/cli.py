@@ -260,11 +260,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_train_vla(args: argparse.Namespace) -> int:
     from vertebra.policies.vla import train_vla
 
-    if args.episodes < 4 or args.epochs < 1:
-        print("vertebra train vla: --episodes must be >= 4 and --epochs >= 1", file=sys.stderr)
+    if args.episodes < 4 or args.epochs < 1 or not 1 <= args.workers <= args.episodes:
+        print("vertebra train vla: --episodes must be >= 4, --epochs >= 1 and 1 <= --workers <= --episodes",
+              file=sys.stderr)
         return 2
     out = train_vla(args.robot, args.out, args.episodes, args.epochs, args.seed, say=_progress(True),
-                    data_path=args.data)
+                    data_path=args.data, workers=args.workers)
     print(json.dumps(out) if args.json else f"wrote {out['package']} ({out['samples']} samples, "
           f"validation mse {out['val_mse']:.4f}, {out['minutes']} min)")
     return 0
@@ -456,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--epochs", type=int, default=24, help="training epochs (default 24)")
     tv.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     tv.add_argument("--data", default=None, help="cache the demonstrations in this .npz (reused when it exists)")
+    tv.add_argument("--workers", type=int, default=2,
+                    help="processes collecting demonstrations, one core each (default 2); the data depends on it")
     tv.add_argument("--json", action="store_true", help="print one JSON object")
     tv.set_defaults(func=cmd_train_vla)
 
