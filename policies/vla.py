@@ -168,35 +168,31 @@ def expert_targets(ep: Episode, t: float, start: list[np.ndarray], home: list[np
 
 
 def measures(ep: Episode, hands_hist: list[np.ndarray], sh: list[np.ndarray], home: list[np.ndarray]) -> dict[str, float]:
-    """The quantities `success()` checks, for the report (why an episode failed)."""
+    """What `success()` checks, per task (also reported per episode by `vertebra eval`).
+    hands_hist: per policy step, [6] = left xyz, right xyz (world)."""
     h = hands_hist[-1].reshape(2, 3)
     if ep.task == "touch":
-        return {"hand_to_object_m": round(float(np.linalg.norm(h[ep.hand] - ep.target.pos)), 4)}
+        return {"hand_to_object_m": float(np.linalg.norm(h[ep.hand] - ep.target.pos))}
     if ep.task == "point":
         v, d = h[ep.hand] - sh[ep.hand], ep.target.pos - sh[ep.hand]
         ang = math.degrees(math.acos(np.clip(v @ d / (np.linalg.norm(v) * np.linalg.norm(d) + 1e-9), -1, 1)))
-        return {"angle_deg": round(ang, 2), "reach_m": round(float(np.linalg.norm(v)), 3),
-                "other_hand_from_rest_m": round(float(np.linalg.norm(h[1 - ep.hand] - home[1 - ep.hand])), 3)}
+        return {"angle_deg": ang, "reach_m": float(np.linalg.norm(v)),
+                "other_hand_from_rest_m": float(np.linalg.norm(h[1 - ep.hand] - home[1 - ep.hand]))}
     if ep.task == "raise":
-        return {"lower_hand_z_m": round(float(min(h[0][2], h[1][2])), 3)}
+        return {"lower_hand_z_m": float(min(h[0][2], h[1][2]))}
     recent = np.asarray(hands_hist[-int(1.5 * RATE_HZ):]).reshape(-1, 2, 3)[:, 1]
-    return {"min_z_m": round(float(recent[:, 2].min()), 3), "sweep_m": round(float(np.ptp(recent[:, 1])), 3)}
+    return {"min_z_m": float(recent[:, 2].min()), "sweep_m": float(np.ptp(recent[:, 1]))}
 
 
 def success(ep: Episode, hands_hist: list[np.ndarray], sh: list[np.ndarray], home: list[np.ndarray]) -> bool:
-    """hands_hist: per policy step, [6] = left xyz, right xyz (world)."""
-    h = hands_hist[-1].reshape(2, 3)
+    m = measures(ep, hands_hist, sh, home)
     if ep.task == "touch":
-        return bool(np.linalg.norm(h[ep.hand] - ep.target.pos) < TOUCH_TOL_M)
+        return m["hand_to_object_m"] < TOUCH_TOL_M
     if ep.task == "point":
-        v, d = h[ep.hand] - sh[ep.hand], ep.target.pos - sh[ep.hand]
-        ang = math.degrees(math.acos(np.clip(v @ d / (np.linalg.norm(v) * np.linalg.norm(d) + 1e-9), -1, 1)))
-        other = 1 - ep.hand
-        return bool(ang < POINT_TOL_DEG and np.linalg.norm(v) > 0.3 and np.linalg.norm(h[other] - home[other]) < 0.10)
+        return m["angle_deg"] < POINT_TOL_DEG and m["reach_m"] > 0.3 and m["other_hand_from_rest_m"] < 0.10
     if ep.task == "raise":
-        return bool(h[0][2] > RAISED_Z_M and h[1][2] > RAISED_Z_M)
-    recent = np.asarray(hands_hist[-int(1.5 * RATE_HZ):]).reshape(-1, 2, 3)[:, 1]
-    return bool(recent[:, 2].min() > WAVE_Z_M and np.ptp(recent[:, 1]) > WAVE_SWEEP_M)
+        return m["lower_hand_z_m"] > RAISED_Z_M
+    return m["min_z_m"] > WAVE_Z_M and m["sweep_m"] > WAVE_SWEEP_M
 
 
 class G1Session:
