@@ -245,7 +245,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
             ok = vla.success(ep, hist, sess.sh, sess.home) and not snap["faults"]
             results.append({"episode": k, "task": ep.task, "instruction": ep.instruction, "success": ok,
                             "time_to_success_s": t_success if ok else None,
-                            "measures": {k: round(v, 4) for k, v in vla.measures(ep, hist, sess.sh, sess.home).items()}})
+                            "measures": {name: round(v, 4) for name, v in vla.measures(ep, hist, sess.sh, sess.home).items()}})
             say(f"episode {k + 1}/{episodes}: {ep.instruction!r}: {'success' if ok else 'FAIL'} {results[-1]['measures']}")
             if snap["faults"]:
                 break

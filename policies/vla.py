@@ -214,8 +214,12 @@ class G1Session:
         self.rt.wait(0.2)
         self.names = list(self.rt.cfg.joint_names)
         self.arm = [self.names.index(n) for n in arm_joints(self.rt.cfg)]
+        from vertebra.runtime.wbc import rotation_to_quat
+
         self.home = self.hands()
-        self.sh = shoulders(self.rt.model, self.q_full(), self.rt.cfg)
+        q = self.q_full()
+        self.home_quat = [rotation_to_quat(np.asarray(self.rt.model.frame_rotation(q, n))) for n in self.rt.cfg.hand_frames]
+        self.sh = shoulders(self.rt.model, q, self.rt.cfg)
         self.period = int(round(self.rt.rate_hz / RATE_HZ))
 
     def q_full(self) -> np.ndarray:
@@ -249,14 +253,11 @@ def collect(episodes: int, seed: int, say: Callable[[str], None], exec_noise_m: 
     smooth random offset of this standard deviation, while the labels stay the plan, so the data
     shows how to get back onto it (noise injection against compounding errors)."""
     from vertebra.policies.package import Tokenizer
-    from vertebra.runtime.wbc import rotation_to_quat
 
     rng = np.random.default_rng(seed)
     noise_rng = np.random.default_rng(seed + 1)  # its own stream: the scenes do not depend on the noise
     exec_noise_m = EXEC_NOISE_M if exec_noise_m is None else exec_noise_m
     sess = G1Session()
-    q = sess.q_full()
-    sess.home_quat = [rotation_to_quat(np.asarray(sess.rt.model.frame_rotation(q, n))) for n in sess.rt.cfg.hand_frames]
     tok = Tokenizer(list(VOCAB), TOKENS)
     imgs, toks, states, acts, goals = [], [], [], [], []
     t0 = time.monotonic()

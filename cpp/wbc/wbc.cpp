@@ -485,13 +485,13 @@ static double balance_guard(const WholeBodyController::Impl& I, const WbcConfig&
   if (!(cfg.balance_guard_scale > 1.0)) return 1.0;
   const auto& d = I.data;
   double lo[2] = {kFree, kFree}, hi[2] = {-kFree, -kFree}, ground = 0.0;
+  const double X = cfg.flat_feet ? cfg.sole_half_length_m : 0.0, Y = cfg.flat_feet ? cfg.sole_half_width_m : 0.0;
   int on = 0;
   for (int c = 0; c < nc; ++c) {
     if (!I.contact_on[c]) continue;
     const auto& oMc = d.oMf[I.contact_fid[c]];
     ground += oMc.translation()[2];
     ++on;
-    const double X = cfg.flat_feet ? cfg.sole_half_length_m : 0.0, Y = cfg.flat_feet ? cfg.sole_half_width_m : 0.0;
     for (double sx : {-X, X})
       for (double sy : {-Y, Y}) {
         const Eigen::Vector3d corner = oMc.translation() + oMc.rotation() * Eigen::Vector3d(sx, sy, 0.0);

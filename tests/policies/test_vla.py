@@ -18,11 +18,7 @@ PACKAGE = REPO_ROOT / "policies" / "packages" / "g1_vla"
 
 @pytest.fixture(scope="module")
 def session():
-    from vertebra.runtime.wbc import rotation_to_quat
-
     s = vla.G1Session()
-    q = s.q_full()
-    s.home_quat = [rotation_to_quat(np.asarray(s.rt.model.frame_rotation(q, n))) for n in s.rt.cfg.hand_frames]
     yield s
     s.close()
 
