@@ -1,18 +1,28 @@
 """Driver registry: each driver is a config class registered by name (no if/elif factory).
 
-A config class validates its own fields and knows how to build its C++ driver for a robot.
-New robot bus = one C++ Driver subclass + one config class here with ``@register_driver("name")``.
+A config class declares its fields with :mod:`vertebra.runtime.schema` (so it validates itself, and a
+YAML ``driver: {type: <name>, ...}`` section parses into it: :func:`driver_types` is the registry a
+``Variant`` field reads) and knows how to build its C++ driver for a robot. New robot bus = one C++
+Driver subclass + one config class here (or in any module) with ``@register_driver("name")``::
+
+    @register_driver("my_bus")
+    class MyBusDriverConfig(DriverConfig):
+        \"\"\"My robot's bus.\"\"\"
+        interface = field(str, doc="network interface of the bus")
+
+        def build(self, robot, control_rate_hz):
+            ...
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig
+from vertebra.runtime.schema import Section, field
 
 _DRIVERS: dict[str, type[DriverConfig]] = {}
 T = TypeVar("T", bound="type[DriverConfig]")
@@ -33,6 +43,11 @@ def available_drivers() -> list[str]:
     return sorted(_DRIVERS)
 
 
+def driver_types() -> dict[str, type[DriverConfig]]:
+    """The registered driver config classes by name (what ``Variant(driver_types, key="type")`` parses)."""
+    return dict(_DRIVERS)
+
+
 def driver_config(name: str, **fields: Any) -> DriverConfig:
     """The config of driver `name` with `fields`; an unknown name lists the registered ones."""
     if name not in _DRIVERS:
@@ -40,50 +55,49 @@ def driver_config(name: str, **fields: Any) -> DriverConfig:
     return _DRIVERS[name](**fields)
 
 
-class DriverConfig(ABC):
+class DriverConfig(Section, ABC):
+    """Base of driver configs: declared fields (validated on construction and on parsing) and build()."""
+
     driver_name = ""
 
     @abstractmethod
     def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:
-        """Create and init() the C++ driver for `robot` (configuration time: may raise)."""
+        """Create the C++ driver for `robot` and configure() it (configuration time: may raise). The
+        Runtime activates it before the loop first ticks (lifecycle: cpp/drivers/driver.hpp)."""
 
 
 @register_driver("mock")
-@dataclass
 class MockDriverConfig(DriverConfig):
-    joint_inertia_kg_m2: float = 0.05
-    joint_friction_nm_s_rad: float = 0.1
-    gravity_torque_nm: float = 0.0
+    """Each joint a rotor with inertia and viscous friction, no floating base (tests, CI, examples)."""
 
-    def __post_init__(self) -> None:
-        if not self.joint_inertia_kg_m2 > 0 or self.joint_friction_nm_s_rad < 0:
-            raise ValueError("mock driver: joint_inertia_kg_m2 must be > 0 and joint_friction_nm_s_rad >= 0")
+    joint_inertia_kg_m2 = field(float, default=0.05, lo=0.0, lo_open=True, hi=100.0, doc="rotor inertia per joint")
+    joint_friction_nm_s_rad = field(float, default=0.1, lo=0.0, hi=100.0, doc="viscous friction per joint")
+    gravity_torque_nm = field(float, default=0.0, lo=-1000.0, hi=1000.0, doc="constant load torque on every joint")
 
     def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:
         d = _rt.MockDriver(self.joint_inertia_kg_m2, self.joint_friction_nm_s_rad, self.gravity_torque_nm)
-        d.init(robot.joint_names, control_rate_hz)
+        d.configure(robot.joint_names, control_rate_hz, robot.column("kd_damping"))  # the Runtime activates it
         return d
 
 
 @register_driver("mujoco")
-@dataclass
 class MujocoDriverConfig(DriverConfig):
     """The simulated robot: starts hanging in the hoist, feet `hoist.clearance_m` above the ground."""
 
-    standing_height_m: float
-    noise: bool = False
-    command_latency_ms: float | None = None  # None: the robot config's
-    battery_v: float = 0.0                   # pack voltage the simulator reports (0: none)
-    mjcf_path: str = field(default="", init=False)  # the model file the last build() loaded
-
-    def __post_init__(self) -> None:
-        if not self.standing_height_m > 0:
-            raise ValueError(f"mujoco driver: standing_height_m must be > 0, found {self.standing_height_m}")
-        if self.command_latency_ms is not None and not 0 <= self.command_latency_ms <= 100:
-            raise ValueError(f"mujoco driver: command_latency_ms must be in [0, 100], found {self.command_latency_ms}")
+    standing_height_m = field(float, default=None, lo=0.0, lo_open=True, hi=5.0,
+                              doc="base height standing on the ground (null: from the model and default pose)")
+    noise = field(bool, default=False, doc="add the robot config's sim.noise to the sensors")
+    command_latency_ms = field(float, default=None, lo=0.0, hi=100.0, doc="command delay (null: the robot config's)")
+    battery_v = field(float, default=0.0, lo=0.0, hi=200.0, doc="pack voltage the simulator reports (0: none)")
+    mjcf_path = ""  # the model file the last build() loaded (not a config field)
 
     def hang_height_m(self, robot: RobotConfig) -> float:
-        return self.standing_height_m + robot.sim.hoist.clearance_m
+        if self.standing_height_m is None:
+            model = _rt.RobotModel(str(robot.urdf_path), robot.joint_names)
+            standing = model.standing_base_height(robot.column("default_rad"), robot.foot_frames, robot.sole_offset_m)
+        else:
+            standing = self.standing_height_m
+        return float(standing) + robot.sim.hoist.clearance_m
 
     def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:
         from vertebra.drivers.sim_model import build_mjcf
@@ -116,6 +130,6 @@ class MujocoDriverConfig(DriverConfig):
         o.command_latency_s = latency / 1000.0
         o.battery_v = self.battery_v
         d = _rt.MujocoDriver(o)
-        d.init(robot.joint_names, control_rate_hz)
+        d.configure(robot.joint_names, control_rate_hz, robot.column("kd_damping"))  # the Runtime activates it
         self.mjcf_path = o.mjcf_path
         return d

@@ -23,7 +23,6 @@ The tasks depend on the package:
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -36,19 +35,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vertebra.runtime.numerics import rpy_from_quat, summary
+
 EPISODE_S = 2.5
 RESET_S = 1.0
 SETTLE_S = 1.0
 ROT_TOL_DEG = 2.0
 HEIGHT_TOL_M = 0.015
-
-
-def _rpy(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = (float(v) for v in q)
-    roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return np.array([roll, pitch, yaw])
 
 
 class ServerProcess:
@@ -159,7 +152,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
                 policy_step(c)
                 rt.loop.run_ticks(period)
                 st = rt.loop.snapshot()["state"]
-                rot_err = np.degrees(np.abs(_rpy(np.asarray(st["base_quat"])) - c[:3]))
+                rot_err = np.degrees(np.abs(rpy_from_quat(st["base_quat"]) - c[:3]))
                 h_err = abs(float(st["base_pos"][2]) - (p0[2] + c[3]))
                 good = bool(np.all(rot_err < ROT_TOL_DEG) and h_err < HEIGHT_TOL_M)
                 t = (k + 1) / spec.rate_hz
@@ -188,8 +181,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
         "success_rate": {"body_pose": round(len(succ) / max(1, len(results)), 3)},
         "mean_time_to_success_s": {"body_pose": round(float(np.mean([r["time_to_success_s"] for r in succ])), 3)
                                    if succ else None},
-        "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1),
-                                 "p99": round(float(np.percentile(lat, 99)), 1)},
+        "inference_latency_us": summary(lat, ("p50", "p99")),
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
         "transport": server.transport,
         "criteria": {"rot_tol_deg": ROT_TOL_DEG, "height_tol_m": HEIGHT_TOL_M, "settle_s": SETTLE_S,
@@ -206,7 +198,11 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
 
     spec = pkg.spec
     server = ServerProcess({spec.name: pkg.path})
-    sess = vla.G1Session(chunk_scheduler=True)
+    try:
+        sess = vla.G1Session(chunk_scheduler=True, target_names=list(spec.targets))
+    except BaseException:
+        server.close()  # never leave the server process behind (it holds our output pipe)
+        raise
     latency_us: list[float] = []
     results: list[dict[str, Any]] = []
     try:
@@ -267,7 +263,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "success_rate": per_task,
         "success_rate_all": round(sum(r["success"] for r in results) / max(1, len(results)), 3),
         "mean_time_to_success_s": times,
-        "inference_latency_us": {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1)},
+        "inference_latency_us": summary(lat, ("p50", "p99")),
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
         "transport": server.transport,
         "replan_steps": replan_steps,

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from vertebra.policies.protocol import DEFAULT_MAX_BYTES, ProtocolError, decode, encode
+from vertebra.runtime.errors import ConfigError
+from vertebra.runtime.schema import Section, Variant, field, read_yaml
 
 SERVER_NAME = "vertebra-policy-server"
 # After a shared-memory request the server polls its channels without blocking for this long (the
@@ -75,54 +75,91 @@ class PackagePolicy:
         return self.policy.infer(obs)
 
 
-@dataclass
-class ServerConfig:
-    file: str
-    bind: str
-    default: str
-    policies: dict[str, dict[str, Any]]
-    intra_op: int = 1
-    max_message_bytes: int = DEFAULT_MAX_BYTES
-    curve: dict[str, Any] = field(default_factory=dict)
+class NoopPolicySpec(Section):
+    """Zeros of a fixed chunk shape: for transport benchmarks and integration tests."""
+
+    chunk_length = field(int, default=50, lo=1, hi=100_000, doc="actions per chunk")
+    action_dim = field(int, default=32, lo=1, hi=100_000, doc="values per action")
+    rate_hz = field(float, default=50.0, lo=0.0, lo_open=True, hi=10_000.0, doc="the chunk's action rate")
+
+
+class PackagePolicySpec(Section):
+    """An ONNX policy package (vertebra.policies.package)."""
+
+    path = field(str, doc="the package directory (a relative path is under the repository root)")
+
+    def check(self, context: Any) -> None:
+        from vertebra.runtime.config import REPO_ROOT
+
+        p = Path(self.path)
+        self.path = str(p if p.is_absolute() else REPO_ROOT / p)  # the server loads absolute paths
+
+
+POLICY_KINDS: dict[str, type[Section]] = {"package": PackagePolicySpec, "noop": NoopPolicySpec}
+
+
+class ServerThreads(Section):
+    """Threads of the ONNX runtime."""
+
+    intra_op = field(int, default=1, lo=1, hi=256, doc="ONNX Runtime intra-op threads per policy")
+
+
+class ServerLimits(Section):
+    """Request limits."""
+
+    max_message_bytes = field(int, default=DEFAULT_MAX_BYTES, lo=1024, hi=1 << 31,
+                              doc="larger requests get an error reply before they are decoded")
+
+
+class CurveSettings(Section):
+    """CURVE encryption and a client allowlist (TCP)."""
+
+    enabled = field(bool, default=False, doc="encrypt, and serve only the allowed clients")
+    server_secret_key = field(str, default=None, doc="the server's secret key file (zmq.auth.create_certificates())")
+    allowed_clients = field(str, default=None, doc="directory of the allowed clients' public keys")
+
+    def check(self, context: Any) -> None:
+        if self.enabled:
+            for name in ("server_secret_key", "allowed_clients"):
+                if getattr(self, name) is None:
+                    raise self.error(name, "<missing>", "a path (required with enabled: true)")
+
+
+class ServerConfig(Section):
+    """The policy server (``vertebra serve --config configs/policies/<name>.yaml``)."""
+
+    bind = field(str, default="ipc:///tmp/vertebra-policy.sock", doc="ZMQ endpoint (tcp://0.0.0.0:5555 off-board)")
+    default = field(str, default=None, doc="the policy loaded at start (default: the first listed)")
+    policies = field(dict, item=Variant(lambda: POLICY_KINDS, key="kind", what="policy kind"),
+                     doc="what load/swap may name: name -> {kind: package|noop, ...}")
+    threads = field(ServerThreads, default={}, doc="inference threads")
+    limits = field(ServerLimits, default={}, doc="request limits")
+    curve = field(CurveSettings, default={}, doc="optional encryption + client allowlist")
+
+    @property
+    def intra_op(self) -> int:
+        return int(self.threads.intra_op)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.limits.max_message_bytes)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ServerConfig:
-        from vertebra.runtime.config import REPO_ROOT, ConfigError
-
         p = Path(path)
         if not p.is_file():
             raise ConfigError(p, "<file>", str(p), "an existing server config (configs/policies/*.yaml)")
-        d = yaml.safe_load(p.read_text())
-        if not isinstance(d, dict):
-            raise ConfigError(p, "<root>", d, "a mapping")
-        unknown = set(d) - {"bind", "default", "policies", "threads", "limits", "curve"}
-        if unknown:
-            raise ConfigError(p, sorted(unknown)[0], d[sorted(unknown)[0]],
-                              "a known field: bind, default, policies, threads, limits, curve")
-        pols = d.get("policies")
-        if not isinstance(pols, dict) or not pols:
-            raise ConfigError(p, "policies", pols, "a non-empty mapping of name -> policy")
-        for name, spec in pols.items():
-            if not isinstance(spec, dict) or spec.get("kind") not in ("package", "noop"):
-                raise ConfigError(p, f"policies.{name}.kind", (spec or {}).get("kind") if isinstance(spec, dict) else spec,
-                                  "package or noop")
-            if spec["kind"] == "package":
-                pp = Path(str(spec.get("path", "")))
-                if not pp.is_absolute():
-                    pp = REPO_ROOT / pp
-                spec["path"] = str(pp)
-        default = d.get("default", next(iter(pols)))
-        if default not in pols:
-            raise ConfigError(p, "default", default, "one of " + ", ".join(pols))
-        limits = d.get("limits") or {}
-        mx = limits.get("max_message_bytes", DEFAULT_MAX_BYTES)
-        if not isinstance(mx, int) or mx < 1024:
-            raise ConfigError(p, "limits.max_message_bytes", mx, "an integer >= 1024")
-        bind = d.get("bind", "ipc:///tmp/vertebra-policy.sock")
-        if not isinstance(bind, str) or "://" not in bind:
-            raise ConfigError(p, "bind", bind, "a ZMQ endpoint such as tcp://0.0.0.0:5555 or ipc:///tmp/x.sock")
-        curve = d.get("curve") or {}
-        return cls(str(p), bind, default, pols, int((d.get("threads") or {}).get("intra_op", 1)), mx, curve)
+        return cls.from_dict(read_yaml(p), p)
+
+    def check(self, context: Any) -> None:
+        if not self.policies:
+            raise self.error("policies", self.policies, "a non-empty mapping of name -> policy")
+        if self.default is None:
+            self.default = next(iter(self.policies))
+        if self.default not in self.policies:
+            raise self.error("default", self.default, "one of " + ", ".join(self.policies))
+        if "://" not in self.bind:
+            raise self.error("bind", self.bind, "a ZMQ endpoint such as tcp://0.0.0.0:5555 or ipc:///tmp/x.sock")
 
 
 class PolicyServer:

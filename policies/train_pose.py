@@ -51,8 +51,8 @@ def random_command(rng: np.random.Generator) -> np.ndarray:
 
 def collect(robot: str, n_commands: int, seed: int, say: Callable[[str], None]) -> dict[str, np.ndarray]:
     from vertebra import _rt
+    from vertebra.runtime.numerics import quat_from_rpy
     from vertebra.runtime.sim_runtime import SimRuntime
-    from vertebra.runtime.wbc import quat_from_rpy
 
     rng = np.random.default_rng(seed)
     rt = SimRuntime(robot, controller="wbc")

@@ -1,7 +1,8 @@
-"""Validated configuration classes for robots (``configs/robots/<name>.yaml``).
+"""Robot configs (``configs/robots/<name>.yaml``), declared once with :mod:`vertebra.runtime.schema`.
 
-Every field is checked on load. A bad field raises :class:`ConfigError` naming the file, the
-field (dotted path), the value found and what is valid. Units are in field names.
+Every field is checked on load. A bad field raises :class:`ConfigError` naming the file, the field
+(dotted path), the value found and what is valid. Units are in field names. ``RobotConfig.describe()``
+lists every field with its bounds and meaning.
 """
 
 from __future__ import annotations
@@ -9,203 +10,382 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from vertebra.runtime.errors import ConfigError, VertebraError
+from vertebra.runtime.schema import Section, field, read_yaml
+
+__all__ = ["CONFIG_DIR", "REPO_ROOT", "CameraConfig", "ConfigError", "FramesConfig", "HoistConfig", "JointConfig",
+           "JointDynamics", "NoiseConfig", "RobotConfig", "SimConfig", "UrdfConfig", "VertebraError", "WbcBalanceGuard",
+           "WbcContacts", "WbcLimits", "WbcOutput", "WbcSettings", "WbcSolver", "WbcTaskConfig", "WbcTasks",
+           "available_robots", "example_robot_data_dir", "find_config_dir", "loop_config", "robot_params"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid."""
+def find_config_dir() -> Path:
+    """Where ``configs/`` is: inside the installed package first (``<site-packages>/vertebra/configs``, as
+    the wheel ships it), then the source checkout's ``configs/`` (next to ``runtime/``)."""
+    candidates: list[Path] = []
+    try:
+        import vertebra
 
-    def __init__(self, file: str | os.PathLike[str], field_path: str, found: Any, valid: str):
-        self.file = str(file)
-        self.field = field_path
-        self.found = found
-        self.valid = valid
-        super().__init__(f"{self.file}: field '{field_path}': found {found!r}; valid: {valid}")
-
-
-_MISSING = object()
-
-
-class _Reader:
-    """Typed access to a YAML mapping that reports errors with file and dotted field path."""
-
-    def __init__(self, file: str | os.PathLike[str], data: Any, prefix: str = ""):
-        self.file = file
-        self.prefix = prefix
-        if not isinstance(data, dict):
-            raise ConfigError(file, prefix or "<root>", data, "a mapping of fields")
-        self.data = data
-
-    def path(self, key: str | int) -> str:
-        if isinstance(key, int):
-            return f"{self.prefix}[{key}]"
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, key: str | int, found: Any, valid: str) -> ConfigError:
-        return ConfigError(self.file, self.path(key), found, valid)
-
-    def get(self, key: str, default: Any = _MISSING) -> Any:
-        if key not in self.data:
-            if default is _MISSING:
-                raise self.error(key, "<missing>", "a value is required")
-            return default
-        return self.data[key]
-
-    def sub(self, key: str, default: Any = _MISSING) -> _Reader:
-        return _Reader(self.file, self.get(key, default), self.path(key))
-
-    def string(self, key: str, default: Any = _MISSING, pattern: str | None = None) -> str:
-        v = self.get(key, default)
-        if not isinstance(v, str) or not v or (pattern and not re.fullmatch(pattern, v)):
-            raise self.error(key, v, f"a non-empty string{' matching ' + pattern if pattern else ''}")
-        return v
-
-    def number(self, key: str, default: Any = _MISSING, lo: float = -math.inf, hi: float = math.inf,
-               lo_open: bool = False) -> float:
-        v = self.get(key, default)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if ok:
-            ok = (v > lo if lo_open else v >= lo) and v <= hi
-        if not ok:
-            lo_s = f"{'>' if lo_open else '>='} {lo}" if lo != -math.inf else ""
-            hi_s = f"<= {hi}" if hi != math.inf else ""
-            raise self.error(key, v, "a finite number " + " and ".join(s for s in (lo_s, hi_s) if s))
-        return float(v)
-
-    def boolean(self, key: str, default: Any = _MISSING) -> bool:
-        v = self.get(key, default)
-        if not isinstance(v, bool):
-            raise self.error(key, v, "true or false")
-        return v
-
-    def vector(self, key: str, size: int, default: Any = _MISSING) -> list[float]:
-        v = self.get(key, default)
-        if (not isinstance(v, list) or len(v) != size
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
-            raise self.error(key, v, f"a list of {size} finite numbers")
-        return [float(x) for x in v]
-
-    def items(self, key: str, default: Any = _MISSING) -> list[_Reader]:
-        v = self.get(key, default)
-        if not isinstance(v, list) or not v:
-            raise self.error(key, v, "a non-empty list")
-        return [_Reader(self.file, item, f"{self.path(key)}[{i}]") for i, item in enumerate(v)]
-
-    def reject_unknown(self, known: set[str]) -> None:
-        for k in self.data:
-            if k not in known:
-                raise self.error(str(k), self.data[k], f"a known field: {', '.join(sorted(known))}")
+        candidates += [Path(p) / "configs" for p in vertebra.__path__]
+    except ImportError:  # pragma: no cover - this module is part of the vertebra package
+        pass
+    candidates.append(REPO_ROOT / "configs")
+    for c in candidates:
+        if (c / "robots").is_dir():
+            return c
+    return candidates[-1]
 
 
-@dataclass(frozen=True)
-class JointConfig:
-    name: str
-    motor_index: int
-    q_min_rad: float
-    q_max_rad: float
-    dq_max_rad_s: float
-    tau_max_nm: float
-    default_rad: float
-    kp: float
-    kd: float
-    kd_damping: float
+CONFIG_DIR = find_config_dir()
 
 
-@dataclass(frozen=True)
-class JointDynamics:
-    """Simulator joint properties for the joints whose name matches ``match`` (regex)."""
+# -- joints, frames, URDF --------------------------------------------------------------------------
+class JointConfig(Section):
+    """One joint, listed in the robot's motor-index order."""
 
-    match: str
-    armature_kg_m2: float
-    damping_nm_s_rad: float
-    frictionloss_nm: float
+    name = field(str, doc="joint name in the URDF")
+    motor = field(int, lo=0,
+                  doc="index in the robot's motor array (rt/lowcmd motor_cmd); joints are listed in this order")
+    q_min_rad = field(float, lo=-2 * math.pi, hi=2 * math.pi, doc="lower position limit (the URDF's or tighter)")
+    q_max_rad = field(float, lo=-2 * math.pi, hi=2 * math.pi, doc="upper position limit (the URDF's or tighter)")
+    dq_max_rad_s = field(float, lo=0.0, lo_open=True, hi=100.0, doc="velocity limit (the URDF's or tighter)")
+    tau_max_nm = field(float, lo=0.0, lo_open=True, hi=1000.0, doc="effort limit (the URDF's or tighter)")
+    default_rad = field(float, lo=-2 * math.pi, hi=2 * math.pi, doc="standing pose, inside [q_min_rad, q_max_rad]")
+    kp = field(float, lo=0.0, hi=2000.0, doc="stance stiffness of hold/interpolate (N·m/rad)")
+    kd = field(float, lo=0.0, hi=200.0, doc="stance damping of hold/interpolate (N·m·s/rad)")
+    kd_damping = field(float, lo=0.0, hi=200.0, doc="damping-mode gain (N·m·s/rad), <= max_gain_scale x kd")
 
+    @property
+    def motor_index(self) -> int:
+        return int(self.motor)
 
-@dataclass(frozen=True)
-class CameraConfig:
-    name: str
-    body: str
-    pos_m: list[float]
-    xyaxes: list[float]  # camera x and y axes in the body frame (MuJoCo convention, looks along -z)
-    fovy_deg: float
-    width_px: int
-    height_px: int
-
-
-@dataclass(frozen=True)
-class HoistConfig:
-    clearance_m: float
-    stiffness_n_m: float
-    damping_n_s_m: float
-    lateral_stiffness_n_m: float
-    rot_stiffness_nm_rad: float
-    rot_damping_nms_rad: float
-    lower_speed_m_s: float
+    def check(self, context: Any) -> None:
+        if self.q_max_rad <= self.q_min_rad:
+            raise self.error("q_max_rad", self.q_max_rad, f"greater than q_min_rad ({self.q_min_rad})")
+        if not self.q_min_rad <= self.default_rad <= self.q_max_rad:
+            raise self.error("default_rad", self.default_rad,
+                             f"a finite number >= {self.q_min_rad} and <= {self.q_max_rad} (q_min_rad..q_max_rad)")
 
 
-@dataclass(frozen=True)
-class SimConfig:
-    sim_rate_hz: float
-    friction: float
-    joint_dynamics: list[JointDynamics]
-    hoist: HoistConfig
-    cameras: list[CameraConfig]
-    noise_q_rad: float = 0.0
-    noise_dq_rad_s: float = 0.0
-    noise_gyro_rad_s: float = 0.0
-    noise_acc_m_s2: float = 0.0
-    command_latency_ms: float = 0.0
+class FramesConfig(Section):
+    """Frames of the URDF the runtime uses."""
+
+    base = field(str, doc="floating-base frame")
+    imu = field(str, doc="frame of the IMU")
+    feet = field(list, item=str, min_size=1, doc="foot frames (contacts), in the robot's foot order")
+    sole_offset_m = field(float, lo=0.0, hi=0.2, doc="sole contact below the foot frame (standing height)")
+    hands = field(list, item=str, default=[], doc="hand frames (whole-body hand targets)")
 
 
-@dataclass(frozen=True)
-class WbcTaskConfig:
-    kp: float
-    kd: float
-    weight: list[float]  # per axis [x, y, z, rx, ry, rz] (3-D tasks: first 3; posture: one value)
+class UrdfConfig(Section):
+    """Where the robot's URDF is."""
+
+    package = field(str, choices=("example-robot-data", "repo"),
+                    doc="example-robot-data (the installed wheel's robots) or repo (this checkout)")
+    path = field(str, doc="the URDF's path under the package")
+
+    def check(self, context: Any) -> None:
+        base = example_robot_data_dir() if self.package == "example-robot-data" else REPO_ROOT
+        resolved = base / self.path
+        if not resolved.is_file():
+            raise self.error("path", self.path, f"a URDF file under {base}")
+        self.resolved_path = resolved
 
 
-@dataclass(frozen=True)
-class WbcConfig:
-    flat_feet: bool
-    sole_offset_m: list[float]
-    sole_half_length_m: float
-    sole_half_width_m: float
-    friction: float
-    min_normal_force_n: float
-    max_normal_force_n: float
-    ramp_s: float
-    torso_frame: str
-    tasks: dict[str, WbcTaskConfig]
-    output_kp_scale: float
-    output_kd_scale: float
+# -- simulator -------------------------------------------------------------------------------------
+class JointDynamics(Section):
+    """Simulator joint properties for the joints whose name matches ``match`` (regex search)."""
+
+    match = field(str, doc="regular expression searched in joint names")
+    armature_kg_m2 = field(float, lo=0.0, hi=1.0, doc="reflected rotor inertia")
+    damping_nm_s_rad = field(float, lo=0.0, hi=10.0, doc="viscous joint damping")
+    frictionloss_nm = field(float, lo=0.0, hi=10.0, doc="dry joint friction")
+
+    def check(self, context: Any) -> None:
+        try:
+            re.compile(self.match)
+        except re.error as e:
+            raise self.error("match", self.match, f"a valid regular expression ({e})") from None
 
 
-@dataclass(frozen=True)
-class RobotConfig:
-    """A robot: its description, joints in motor-index order, limits, gains, frames, simulator."""
+class CameraConfig(Section):
+    """A simulated camera on a body (MuJoCo convention: it looks along its -z)."""
 
-    file: str
-    name: str
-    description: str
-    urdf_path: Path
-    control_rate_hz: float
-    max_gain_scale: float
-    joints: list[JointConfig]
-    base_frame: str
-    imu_frame: str
-    foot_frames: list[str]
-    sole_offset_m: float
-    hand_frames: list[str]
-    sim: SimConfig
-    wbc: WbcConfig | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    name = field(str, doc="camera name (policy packages name their cameras)")
+    body = field(str, doc="URDF frame the camera is fixed to")
+    pos_m = field(list, item=float, size=3, doc="position in the body frame")
+    xyaxes = field(list, item=float, size=6, doc="camera x and y axes in the body frame")
+    fovy_deg = field(float, lo=10, hi=170, doc="vertical field of view")
+    width_px = field(int, default=224, lo=16, hi=4096, doc="image width")
+    height_px = field(int, default=224, lo=16, hi=4096, doc="image height")
+
+
+class HoistConfig(Section):
+    """The simulated hoist: a spring-damper rope that holds the robot until it is lowered."""
+
+    clearance_m = field(float, lo=0.02, hi=1.0, doc="feet this far above the ground while hanging")
+    stiffness_n_m = field(float, lo=100.0, hi=1e5, doc="rope stiffness")
+    damping_n_s_m = field(float, lo=0.0, hi=1e4, doc="rope damping")
+    lateral_stiffness_n_m = field(float, lo=0.0, hi=1e5, doc="horizontal centring stiffness")
+    rot_stiffness_nm_rad = field(float, lo=0.0, hi=1e4, doc="keeps the base upright while hanging")
+    rot_damping_nms_rad = field(float, lo=0.0, hi=1e3, doc="rotational damping while hanging")
+    lower_speed_m_s = field(float, lo=0.01, hi=1.0, doc="speed at which the hoist lowers the robot")
+
+
+class NoiseConfig(Section):
+    """Sensor noise of the simulator (standard deviations; used with --noise)."""
+
+    q_rad = field(float, default=0.0, lo=0.0, hi=0.1, doc="joint position noise")
+    dq_rad_s = field(float, default=0.0, lo=0.0, hi=5.0, doc="joint velocity noise")
+    gyro_rad_s = field(float, default=0.0, lo=0.0, hi=5.0, doc="gyroscope noise")
+    acc_m_s2 = field(float, default=0.0, lo=0.0, hi=10.0, doc="accelerometer noise")
+
+
+class SimConfig(Section):
+    """The MuJoCo simulation of the robot."""
+
+    sim_rate_hz = field(float, default=2000.0, lo=100.0, hi=10000.0,
+                        doc="physics rate: an integer multiple of control_rate_hz, >= it")
+    friction = field(float, default=1.0, lo=0.05, hi=3.0, doc="ground sliding friction")
+    joint_dynamics = field(list, item=JointDynamics, min_size=1, doc="entries covering every joint (first match wins)")
+    hoist = field(HoistConfig, doc="the hoist the robot starts in")
+    cameras = field(list, item=CameraConfig, default=[], doc="simulated cameras")
+    noise = field(NoiseConfig, default={}, doc="sensor noise")
+    command_latency_ms = field(float, default=0.0, lo=0.0, hi=100.0, doc="delay of commands to the simulated motors")
+
+    @property
+    def noise_q_rad(self) -> float:
+        return float(self.noise.q_rad)
+
+    @property
+    def noise_dq_rad_s(self) -> float:
+        return float(self.noise.dq_rad_s)
+
+    @property
+    def noise_gyro_rad_s(self) -> float:
+        return float(self.noise.gyro_rad_s)
+
+    @property
+    def noise_acc_m_s2(self) -> float:
+        return float(self.noise.acc_m_s2)
+
+
+# -- whole-body controller -------------------------------------------------------------------------
+class WbcContacts(Section):
+    """The feet's contacts with the ground."""
+
+    type = field(str, choices={"flat": "6-D sole contacts", "point": "3-D foot contacts"}, doc="contact model")
+    sole_offset_m = field(list, item=float, size=3, doc="contact point in the foot frame")
+    sole_half_length_m = field(float, default=None, lo=0.0, hi=0.5, doc="flat feet: half the sole's length (>= 0.01)")
+    sole_half_width_m = field(float, default=None, lo=0.0, hi=0.5, doc="flat feet: half the sole's width (>= 0.005)")
+    friction = field(float, lo=0.05, hi=2.0, doc="friction coefficient of the contact cone")
+    min_normal_force_n = field(float, lo=0.0, hi=1000.0, doc="least normal force of an active contact")
+    max_normal_force_n = field(float, lo=1.0, hi=1e5, doc="largest normal force, > min_normal_force_n")
+    ramp_s = field(float, default=0.1, lo=0.002, hi=5.0, doc="a contact's force limits ramp in/out over this time")
+
+    def check(self, context: Any) -> None:
+        for name, least in (("sole_half_length_m", 0.01), ("sole_half_width_m", 0.005)):
+            value = getattr(self, name)
+            if self.type == "flat":
+                if value is None:
+                    raise self.error(name, "<missing>",
+                                     f"a finite number >= {least} and <= 0.5 (required for flat feet)")
+                if value < least:
+                    raise self.error(name, value, f"a finite number >= {least} and <= 0.5 (flat feet)")
+            elif value is None:
+                setattr(self, name, 0.0)
+        if self.max_normal_force_n <= self.min_normal_force_n:
+            raise self.error("max_normal_force_n", self.max_normal_force_n,
+                             f"greater than min_normal_force_n ({self.min_normal_force_n})")
+
+
+class WbcTaskConfig(Section):
+    """A task's PD reference gains and per-axis weights."""
+
+    kp = field(float, lo=0.0, hi=1e4, doc="stiffness of the task's reference acceleration")
+    kd = field(float, lo=0.0, hi=1e3, doc="damping of the task's reference acceleration")
+    weight = field(list, item=float, lo=0.0, min_size=1,
+                   doc="per axis [x, y, z, rx, ry, rz] (3-D tasks: 3 values; posture: 1)")
+
+
+WBC_TASK_SIZES = {"com": 3, "base": 6, "torso": 6, "hands": 6, "swing_foot": 6, "posture": 1}
+
+
+class WbcTasks(Section):
+    """The whole-body controller's tasks (com, base, posture and swing_foot always; torso with torso_frame;
+    hands when frames.hands lists hands)."""
+
+    com = field(WbcTaskConfig, default=None, doc="centre of mass position (3 weights)")
+    base = field(WbcTaskConfig, default=None, doc="base pose (6 weights)")
+    torso = field(WbcTaskConfig, default=None, doc="torso orientation (6 weights; the first 3 unused)")
+    hands = field(WbcTaskConfig, default=None, doc="hand poses (6 weights)")
+    swing_foot = field(WbcTaskConfig, default=None, doc="released feet's poses (6 weights)")
+    posture = field(WbcTaskConfig, default=None, doc="joint posture (1 weight)")
+
+    def present(self) -> dict[str, WbcTaskConfig]:
+        """The tasks the file sets, by name."""
+        return {n: getattr(self, n) for n in WBC_TASK_SIZES if getattr(self, n) is not None}
+
+    def check(self, context: Any) -> None:
+        for name, task in self.present().items():
+            size = WBC_TASK_SIZES[name]
+            if len(task.weight) != size:
+                raise task.error("weight", task.weight, f"a list of {size} finite numbers >= 0")
+
+
+class WbcOutput(Section):
+    """The motor-board gains of the whole-body command."""
+
+    kp_scale = field(float, lo=0.0, hi=1.0, doc="board kp = this x the joint's kp")
+    kd_scale = field(float, lo=0.0, hi=1.0, doc="board kd = this x the joint's kd")
+
+
+QP_BACKENDS = {"auto": 0, "primal_dual_ldlt": 1, "primal_ldlt": 2}
+
+
+class WbcSolver(Section):
+    """The QP solver (ProxQP dense). Defaults are the C++ WbcConfig's."""
+
+    max_iter = field(int, default=50, lo=1, hi=10000, doc="iteration cap of one solve (a feasible tick needs 1-2)")
+    eps_abs = field(float, default=1e-6, lo=0.0, lo_open=True, hi=1e-2, doc="absolute tolerance (N, N·m, rad/s²)")
+    reg_ddq = field(float, default=1e-6, lo=0.0, lo_open=True, hi=1.0, doc="regularisation weight of accelerations")
+    reg_force = field(float, default=1e-5, lo=0.0, lo_open=True, hi=1.0, doc="regularisation weight of contact forces")
+    max_consecutive_failures = field(int, default=10, lo=1, hi=1000,
+                                     doc="failed solves in a row (each holds the previous command) that fault")
+    # The tick budget (cpp/wbc/wbc.hpp) is new: null leaves the controller's own default in place.
+    tick_iteration_budget = field(int, default=None, lo=1, hi=100000,
+                                  doc="iterations of one tick's solves together (null: the controller's default)")
+    warm_max_iter = field(int, default=None, lo=1, hi=10000,
+                          doc="iterations of the warm-started solve; max_iter caps the cold retry (null: default)")
+    eliminate_contacts = field(bool, default=True, doc="eliminate the contact rows before the solver (exact, faster)")
+    qp_backend = field(str, default="auto", choices={"auto": "0", "primal_dual_ldlt": "1, full KKT",
+                                                      "primal_ldlt": "2, n x n system"}, doc="ProxQP dense backend")
+
+    @property
+    def qp_backend_id(self) -> int:
+        return QP_BACKENDS[self.qp_backend]
+
+
+class WbcLimits(Section):
+    """Bounds on the PD references (a far target is approached at bounded acceleration)."""
+
+    max_position_error_m = field(float, default=0.05, lo=0.0, lo_open=True, hi=1.0,
+                                 doc="position error a pose task's reference sees at most")
+    max_rotation_error_rad = field(float, default=0.3, lo=0.0, lo_open=True, hi=math.pi,
+                                   doc="rotation error a pose task's reference sees at most")
+    limit_horizon_s = field(float, default=0.05, lo=0.0, lo_open=True, hi=1.0,
+                            doc="the joint-limit acceleration bounds look this far ahead")
+
+
+class WbcBalanceGuard(Section):
+    """Raises the horizontal centre-of-mass weight as the capture point nears the support area's edge."""
+
+    start_m = field(float, default=0.04, lo=0.0, lo_open=True, hi=0.5, doc="x1 this far inside the edge")
+    full_m = field(float, default=0.015, lo=-0.5, hi=0.5, doc="x scale this far inside the edge (< start_m)")
+    scale = field(float, default=10.0, lo=1.0, hi=1000.0, doc="weight factor at full_m (1: guard off)")
+
+    def check(self, context: Any) -> None:
+        if not self.start_m > self.full_m:
+            raise self.error("full_m", self.full_m, f"less than start_m ({self.start_m})")
+
+
+class WbcSettings(Section):
+    """The whole-body controller (``vertebra sim --controller wbc``); converted to ``_rt.WbcConfig`` by
+    ``vertebra.runtime.wbc.build_wbc_config``."""
+
+    contacts = field(WbcContacts, doc="the feet's contacts")
+    torso_frame = field(str, default="", doc="frame of the torso orientation task (empty: no torso task)")
+    tasks = field(WbcTasks, doc="task gains and weights")
+    output = field(WbcOutput, doc="motor-board gains of the command")
+    solver = field(WbcSolver, default={}, doc="QP solver settings")
+    limits = field(WbcLimits, default={}, doc="reference error bounds and the joint-limit horizon")
+    balance_guard = field(WbcBalanceGuard, default={}, doc="centre-of-mass weight near the support edge")
+
+    @property
+    def flat_feet(self) -> bool:
+        return bool(self.contacts.type == "flat")
+
+    @property
+    def sole_offset_m(self) -> list[float]:
+        return list(self.contacts.sole_offset_m)
+
+    @property
+    def sole_half_length_m(self) -> float:
+        return float(self.contacts.sole_half_length_m)
+
+    @property
+    def sole_half_width_m(self) -> float:
+        return float(self.contacts.sole_half_width_m)
+
+    @property
+    def friction(self) -> float:
+        return float(self.contacts.friction)
+
+    @property
+    def min_normal_force_n(self) -> float:
+        return float(self.contacts.min_normal_force_n)
+
+    @property
+    def max_normal_force_n(self) -> float:
+        return float(self.contacts.max_normal_force_n)
+
+    @property
+    def ramp_s(self) -> float:
+        return float(self.contacts.ramp_s)
+
+    @property
+    def output_kp_scale(self) -> float:
+        return float(self.output.kp_scale)
+
+    @property
+    def output_kd_scale(self) -> float:
+        return float(self.output.kd_scale)
+
+
+# -- the robot -------------------------------------------------------------------------------------
+class RobotConfig(Section):
+    """A robot: its description, joints in motor-index order, limits, gains, frames, simulator, WBC."""
+
+    name = field(str, pattern=r"[a-z0-9_]+", doc="robot name (configs/safety/<name>.yaml is its safety config)")
+    description = field(str, default="", doc="one line for people")
+    urdf = field(UrdfConfig, doc="the robot's URDF")
+    control_rate_hz = field(float, default=500.0, lo=50, hi=2000, doc="the control loop's rate")
+    max_gain_scale = field(float, default=1.5, lo=1.0, hi=10.0,
+                           doc="nothing may command kp/kd above this x the joint's")
+    joints = field(list, item=JointConfig, min_size=1, doc="joints in motor-index order")
+    frames = field(FramesConfig, doc="frames of the URDF")
+    sim = field(SimConfig, doc="the simulator")
+    wbc = field(WbcSettings, default=None, doc="the whole-body controller (optional)")
+    extra = field(dict, item=None, default={}, doc="free-form settings for tools (unchecked)")
+
+    @property
+    def urdf_path(self) -> Path:
+        return Path(self.urdf.resolved_path)
+
+    @property
+    def base_frame(self) -> str:
+        return str(self.frames.base)
+
+    @property
+    def imu_frame(self) -> str:
+        return str(self.frames.imu)
+
+    @property
+    def foot_frames(self) -> list[str]:
+        return list(self.frames.feet)
+
+    @property
+    def sole_offset_m(self) -> float:
+        return float(self.frames.sole_offset_m)
+
+    @property
+    def hand_frames(self) -> list[str]:
+        return list(self.frames.hands)
 
     @property
     def n_joints(self) -> int:
@@ -228,45 +408,86 @@ class RobotConfig:
                 raise ConfigError(path, "<file>", str(name_or_path), "one of: " + ", ".join(available_robots()))
         if not path.exists():
             raise ConfigError(path, "<file>", str(path), "an existing YAML file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(path, "<file>", "invalid YAML", str(e).replace("\n", " ")) from None
-        return cls.from_dict(data, path)
+        return cls.from_dict(read_yaml(path), path)
 
-    @classmethod
-    def from_dict(cls, data: Any, file: str | os.PathLike[str] = "<dict>") -> RobotConfig:
-        r = _Reader(file, data)
-        r.reject_unknown({"name", "description", "urdf", "control_rate_hz", "max_gain_scale", "joints", "frames",
-                          "sim", "wbc", "extra"})
-        urdf_path = _resolve_urdf(r.sub("urdf"))
-        joints = _read_joints(r)
-        frames = r.sub("frames")
-        frames.reject_unknown({"base", "imu", "feet", "sole_offset_m", "hands"})
-        cfg = cls(
-            file=str(file),
-            name=r.string("name", pattern=r"[a-z0-9_]+"),
-            description=r.string("description", ""),
-            urdf_path=urdf_path,
-            control_rate_hz=r.number("control_rate_hz", 500.0, lo=50, hi=2000),
-            max_gain_scale=r.number("max_gain_scale", 1.5, lo=1.0, hi=10.0),
-            joints=joints,
-            base_frame=frames.string("base"),
-            imu_frame=frames.string("imu"),
-            foot_frames=[_str_item(frames, "feet", i, v) for i, v in enumerate(_list(frames, "feet"))],
-            sole_offset_m=frames.number("sole_offset_m", lo=0.0, hi=0.2),
-            hand_frames=[_str_item(frames, "hands", i, v) for i, v in enumerate(frames.get("hands", []) or [])],
-            sim=_read_sim(r.sub("sim"), [j.name for j in joints]),
-            wbc=(_read_wbc(r.sub("wbc"), list(frames.get("hands", []) or []))
-                 if r.get("wbc", None) is not None else None),
-            extra=dict(r.get("extra", {}) or {}),
-        )
-        _check_against_urdf(cfg, r)
-        for i, j in enumerate(cfg.joints):  # the limiter would clamp damping above the gain ceiling
-            if j.kd_damping > cfg.max_gain_scale * j.kd + 1e-12:
-                raise ConfigError(file, f"joints[{i}].kd_damping", j.kd_damping,
-                                  f"<= max_gain_scale x kd = {cfg.max_gain_scale * j.kd:g} (the kd ceiling)")
-        return cfg
+    def check(self, context: Any) -> None:
+        names: set[str] = set()
+        for i, j in enumerate(self.joints):
+            if j.name in names:
+                raise j.error("name", j.name, "a joint name not already listed")
+            names.add(j.name)
+            if j.motor != i:
+                raise j.error("motor", j.motor, f"{i}: joints are listed in motor-index order")
+        self._check_sim()
+        self._check_wbc_tasks()
+        self._check_against_urdf()
+        for j in self.joints:  # the limiter would clamp damping above the gain ceiling
+            if j.kd_damping > self.max_gain_scale * j.kd + 1e-12:
+                raise j.error("kd_damping", j.kd_damping,
+                              f"<= max_gain_scale x kd = {self.max_gain_scale * j.kd:g} (the kd ceiling)")
+
+    def _check_sim(self) -> None:
+        names = self.joint_names
+        covered: set[str] = set()
+        for d in self.sim.joint_dynamics:
+            hits = [n for n in names if re.search(d.match, n)]
+            if not hits:
+                raise d.error("match", d.match, "a regex matching at least one joint: " + ", ".join(names))
+            covered.update(hits)
+        missing = [n for n in names if n not in covered]
+        if missing:
+            raise self.sim.error("joint_dynamics", "<no entry for " + ", ".join(missing) + ">",
+                                 "entries covering every joint")
+        ratio = self.sim.sim_rate_hz / self.control_rate_hz
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            k = max(1, round(ratio))
+            raise self.sim.error("sim_rate_hz", self.sim.sim_rate_hz,
+                                 f"an integer multiple of control_rate_hz ({self.control_rate_hz:g}) and >= it, "
+                                 f"e.g. {k * self.control_rate_hz:g}")
+
+    def _check_wbc_tasks(self) -> None:
+        if self.wbc is None:
+            return
+        required = ["com", "base", "posture", "swing_foot"]
+        if self.wbc.torso_frame:
+            required.append("torso")
+        if self.hand_frames:
+            required.append("hands")
+        for name in required:
+            if getattr(self.wbc.tasks, name) is None:
+                raise self.wbc.tasks.error(name, "<missing>",
+                                           "a task entry: com, base, posture and swing_foot are required, torso with "
+                                           "torso_frame, hands when frames.hands lists hands")
+
+    def _check_against_urdf(self) -> None:
+        """The YAML may tighten the URDF's limits, never widen them; frames must exist."""
+        from vertebra import _rt
+
+        try:
+            model = _rt.RobotModel(str(self.urdf_path), self.joint_names)
+        except ValueError as e:
+            raise self.error("joints", self.joint_names, str(e)) from None
+        lim = model.limits
+        tol = 1e-6
+        for i, j in enumerate(self.joints):
+            if j.q_min_rad < lim["lower"][i] - tol:
+                raise j.error("q_min_rad", j.q_min_rad, f">= URDF lower limit {lim['lower'][i]}")
+            if j.q_max_rad > lim["upper"][i] + tol:
+                raise j.error("q_max_rad", j.q_max_rad, f"<= URDF upper limit {lim['upper'][i]}")
+            if j.dq_max_rad_s > lim["velocity"][i] + tol:
+                raise j.error("dq_max_rad_s", j.dq_max_rad_s, f"<= URDF velocity limit {lim['velocity'][i]}")
+            if j.tau_max_nm > lim["effort"][i] + tol:
+                raise j.error("tau_max_nm", j.tau_max_nm, f"<= URDF effort limit {lim['effort'][i]}")
+        frames = set(model.frame_names)
+        checks: list[tuple[str, str]] = [("frames.base", self.base_frame), ("frames.imu", self.imu_frame)]
+        checks += [(f"frames.feet[{i}]", f) for i, f in enumerate(self.foot_frames)]
+        checks += [(f"frames.hands[{i}]", f) for i, f in enumerate(self.hand_frames)]
+        checks += [(f"sim.cameras[{i}].body", c.body) for i, c in enumerate(self.sim.cameras)]
+        if self.wbc is not None and self.wbc.torso_frame:
+            checks.append(("wbc.torso_frame", self.wbc.torso_frame))
+        for where, name in checks:
+            if name not in frames:
+                raise ConfigError(self.file, where, name, "a frame of the URDF: " + ", ".join(sorted(frames)))
 
 
 def available_robots() -> list[str]:
@@ -284,197 +505,6 @@ def example_robot_data_dir() -> Path:
     raise FileNotFoundError("example-robot-data is not installed (pip install example-robot-data; scripts/setup.sh does)")
 
 
-def _list(r: _Reader, key: str) -> list[Any]:
-    v = r.get(key)
-    if not isinstance(v, list) or not v:
-        raise r.error(key, v, "a non-empty list")
-    return v
-
-
-def _str_item(r: _Reader, key: str, i: int, v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise ConfigError(r.file, f"{r.path(key)}[{i}]", v, "a frame name")
-    return v
-
-
-def _resolve_urdf(u: _Reader) -> Path:
-    u.reject_unknown({"package", "path"})
-    package = u.string("package")
-    rel = u.string("path")
-    if package == "example-robot-data":
-        base = example_robot_data_dir()
-    elif package == "repo":
-        base = REPO_ROOT
-    else:
-        raise u.error("package", package, "example-robot-data or repo")
-    path = base / rel
-    if not path.is_file():
-        raise u.error("path", rel, f"a URDF file under {base}")
-    return path
-
-
-def _read_joints(r: _Reader) -> list[JointConfig]:
-    joints = []
-    names = set()
-    for i, j in enumerate(r.items("joints")):
-        j.reject_unknown({"name", "motor", "q_min_rad", "q_max_rad", "dq_max_rad_s", "tau_max_nm", "default_rad",
-                          "kp", "kd", "kd_damping"})
-        name = j.string("name")
-        if name in names:
-            raise j.error("name", name, "a joint name not already listed")
-        names.add(name)
-        motor = j.get("motor")
-        if motor != i or isinstance(motor, bool):
-            raise j.error("motor", motor, f"{i}: joints are listed in motor-index order")
-        q_min = j.number("q_min_rad", lo=-2 * math.pi, hi=2 * math.pi)
-        q_max = j.number("q_max_rad", lo=-2 * math.pi, hi=2 * math.pi)
-        if q_max <= q_min:
-            raise j.error("q_max_rad", q_max, f"greater than q_min_rad ({q_min})")
-        default = j.number("default_rad", lo=q_min, hi=q_max)
-        kp = j.number("kp", lo=0.0, hi=2000.0)
-        joints.append(JointConfig(
-            name=name, motor_index=i, q_min_rad=q_min, q_max_rad=q_max,
-            dq_max_rad_s=j.number("dq_max_rad_s", lo=0.0, hi=100.0, lo_open=True),
-            tau_max_nm=j.number("tau_max_nm", lo=0.0, hi=1000.0, lo_open=True),
-            default_rad=default, kp=kp, kd=j.number("kd", lo=0.0, hi=200.0),
-            kd_damping=j.number("kd_damping", lo=0.0, hi=200.0),
-        ))
-    return joints
-
-
-def _read_sim(s: _Reader, joint_names: list[str]) -> SimConfig:
-    s.reject_unknown({"sim_rate_hz", "friction", "joint_dynamics", "hoist", "cameras", "noise", "command_latency_ms"})
-    dyn = []
-    covered: set[str] = set()
-    for d in s.items("joint_dynamics"):
-        d.reject_unknown({"match", "armature_kg_m2", "damping_nm_s_rad", "frictionloss_nm"})
-        pattern = d.string("match")
-        try:
-            rx = re.compile(pattern)
-        except re.error as e:
-            raise d.error("match", pattern, f"a valid regular expression ({e})") from None
-        hits = [n for n in joint_names if rx.search(n)]
-        if not hits:
-            raise d.error("match", pattern, "a regex matching at least one joint: " + ", ".join(joint_names))
-        covered.update(hits)
-        dyn.append(JointDynamics(pattern, d.number("armature_kg_m2", lo=0.0, hi=1.0),
-                                 d.number("damping_nm_s_rad", lo=0.0, hi=10.0), d.number("frictionloss_nm", lo=0.0, hi=10.0)))
-    missing = [n for n in joint_names if n not in covered]
-    if missing:
-        raise s.error("joint_dynamics", "<no entry for " + ", ".join(missing) + ">", "entries covering every joint")
-    h = s.sub("hoist")
-    h.reject_unknown({"clearance_m", "stiffness_n_m", "damping_n_s_m", "lateral_stiffness_n_m", "rot_stiffness_nm_rad",
-                      "rot_damping_nms_rad", "lower_speed_m_s"})
-    hoist = HoistConfig(
-        clearance_m=h.number("clearance_m", lo=0.02, hi=1.0),
-        stiffness_n_m=h.number("stiffness_n_m", lo=100.0, hi=1e5),
-        damping_n_s_m=h.number("damping_n_s_m", lo=0.0, hi=1e4),
-        lateral_stiffness_n_m=h.number("lateral_stiffness_n_m", lo=0.0, hi=1e5),
-        rot_stiffness_nm_rad=h.number("rot_stiffness_nm_rad", lo=0.0, hi=1e4),
-        rot_damping_nms_rad=h.number("rot_damping_nms_rad", lo=0.0, hi=1e3),
-        lower_speed_m_s=h.number("lower_speed_m_s", lo=0.01, hi=1.0),
-    )
-    cams = []
-    for c in (s.items("cameras") if s.get("cameras", None) else []):
-        c.reject_unknown({"name", "body", "pos_m", "xyaxes", "fovy_deg", "width_px", "height_px"})
-        cams.append(CameraConfig(c.string("name"), c.string("body"), c.vector("pos_m", 3), c.vector("xyaxes", 6),
-                                 c.number("fovy_deg", lo=10, hi=170), int(c.number("width_px", 224, lo=16, hi=4096)),
-                                 int(c.number("height_px", 224, lo=16, hi=4096))))
-    noise = s.sub("noise", {})
-    noise.reject_unknown({"q_rad", "dq_rad_s", "gyro_rad_s", "acc_m_s2"})
-    sim_rate = s.number("sim_rate_hz", 2000.0, lo=100.0, hi=10000.0)
-    return SimConfig(
-        sim_rate_hz=sim_rate, friction=s.number("friction", 1.0, lo=0.05, hi=3.0), joint_dynamics=dyn, hoist=hoist,
-        cameras=cams,
-        noise_q_rad=noise.number("q_rad", 0.0, lo=0.0, hi=0.1), noise_dq_rad_s=noise.number("dq_rad_s", 0.0, lo=0.0, hi=5.0),
-        noise_gyro_rad_s=noise.number("gyro_rad_s", 0.0, lo=0.0, hi=5.0),
-        noise_acc_m_s2=noise.number("acc_m_s2", 0.0, lo=0.0, hi=10.0),
-        command_latency_ms=s.number("command_latency_ms", 0.0, lo=0.0, hi=100.0),
-    )
-
-
-_WBC_TASKS = {"com": 3, "base": 6, "torso": 6, "hands": 6, "swing_foot": 6, "posture": 1}
-
-
-def _read_wbc(w: _Reader, hands: list[str]) -> WbcConfig:
-    w.reject_unknown({"contacts", "torso_frame", "tasks", "output"})
-    c = w.sub("contacts")
-    c.reject_unknown({"type", "sole_offset_m", "sole_half_length_m", "sole_half_width_m", "friction",
-                      "min_normal_force_n", "max_normal_force_n", "ramp_s"})
-    kind = c.string("type")
-    if kind not in ("flat", "point"):
-        raise c.error("type", kind, "flat (6-D sole contacts) or point (3-D foot contacts)")
-    fmin = c.number("min_normal_force_n", lo=0.0, hi=1000.0)
-    fmax = c.number("max_normal_force_n", lo=1.0, hi=1e5)
-    if fmax <= fmin:
-        raise c.error("max_normal_force_n", fmax, f"greater than min_normal_force_n ({fmin})")
-    t = w.sub("tasks")
-    t.reject_unknown(set(_WBC_TASKS))
-    tasks = {}
-    for name in t.data:
-        tr = t.sub(name)
-        tr.reject_unknown({"kp", "kd", "weight"})
-        size = _WBC_TASKS[name]
-        weight = tr.get("weight")
-        if not isinstance(weight, list) or len(weight) != size or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in weight):
-            raise tr.error("weight", weight, f"a list of {size} finite numbers >= 0")
-        tasks[name] = WbcTaskConfig(tr.number("kp", lo=0.0, hi=1e4), tr.number("kd", lo=0.0, hi=1e3),
-                                    [float(x) for x in weight])
-    required = ["com", "base", "posture", "swing_foot"]
-    if w.get("torso_frame", None):
-        required.append("torso")
-    if hands:
-        required.append("hands")
-    for name in required:
-        if name not in tasks:
-            raise t.error(name, "<missing>", "a task entry: com, base, posture and swing_foot are required, torso with "
-                                             "torso_frame, hands when frames.hands lists hands")
-    o = w.sub("output")
-    o.reject_unknown({"kp_scale", "kd_scale"})
-    flat = kind == "flat"
-    return WbcConfig(
-        flat_feet=flat, sole_offset_m=c.vector("sole_offset_m", 3),
-        sole_half_length_m=c.number("sole_half_length_m", 0.0 if not flat else _MISSING, lo=0.0 if not flat else 0.01, hi=0.5),
-        sole_half_width_m=c.number("sole_half_width_m", 0.0 if not flat else _MISSING, lo=0.0 if not flat else 0.005, hi=0.5),
-        friction=c.number("friction", lo=0.05, hi=2.0), min_normal_force_n=fmin, max_normal_force_n=fmax,
-        ramp_s=c.number("ramp_s", 0.1, lo=0.002, hi=5.0), torso_frame=w.get("torso_frame", "") or "",
-        tasks=tasks, output_kp_scale=o.number("kp_scale", lo=0.0, hi=1.0), output_kd_scale=o.number("kd_scale", lo=0.0, hi=1.0),
-    )
-
-
-def _check_against_urdf(cfg: RobotConfig, r: _Reader) -> None:
-    """The YAML may tighten the URDF's limits, never widen them; frames must exist."""
-    from vertebra import _rt
-
-    try:
-        model = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
-    except ValueError as e:
-        raise ConfigError(cfg.file, "joints", [j.name for j in cfg.joints], str(e)) from None
-    lim = model.limits
-    for i, j in enumerate(cfg.joints):
-        jr = f"joints[{i}]"
-        tol = 1e-6
-        if j.q_min_rad < lim["lower"][i] - tol:
-            raise ConfigError(cfg.file, f"{jr}.q_min_rad", j.q_min_rad, f">= URDF lower limit {lim['lower'][i]}")
-        if j.q_max_rad > lim["upper"][i] + tol:
-            raise ConfigError(cfg.file, f"{jr}.q_max_rad", j.q_max_rad, f"<= URDF upper limit {lim['upper'][i]}")
-        if j.dq_max_rad_s > lim["velocity"][i] + tol:
-            raise ConfigError(cfg.file, f"{jr}.dq_max_rad_s", j.dq_max_rad_s, f"<= URDF velocity limit {lim['velocity'][i]}")
-        if j.tau_max_nm > lim["effort"][i] + tol:
-            raise ConfigError(cfg.file, f"{jr}.tau_max_nm", j.tau_max_nm, f"<= URDF effort limit {lim['effort'][i]}")
-    frames = set(model.frame_names)
-    checks: list[tuple[str, str]] = [("frames.base", cfg.base_frame), ("frames.imu", cfg.imu_frame)]
-    checks += [(f"frames.feet[{i}]", f) for i, f in enumerate(cfg.foot_frames)]
-    checks += [(f"frames.hands[{i}]", f) for i, f in enumerate(cfg.hand_frames)]
-    checks += [(f"sim.cameras[{i}].body", c.body) for i, c in enumerate(cfg.sim.cameras)]
-    if cfg.wbc is not None and cfg.wbc.torso_frame:
-        checks.append(("wbc.torso_frame", cfg.wbc.torso_frame))
-    for where, name in checks:
-        if name not in frames:
-            raise ConfigError(cfg.file, where, name, "a frame of the URDF: " + ", ".join(sorted(frames)))
-
-
 def robot_params(cfg: RobotConfig) -> Any:
     """The C++ RobotParams (motor order) for a robot config."""
     from vertebra import _rt
@@ -487,11 +517,9 @@ def robot_params(cfg: RobotConfig) -> Any:
     )
 
 
-
-
-def loop_config(rate_hz: float, lockstep: bool = False, realtime_priority: bool = True) -> Any:
-    """The runtime's C++ loop settings: in real time the loop thread gets its own core (the last
-    one, when there is more than one), SCHED_FIFO and the loop's default 100 µs final spin."""
+def loop_config(rate_hz: float, lockstep: bool = False, realtime_priority: bool = True, cpu: int | None = None) -> Any:
+    """The runtime's C++ loop settings: in real time the loop thread gets its own core (`cpu`, else the
+    last one when there is more than one), SCHED_FIFO and the loop's default 100 µs final spin."""
     from vertebra import _rt
 
     cfg = _rt.LoopConfig()
@@ -499,6 +527,8 @@ def loop_config(rate_hz: float, lockstep: bool = False, realtime_priority: bool 
     cfg.lockstep = lockstep
     cfg.realtime_priority = realtime_priority
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if not lockstep and len(cpus) > 1:
+    if cpu is not None:
+        cfg.cpu = cpu
+    elif not lockstep and len(cpus) > 1:
         cfg.cpu = cpus[-1]
     return cfg

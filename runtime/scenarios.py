@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
-from vertebra.runtime.wbc import quat_from_rpy
+from vertebra.runtime.numerics import quat_from_rpy, tilt_deg
+from vertebra.runtime.sim_runtime import SimRuntime
 
 SCENARIOS = ("stand", "push", "reach", "pose")
 

@@ -1,36 +1,29 @@
-"""The runtime on the simulated robot: build the simulator, the driver and the real-time loop from a
-robot config, and run the real deployment procedure
+"""The simulation procedure on top of the generic :class:`~vertebra.runtime.runtime.Runtime`: the
+runtime on a MuJoCo-simulated robot, and the real deployment procedure
 
     hanging limp in the hoist (zero torque) -> interpolate to the default pose -> hold
     -> lower the hoist until the feet carry the robot -> release -> hold
 
 Python orchestrates (mode requests, hoist, waiting); every tick runs in C++ (vertebra._rt).
-In lockstep the waits run ticks (deterministic, faster than real time); in real time a C++
-thread ticks at absolute deadlines and the waits poll the loop's snapshot.
+The loop, the operator API and the controller registry are the Runtime's; this class adds the
+simulator (driver ``mujoco`` from the driver registry, hanging in its hoist) and the procedure.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from vertebra import _rt
-from vertebra.runtime.config import RobotConfig, loop_config, robot_params
+from vertebra.runtime.config import RobotConfig
+from vertebra.runtime.numerics import tilt_deg
+from vertebra.runtime.runtime import Runtime
 from vertebra.safety.config import SafetySettings
 
-
-def tilt_deg(quat_wxyz: np.ndarray) -> float:
-    """Angle between the body's z axis and the world's vertical, degrees."""
-    w, x, y, z = (float(v) for v in quat_wxyz)
-    n = w * w + x * x + y * y + z * z
-    czz = 1.0 - 2.0 * (x * x + y * y) / (n if n > 0 else 1.0)
-    return math.degrees(math.acos(max(-1.0, min(1.0, czz))))
+__all__ = ["ProcedureResult", "SimRuntime", "tilt_deg"]
 
 
 @dataclass
@@ -42,85 +35,50 @@ class ProcedureResult:
     hold_max_tilt_deg: float = 0.0
 
 
-class SimRuntime:
-    """The runtime around a MuJoCo-simulated robot."""
+class SimRuntime(Runtime):
+    """The runtime around a MuJoCo-simulated robot, with the hoist procedure."""
 
     def __init__(self, robot: str | RobotConfig, *, lockstep: bool = True, rate_hz: float | None = None,
                  noise: bool = False, command_latency_ms: float | None = None, realtime_priority: bool = True,
                  controller: str = "pd", safety: SafetySettings | None = None, fault_injection: bool = False,
-                 event_log: str | os.PathLike[str] | None = None):
+                 event_log: str | os.PathLike[str] | None = None, driver: Any = None):
         """`safety`: the supervisor's settings (default: configs/safety/<robot>.yaml).
         `fault_injection`: put a FaultInjector between the simulator and the loop (self.injector).
-        `event_log`: append the safety events to this JSON-lines file (always kept in memory too)."""
+        `event_log`: append the safety events to this JSON-lines file (always kept in memory too).
+        `driver`: a simulator driver config (a deploy config's ``driver:`` section); default: the
+        registered ``mujoco`` driver with `noise` and `command_latency_ms`."""
         from vertebra.drivers.registry import driver_config
 
-        self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
-        cfg = self.cfg
-        self.rate_hz = float(rate_hz or cfg.control_rate_hz)
-        self.lockstep = lockstep
-        self.model = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
-        self.default_pose = cfg.column("default_rad")
-        self.standing_height_m = self.model.standing_base_height(self.default_pose, cfg.foot_frames, cfg.sole_offset_m)
-
-        self.safety = safety if safety is not None else SafetySettings.load(cfg)
-        sim = driver_config("mujoco", standing_height_m=self.standing_height_m, noise=noise,
-                            command_latency_ms=command_latency_ms, battery_v=self.safety.battery_sim_v)
-        self.driver = sim.build(cfg, self.rate_hz)
+        cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
+        model = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+        self.standing_height_m = model.standing_base_height(cfg.column("default_rad"), cfg.foot_frames,
+                                                            cfg.sole_offset_m)
+        safety = safety if safety is not None else SafetySettings.load(cfg)
+        sim = driver if driver is not None else driver_config(
+            "mujoco", noise=noise, command_latency_ms=command_latency_ms)
+        sim.standing_height_m = self.standing_height_m
+        sim.battery_v = safety.battery_sim_v
+        super().__init__(cfg, sim, controller=controller, safety=safety, rate_hz=rate_hz, lockstep=lockstep,
+                         realtime_priority=realtime_priority, fault_injection=fault_injection, event_log=event_log,
+                         model=model)
         self.mjcf_path = sim.mjcf_path
-        self.injector = _rt.FaultInjector(self.driver) if fault_injection else None
-        self.loop = _rt.RtLoop(self.injector or self.driver, robot_params(cfg),
-                               loop_config(self.rate_hz, lockstep, realtime_priority), self.safety.to_cpp(cfg))
-        self.events = _rt.EventLog(self.loop, str(event_log) if event_log else "")
-        if controller not in ("pd", "wbc"):
-            raise ValueError(f"unknown controller '{controller}'; controllers are: pd, wbc")
-        self.controller = controller
-        self.wb = None
-        if controller == "wbc":
-            from vertebra.runtime.wbc import WholeBody
+        self.wb = self.handle if controller == "wbc" else None
 
-            self.wb = WholeBody(cfg, self.model)
-            _rt.set_wbc_mode(self.loop, self.wb.ctrl)
-        if not lockstep:
-            self.events.start()
-            self.loop.start()
+    @classmethod
+    def from_deploy(cls, deploy: Any, **overrides: Any) -> SimRuntime:  # type: ignore[override]
+        """A simulated runtime from a deploy config whose driver is a simulator."""
+        from vertebra.runtime.deploy import DeployConfig
 
-    # -- time ------------------------------------------------------------------------------
+        d = deploy if isinstance(deploy, DeployConfig) else DeployConfig.load(deploy)
+        robot = d.robot_config()
+        kw: dict[str, Any] = dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
+                                  lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority,
+                                  driver=d.driver)
+        kw.update(overrides)
+        return cls(robot, **kw)
+
     def sim_time(self) -> float:
-        return float(self.loop.snapshot()["time_s"])
-
-    def wait(self, seconds: float, on_sample: Callable[[dict[str, Any]], None] | None = None,
-             sample_every_s: float = 0.02) -> None:
-        """Let `seconds` of robot time pass (ticks in lockstep; sleeping in real time)."""
-        end = self.sim_time() + seconds
-        step_ticks = max(1, int(round(sample_every_s * self.rate_hz)))
-        while True:
-            now = self.sim_time()
-            if now >= end - 0.5 / self.rate_hz:
-                break
-            if self.lockstep:
-                remaining = int(round((end - now) * self.rate_hz))
-                self.loop.run_ticks(min(step_ticks, max(1, remaining)))
-                self.events.flush()
-            else:
-                time.sleep(min(sample_every_s, max(0.0, end - now)))
-            if on_sample is not None:
-                on_sample(self.loop.snapshot())
-
-    def request(self, mode: Any, duration_s: float = 0.0, pose: list[float] | None = None, stream: bool = False) -> None:
-        """Ask the loop for a mode and wait until it answered; raise if it refused."""
-        seq = self.loop.request_mode(mode, duration_s, list(pose or []), stream)
-        deadline = time.monotonic() + 2.0
-        while True:
-            if self.lockstep:
-                self.loop.run_ticks(1)
-            snap = self.loop.snapshot()
-            if snap["request_seq"] >= seq:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the loop did not answer mode request {mode} within 2 s")
-            time.sleep(0.001)
-        if snap["request_status"] != "ok":
-            raise RuntimeError(f"mode request {mode} refused by the loop: {snap['request_status']}")
+        return self.time_s()
 
     # -- procedure -------------------------------------------------------------------------
     def stand_up(self, hold_s: float = 10.0, progress: Callable[[str], None] | None = None,
@@ -173,17 +131,17 @@ class SimRuntime:
         """Hand the standing robot from joint hold to the whole-body controller."""
         if self.wb is None:
             raise RuntimeError("this runtime was built with controller='pd'; use controller='wbc'")
-        self.wb.reset_targets()
-        self.request(_rt.Mode.WBC)
+        self.activate_controller()
 
-    def report(self, res: ProcedureResult) -> dict[str, Any]:
+    def report(self, res: ProcedureResult | None = None) -> dict[str, Any]:  # type: ignore[override]
+        """The procedure's report (``vertebra sim --json``); without a result, the runtime's."""
+        if res is None:
+            return super().report()
         snap = self.loop.snapshot()
-        stats = self.loop.stats()
-        lat = stats["lateness_us"]
-        comp = stats["compute_us"]
+        base = super().report()
         return {
             "robot": self.cfg.name,
-            "clock": "lockstep" if self.lockstep else "realtime",
+            "clock": base["clock"],
             "sim_time_s": round(float(snap["time_s"]), 4),
             "base_height_m": round(float(snap["state"]["base_pos"][2]), 4),
             "standing_height_m": round(self.standing_height_m, 4),
@@ -195,57 +153,8 @@ class SimRuntime:
             "hoist_engaged": bool(self.driver.hoist_engaged),
             "limiter_clamps": int(snap["clamps"]),
             "phases": res.phases,
-            "loop": {
-                "rate_hz": self.rate_hz,
-                "ticks": int(stats["ticks"]),
-                "lateness_us": {k: round(lat[k], 1) for k in ("p50", "p99", "p999", "max")},
-                "compute_us": {k: round(comp[k], 1) for k in ("p50", "p99", "p999", "max")},
-                "overruns": int(stats["overruns"]),
-                **({} if self.lockstep else {"os": self.loop.rt_report()}),
-            },
+            "loop": base["loop"],
         }
-
-    # -- operator ----------------------------------------------------------------------------
-    def enable(self, on: bool = True) -> None:
-        """The operator's enable (the arming gate); disabling an armed robot stops it."""
-        self.loop.set_enabled(on)
-        self._tick_once()
-
-    def estop(self) -> None:
-        self.loop.estop()
-        self._tick_once()
-
-    def stop(self) -> None:
-        """Operator stop: settle-then-cut when armed."""
-        self.loop.request_stop()
-        self._tick_once()
-
-    def reset(self) -> None:
-        self.loop.reset_faults()
-        self._tick_once()
-
-    def _tick_once(self) -> None:
-        if self.lockstep:
-            self.loop.run_ticks(1)
-            self.events.flush()
-        else:
-            t = self.loop.snapshot()["tick"]
-            deadline = time.monotonic() + 1.0
-            while self.loop.snapshot()["tick"] == t and time.monotonic() < deadline:
-                time.sleep(0.0005)
-
-    def event_list(self) -> list[dict[str, Any]]:
-        """Every event so far (oldest first), as dicts."""
-        self.events.flush()
-        return [json.loads(j) for _, j in self.events.recent(0)]
-
-    def close(self) -> None:
-        if not self.lockstep:
-            self.loop.stop()
-        self.events.stop()
 
     def __enter__(self) -> SimRuntime:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

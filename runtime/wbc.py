@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from vertebra import _rt
 from vertebra.runtime.config import ConfigError, RobotConfig
+from vertebra.runtime.numerics import quat_from_rpy, rotation_to_quat
 
 
 def _quat_from(value: Any, name: str) -> list[float]:
@@ -27,34 +28,6 @@ def _quat_from(value: Any, name: str) -> list[float]:
     if a.shape != (4,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) < 1e-6:
         raise ValueError(f"target '{name}': expected a quaternion [w, x, y, z] (non-zero, finite), found {value!r}")
     return (a / np.linalg.norm(a)).tolist()
-
-
-def rotation_to_quat(R: np.ndarray) -> list[float]:
-    """Unit quaternion [w, x, y, z] of a rotation matrix."""
-    R = np.asarray(R, dtype=float)
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = [0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s]
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        q = [0.0, 0.0, 0.0, 0.0]
-        q[0] = (R[k, j] - R[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (R[j, i] + R[i, j]) / s
-        q[1 + k] = (R[k, i] + R[i, k]) / s
-    qa = np.asarray(q, dtype=float)
-    return (qa / np.linalg.norm(qa) * (1 if qa[0] >= 0 else -1)).tolist()
-
-
-def quat_from_rpy(roll: float, pitch: float, yaw: float) -> list[float]:
-    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
-    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
-    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
-    return [cr * cp * cy + sr * sp * sy, sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy,
-            cr * cp * sy - sr * sp * cy]
 
 
 def _rotation(R: np.ndarray, name: str) -> list[float]:
@@ -87,6 +60,7 @@ def _pose(value: Any, name: str) -> tuple[list[float], list[float]]:
 
 
 def build_wbc_config(robot: RobotConfig) -> Any:
+    """The C++ ``_rt.WbcConfig`` of a robot's ``wbc:`` section (``WbcSettings``) and its joints and frames."""
     w = robot.wbc
     if w is None:
         raise ConfigError(robot.file, "wbc", "<missing>", "a wbc section to run the whole-body controller")
@@ -110,6 +84,24 @@ def build_wbc_config(robot: RobotConfig) -> Any:
             g.kp, g.kd = t.kp, t.kd
             g.weight = (t.weight + [0.0] * 6)[:6]
         setattr(c, name, g)
+    s, lim, guard = w.solver, w.limits, w.balance_guard
+    c.max_iter = s.max_iter
+    c.eps_abs = s.eps_abs
+    c.reg_ddq = s.reg_ddq
+    c.reg_force = s.reg_force
+    c.max_consecutive_failures = s.max_consecutive_failures
+    if s.tick_iteration_budget is not None:
+        c.tick_iteration_budget = s.tick_iteration_budget
+    if s.warm_max_iter is not None:
+        c.warm_max_iter = s.warm_max_iter
+    c.eliminate_contacts = s.eliminate_contacts
+    c.qp_backend = s.qp_backend_id
+    c.max_position_error_m = lim.max_position_error_m
+    c.max_rotation_error_rad = lim.max_rotation_error_rad
+    c.limit_horizon_s = lim.limit_horizon_s
+    c.balance_guard_start_m = guard.start_m
+    c.balance_guard_full_m = guard.full_m
+    c.balance_guard_scale = guard.scale
     c.armature = [next(d.armature_kg_m2 for d in robot.sim.joint_dynamics if re.search(d.match, j.name))
                   for j in robot.joints]
     c.out_kp = [w.output_kp_scale * j.kp for j in robot.joints]

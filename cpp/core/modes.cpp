@@ -1,20 +1,95 @@
 #include "core/modes.hpp"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <stdexcept>
 
 namespace vertebra {
 
-const char* mode_name(ModeId m) {
+namespace {
+// Registered names, indexed by id - kFirstRegisteredMode. Append-only: an entry is written fully
+// before `count` is released, so readers (mode_name(), any thread) never see a partial name.
+struct NameTable {
+  std::mutex mutex;  // writers only
+  std::atomic<int> count{0};
+  std::array<std::array<char, 32>, kMaxModeIds - kFirstRegisteredMode> names{};
+};
+NameTable& names() {
+  static NameTable t;
+  return t;
+}
+const char* builtin_name(ModeId m) {
   switch (m) {
     case ModeId::kZeroTorque: return "zero_torque";
     case ModeId::kDamping: return "damping";
     case ModeId::kHold: return "hold";
     case ModeId::kInterpolate: return "interpolate";
     case ModeId::kJointPD: return "joint_pd";
-    case ModeId::kWbc: return "wbc";
     case ModeId::kSettle: return "settle";
   }
+  return nullptr;
+}
+constexpr ModeId kBuiltins[] = {ModeId::kZeroTorque, ModeId::kDamping, ModeId::kHold, ModeId::kInterpolate,
+                                ModeId::kJointPD, ModeId::kSettle};
+}  // namespace
+
+const char* mode_name(ModeId m) {
+  if (const char* b = builtin_name(m)) return b;
+  const int k = static_cast<int>(m) - kFirstRegisteredMode;
+  NameTable& t = names();
+  if (k >= 0 && k < t.count.load(std::memory_order_acquire)) return t.names[k].data();
   return "unknown";
+}
+
+bool find_mode(const std::string& name, ModeId& out) {
+  for (ModeId b : kBuiltins)
+    if (name == builtin_name(b)) {
+      out = b;
+      return true;
+    }
+  NameTable& t = names();
+  const int n = t.count.load(std::memory_order_acquire);
+  for (int k = 0; k < n; ++k)
+    if (name == t.names[k].data()) {
+      out = static_cast<ModeId>(kFirstRegisteredMode + k);
+      return true;
+    }
+  return false;
+}
+
+std::string known_mode_names() {
+  std::string all;
+  for (ModeId b : kBuiltins) all += (all.empty() ? "" : ", ") + std::string(builtin_name(b));
+  NameTable& t = names();
+  const int n = t.count.load(std::memory_order_acquire);
+  for (int k = 0; k < n; ++k) all += ", " + std::string(t.names[k].data());
+  return all;
+}
+
+ModeId mode_id_for_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 31 && name[0] >= 'a' && name[0] <= 'z';
+  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (!ok)
+    throw std::invalid_argument("mode name '" + name + "': expected a lower-case identifier ([a-z][a-z0-9_]*, at most 31 "
+                                "characters)");
+  for (ModeId b : kBuiltins)
+    if (name == builtin_name(b))
+      throw std::invalid_argument("mode name '" + name + "' is a built-in mode; built-in modes are: zero_torque, damping, "
+                                  "hold, interpolate, joint_pd, settle");
+  NameTable& t = names();
+  std::lock_guard<std::mutex> lock(t.mutex);
+  const int n = t.count.load(std::memory_order_relaxed);
+  for (int k = 0; k < n; ++k)
+    if (name == t.names[k].data()) return static_cast<ModeId>(kFirstRegisteredMode + k);
+  if (n >= static_cast<int>(t.names.size()))
+    throw std::invalid_argument("mode name '" + name + "': the process already has " + std::to_string(n) +
+                                " registered mode names (the most there can be); names are: " + known_mode_names());
+  std::copy(name.begin(), name.end(), t.names[n].begin());
+  t.names[n][name.size()] = '\0';
+  t.count.store(n + 1, std::memory_order_release);
+  return static_cast<ModeId>(kFirstRegisteredMode + n);
 }
 
 const char* status_name(Status s) {

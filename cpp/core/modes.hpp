@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/types.hpp"
 
@@ -24,12 +25,23 @@ enum class ModeId : int32_t {
   kHold = 2,         // PD on the pose captured on entry (last stiff command, else measured)
   kInterpolate = 3,  // minimum-jerk move from the entry pose to a requested pose over T seconds
   kJointPD = 4,      // PD on joint targets written from Python (RL policies)
-  kWbc = 5,          // whole-body inverse-dynamics QP (cpp/wbc/wbc.hpp)
   kSettle = 6,       // settle-then-cut keyframes (cpp/safety/supervisor.hpp); never requested directly
+  // Ids from kFirstRegistered on belong to modes registered by name (see "Mode names" below).
 };
-inline constexpr int kNumModes = 7;
-const char* mode_name(ModeId m);
+inline constexpr int kFirstRegisteredMode = 8;
+inline constexpr int kMaxModeIds = 32;  // built-in ids and registered names together
 
+// Mode names. Built-in modes have fixed names (zero_torque, damping, hold, interpolate, joint_pd,
+// settle). Any other controller mode (the whole-body QP "wbc", a locomotion controller, a test's
+// mode) is registered by name at configuration time: the name gets a process-wide id, the same id
+// every time that name is registered again (by another loop), so ids, names and event logs agree
+// across every loop of the process. Names are lower-case identifiers ([a-z][a-z0-9_]*, <= 31 chars).
+//   mode_id_for_name(): configuration time (takes a mutex, may throw std::invalid_argument).
+//   mode_name(): any thread, also the tick (a lock-free read of an append-only table).
+ModeId mode_id_for_name(const std::string& name);
+bool find_mode(const std::string& name, ModeId& out);  // built-in or registered name; no throw
+const char* mode_name(ModeId m);
+std::string known_mode_names();  // "zero_torque, damping, ..., wbc" (for error messages)
 // Per-robot constants the modes and the limiter need, in motor order (from the robot YAML).
 struct RobotParams {
   int32_t n = 0;
@@ -49,10 +61,28 @@ struct ModeRequest {
   bool stream = false;      // ACTIVE: a policy stream is expected (the starvation monitor watches it)
 };
 
+// Task-space targets a mode accepts from an action-chunk stream, as named scalar channels (for the
+// whole-body controller: "com.x", "left_rubber_hand.y", ...). The loop resolves a policy's action
+// names to channel indices once, when a chunk scheduler is attached (configuration time), so a
+// chunk's columns are matched to targets by name, never by position.
+class TargetSink {
+ public:
+  virtual ~TargetSink() = default;
+  // Configuration time: every channel, in channel-index order.
+  virtual std::vector<std::string> target_names() const = 0;
+  // Configuration time: "" when a stream of these channels (indices into target_names(), in column
+  // order) is acceptable, else why not (e.g. a position target needs all of x, y and z).
+  virtual std::string check_channels(const int* channels, int n) const { (void)channels; (void)n; return ""; }
+  // [tick] One sample: values[k] is for channel channels[k]. Non-finite values are ignored.
+  virtual void stream(const int* channels, const double* values, int n) = 0;
+};
+
 class ControllerMode {
  public:
   virtual ~ControllerMode() = default;
-  virtual ModeId id() const = 0;
+  // Built-in modes start with their fixed id; a mode registered under a name (RtLoop::register_mode)
+  // answers to that name's id from then on (a HoldMode registered as "stand_still" is "stand_still").
+  ModeId id() const { return id_; }
   virtual Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) = 0;
   virtual Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) = 0;
   // 0..1 for modes that move somewhere (interpolate); 1 for the others.
@@ -60,28 +90,35 @@ class ControllerMode {
   // A counter that advances whenever new input for this mode arrives (the policy stream the
   // starvation monitor watches): joint targets' seq by default.
   virtual uint64_t input_seq(const Targets& t) const { return t.seq; }
-  // [tick] Task-space targets streamed by the loop (an action-chunk scheduler), called on the tick
-  // thread before update(). Modes without task-space targets ignore them.
-  virtual void stream_targets(const double* values, int n) { (void)values; (void)n; }
+  // The mode's task-target sink, or nullptr when it takes no streamed task targets.
+  virtual TargetSink* target_sink() { return nullptr; }
+  // Configuration time (the loop's register_mode()).
+  void set_registered_id(ModeId id) { id_ = id; }
+
+ protected:
+  explicit ControllerMode(ModeId builtin = ModeId::kZeroTorque) : id_(builtin) {}
+
+ private:
+  ModeId id_;
 };
 
 class ZeroTorqueMode final : public ControllerMode {
  public:
-  ModeId id() const override { return ModeId::kZeroTorque; }
+  ZeroTorqueMode() : ControllerMode(ModeId::kZeroTorque) {}
   Status enter(const RobotParams&, const State&, const Command&, const Targets&, const ModeRequest&) override { return Status::kOk; }
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
 };
 
 class DampingMode final : public ControllerMode {
  public:
-  ModeId id() const override { return ModeId::kDamping; }
+  DampingMode() : ControllerMode(ModeId::kDamping) {}
   Status enter(const RobotParams&, const State&, const Command&, const Targets&, const ModeRequest&) override { return Status::kOk; }
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
 };
 
 class HoldMode final : public ControllerMode {
  public:
-  ModeId id() const override { return ModeId::kHold; }
+  HoldMode() : ControllerMode(ModeId::kHold) {}
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   const JointArray& pose() const { return pose_; }
@@ -92,7 +129,7 @@ class HoldMode final : public ControllerMode {
 
 class InterpolateMode final : public ControllerMode {
  public:
-  ModeId id() const override { return ModeId::kInterpolate; }
+  InterpolateMode() : ControllerMode(ModeId::kInterpolate) {}
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   double progress() const override { return duration_s_ > 0 ? (elapsed_s_ >= duration_s_ ? 1.0 : elapsed_s_ / duration_s_) : 1.0; }
@@ -105,7 +142,7 @@ class InterpolateMode final : public ControllerMode {
 
 class JointPDMode final : public ControllerMode {
  public:
-  ModeId id() const override { return ModeId::kJointPD; }
+  JointPDMode() : ControllerMode(ModeId::kJointPD) {}
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   // Only targets this mode would act on count as the policy stream (not wrong-sized ones).

@@ -9,6 +9,7 @@ namespace vertebra {
 
 FaultInjector::FaultInjector(std::shared_ptr<Driver> inner) : inner_(std::move(inner)) {
   if (!inner_) throw std::invalid_argument("FaultInjector: a driver to wrap is required");
+  adopt_state(inner_->lifecycle_state());
   clear();
 }
 

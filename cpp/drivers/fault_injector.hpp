@@ -23,7 +23,6 @@ namespace vertebra {
 class FaultInjector final : public Driver {
  public:
   explicit FaultInjector(std::shared_ptr<Driver> inner);
-  void init(const DriverInit& init) override { inner_->init(init); }
   Status read(State& out) override;
   Status write(const Command& cmd) override { return inner_->write(cmd); }
   int64_t now_ns() const override { return inner_->now_ns(); }
@@ -32,6 +31,8 @@ class FaultInjector final : public Driver {
   std::shared_ptr<Driver> inner() const { return inner_; }
 
   void set_drop_reads(bool v) { drop_.store(v); }
+  // Lifecycle: the wrapper starts in the state of the driver it wraps; its transitions drive the
+  // wrapped driver's.
   void set_freeze(bool v) { freeze_.store(v); }
   void set_nan_state(bool v) { nan_.store(v); }
   void set_read_stall_us(double us) { stall_us_.store(us); }
@@ -39,6 +40,12 @@ class FaultInjector final : public Driver {
   void set_motor_error(int joint, uint32_t bits);
   void set_battery_v(double v) { battery_.store(v); }
   void clear();                                // every knob back to pass-through
+
+ protected:
+  void on_configure(const DriverInit& init) override { inner_->configure(init); }
+  void on_activate() override { inner_->activate(); }
+  void on_deactivate() override { inner_->deactivate(); }
+  void on_cleanup() override { inner_->cleanup(); }
 
  private:
   std::shared_ptr<Driver> inner_;

@@ -5,17 +5,31 @@
 
 namespace vertebra {
 
-void MockDriver::init(const DriverInit& init) {
+void MockDriver::on_configure(const DriverInit& init) {
   if (init.joint_names.empty() || static_cast<int>(init.joint_names.size()) > kMaxJoints)
     throw std::invalid_argument("MockDriver: expected 1.." + std::to_string(kMaxJoints) + " joints, found " +
                                 std::to_string(init.joint_names.size()));
   if (!(init.control_rate_hz > 0)) throw std::invalid_argument("MockDriver: control_rate_hz must be > 0");
   n_ = static_cast<int>(init.joint_names.size());
   period_ns_ = static_cast<int64_t>(1e9 / init.control_rate_hz);
+  if (!init.damping_kd.empty() && static_cast<int>(init.damping_kd.size()) != n_)
+    throw std::invalid_argument("MockDriver: damping_kd needs " + std::to_string(n_) + " values, found " +
+                                std::to_string(init.damping_kd.size()));
+  for (size_t i = 0; i < init.damping_kd.size(); ++i) damping_kd_[i] = init.damping_kd[i];
+}
+
+void MockDriver::on_deactivate() {
+  Command c;
+  c.n = n_;
+  for (int i = 0; i < n_; ++i) {
+    c.q[i] = q_[i];
+    c.kd[i] = damping_kd_[i];
+  }
+  last_ = c;
 }
 
 Status MockDriver::read(State& out) {
-  if (n_ == 0) return Status::kNotReady;
+  if (n_ == 0 || lifecycle_state() == DriverState::kUnconfigured) return Status::kNotReady;
   if (fail_reads_) return Status::kDriverError;
   out.n = n_;
   out.seq = ++seq_;
@@ -36,7 +50,7 @@ Status MockDriver::read(State& out) {
 }
 
 Status MockDriver::write(const Command& cmd) {
-  if (n_ == 0) return Status::kNotReady;
+  if (!active()) return Status::kNotReady;
   last_ = cmd;
   ++writes_;
   const double dt = period_ns_ * 1e-9;

@@ -17,7 +17,6 @@ struct MockDriverOptions {
 class MockDriver final : public Driver {
  public:
   explicit MockDriver(MockDriverOptions opt = {}) : opt_(opt) {}
-  void init(const DriverInit& init) override;
   Status read(State& out) override;
   Status write(const Command& cmd) override;
   int64_t now_ns() const override { return t_ns_; }
@@ -31,8 +30,13 @@ class MockDriver final : public Driver {
   const Command& last_command() const { return last_; }
   uint64_t writes() const { return writes_; }
 
+ protected:
+  void on_configure(const DriverInit& init) override;
+  void on_deactivate() override;  // the last command becomes damping (kp = 0, kd = damping_kd)
+
  private:
   MockDriverOptions opt_;
+  JointArray damping_kd_{};
   int n_ = 0;
   int64_t period_ns_ = 2'000'000;
   int64_t t_ns_ = 0;

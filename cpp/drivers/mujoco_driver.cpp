@@ -23,8 +23,38 @@ static int sensor_or_throw(const mjModel* m, const char* name, const std::string
   return m->sensor_adr[id];
 }
 
-void MujocoDriver::init(const DriverInit& init) {
-  if (m_ || d_) throw std::logic_error("MujocoDriver: init() was already called; make a new driver instead");
+void MujocoDriver::on_deactivate() {
+  // Hand back damped: every entry of the latency ring (what the boards will see next) becomes a
+  // damping command at the current position, so nothing stiff is left queued.
+  Command c;
+  c.n = n_;
+  for (int i = 0; i < n_; ++i) {
+    c.q[i] = d_ ? d_->qpos[qadr_[i]] : 0.0;
+    c.kd[i] = damping_kd_[i];
+  }
+  for (auto& r : ring_) r = c;
+  current_ = c;
+}
+
+void MujocoDriver::on_cleanup() {
+  if (d_) mj_deleteData(d_);
+  if (m_) mj_deleteModel(m_);
+  d_ = nullptr;
+  m_ = nullptr;
+  qadr_.clear();
+  dadr_.clear();
+  act_.clear();
+  effort_.clear();
+  ring_.clear();
+}
+
+void MujocoDriver::on_configure(const DriverInit& init) {
+  if (m_ || d_) throw std::logic_error("MujocoDriver: already configured; make a new driver instead");
+  if (!init.damping_kd.empty() && init.damping_kd.size() != init.joint_names.size())
+    throw std::invalid_argument("MujocoDriver: damping_kd needs " + std::to_string(init.joint_names.size()) +
+                                " values, found " + std::to_string(init.damping_kd.size()));
+  for (size_t i = 0; i < init.damping_kd.size() && i < static_cast<size_t>(kMaxJoints); ++i)
+    damping_kd_[i] = init.damping_kd[i];
   try {
     init_impl(init);
   } catch (...) {
@@ -236,7 +266,7 @@ void MujocoDriver::apply_hoist() {
 }
 
 Status MujocoDriver::write(const Command& cmd) {
-  if (!d_) return Status::kNotReady;
+  if (!d_ || !active()) return Status::kNotReady;
   for (int s = 0; s < steps_per_tick_; ++s) {
     // Latency: the board sees the command written `delay` physics steps ago.
     ring_[ring_head_] = cmd;

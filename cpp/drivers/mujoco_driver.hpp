@@ -60,7 +60,6 @@ class MujocoDriver final : public Driver {
  public:
   explicit MujocoDriver(SimOptions opt);
   ~MujocoDriver() override;
-  void init(const DriverInit& init) override;
   Status read(State& out) override;
   Status write(const Command& cmd) override;
   int64_t now_ns() const override;
@@ -83,8 +82,14 @@ class MujocoDriver final : public Driver {
   double total_mass() const;
   int steps_per_tick() const { return steps_per_tick_; }
 
+ protected:
+  void on_configure(const DriverInit& init) override;
+  void on_deactivate() override;  // the motors get a damping command (DriverInit::damping_kd)
+  void on_cleanup() override;     // frees the model and data
+
  private:
   void init_impl(const DriverInit& init);
+  JointArray damping_kd_{};
   void apply_motors(const Command& cmd);
   void apply_hoist();
 

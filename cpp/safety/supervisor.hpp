@@ -44,8 +44,7 @@ namespace vertebra {
 // holds the last one; done() once the hold time has passed (the supervisor then cuts to damping).
 class SettleMode final : public ControllerMode {
  public:
-  explicit SettleMode(const SafetyConfig* cfg) : cfg_(cfg) {}
-  ModeId id() const override { return ModeId::kSettle; }
+  explicit SettleMode(const SafetyConfig* cfg) : ControllerMode(ModeId::kSettle), cfg_(cfg) {}
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t, const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
   double progress() const override;
@@ -56,6 +55,21 @@ class SettleMode final : public ControllerMode {
   JointArray start_{};
   double elapsed_s_ = 0, total_s_ = 0;
 };
+
+// Why a mode request was refused (SupervisorStatus::request_reason), named in the snapshot so an
+// operator sees which gate failed ("not_ready: operator enable missing").
+enum class RequestRefusal : int32_t {
+  kNone = 0,
+  kTransition,           // the mode table has no such transition from the current mode
+  kUnknownMode,          // no mode is registered under the requested id
+  kOperatorEnable,       // arming: the operator has not enabled
+  kNoFreshState,         // arming: no fresh, finite state (lost, frozen, read errors)
+  kFaultActive,          // arming: a fault with a response of hold or worse is active
+  kFaultLatched,         // arming: a latched fault awaits an operator reset
+  kPoseNotInterpolated,  // the STANDUP pose has not been reached (HOLD / ACTIVE)
+  kModeRefused,          // the mode's enter() refused the request's parameters
+};
+const char* request_refusal_text(RequestRefusal r);
 
 struct OperatorInputs {
   bool estop = false;
@@ -86,6 +100,7 @@ struct SupervisorStatus {
   uint32_t last_clamp_flags = 0;
   uint64_t request_seq = 0;
   Status request_status = Status::kOk;
+  RequestRefusal request_reason = RequestRefusal::kNone;
   uint64_t requests_rejected = 0;
   uint64_t resets_refused = 0;
 };
@@ -93,7 +108,9 @@ struct SupervisorStatus {
 class Supervisor {
  public:
   Supervisor(const RobotParams& p, const SafetyConfig& cfg, double dt_s, std::shared_ptr<EventRing> ring);
-  void set_wbc_mode(std::shared_ptr<ControllerMode> m) { wbc_ = std::move(m); }
+  // Configuration time: the controller ACTIVE runs when a request names `id` (a registered id).
+  void register_mode(ModeId id, std::shared_ptr<ControllerMode> m);
+  ControllerMode* registered_mode(ModeId id) const;
   const SafetyConfig& config() const { return cfg_; }
   const CommandLimiter& limiter() const { return limiter_; }
 
@@ -106,6 +123,7 @@ class Supervisor {
  private:
   static bool armed(SafetyMode m) { return m == SafetyMode::kStandup || m == SafetyMode::kHold || m == SafetyMode::kActive; }
   ControllerMode* controller_for(SafetyMode m);
+  SafetyMode target_of(ModeId m) const;
   void go(SafetyMode to, ModeCause cause, int fault);
   void begin_stop(ModeCause cause, int fault);
   void raise(FaultId f, int joint, double value, uint64_t& cond);
@@ -133,7 +151,7 @@ class Supervisor {
   InterpolateMode standup_;
   JointPDMode joint_pd_;
   SettleMode settle_;
-  std::shared_ptr<ControllerMode> wbc_;
+  std::array<std::shared_ptr<ControllerMode>, kMaxModeIds> registered_{};  // by id (registered names only)
   ControllerMode* active_ctrl_ = &zero_;  // the controller ACTIVE runs
   ControllerMode* last_ctrl_ = nullptr;   // the controller of the previous tick (mode entry)
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "core/rt_loop.hpp"
+#include "loop/rt_loop.hpp"
 #include "drivers/fault_injector.hpp"
 #include "drivers/mock_driver.hpp"
 #include "wbc/wbc.hpp"
@@ -206,7 +206,8 @@ int main(int argc, char** argv) {
   auto drv = std::make_shared<FaultInjector>(mock);
   DriverInit di;
   di.joint_names = joints;
-  drv->init(di);
+  drv->configure(di);
+  drv->activate();
   LoopConfig lc;
   lc.lockstep = true;
   SafetyConfig sc;

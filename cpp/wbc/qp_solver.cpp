@@ -33,6 +33,8 @@ DenseQp::DenseQp(int n, int neq, int nin, int backend, double eps_abs, int max_i
   s.eps_abs = eps_abs;
   s.eps_rel = 0;
   s.max_iter = max_iter;
+  default_max_iter_ = max_iter;
+  default_max_iter_in_ = static_cast<int>(s.max_iter_in);
   s.initial_guess = proxsuite::proxqp::InitialGuessStatus::WARM_START_WITH_PREVIOUS_RESULT;
   // Infeasibility certificates must be accurate, but not so strict that a really infeasible
   // problem runs to max_iter (tens of ms). At ProxQP's default (1e-4) the G1 problem was declared
@@ -60,8 +62,10 @@ Eigen::VectorXd& DenseQp::lbox() { return impl_->lbox; }
 Eigen::VectorXd& DenseQp::ubox() { return impl_->ubox; }
 const Eigen::VectorXd& DenseQp::x() const { return impl_->qp.results.x; }
 
-DenseQp::Result DenseQp::solve() {
+DenseQp::Result DenseQp::solve(int max_outer, int max_inner) {
   Impl& I = *impl_;
+  I.qp.settings.max_iter = max_outer > 0 ? max_outer : default_max_iter_;
+  I.qp.settings.max_iter_in = max_inner > 0 ? max_inner : default_max_iter_in_;
   using proxsuite::nullopt;
   using proxsuite::proxqp::InitialGuessStatus;
   // The initial guess is read by update()'s setup: set it first.

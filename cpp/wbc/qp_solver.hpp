@@ -35,8 +35,11 @@ class __attribute__((visibility("default"))) DenseQp {
   Eigen::VectorXd& ubox();
 
   // Solve the problem now in the matrices, warm-started from the previous solution (or cold after
-  // start_cold()).
-  Result solve();
+  // start_cold()). ProxQP counts its inner iterations (Result::iterations), over an outer loop of
+  // at most `max_outer` iterations each running at most `max_inner` + 1 inner ones, so
+  // Result::iterations <= max_outer * (max_inner + 1): that product is the solve's hard cap.
+  // 0: the constructor's max_iter outer, ProxQP's default inner.
+  Result solve(int max_outer = 0, int max_inner = 0);
   // The next solve starts from the equality-constrained initial guess instead of the previous
   // solution (the caller changed what the variables mean).
   void start_cold() { cold_next_ = true; }
@@ -46,6 +49,7 @@ class __attribute__((visibility("default"))) DenseQp {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   bool cold_next_ = false;
+  int default_max_iter_ = 50, default_max_iter_in_ = 1500;
 };
 
 }  // namespace vertebra

@@ -113,7 +113,7 @@ def test_hoist_carries_a_limp_robot_and_release_drops_it(go2):
 
 def test_init_once_and_hoist_inputs_validated(go2):
     cfg, d = make_driver(go2)
-    with pytest.raises(RuntimeError, match="already called"):
+    with pytest.raises(RuntimeError, match=r"configure\(\) needs state unconfigured"):
         d.init(cfg.joint_names, 500.0)
     for bad in ((math.nan, 0.1), (math.inf, 0.1), (0.2, -1.0)):
         with pytest.raises(ValueError, match="hoist_lower_to"):

@@ -20,6 +20,7 @@ def test_driver_configs_validate_themselves():
 def test_a_robot_runs_on_the_mock_driver_built_from_its_config():
     robot = RobotConfig.load("go2")
     driver = driver_config("mock").build(robot, 500.0)
+    driver.activate()  # build() configures; the runtime (here: the test) activates
     loop = _rt.RtLoop(driver, robot_params(robot), loop_config(500.0, lockstep=True))
     loop.set_enabled(True)  # the operator's enable: the arming gate
     loop.request_mode(_rt.Mode.INTERPOLATE, 0.5, robot.column("default_rad"))

@@ -29,7 +29,7 @@ def test_shipped_configs_load_and_convert(robot):
 
 @pytest.mark.parametrize("path,value,match", [
     (("robot",), "go2", "'g1'"),
-    (("state", "timeout_msec"), 5, "a known field: frozen_ms, timeout_ms"),
+    (("state", "timeout_msec"), 5, "a known field: enabled, frozen_ms, timeout_ms"),
     (("motors", "temp_stop_c"), 65, "warn < derate < stop"),
     (("battery", "stop_v"), 50.0, "> stop_v"),
     (("policy", "starvation_stop_ms"), 50, "> starvation_hold_ms"),

@@ -178,9 +178,9 @@ def test_wbc_mode_is_registered_before_the_loop_ticks():
     rt = SimRuntime("go2", controller="wbc")
     rt.loop.run_ticks(1)
     with pytest.raises(RuntimeError, match="before the loop first ticks"):
-        _rt.set_wbc_mode(rt.loop, rt.wb.ctrl)
+        rt.loop.register_mode("wbc", rt.wb.ctrl)
     pd = SimRuntime("go2")  # no whole-body controller: a WBC request is refused, not crashed on
-    seq = pd.loop.request_mode(_rt.Mode.WBC)
+    seq = pd.loop.request_mode("wbc")
     pd.loop.run_ticks(1)
     s = pd.loop.snapshot()
     assert s["request_seq"] == seq and s["request_status"] == "invalid_request" and s["mode"] == "zero_torque"
@@ -326,3 +326,51 @@ def test_straight_knees_still_solve_the_same_problem_on_the_fast_path():
         assert wb.status()["eliminated_solves"] == (2 if eliminate else 0)
         ddq[key] = wb.ctrl.last_ddq()
     assert np.allclose(ddq["fast"], ddq["reference"], atol=1e-3)
+
+
+def go2_joint_racing_into_its_limit():
+    cfg = RobotConfig.load("go2")
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    q = np.array(cfg.column("default_rad"))
+    dq = np.zeros(len(q))
+    j = cfg.joint_names.index("FL_thigh_joint")
+    q[j] = cfg.column("q_min_rad")[j] + 0.02
+    dq[j] = -0.9 * cfg.column("dq_max_rad_s")[j]
+    h = rm.standing_base_height(q.tolist(), cfg.foot_frames, cfg.sole_offset_m)
+    state = {"q": q.tolist(), "dq": dq.tolist(), "base_pos": [0.0, 0.0, h], "base_quat": [1.0, 0.0, 0.0, 0.0],
+             "base_lin_vel": [0.0] * 3, "base_ang_vel": [0.0] * 3}
+    return cfg, rm, state
+
+
+def test_the_tick_budget_bounds_the_solver_work_of_the_go2_limit_case():
+    """The warm solve of the infeasible problem used to run all max_iter outer iterations (about 600-800
+    inner ones, 1.3-4.4 ms on one tick). Now it stops after warm_max_iter outer iterations and the retry
+    only gets what is left of the tick's budget (counted by ProxQP, so no wall clock in the test); the
+    retry still solves every tick."""
+    cfg, rm, state = go2_joint_racing_into_its_limit()
+    params = robot_params(cfg)
+    wb = WholeBody(cfg, rm)
+    budget = build_wbc_config(cfg).tick_iteration_budget
+    wb.ctrl.enter(params, state)
+    for _ in range(5):
+        assert wb.ctrl.tick(params, state) == "ok"
+        assert wb.status()["tick_iterations"] <= budget + 1
+    st = wb.status()
+    assert st["failures"] == 0 and st["relaxed_solves"] == 5 and st["budget_exhausted"] == 0
+
+
+def test_a_tick_that_cannot_solve_in_budget_holds_the_previous_command_and_is_counted():
+    cfg, rm, state = go2_joint_racing_into_its_limit()
+    params = robot_params(cfg)
+    wc = build_wbc_config(cfg)
+    wc.tick_iteration_budget = 20  # far too little for this problem
+    wb = WholeBody(cfg, rm)
+    wb.ctrl = _rt.WholeBodyController(rm, wc)
+    wb.ctrl.enter(params, state)
+    n = wc.max_consecutive_failures
+    out = [wb.ctrl.tick(params, state) for _ in range(n)]
+    st = wb.status()
+    assert st["budget_exhausted"] == st["failures"] == n
+    assert out[:-1] == ["ok"] * (n - 1)  # held: the previous command goes out
+    assert out[-1] == "solver_failed"  # and too many in a row latch a controller fault
+    assert st["cold_restarts"] == 0  # the warm solve spent the budget: no second solve was started

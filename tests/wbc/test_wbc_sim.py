@@ -55,7 +55,8 @@ def test_scenario_needs_the_wbc_controller(capsys):
 
 def test_g1_releases_a_foot_with_a_force_ramp_lifts_it_and_steps_back_down():
     import numpy as np
-    from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
+    from vertebra.runtime.numerics import tilt_deg
+    from vertebra.runtime.sim_runtime import SimRuntime
 
     rt = SimRuntime("g1", controller="wbc")
     rt.stand_up(hold_s=0.5)
@@ -103,8 +104,8 @@ def test_hand_targets_out_of_reach_never_tip_the_g1():
     # 0.5 m) walked the capture point off the soles and the G1 fell. With it the robot leans as far
     # as its feet allow and stays there.
     import numpy as np
-    from vertebra.runtime.sim_runtime import SimRuntime, tilt_deg
-    from vertebra.runtime.wbc import rotation_to_quat
+    from vertebra.runtime.numerics import rotation_to_quat, tilt_deg
+    from vertebra.runtime.sim_runtime import SimRuntime
 
     rt = SimRuntime("g1", controller="wbc")
     rt.stand_up(hold_s=0.3)

@@ -16,7 +16,8 @@ import proxsuite
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, robot_params
 from vertebra.runtime.sim_runtime import SimRuntime
-from vertebra.runtime.wbc import build_wbc_config, quat_from_rpy
+from vertebra.runtime.numerics import quat_from_rpy, summary
+from vertebra.runtime.wbc import build_wbc_config
 
 FREE = 1e6
 
@@ -286,12 +287,6 @@ class PythonWbc:
         return np.array(self.qp.results.x[:nv])
 
 
-def _stats(us: np.ndarray) -> dict[str, float]:
-    return {"p50": round(float(np.percentile(us, 50)), 1), "p99": round(float(np.percentile(us, 99)), 1),
-            "p999": round(float(np.percentile(us, 99.9)), 1), "max": round(float(us.max()), 1),
-            "mean": round(float(us.mean()), 1)}
-
-
 def bench_wbc(robot: str, ticks: int = 10_000, say: Callable[[str], None] | None = None,
               python_ticks: int | None = None) -> dict[str, Any]:
     say = say or (lambda _m: None)
@@ -346,24 +341,24 @@ def bench_wbc(robot: str, ticks: int = 10_000, say: Callable[[str], None] | None
         ddq = py.tick(states[k], dt)
         py_total.append((time.perf_counter() - t0) * 1e6)
         diffs.append(float(np.max(np.abs(ddq - cpp_ddq[k]))))
-    cpp = _stats(np.array(cpp_total))
-    pys = _stats(np.array(py_total))
+    cpp = summary(cpp_total)
+    pys = summary(py_total)
     return {
         "benchmark": "wbc", "robot": robot, "ticks": ticks, "python_ticks": n_py,
         "qp": {"variables": wb.ctrl.n_variables, "equalities": wb.ctrl.n_eq, "inequalities": wb.ctrl.n_in,
                "box_bounds": wb.ctrl.n_variables,
                "solver_sees": {"variables": wb.ctrl.solver_variables, "equalities": 0,
                                "inequalities": wb.ctrl.solver_inequalities, "box_bounds": wb.ctrl.solver_variables}},
-        "cpp_us": {**cpp, "model_p50": round(float(np.percentile(cpp_model, 50)), 1),
-                   "solve_p50": round(float(np.percentile(cpp_total - cpp_model, 50)), 1)},
-        "cpp_called_from_python_us": _stats(np.array(from_py)),
+        "cpp_us": {**cpp, "model_p50": summary(cpp_model, ("p50",))["p50"],
+                   "solve_p50": summary(cpp_total - cpp_model, ("p50",))["p50"]},
+        "cpp_called_from_python_us": summary(from_py),
         "cpp_solves_on_fast_path": int(status["eliminated_solves"]),
         "python_us": pys,
         "ratio_p50_python_over_cpp": round(pys["p50"] / cpp["p50"], 2),
         "ratio_p99_python_over_cpp": round(pys["p99"] / cpp["p99"], 2),
         "solve_failures": {"cpp": failures, "cold_restarts": int(status["cold_restarts"]),
                            "relaxed": int(status["relaxed_solves"])},
-        "same_solution_max_ddq_diff": round(float(np.percentile(diffs, 99)), 6),
+        "same_solution_max_ddq_diff": summary(diffs, ("p99",), digits=6)["p99"],
         "goals_met": {"p50_le_40us": cpp["p50"] <= 40.0, "p99_le_80us": cpp["p99"] <= 80.0,
                       "p50_3x_faster_than_python": pys["p50"] / cpp["p50"] >= 3.0},
     }

@@ -21,10 +21,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/chunk_scheduler.hpp"
 #include "core/exchange.hpp"
-#include "core/loop_stats.hpp"
+#include "loop/loop_stats.hpp"
 #include "core/modes.hpp"
 #include "drivers/driver.hpp"
 #include "safety/supervisor.hpp"
@@ -106,15 +108,25 @@ class RtLoop {
   double rate_hz() const { return cfg_.rate_hz; }
   void reset_stats();
   const RobotParams& params() const { return params_; }
-  // Configuration time (before start()/run_ticks()): the mode answering ModeId::kWbc.
-  // Throws once the loop has ticked or is running (the tick reads it without a lock).
-  void set_wbc_mode(std::shared_ptr<ControllerMode> mode);
-  // Configuration time: action chunks. kJointTargets: each tick the scheduler's sample for now
-  // becomes the joint targets (default kp/kd), whose `seq` advances on every tick the scheduler had
-  // a target, so the supervisor's starvation monitor sees the time since the chunks ran out.
-  // kTaskTargets: the sample is streamed to the whole-body mode (stream_targets(): hand positions).
-  enum class ChunkTarget : int32_t { kJointTargets = 0, kTaskTargets = 1 };
-  void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, ChunkTarget kind = ChunkTarget::kJointTargets);
+  // Configuration time (before the loop first ticks; throws after): register a controller mode
+  // under `name`, requestable like the built-in ones (ModeRequest::mode = the returned id) and run
+  // in ACTIVE. One class and one registration add a controller (a locomotion mode, a test's mode).
+  // A name already registered on this loop is refused, naming the registered ones.
+  ModeId register_mode(const std::string& name, std::shared_ptr<ControllerMode> mode);
+  // The mode registered under `name` on this loop, or nullptr.
+  std::shared_ptr<ControllerMode> mode(const std::string& name) const;
+  std::vector<std::string> mode_names() const;  // built-in and registered on this loop
+  // Configuration time: action chunks.
+  //  - joint targets: each tick the scheduler's sample for now becomes the joint targets (default
+  //    kp/kd), whose `seq` advances on every tick the scheduler had a target, so the supervisor's
+  //    starvation monitor sees the time since the chunks ran out. The scheduler's dim must be n.
+  //  - task targets: the sample is streamed to the target sink of the registered mode `mode_name`;
+  //    `target_names[k]` names the sink channel column k drives (a policy's action names, in its
+  //    column order). Every name must be one of the sink's (unknown ones are refused, listing the
+  //    valid ones), none twice, one per column.
+  void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s);
+  void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, const std::string& mode_name,
+                           const std::vector<std::string>& target_names);
   std::shared_ptr<ChunkScheduler> chunk_scheduler() const { return chunks_; }
   const LoopConfig& config() const { return cfg_; }
 
@@ -133,9 +145,13 @@ class RtLoop {
   Command cmd_{};
   Targets targets_{};
   OperatorInputs inputs_{};
+  void check_configurable(const char* what) const;
+  void check_driver_active(const char* what) const;
   std::shared_ptr<ChunkScheduler> chunks_;
-  ChunkTarget chunk_kind_ = ChunkTarget::kJointTargets;
-  std::shared_ptr<ControllerMode> wbc_stream_;  // kTaskTargets: the mode the samples go to
+  TargetSink* chunk_sink_ = nullptr;            // task targets: where the samples go (else joints)
+  std::shared_ptr<ControllerMode> chunk_mode_;  // keeps the sink's mode alive
+  std::array<int, kMaxActionDim> chunk_channels_{};
+  std::vector<std::pair<std::string, std::shared_ptr<ControllerMode>>> registered_;
   std::array<double, kMaxActionDim> chunk_out_{};
   uint64_t chunk_ticks_ = 0;
   std::shared_ptr<EventRing> ring_;

@@ -1,4 +1,4 @@
-#include "core/loop_stats.hpp"
+#include "loop/loop_stats.hpp"
 
 #include <algorithm>
 

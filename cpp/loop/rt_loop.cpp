@@ -1,4 +1,4 @@
-#include "core/rt_loop.hpp"
+#include "loop/rt_loop.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -68,24 +68,97 @@ RtLoop::RtLoop(std::shared_ptr<Driver> driver, const RobotParams& params, const 
 
 RtLoop::~RtLoop() { stop(); }
 
-void RtLoop::set_wbc_mode(std::shared_ptr<ControllerMode> mode) {
-  if (running_.load() || ticks_.load() > 0)
-    throw std::logic_error("RtLoop: set_wbc_mode() is configuration: call it before the loop first ticks");
-  if (!mode || mode->id() != ModeId::kWbc) throw std::invalid_argument("RtLoop: set_wbc_mode() needs a kWbc mode");
-  wbc_stream_ = mode;
-  supervisor_.set_wbc_mode(std::move(mode));
+void RtLoop::check_driver_active(const char* what) const {
+  if (!driver_->active())
+    throw std::logic_error(std::string("RtLoop: ") + what + ": driver '" + driver_->name() + "' is " +
+                           driver_state_name(driver_->lifecycle_state()) +
+                           "; configure() and activate() it before the loop ticks (cpp/drivers/driver.hpp)");
 }
 
-void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, ChunkTarget kind) {
+void RtLoop::check_configurable(const char* what) const {
   if (running_.load() || ticks_.load() > 0)
-    throw std::logic_error("RtLoop: set_chunk_scheduler() is configuration: call it before the loop first ticks");
-  if (s && kind == ChunkTarget::kJointTargets && s->config().dim != params_.n)
+    throw std::logic_error(std::string("RtLoop: ") + what + " is configuration: call it before the loop first ticks");
+}
+
+ModeId RtLoop::register_mode(const std::string& name, std::shared_ptr<ControllerMode> mode) {
+  check_configurable("register_mode()");
+  if (!mode) throw std::invalid_argument("RtLoop: register_mode('" + name + "'): a mode object is required, found none");
+  for (const auto& r : registered_)
+    if (r.first == name) {
+      std::string have;
+      for (const auto& x : registered_) have += (have.empty() ? "" : ", ") + x.first;
+      throw std::invalid_argument("RtLoop: a mode named '" + name + "' is already registered on this loop; registered: " +
+                                  have);
+    }
+  const ModeId id = mode_id_for_name(name);  // throws for a bad or built-in name
+  supervisor_.register_mode(id, mode);
+  registered_.emplace_back(name, std::move(mode));
+  return id;
+}
+
+std::shared_ptr<ControllerMode> RtLoop::mode(const std::string& name) const {
+  for (const auto& r : registered_)
+    if (r.first == name) return r.second;
+  return nullptr;
+}
+
+std::vector<std::string> RtLoop::mode_names() const {
+  std::vector<std::string> v{"zero_torque", "damping", "hold", "interpolate", "joint_pd"};
+  for (const auto& r : registered_) v.push_back(r.first);
+  return v;
+}
+
+void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s) {
+  check_configurable("set_chunk_scheduler()");
+  if (s && s->config().dim != params_.n)
     throw std::invalid_argument("RtLoop: the chunk scheduler produces " + std::to_string(s->config().dim) +
                                 " values per target; joint targets for this robot need " + std::to_string(params_.n));
-  if (s && kind == ChunkTarget::kTaskTargets && !wbc_stream_)
-    throw std::invalid_argument("RtLoop: task-target chunks need the whole-body mode: call set_wbc_mode() first");
   chunks_ = std::move(s);
-  chunk_kind_ = kind;
+  chunk_sink_ = nullptr;
+  chunk_mode_.reset();
+}
+
+void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, const std::string& mode_name,
+                                 const std::vector<std::string>& target_names) {
+  check_configurable("set_chunk_scheduler()");
+  if (!s) throw std::invalid_argument("RtLoop: set_chunk_scheduler(): a scheduler is required, found none");
+  std::shared_ptr<ControllerMode> m = mode(mode_name);
+  if (!m) {
+    std::string have;
+    for (const auto& r : registered_) have += (have.empty() ? "" : ", ") + r.first;
+    throw std::invalid_argument("RtLoop: task-target chunks for mode '" + mode_name + "': no such mode is registered; "
+                                "registered: " + (have.empty() ? std::string("none") : have));
+  }
+  TargetSink* sink = m->target_sink();
+  if (!sink) throw std::invalid_argument("RtLoop: mode '" + mode_name + "' takes no streamed task targets");
+  const int dim = s->config().dim;
+  if (static_cast<int>(target_names.size()) != dim)
+    throw std::invalid_argument("RtLoop: the chunk scheduler produces " + std::to_string(dim) + " values per action; " +
+                                std::to_string(target_names.size()) + " target names were given (one per column)");
+  const std::vector<std::string> valid = sink->target_names();
+  std::array<int, kMaxActionDim> ch{};
+  for (int k = 0; k < dim; ++k) {
+    int found = -1;
+    for (size_t c = 0; c < valid.size(); ++c)
+      if (valid[c] == target_names[k]) found = static_cast<int>(c);
+    if (found < 0) {
+      std::string all;
+      for (const auto& v : valid) all += (all.empty() ? "" : ", ") + v;
+      throw std::invalid_argument("RtLoop: column " + std::to_string(k) + ": '" + target_names[k] +
+                                  "' is not a target of mode '" + mode_name + "'; targets are: " + all);
+    }
+    for (int j = 0; j < k; ++j)
+      if (ch[j] == found)
+        throw std::invalid_argument("RtLoop: target '" + target_names[k] + "' is named by columns " + std::to_string(j) +
+                                    " and " + std::to_string(k) + "; each target takes one column");
+    ch[k] = found;
+  }
+  const std::string why = sink->check_channels(ch.data(), dim);
+  if (!why.empty()) throw std::invalid_argument("RtLoop: mode '" + mode_name + "': " + why);
+  chunks_ = std::move(s);
+  chunk_channels_ = ch;
+  chunk_sink_ = sink;
+  chunk_mode_ = std::move(m);
 }
 
 uint64_t RtLoop::request_mode(const ModeRequest& req) {
@@ -121,8 +194,8 @@ void RtLoop::tick() {
   targets_in_.read(targets_);
   if (chunks_) {
     const Status cs = chunks_->sample(driver_->now_ns(), chunk_out_.data());
-    if (cs == Status::kOk && chunk_kind_ == ChunkTarget::kTaskTargets) {
-      wbc_stream_->stream_targets(chunk_out_.data(), chunks_->config().dim);
+    if (cs == Status::kOk && chunk_sink_) {
+      chunk_sink_->stream(chunk_channels_.data(), chunk_out_.data(), chunks_->config().dim);
     } else if (cs == Status::kOk) {
       const int n = params_.n;
       targets_.n = n;
@@ -170,6 +243,7 @@ void RtLoop::tick() {
 
 uint64_t RtLoop::run_ticks(uint64_t n) {
   if (!cfg_.lockstep) throw std::logic_error("RtLoop: run_ticks() is for lockstep loops; this one runs in real time");
+  check_driver_active("run_ticks()");
   if (ticking_.exchange(true, std::memory_order_acq_rel))
     throw std::logic_error("RtLoop: run_ticks() is already running on another thread; ticks are never concurrent");
   // A lockstep tick's duration is the CPU time of this thread, not wall time: the loop has no
@@ -188,6 +262,7 @@ uint64_t RtLoop::run_ticks(uint64_t n) {
 
 void RtLoop::start() {
   if (cfg_.lockstep) throw std::logic_error("RtLoop: start() is for real-time loops; lockstep uses run_ticks()");
+  check_driver_active("start()");
   std::lock_guard<std::mutex> lock(lifecycle_mutex_);
   if (running_.load(std::memory_order_acquire)) return;
   running_.store(true, std::memory_order_release);

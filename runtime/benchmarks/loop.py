@@ -1,4 +1,5 @@
-"""Benchmarks: commands that print JSON and compare against a baseline measured in the same run."""
+"""`vertebra bench loop`: wake-up lateness of the C++ real-time loop against a plain Python time.sleep loop
+at the same rate, measured in the same run."""
 
 from __future__ import annotations
 
@@ -9,18 +10,10 @@ from typing import Any
 import numpy as np
 from vertebra import _rt
 from vertebra.runtime.config import loop_config
+from vertebra.runtime.numerics import summary
 
-
-def _percentiles_us(lateness_s: np.ndarray) -> dict[str, float]:
-    us = np.maximum(lateness_s, 0.0) * 1e6
-    return {
-        "count": int(us.size),
-        "p50": round(float(np.percentile(us, 50)), 1),
-        "p99": round(float(np.percentile(us, 99)), 1),
-        "p999": round(float(np.percentile(us, 99.9)), 1),
-        "max": round(float(us.max()), 1),
-        "mean": round(float(us.mean()), 1),
-    }
+# the lateness summary both loops report, in this order
+LATENESS_KEYS = ("count", "p50", "p99", "p999", "max", "mean")
 
 
 def python_sleep_loop(rate_hz: float, seconds: float) -> dict[str, Any]:
@@ -39,7 +32,7 @@ def python_sleep_loop(rate_hz: float, seconds: float) -> dict[str, Any]:
         next_t += period
         if time.perf_counter() > next_t:
             overruns += 1
-    return {"lateness_us": _percentiles_us(lateness), "overruns": overruns}
+    return {"lateness_us": summary(np.maximum(lateness, 0.0) * 1e6, LATENESS_KEYS), "overruns": overruns}
 
 
 def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float | None = None,
@@ -70,7 +63,7 @@ def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float 
         loop.stop()
     lat = stats["lateness_us"]
     return {
-        "lateness_us": {k: (int(lat[k]) if k == "count" else round(lat[k], 1)) for k in ("count", "p50", "p99", "p999", "max", "mean")},
+        "lateness_us": {k: (int(lat[k]) if k == "count" else round(lat[k], 1)) for k in LATENESS_KEYS},
         "compute_us": {k: round(stats["compute_us"][k], 1) for k in ("p50", "p99", "max")},
         "overruns": int(stats["overruns"]),
         "spin_us": spin_used_us,

@@ -25,6 +25,7 @@ import numpy as np
 
 from vertebra.policies.protocol import encode
 from vertebra.runtime.config import CONFIG_DIR
+from vertebra.runtime.numerics import summary
 
 CASES = {"a_state": 0, "b_1cam": 1, "c_3cam": 3}
 
@@ -34,12 +35,6 @@ def _obs(n_cams: int, rng: np.random.Generator) -> dict[str, Any]:
     if n_cams:
         obs["images"] = {f"cam{i}": rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for i in range(n_cams)}
     return obs
-
-
-def _pct(xs: list[float]) -> dict[str, float]:
-    a = np.asarray(xs)
-    return {"p50": round(float(np.percentile(a, 50)), 1), "p99": round(float(np.percentile(a, 99)), 1),
-            "mean": round(float(a.mean()), 1)}
 
 
 def _time(fn: Callable[[], Any], n: int, warmup: int) -> list[float]:
@@ -111,7 +106,7 @@ def bench_transport(iterations: int = 2000, warmup: int = 200, progress: Callabl
             ours_shm = _time(lambda o=obs: shm.infer(o), n, warmup)
             base = _time(lambda o=obs: ws.infer(o), n, warmup)
             server = [client.infer(obs)["timing"] for _ in range(50)]
-            o, m, b = _pct(ours), _pct(ours_shm), _pct(base)
+            o, m, b = (summary(xs, ("p50", "p99", "mean")) for xs in (ours, ours_shm, base))
             results["cases"][case] = {
                 "cameras": n_cams, "request_bytes": len(encode({"type": "infer", "obs": obs, "id": 1, "t_obs_ns": 0})),
                 "vertebra_us": o, "vertebra_shm_us": m, "websocket_us": b,

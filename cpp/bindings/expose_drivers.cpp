@@ -1,0 +1,118 @@
+// vertebra._rt bindings: the Driver interface and lifecycle, the mock, the fault injector, MuJoCo.
+#include "bindings/common.hpp"
+
+#include "drivers/driver.hpp"
+#include "drivers/fault_injector.hpp"
+#include "drivers/mock_driver.hpp"
+#ifdef VERTEBRA_WITH_MUJOCO
+#include "drivers/mujoco_driver.hpp"
+#endif
+
+namespace vertebra::bindings {
+
+void expose_drivers(py::module_& m) {
+  py::class_<Driver, std::shared_ptr<Driver>>(m, "Driver", "robot bus or simulator (see cpp/drivers/driver.hpp)")
+      .def("configure", [](Driver& d, const std::vector<std::string>& names, double rate, const std::vector<double>& damping_kd) {
+        DriverInit i;
+        i.joint_names = names;
+        i.control_rate_hz = rate;
+        i.damping_kd = damping_kd;
+        d.configure(i);
+      }, py::arg("joint_names"), py::arg("control_rate_hz"), py::arg("damping_kd") = std::vector<double>{},
+         "lifecycle: unconfigured -> inactive (load, open, map joints); damping_kd: the hand-back on deactivate")
+      .def("activate", &Driver::activate, "lifecycle: inactive -> active (motors into the command mode)")
+      .def("deactivate", &Driver::deactivate, "lifecycle: active -> inactive (the robot handed back damped)")
+      .def("cleanup", &Driver::cleanup, "lifecycle: inactive -> unconfigured")
+      .def("shutdown", &Driver::shutdown, "lifecycle: from any state to finalized (deactivating and cleaning up)")
+      .def_property_readonly("lifecycle_state", [](const Driver& d) { return std::string(driver_state_name(d.lifecycle_state())); })
+      .def("init", [](Driver& d, const std::vector<std::string>& names, double rate) {
+        DriverInit i;
+        i.joint_names = names;
+        i.control_rate_hz = rate;
+        d.configure(i);
+        d.activate();
+      }, py::arg("joint_names"), py::arg("control_rate_hz"), "configure() then activate() (tests and simple tools)")
+      .def("read", [](Driver& d) {
+        State s;
+        const Status st = d.read(s);
+        py::dict out = state_dict(s);
+        out["status"] = status_name(st);
+        return out;
+      })
+      .def_property_readonly("name", &Driver::name)
+      .def_property_readonly("simulated", &Driver::simulated)
+      .def("now_ns", &Driver::now_ns);
+
+  py::class_<MockDriver, Driver, std::shared_ptr<MockDriver>>(m, "MockDriver", "ideal joints for tests (cpp/drivers/mock_driver.hpp)")
+      .def(py::init([](double inertia, double friction, double gravity_torque) {
+        MockDriverOptions o;
+        o.joint_inertia = inertia;
+        o.joint_friction = friction;
+        o.gravity_torque = gravity_torque;
+        return std::make_shared<MockDriver>(o);
+      }), py::arg("joint_inertia") = 0.05, py::arg("joint_friction") = 0.1, py::arg("gravity_torque") = 0.0)
+      .def("set_joint_positions", [](MockDriver& d, const std::vector<double>& q) { d.set_joint_positions(to_joint_array(q, "q")); })
+      .def("set_fail_reads", &MockDriver::set_fail_reads)
+      .def("set_nan_state", &MockDriver::set_nan_state)
+      .def_property_readonly("writes", &MockDriver::writes)
+      .def_property_readonly("last_command", [](const MockDriver& d) { return command_dict(d.last_command()); });
+
+  py::class_<FaultInjector, Driver, std::shared_ptr<FaultInjector>>(m, "FaultInjector",
+      "wraps a driver and corrupts what it reports on command (cpp/drivers/fault_injector.hpp)")
+      .def(py::init<std::shared_ptr<Driver>>(), py::arg("inner"))
+      .def_property_readonly("inner", &FaultInjector::inner)
+      .def("set_drop_reads", &FaultInjector::set_drop_reads)
+      .def("set_freeze", &FaultInjector::set_freeze)
+      .def("set_nan_state", &FaultInjector::set_nan_state)
+      .def("set_read_stall_us", &FaultInjector::set_read_stall_us)
+      .def("set_motor_temp", &FaultInjector::set_motor_temp, py::arg("joint"), py::arg("celsius"))
+      .def("set_motor_error", &FaultInjector::set_motor_error, py::arg("joint"), py::arg("bits"))
+      .def("set_battery_v", &FaultInjector::set_battery_v)
+      .def("clear", &FaultInjector::clear);
+
+#ifdef VERTEBRA_WITH_MUJOCO
+  py::class_<SimOptions>(m, "SimOptions", "MuJoCo driver options (see cpp/drivers/mujoco_driver.hpp)")
+      .def(py::init<>())
+      .def_readwrite("mjcf_path", &SimOptions::mjcf_path)
+      .def_readwrite("sim_rate_hz", &SimOptions::sim_rate_hz)
+      .def_readwrite("base_pos", &SimOptions::base_pos)
+      .def_readwrite("base_quat", &SimOptions::base_quat)
+      .def_readwrite("initial_joint_q", &SimOptions::initial_joint_q)
+      .def_readwrite("noise_q_rad", &SimOptions::noise_q_rad)
+      .def_readwrite("noise_dq_rad_s", &SimOptions::noise_dq_rad_s)
+      .def_readwrite("noise_gyro_rad_s", &SimOptions::noise_gyro_rad_s)
+      .def_readwrite("noise_acc_m_s2", &SimOptions::noise_acc_m_s2)
+      .def_readwrite("noise_seed", &SimOptions::noise_seed)
+      .def_readwrite("command_latency_s", &SimOptions::command_latency_s)
+      .def_readwrite("hoist_engaged", &SimOptions::hoist_engaged)
+      .def_readwrite("hoist_anchor_z_m", &SimOptions::hoist_anchor_z_m)
+      .def_readwrite("hoist_stiffness_n_m", &SimOptions::hoist_stiffness_n_m)
+      .def_readwrite("hoist_damping_n_s_m", &SimOptions::hoist_damping_n_s_m)
+      .def_readwrite("hoist_lateral_stiffness_n_m", &SimOptions::hoist_lateral_stiffness_n_m)
+      .def_readwrite("hoist_rot_stiffness_nm_rad", &SimOptions::hoist_rot_stiffness_nm_rad)
+      .def_readwrite("hoist_rot_damping_nms_rad", &SimOptions::hoist_rot_damping_nms_rad)
+      .def_readwrite("motor_temp_c", &SimOptions::motor_temp_c)
+      .def_readwrite("battery_v", &SimOptions::battery_v);
+
+  py::class_<MujocoDriver, Driver, std::shared_ptr<MujocoDriver>>(m, "MujocoDriver", "simulated robot (cpp/drivers/mujoco_driver.hpp)")
+      .def(py::init<SimOptions>(), py::arg("options"))
+      .def("hoist_lower_to", &MujocoDriver::hoist_lower_to, py::arg("anchor_z_m"), py::arg("speed_m_s"))
+      .def("hoist_release", &MujocoDriver::hoist_release)
+      .def("push", &MujocoDriver::push, py::arg("fx"), py::arg("fy"), py::arg("fz"), py::arg("duration_s"),
+           "apply an external force (N, world) on the base's centre of mass for duration_s of sim time")
+      .def_property_readonly("pushing", &MujocoDriver::pushing)
+      .def_property_readonly("hoist_engaged", &MujocoDriver::hoist_engaged)
+      .def_property_readonly("hoist_anchor_z", &MujocoDriver::hoist_anchor_z)
+      .def_property_readonly("hoist_tension_n", &MujocoDriver::hoist_tension_n)
+      .def_property_readonly("sim_timestep", &MujocoDriver::sim_timestep)
+      .def_property_readonly("total_mass", &MujocoDriver::total_mass)
+      .def_property_readonly("steps_per_tick", &MujocoDriver::steps_per_tick)
+      .def("qpos", [](const MujocoDriver& d) {
+        SimPose p;
+        d.pose(p);
+        return py::make_tuple(p.time, arr(p.qpos.data(), p.nq));
+      }, "(sim time, full MuJoCo qpos) after the latest write; safe while the loop runs");
+#endif
+}
+
+}  // namespace vertebra::bindings

@@ -1,0 +1,115 @@
+// Whole-body controller: targets, task rows and the balance guard (wbc_impl.hpp).
+#include "wbc/wbc_impl.hpp"
+
+namespace vertebra::wbc_detail {
+
+// Fields that are set and finite replace the references; a non-finite field is ignored (the
+// previous reference stays), so a bad target can never reach the solver.
+void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh) {
+  if (t.com_set && finite(t.com)) I.com_ref = Eigen::Vector3d(t.com[0], t.com[1], t.com[2]);
+  if (t.base_set && finite(t.base_pos) && finite(t.base_quat)) {
+    I.base_pos_ref = Eigen::Vector3d(t.base_pos[0], t.base_pos[1], t.base_pos[2]);
+    I.base_rot_ref = quat_wxyz(t.base_quat).toRotationMatrix();
+  }
+  if (t.torso_set && finite(t.torso_quat)) I.torso_rot_ref = quat_wxyz(t.torso_quat).toRotationMatrix();
+  for (int h = 0; h < nh; ++h) {
+    const bool ok = finite(t.hand_pos[h]) && finite(t.hand_quat[h]);
+    if (!t.hand_set[h]) I.hand_active[h] = false;
+    if (t.hand_set[h] && ok) {
+      I.hand_active[h] = true;
+      I.hand_pos_ref[h] = Eigen::Vector3d(t.hand_pos[h][0], t.hand_pos[h][1], t.hand_pos[h][2]);
+      I.hand_rot_ref[h] = quat_wxyz(t.hand_quat[h]).toRotationMatrix();
+    }
+  }
+  for (int c = 0; c < nc; ++c) {
+    I.contact_target[c] = t.contact_active[c];
+    if (t.foot_set[c] && finite(t.foot_pos[c]) && finite(t.foot_quat[c])) {
+      I.foot_pos_ref[c] = Eigen::Vector3d(t.foot_pos[c][0], t.foot_pos[c][1], t.foot_pos[c][2]);
+      I.foot_rot_ref[c] = quat_wxyz(t.foot_quat[c]).toRotationMatrix();
+    }
+  }
+  for (int j = 0; j < I.nj; ++j)
+    if (t.posture_set[j] && std::isfinite(t.posture[j])) I.posture[j] = t.posture[j];
+}
+
+// Adds w-weighted || J ddq + drift - aref ||^2 for a k-row task (k <= 6).
+void add_task(WholeBodyController::Impl& I, const Eigen::Ref<const Eigen::MatrixXd>& J, const double* drift,
+                     const double* aref, const double* w) {
+  const int k = static_cast<int>(J.rows());
+  for (int r = 0; r < k; ++r) {
+    if (!(w[r] > 0.0)) continue;  // a zero-weight axis adds nothing
+    const double sw = std::sqrt(w[r]);
+    I.Jw.row(I.task_rows) = sw * J.row(r);
+    I.e[I.task_rows++] = sw * (aref[r] - drift[r]);
+  }
+}
+
+// SE3 (or orientation-only) tracking task on frame fid, LOCAL_WORLD_ALIGNED.
+void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, const Eigen::Vector3d& p_ref,
+                     const Eigen::Matrix3d& R_ref, const WbcGains& g, bool with_position, double* pos_err,
+                     double* rot_err, double max_pos, double max_rot) {
+  auto& d = I.data;
+  I.J6.setZero();
+  pinocchio::getFrameJacobian(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED, I.J6);
+  const pinocchio::Motion drift = pinocchio::getFrameClassicalAcceleration(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED);
+  const pinocchio::Motion vel = pinocchio::getFrameVelocity(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED);
+  const auto& oMf = d.oMf[fid];
+  const Eigen::Vector3d ep = p_ref - oMf.translation();
+  const Eigen::Vector3d er = pinocchio::log3(R_ref * oMf.rotation().transpose());  // world frame
+  const double np_ = ep.norm(), nr = er.norm();
+  const double sp = np_ > max_pos ? max_pos / np_ : 1.0, sr = nr > max_rot ? max_rot / nr : 1.0;
+  double aref[6], dr[6], w[6];
+  for (int k = 0; k < 3; ++k) {
+    aref[k] = g.kp * sp * ep[k] - g.kd * vel.linear()[k];
+    aref[3 + k] = g.kp * sr * er[k] - g.kd * vel.angular()[k];
+    dr[k] = drift.linear()[k];
+    dr[3 + k] = drift.angular()[k];
+    w[k] = with_position ? g.weight[k] : 0.0;
+    w[3 + k] = g.weight[3 + k];
+  }
+  add_task(I, I.J6, dr, aref, w);
+  if (pos_err) *pos_err = with_position ? ep.norm() : 0.0;
+  if (rot_err) *rot_err = er.norm();
+}
+
+// Balance guard. The cost is weighted, with no strict priority: a task that cannot be met (a hand
+// pulled towards a target out of reach) trades centre-of-mass error for its own, and enough of
+// that walks the capture point out of the support area and tips the robot. So the horizontal
+// centre-of-mass weight grows as the capture point xi = c + dc/omega (omega = sqrt(g / height))
+// nears the edge of the support area (the bounding box of the active soles' corners, or of the
+// point feet): x1 from balance_guard_start_m inside the edge, to x balance_guard_scale at
+// balance_guard_full_m and beyond, quadratic in between. Inside that band nothing changes.
+double balance_guard(const WholeBodyController::Impl& I, const WbcConfig& cfg, int nc) {
+  if (!(cfg.balance_guard_scale > 1.0)) return 1.0;
+  const auto& d = I.data;
+  double lo[2] = {kFree, kFree}, hi[2] = {-kFree, -kFree}, ground = 0.0;
+  const double X = cfg.flat_feet ? cfg.sole_half_length_m : 0.0, Y = cfg.flat_feet ? cfg.sole_half_width_m : 0.0;
+  int on = 0;
+  for (int c = 0; c < nc; ++c) {
+    if (!I.contact_on[c]) continue;
+    const auto& oMc = d.oMf[I.contact_fid[c]];
+    ground += oMc.translation()[2];
+    ++on;
+    for (double sx : {-X, X})
+      for (double sy : {-Y, Y}) {
+        const Eigen::Vector3d corner = oMc.translation() + oMc.rotation() * Eigen::Vector3d(sx, sy, 0.0);
+        for (int k = 0; k < 2; ++k) {
+          lo[k] = std::min(lo[k], corner[k]);
+          hi[k] = std::max(hi[k], corner[k]);
+        }
+      }
+  }
+  if (on == 0) return 1.0;
+  const double height = std::max(0.1, d.com[0][2] - ground / on);
+  const double omega = std::sqrt(9.81 / height);
+  const double span = cfg.balance_guard_start_m - cfg.balance_guard_full_m;
+  double s = 0.0;
+  for (int k = 0; k < 2; ++k) {
+    const double xi = d.com[0][k] + d.vcom[0][k] / omega;
+    const double inside = std::min(xi - lo[k], hi[k] - xi);  // negative: outside
+    s = std::max(s, std::clamp((cfg.balance_guard_start_m - inside) / span, 0.0, 1.0));
+  }
+  return 1.0 + (cfg.balance_guard_scale - 1.0) * s * s;
+}
+
+}  // namespace vertebra::wbc_detail

@@ -1,0 +1,28 @@
+"""The `vertebra` subcommands, one module each (LeRobot's one-script-per-command layout).
+
+Every module named in ``COMMANDS`` exposes ``register(subparsers) -> None``: it adds its parser
+(help, description, flags) to the top-level ``vertebra`` subparsers and sets ``func`` to the
+handler, which takes the parsed ``argparse.Namespace`` and returns the exit code. Handlers import
+their heavy dependencies (torch, mujoco, onnxruntime, the C++ core) inside the handler, so that
+``vertebra --help`` stays fast. ``vertebra.runtime.cli`` registers them in this order, which is
+the order ``vertebra --help`` lists them in.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+COMMANDS = ("sim", "bench", "config", "serve", "policy", "train", "eval", "faults", "events")
+
+
+def progress(enabled: bool) -> Callable[[str], None] | None:
+    """A progress callback printing to stderr when ``enabled``, else None (no progress)."""
+    return (lambda msg: print(msg, file=sys.stderr, flush=True)) if enabled else None
+
+
+def robot_names() -> list[str]:
+    """The robots a command's ``--robot`` may name (configs/robots/*.yaml)."""
+    from vertebra.runtime.config import available_robots
+
+    return available_robots()

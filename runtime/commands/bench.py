@@ -1,0 +1,110 @@
+"""`vertebra bench loop|wbc|transport`: benchmarks that print JSON and compare against a baseline measured
+in the same run (the measurements live in vertebra.runtime.benchmarks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vertebra.runtime.commands import progress, robot_names
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.loop import bench_loop
+
+    if args.rate <= 0 or args.seconds <= 0:
+        print("vertebra bench loop: --rate and --seconds must be > 0", file=sys.stderr)
+        return 2
+    out = bench_loop(args.rate, args.seconds, progress=progress(True), spin_us=args.spin_us)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        c, p = out["cpp"]["lateness_us"], out["python_sleep"]["lateness_us"]
+        print(f"{'lateness (us)':<16}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}")
+        print(f"{'C++ loop':<16}{c['p50']:>10}{c['p99']:>10}{c['p999']:>10}{c['max']:>10}")
+        print(f"{'Python sleep':<16}{p['p50']:>10}{p['p99']:>10}{p['p999']:>10}{p['max']:>10}")
+        print("ratios python/C++:", out["ratios"], "goals met:", out["goals_met"])
+        print("OS grants:", out["cpp"]["os"])
+    return 0
+
+
+def run_wbc(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.wbc import bench_wbc
+
+    if args.ticks < 10:
+        print("vertebra bench wbc: --ticks must be >= 10", file=sys.stderr)
+        return 2
+    out = bench_wbc(args.robot, ticks=args.ticks, say=progress(True), python_ticks=args.python_ticks)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        c, p = out["cpp_us"], out["python_us"]
+        print(f"{out['robot']}: QP {out['qp']['variables']} variables, {out['qp']['equalities']} equalities, "
+              f"{out['qp']['inequalities']} inequalities + bounds; {out['ticks']} ticks")
+        print(f"{'per tick (us)':<22}{'p50':>8}{'p99':>8}{'p99.9':>8}{'max':>8}")
+        print(f"{'C++ (model + QP)':<22}{c['p50']:>8}{c['p99']:>8}{c['p999']:>8}{c['max']:>8}")
+        print(f"{'Python (pin+proxsuite)':<22}{p['p50']:>8}{p['p99']:>8}{p['p999']:>8}{p['max']:>8}")
+        print(f"python/C++ at p50: {out['ratio_p50_python_over_cpp']}x; same solution (p99 max |ddq| diff): "
+              f"{out['same_solution_max_ddq_diff']}; failures: {out['solve_failures']}; goals: {out['goals_met']}")
+    return 0
+
+
+def run_transport(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.transport import bench_transport
+
+    if args.iterations < 10:
+        print("vertebra bench transport: --iterations must be >= 10", file=sys.stderr)
+        return 2
+    out = bench_transport(args.iterations, progress=progress(True))
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{'round trip (us)':<14}{'zmq p50':>9}{'p99':>8}{'shm p50':>9}{'p99':>8}{'websocket p50':>15}{'p99':>8}"
+              f"{'ratio zmq':>11}{'ratio shm':>11}")
+        for case, r in out["cases"].items():
+            print(f"{case:<14}{r['vertebra_us']['p50']:>9}{r['vertebra_us']['p99']:>8}{r['vertebra_shm_us']['p50']:>9}"
+                  f"{r['vertebra_shm_us']['p99']:>8}{r['websocket_us']['p50']:>15}{r['websocket_us']['p99']:>8}"
+                  f"{r['ratio_p50']:>10}x{r['ratio_p50_shm']:>10}x")
+        print("goals:", out["goals"])
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    robots = robot_names()
+    b = subparsers.add_parser("bench", help="benchmarks that print JSON and compare against an in-run baseline",
+                              description="Benchmarks. Each measures Vertebra and, in the same run, a baseline.")
+    bsub = b.add_subparsers(dest="bench", metavar="<benchmark>")
+    bsub.required = True
+    bl = bsub.add_parser("loop", help="lateness of the C++ loop vs a Python time.sleep loop at the same rate",
+                         description="Wake-up lateness (actual wake time minus deadline) of the C++ real-time loop "
+                                     "and of a plain Python time.sleep loop at the same rate, with their ratios.")
+    bl.add_argument("--rate", type=float, default=500.0, help="loop rate in Hz (default 500)")
+    bl.add_argument("--seconds", type=float, default=10.0, help="seconds per loop (default 10)")
+    bl.add_argument("--spin-us", type=float, default=None,
+                    help="C++ loop: wake this many microseconds early and spin to the deadline "
+                         "(default: the runtime's, 100)")
+    bl.add_argument("--json", action="store_true", help="print one JSON object")
+    bl.set_defaults(func=run_loop)
+
+    bw = bsub.add_parser("wbc", help="per-tick time of the C++ whole-body controller vs the same QP in Python",
+                         description="Records a simulated robot moving under the whole-body controller, then times "
+                                     "the C++ controller (model update + QP, measured inside C++; ticks run back to "
+                                     "back in C++ as the real-time loop runs them, and again called once per tick from "
+                                     "Python) and a straightforward Python implementation of the same QP (pinocchio + "
+                                     "proxsuite bindings) on the same states; prints both, their ratio, the QP size "
+                                     "(as formulated and as the solver sees it) and any solve failures.")
+    bw.add_argument("--robot", choices=robots, default="g1", help="robot (default g1)")
+    bw.add_argument("--ticks", type=int, default=10_000, help="ticks of the recorded trajectory (default 10000)")
+    bw.add_argument("--python-ticks", type=int, default=None,
+                    help="run the Python implementation on only the first N ticks (default: all)")
+    bw.add_argument("--json", action="store_true", help="print one JSON object")
+    bw.set_defaults(func=run_wbc)
+
+    bt = bsub.add_parser("transport", help="policy protocol round trip vs an openpi-style websocket server",
+                         description="Round-trip time of the policy protocol (ZMQ + msgpack) with a no-op model for "
+                                     "(a) state only, (b) one 224x224x3 image + 29-D state, (c) three cameras; and, in "
+                                     "the same run, of an openpi-style websocket + msgpack server and client.")
+    bt.add_argument("--iterations", type=int, default=2000, help="round trips per case and side (default 2000)")
+    bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.set_defaults(func=run_transport)

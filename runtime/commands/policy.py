@@ -1,0 +1,79 @@
+"""`vertebra policy check|swap`: policy package tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from vertebra.runtime.commands import robot_names
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from vertebra.policies.package import PackageError, PolicyPackage, check_against_robot
+    from vertebra.runtime.config import ConfigError, RobotConfig
+
+    try:
+        pkg = PolicyPackage.load(args.package)
+        robot = RobotConfig.load(args.robot)
+    except (PackageError, ConfigError) as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 1
+    wbc_names = None
+    if pkg.spec.action_space == "wbc_targets":
+        from vertebra.policies.actions import wbc_target_names
+
+        wbc_names = wbc_target_names(robot)
+    problems = check_against_robot(pkg.spec, robot, wbc_targets=wbc_names)
+    if args.json:
+        print(json.dumps({"package": str(pkg.path), "robot": robot.name, "compatible": not problems,
+                          "problems": problems}))
+    elif problems:
+        print(f"incompatible: {pkg.spec.name} on {robot.name}:", file=sys.stderr)
+        for p_ in problems:
+            print(f"  - {p_}", file=sys.stderr)
+    else:
+        s = pkg.spec
+        print(f"ok: {s.name} v{s.version} on {robot.name}: {s.action_space} x{s.action_dim}, chunk {s.chunk_length} "
+              f"at {s.rate_hz:g} Hz, cameras {', '.join(c.name for c in s.cameras) or 'none'}, sha256 verified")
+    return 0 if not problems else 1
+
+
+def run_swap(args: argparse.Namespace) -> int:
+    from vertebra.policies.client import PolicyClient, PolicyError
+
+    c = PolicyClient(args.server)
+    try:
+        c.call({"type": "load", "name": args.name}, timeout_s=args.timeout)  # load first: no stall at the swap
+        reply = c.call({"type": "swap", "name": args.name}, timeout_s=args.timeout)
+    except (PolicyError, TimeoutError) as e:
+        print(f"vertebra policy swap: {e}", file=sys.stderr)
+        return 1
+    finally:
+        c.close()
+    print(json.dumps(reply["policy"]) if args.json else f"active: {reply['active']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    robots = robot_names()
+    po = subparsers.add_parser("policy", help="policy packages", description="Policy package tools.")
+    posub = po.add_subparsers(dest="policy", metavar="<action>")
+    posub.required = True
+    pc = posub.add_parser("check", help="validate a policy package against a robot",
+                          description="Load a policy package (policy.yaml + model.onnx, sha256 checked) and compare "
+                                      "it with a robot config; names every field that disagrees.")
+    pc.add_argument("package", help="package directory")
+    pc.add_argument("--robot", required=True, choices=robots, help="robot config")
+    pc.add_argument("--json", action="store_true", help="print one JSON object")
+    pc.set_defaults(func=run_check)
+
+    ps = posub.add_parser("swap", help="switch the server's active policy (the runtime blends it in)",
+                          description="Load, then activate, a policy on a running server. The runtime's chunk "
+                                      "scheduler keeps executing the current chunk and cross-fades into the new "
+                                      "policy's first chunk, so no tick is left without a target.")
+    ps.add_argument("name", help="policy name from the server config")
+    ps.add_argument("--server", default="ipc:///tmp/vertebra-policy.sock", help="server endpoint")
+    ps.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the load (default 30)")
+    ps.add_argument("--json", action="store_true", help="print the new policy's metadata as JSON")
+    ps.set_defaults(func=run_swap)

@@ -1,0 +1,230 @@
+"""The generic runtime: one robot, one driver, the safety supervisor and the real-time loop, behind
+the operator API every front end uses (the simulator procedure, the service, the HIL harness).
+
+    rt = Runtime.from_deploy("g1_sim")                 # or Runtime(robot_cfg, driver_cfg, ...)
+    rt.enable(); rt.request("interpolate", 2.0, pose); rt.wait(2.2); rt.request("hold")
+    rt.status()["safety_mode"], rt.report(), rt.event_list()
+    rt.close()
+
+What it is built from: a robot config (``configs/robots``), a driver config (any class registered
+with ``@register_driver``; the runtime never names one), a safety config, a controller (by name:
+``pd`` or any ``@register_controller`` class) and the loop options. Lifecycle: the driver is
+configured and activated before the loop first ticks, and handed back (``deactivate``: damped) by
+``close()``.
+
+Clock modes: in lockstep ``wait()`` runs ticks on the calling thread (deterministic, faster than
+real time); in real time a C++ thread ticks at absolute deadlines and ``wait()`` sleeps. Python is
+never on the tick: every call here goes through the loop's lock-free buffers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vertebra import _rt
+from vertebra.runtime.config import RobotConfig, loop_config, robot_params
+from vertebra.runtime.controllers import BUILTIN_CONTROLLERS, controller_class
+from vertebra.runtime.errors import VertebraError
+from vertebra.safety.config import SafetySettings
+
+
+class ModeRequestRefused(VertebraError):
+    """The loop refused a mode request; ``status`` is the code, ``reason`` which gate failed."""
+
+    def __init__(self, mode: Any, status: str, reason: str):
+        self.mode, self.status, self.reason = mode, status, reason
+        super().__init__(f"mode request {mode} refused by the loop: {status}" + (f": {reason}" if reason else ""))
+
+
+class Runtime:
+    """The operator API over one robot's real-time loop."""
+
+    def __init__(self, robot: str | RobotConfig, driver: Any, *, controller: str = "pd",
+                 safety: SafetySettings | None = None, rate_hz: float | None = None, lockstep: bool = False,
+                 realtime_priority: bool = True, cpu: int | None = None, fault_injection: bool = False,
+                 event_log: str | os.PathLike[str] | None = None, model: Any = None):
+        """`driver`: a registered driver config (its ``build(robot, rate_hz)`` makes the C++ driver) or
+        a C++ driver already built. `controller`: ``pd`` or a registered controller name.
+        `fault_injection`: a FaultInjector between the driver and the loop (``self.injector``).
+        `event_log`: append the safety events to this JSON-lines file (always kept in memory too)."""
+        self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
+        cfg = self.cfg
+        self.rate_hz = float(rate_hz or cfg.control_rate_hz)
+        self.lockstep = lockstep
+        self.model = model if model is not None else _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+        self.default_pose = cfg.column("default_rad")
+        self.safety = safety if safety is not None else SafetySettings.load(cfg)
+        self.driver_config = driver if hasattr(driver, "build") else None
+        self.driver = driver.build(cfg, self.rate_hz) if self.driver_config is not None else driver
+        if self.driver.lifecycle_state == "unconfigured":
+            self.driver.configure(cfg.joint_names, self.rate_hz, cfg.column("kd_damping"))
+        if self.driver.lifecycle_state == "inactive":
+            self.driver.activate()
+        self.injector = _rt.FaultInjector(self.driver) if fault_injection else None
+        self.loop = _rt.RtLoop(self.injector or self.driver, robot_params(cfg),
+                               loop_config(self.rate_hz, lockstep, realtime_priority, cpu), self.safety.to_cpp(cfg))
+        self.events = _rt.EventLog(self.loop, str(event_log) if event_log else "")
+        self.controller = controller
+        # The name ACTIVE is requested under, and the controller's handle (WholeBody for wbc).
+        self.active_mode = BUILTIN_CONTROLLERS.get(controller, controller)
+        self.handle: Any = None if controller in BUILTIN_CONTROLLERS else controller_class(controller)().attach(self)
+        self._closed = False
+        if not lockstep:
+            self.events.start()
+            self.loop.start()
+
+    @classmethod
+    def from_deploy(cls, deploy: Any, **overrides: Any) -> Runtime:
+        """Build from a deploy config (a DeployConfig, or a name/path for ``DeployConfig.load``)."""
+        from vertebra.runtime.deploy import DeployConfig
+
+        d = deploy if isinstance(deploy, DeployConfig) else DeployConfig.load(deploy)
+        robot = d.robot_config()
+        kw: dict[str, Any] = dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
+                                  lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority, cpu=d.loop.cpu)
+        kw.update(overrides)
+        return cls(robot, d.driver, **kw)
+
+    # -- time ------------------------------------------------------------------------------
+    def time_s(self) -> float:
+        """Robot time (the driver's clock), s."""
+        return float(self.loop.snapshot()["time_s"])
+
+    def wait(self, seconds: float, on_sample: Callable[[dict[str, Any]], None] | None = None,
+             sample_every_s: float = 0.02) -> None:
+        """Let `seconds` of robot time pass (ticks in lockstep; sleeping in real time)."""
+        end = self.time_s() + seconds
+        step_ticks = max(1, int(round(sample_every_s * self.rate_hz)))
+        while True:
+            now = self.time_s()
+            if now >= end - 0.5 / self.rate_hz:
+                break
+            if self.lockstep:
+                remaining = int(round((end - now) * self.rate_hz))
+                self.loop.run_ticks(min(step_ticks, max(1, remaining)))
+                self.events.flush()
+            else:
+                time.sleep(min(sample_every_s, max(0.0, end - now)))
+            if on_sample is not None:
+                on_sample(self.loop.snapshot())
+
+    # -- modes and targets -------------------------------------------------------------------
+    def request(self, mode: Any, duration_s: float = 0.0, pose: list[float] | None = None, stream: bool = False) -> None:
+        """Ask the loop for a mode (a ``_rt.Mode`` or a name) and wait until it answered; raise
+        :class:`ModeRequestRefused` (naming the gate that failed) if it refused."""
+        seq = self.loop.request_mode(mode, duration_s, list(pose or []), stream)
+        deadline = time.monotonic() + 2.0
+        while True:
+            if self.lockstep:
+                self.loop.run_ticks(1)
+            snap = self.loop.snapshot()
+            if snap["request_seq"] >= seq:
+                break
+            if time.monotonic() > deadline:
+                raise VertebraError(f"the loop did not answer mode request {mode} within 2 s")
+            time.sleep(0.001)
+        if snap["request_status"] != "ok":
+            raise ModeRequestRefused(mode, snap["request_status"], snap["request_reason"])
+
+    def activate_controller(self, stream: bool = False) -> None:
+        """HOLD -> ACTIVE under this runtime's controller (``pd``: joint targets; else its mode)."""
+        if self.controller == "wbc" and self.handle is not None:
+            self.handle.reset_targets()
+        self.request(self.active_mode, stream=stream)
+
+    def set_targets(self, q: list[float], dq: list[float] | None = None, kp: list[float] | None = None,
+                    kd: list[float] | None = None, tau_ff: list[float] | None = None, seq: int | None = None) -> None:
+        """Joint targets (motor order) for the joint-target PD; gains default to the robot's."""
+        n = self.cfg.n_joints
+        self._targets_seq = getattr(self, "_targets_seq", 0) + 1 if seq is None else seq
+        self.loop.set_targets(list(q), list(dq or [0.0] * n), list(kp or self.cfg.column("kp")),
+                              list(kd or self.cfg.column("kd")), list(tau_ff or [0.0] * n), self._targets_seq)
+
+    # -- operator ----------------------------------------------------------------------------
+    def enable(self, on: bool = True) -> None:
+        """The operator's enable (the arming gate); disabling an armed robot stops it."""
+        self.loop.set_enabled(on)
+        self._tick_once()
+
+    def disable(self) -> None:
+        self.enable(False)
+
+    def estop(self) -> None:
+        self.loop.estop()
+        self._tick_once()
+
+    def stop(self) -> None:
+        """Operator stop: settle-then-cut when armed."""
+        self.loop.request_stop()
+        self._tick_once()
+
+    def reset(self) -> None:
+        self.loop.reset_faults()
+        self._tick_once()
+
+    def _tick_once(self) -> None:
+        if self.lockstep:
+            self.loop.run_ticks(1)
+            self.events.flush()
+        else:
+            t = self.loop.snapshot()["tick"]
+            deadline = time.monotonic() + 1.0
+            while self.loop.snapshot()["tick"] == t and time.monotonic() < deadline:
+                time.sleep(0.0005)
+
+    # -- what happened ---------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The loop's latest snapshot (modes, faults, state, command, counters)."""
+        return self.loop.snapshot()
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-ready summary: robot, clock, modes, faults, loop timing."""
+        snap = self.loop.snapshot()
+        stats = self.loop.stats()
+        lat, comp = stats["lateness_us"], stats["compute_us"]
+        return {
+            "robot": self.cfg.name,
+            "driver": self.driver.name,
+            "controller": self.controller,
+            "clock": "lockstep" if self.lockstep else "realtime",
+            "time_s": round(float(snap["time_s"]), 4),
+            "mode": snap["mode"],
+            "safety_mode": snap["safety_mode"],
+            "faults": list(snap["faults"]),
+            "limiter_clamps": int(snap["clamps"]),
+            "loop": {
+                "rate_hz": self.rate_hz,
+                "ticks": int(stats["ticks"]),
+                "lateness_us": {k: round(lat[k], 1) for k in ("p50", "p99", "p999", "max")},
+                "compute_us": {k: round(comp[k], 1) for k in ("p50", "p99", "p999", "max")},
+                "overruns": int(stats["overruns"]),
+                **({} if self.lockstep else {"os": self.loop.rt_report()}),
+            },
+        }
+
+    def event_list(self) -> list[dict[str, Any]]:
+        """Every event so far (oldest first), as dicts."""
+        self.events.flush()
+        return [json.loads(j) for _, j in self.events.recent(0)]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the loop, flush the events and hand the robot back (driver deactivated: damped)."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.lockstep:
+            self.loop.stop()
+        self.events.stop()
+        if self.driver.lifecycle_state == "active":
+            self.driver.deactivate()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
