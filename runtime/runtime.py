@@ -83,11 +83,17 @@ class Runtime:
         from vertebra.runtime.deploy import DeployConfig
 
         d = deploy if isinstance(deploy, DeployConfig) else DeployConfig.load(deploy)
-        robot = d.robot_config()
-        kw: dict[str, Any] = dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
-                                  lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority, cpu=d.loop.cpu)
+        robot, kw = cls.deploy_arguments(d)
+        kw["cpu"] = d.loop.cpu
         kw.update(overrides)
         return cls(robot, d.driver, **kw)
+
+    @staticmethod
+    def deploy_arguments(d: Any) -> tuple[RobotConfig, dict[str, Any]]:
+        """(robot config, keyword arguments) a deploy config gives every runtime class."""
+        robot = d.robot_config()
+        return robot, dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
+                           lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority)
 
     # -- time ------------------------------------------------------------------------------
     def time_s(self) -> float:

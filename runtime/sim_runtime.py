@@ -70,10 +70,8 @@ class SimRuntime(Runtime):
         from vertebra.runtime.deploy import DeployConfig
 
         d = deploy if isinstance(deploy, DeployConfig) else DeployConfig.load(deploy)
-        robot = d.robot_config()
-        kw: dict[str, Any] = dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
-                                  lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority,
-                                  driver=d.driver)
+        robot, kw = cls.deploy_arguments(d)
+        kw["driver"] = d.driver
         kw.update(overrides)
         return cls(robot, **kw)
 

@@ -258,17 +258,8 @@ def test_a_joint_racing_into_its_limit_is_solved_with_the_bounds_relaxed():
     """Near a limit, a joint too fast to stop in time makes the joint-limit acceleration bounds
     contradict the torque limits: the warm solve fails (within max_iter), and the one retry,
     cold and without those bounds, succeeds. At most two solves per tick."""
-    cfg = RobotConfig.load("go2")
-    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    cfg, rm, state = go2_joint_racing_into_its_limit()
     params = robot_params(cfg)
-    q = np.array(cfg.column("default_rad"))
-    dq = np.zeros(len(q))
-    j = cfg.joint_names.index("FL_thigh_joint")
-    q[j] = cfg.column("q_min_rad")[j] + 0.02
-    dq[j] = -0.9 * cfg.column("dq_max_rad_s")[j]
-    h = rm.standing_base_height(q.tolist(), cfg.foot_frames, cfg.sole_offset_m)
-    state = {"q": q.tolist(), "dq": dq.tolist(), "base_pos": [0.0, 0.0, h], "base_quat": [1.0, 0.0, 0.0, 0.0],
-             "base_lin_vel": [0.0] * 3, "base_ang_vel": [0.0] * 3}
     wb = WholeBody(cfg, rm)
     wb.ctrl.enter(params, state)
     for _ in range(3):
