@@ -16,12 +16,9 @@ import sysconfig
 import venv
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(os.environ.get("VERTEBRA_SKIP_INSTALL_TEST") == "1", reason="VERTEBRA_SKIP_INSTALL_TEST=1")
 def test_a_non_editable_install_in_a_fresh_venv_runs_the_simulated_g1(tmp_path: Path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

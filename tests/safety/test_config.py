@@ -8,16 +8,6 @@ from vertebra.runtime.config import ConfigError, RobotConfig
 from vertebra.safety.config import SAFETY_DIR, SafetySettings
 
 
-@pytest.fixture(scope="module")
-def g1():
-    return RobotConfig.load("g1")
-
-
-@pytest.fixture(scope="module")
-def raw():
-    return yaml.safe_load((SAFETY_DIR / "g1.yaml").read_text())
-
-
 @pytest.mark.parametrize("robot", ["g1", "go2"])
 def test_shipped_configs_load_and_convert(robot):
     cfg = RobotConfig.load(robot)

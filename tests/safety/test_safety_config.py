@@ -67,16 +67,6 @@ OFF = {
 }
 
 
-@pytest.fixture(scope="module")
-def g1():
-    return RobotConfig.load("g1")
-
-
-@pytest.fixture(scope="module")
-def raw():
-    return yaml.safe_load((SAFETY_DIR / "g1.yaml").read_text())
-
-
 def cpp_values(c):
     return {name: getattr(c, name) for name in RECORDED["g1"]}
 
