@@ -37,6 +37,9 @@ class Controller(ABC):
         """Configuration time: build the C++ mode, ``runtime.loop.register_mode(self.name, mode)``,
         and return the handle front ends use (or the C++ mode itself)."""
 
+    def before_activate(self, handle: Any) -> None:
+        """Called just before the runtime requests this mode (HOLD -> ACTIVE); default: nothing."""
+
 
 def register_controller(name: str) -> Callable[[C], C]:
     """Class decorator: make a controller selectable by `name` (``controller: <name>``)."""
@@ -74,3 +77,7 @@ class WholeBodyControllerMode(Controller):
         wb = WholeBody(runtime.cfg, runtime.model)
         runtime.loop.register_mode(self.name, wb.ctrl)
         return wb
+
+    def before_activate(self, handle: Any) -> None:
+        # Targets are sent as one cumulative value: forget the last session's (WholeBody.reset_targets).
+        handle.reset_targets()

@@ -71,7 +71,9 @@ class Runtime:
         self.controller = controller
         # The name ACTIVE is requested under, and the controller's handle (WholeBody for wbc).
         self.active_mode = BUILTIN_CONTROLLERS.get(controller, controller)
-        self.handle: Any = None if controller in BUILTIN_CONTROLLERS else controller_class(controller)().attach(self)
+        self._controller = None if controller in BUILTIN_CONTROLLERS else controller_class(controller)()
+        self.handle: Any = self._controller.attach(self) if self._controller is not None else None
+        self._targets_seq = 0
         self._closed = False
         if not lockstep:
             self.events.start()
@@ -138,15 +140,15 @@ class Runtime:
 
     def activate_controller(self, stream: bool = False) -> None:
         """HOLD -> ACTIVE under this runtime's controller (``pd``: joint targets; else its mode)."""
-        if self.controller == "wbc" and self.handle is not None:
-            self.handle.reset_targets()
+        if self._controller is not None:
+            self._controller.before_activate(self.handle)
         self.request(self.active_mode, stream=stream)
 
     def set_targets(self, q: list[float], dq: list[float] | None = None, kp: list[float] | None = None,
                     kd: list[float] | None = None, tau_ff: list[float] | None = None, seq: int | None = None) -> None:
         """Joint targets (motor order) for the joint-target PD; gains default to the robot's."""
         n = self.cfg.n_joints
-        self._targets_seq = getattr(self, "_targets_seq", 0) + 1 if seq is None else seq
+        self._targets_seq = self._targets_seq + 1 if seq is None else seq
         self.loop.set_targets(list(q), list(dq or [0.0] * n), list(kp or self.cfg.column("kp")),
                               list(kd or self.cfg.column("kd")), list(tau_ff or [0.0] * n), self._targets_seq)
 

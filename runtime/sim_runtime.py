@@ -57,7 +57,8 @@ class SimRuntime(Runtime):
         sim = driver if driver is not None else driver_config(
             "mujoco", noise=noise, command_latency_ms=command_latency_ms)
         sim.standing_height_m = self.standing_height_m
-        sim.battery_v = safety.battery_sim_v
+        if not sim.battery_v:  # no pack voltage configured for the simulator: the safety file's battery.sim_v
+            sim.battery_v = safety.battery_sim_v
         super().__init__(cfg, sim, controller=controller, safety=safety, rate_hz=rate_hz, lockstep=lockstep,
                          realtime_priority=realtime_priority, fault_injection=fault_injection, event_log=event_log,
                          model=model)
