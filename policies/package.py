@@ -254,6 +254,18 @@ def check_against_robot(spec: PolicySpec, robot: Any, control_rate_hz: float | N
             if t not in valid:
                 problems.append(f"outputs.targets: '{t}' is not a whole-body target of {robot.name}; valid: {', '.join(valid)}")
                 break
+        # The controller takes a position target whole (the loop refuses a stream with only some axes).
+        axes: dict[str, set[str]] = {}
+        for t in spec.targets:
+            if t in valid:
+                base, _, axis = t.rpartition(".")
+                axes.setdefault(base, set()).add(axis)
+        for base, got in axes.items():
+            if got != {"x", "y", "z"}:
+                problems.append(f"outputs.targets: '{base}' needs all of {base}.x, {base}.y and {base}.z; "
+                                f"found {', '.join(sorted(got))}")
+        if len(set(spec.targets)) != len(spec.targets):
+            problems.append("outputs.targets: a target is listed twice; each takes one column")
     rate = control_rate_hz or robot.control_rate_hz
     if abs(rate / spec.rate_hz - round(rate / spec.rate_hz)) > 1e-9:
         problems.append(f"outputs.rate_hz: {spec.rate_hz:g} Hz does not divide the control rate {rate:g} Hz")

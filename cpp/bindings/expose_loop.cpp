@@ -3,6 +3,7 @@
 
 #include <thread>
 #include "loop/rt_loop.hpp"
+#include "safety/events.hpp"
 
 namespace vertebra::bindings {
 
@@ -19,7 +20,7 @@ void expose_loop(py::module_& m) {
 
   py::class_<RtLoop, std::shared_ptr<RtLoop>>(m, "RtLoop", "the real-time control loop (cpp/core/rt_loop.hpp)")
       .def(py::init<std::shared_ptr<Driver>, const RobotParams&, const LoopConfig&, const SafetyConfig&>(), py::arg("driver"),
-           py::arg("params"), py::arg("config"), py::arg("safety") = SafetyConfig())
+           py::arg("params"), py::arg("config"), py::arg_v("safety", SafetyConfig(), "SafetyConfig()"))
       .def("start", &RtLoop::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &RtLoop::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &RtLoop::running)
@@ -133,6 +134,22 @@ void expose_loop(py::module_& m) {
         d["notes"] = r.notes;
         return d;
       });
+
+  // The loop's safety-event writer (cpp/safety/events.hpp): bound here because it reads a loop's ring.
+  py::class_<EventLog, std::shared_ptr<EventLog>>(m, "EventLog",
+      "writes the loop's safety events to an append-only JSON-lines file (cpp/safety/events.hpp)")
+      .def(py::init([](const RtLoop& l, const std::string& path, int flush_ms, int fsync_ms) {
+        return std::make_shared<EventLog>(l.event_ring(), path, flush_ms, fsync_ms);
+      }), py::arg("loop"), py::arg("path") = "", py::arg("flush_ms") = 50, py::arg("fsync_ms") = 1000)
+      .def("start", &EventLog::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &EventLog::stop, py::call_guard<py::gil_scoped_release>())
+      .def("flush", &EventLog::flush, py::call_guard<py::gil_scoped_release>())
+      .def("note", &EventLog::note, py::arg("text"), py::arg("fields_json") = "", py::arg("robot_time_ns") = 0,
+           py::call_guard<py::gil_scoped_release>())
+      .def("recent", &EventLog::recent, py::arg("since") = 0, "[(line number, JSON)] written after line `since`")
+      .def_property_readonly("path", &EventLog::path)
+      .def_property_readonly("written", &EventLog::written)
+      .def_property_readonly("io_errors", &EventLog::io_errors);
 }
 
 }  // namespace vertebra::bindings

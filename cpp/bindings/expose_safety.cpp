@@ -1,10 +1,9 @@
-// vertebra._rt bindings: faults, safety modes, thresholds, the command limiter, the event log.
+// vertebra._rt bindings: faults, safety modes, thresholds, the command limiter.
 #include "bindings/common.hpp"
 
 #include "safety/events.hpp"
 #include "safety/safety.hpp"
 #include "safety/supervisor.hpp"
-#include "loop/rt_loop.hpp"
 
 namespace vertebra::bindings {
 
@@ -87,20 +86,6 @@ void expose_safety(py::module_& m) {
       .def("soft_upper", &CommandLimiter::soft_upper)
       .def("max_step", &CommandLimiter::max_step);
 
-  py::class_<EventLog, std::shared_ptr<EventLog>>(m, "EventLog",
-      "writes the loop's safety events to an append-only JSON-lines file (cpp/safety/events.hpp)")
-      .def(py::init([](const RtLoop& l, const std::string& path, int flush_ms, int fsync_ms) {
-        return std::make_shared<EventLog>(l.event_ring(), path, flush_ms, fsync_ms);
-      }), py::arg("loop"), py::arg("path") = "", py::arg("flush_ms") = 50, py::arg("fsync_ms") = 1000)
-      .def("start", &EventLog::start, py::call_guard<py::gil_scoped_release>())
-      .def("stop", &EventLog::stop, py::call_guard<py::gil_scoped_release>())
-      .def("flush", &EventLog::flush, py::call_guard<py::gil_scoped_release>())
-      .def("note", &EventLog::note, py::arg("text"), py::arg("fields_json") = "", py::arg("robot_time_ns") = 0,
-           py::call_guard<py::gil_scoped_release>())
-      .def("recent", &EventLog::recent, py::arg("since") = 0, "[(line number, JSON)] written after line `since`")
-      .def_property_readonly("path", &EventLog::path)
-      .def_property_readonly("written", &EventLog::written)
-      .def_property_readonly("io_errors", &EventLog::io_errors);
 }
 
 }  // namespace vertebra::bindings

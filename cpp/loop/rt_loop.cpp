@@ -36,16 +36,19 @@ static double checked_dt(const LoopConfig& cfg, const RobotParams& params) {
     throw std::invalid_argument("RtLoop: spin_ns must be in [0, period), found " + std::to_string(cfg.spin_ns));
   for (int i = 0; i < params.n; ++i) {
     const std::string j = "RtLoop: joint " + std::to_string(i) + ": ";
-    const double vals[] = {params.kp[i], params.kd[i], params.kd_damping[i], params.kp_max[i], params.kd_max[i],
-                           params.q_lower[i], params.q_upper[i], params.dq_max[i], params.tau_max[i], params.default_pose[i]};
-    for (double v : vals)
-      if (!std::isfinite(v)) throw std::invalid_argument(j + "every gain, limit and default must be finite");
+    struct Named { const char* name; double value; bool non_negative; };
+    const Named fields[] = {{"kp", params.kp[i], true}, {"kd", params.kd[i], true},
+                            {"kd_damping", params.kd_damping[i], true}, {"kp_max", params.kp_max[i], true},
+                            {"kd_max", params.kd_max[i], true}, {"q_lower", params.q_lower[i], false},
+                            {"q_upper", params.q_upper[i], false}, {"dq_max", params.dq_max[i], true},
+                            {"tau_max", params.tau_max[i], true}, {"default_pose", params.default_pose[i], false}};
+    for (const Named& f : fields)
+      if (!std::isfinite(f.value) || (f.non_negative && f.value < 0))
+        throw std::invalid_argument(j + f.name + ": found " + std::to_string(f.value) + "; valid: a finite number" +
+                                    (f.non_negative ? " >= 0" : ""));
     if (!(params.q_lower[i] <= params.q_upper[i]))
       throw std::invalid_argument(j + "q_lower (" + std::to_string(params.q_lower[i]) + ") must be <= q_upper (" +
                                   std::to_string(params.q_upper[i]) + ")");
-    if (params.dq_max[i] < 0 || params.tau_max[i] < 0 || params.kp_max[i] < 0 || params.kd_max[i] < 0 ||
-        params.kd_damping[i] < 0)
-      throw std::invalid_argument(j + "dq_max, tau_max, kp_max, kd_max and kd_damping must be >= 0");
   }
   return static_cast<int64_t>(1e9 / cfg.rate_hz) * 1e-9;
 }

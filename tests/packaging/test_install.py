@@ -36,6 +36,7 @@ def test_a_non_editable_install_in_a_fresh_venv_runs_the_simulated_g1(tmp_path: 
     installed = site / "vertebra"
     assert (installed / "configs" / "robots" / "g1.yaml").is_file()
     assert (installed / "policies" / "packages" / "g1_vla" / "policy.yaml").is_file()
+    assert (installed / "_rt.pyi").is_file()  # the extension's type stub ships with it
     where = subprocess.check_output(
         [str(py), "-c", "import vertebra._rt, vertebra.runtime.config as c; print(vertebra._rt.__file__); "
                         "print(c.CONFIG_DIR)"], cwd=tmp_path, env=env, text=True).split()

@@ -91,6 +91,21 @@ def test_shipped_vla_package_fits_the_robot():
     assert sum(f.stat().st_size for f in PACKAGE.iterdir()) < 20 * 1024 * 1024
 
 
+def test_policy_check_refuses_a_target_without_all_its_axes_or_listed_twice():
+    import dataclasses
+
+    pkg = PolicyPackage.load(PACKAGE)
+    g1 = RobotConfig.load("g1")
+    valid = wbc_target_names(g1)
+    reordered = dataclasses.replace(pkg.spec, targets=["com.x", "com.y", "com.z"] + list(pkg.spec.targets[3:]))
+    assert check_against_robot(reordered, g1, wbc_targets=valid) == []  # any order, by name
+    partial = dataclasses.replace(pkg.spec, targets=["com.x", "com.y"] + list(pkg.spec.targets[2:]))
+    problems = check_against_robot(partial, g1, wbc_targets=valid)
+    assert any("'com' needs all of com.x, com.y and com.z; found x, y" in p for p in problems), problems
+    twice = dataclasses.replace(pkg.spec, targets=list(pkg.spec.targets[:5]) + [pkg.spec.targets[0]])
+    assert any("listed twice" in p for p in check_against_robot(twice, g1, wbc_targets=valid))
+
+
 def test_the_shipped_vla_meets_a_floor_in_closed_loop():
     # Lockstep sim and CPU inference are deterministic: a fixed seed gives a fixed result, so this is
     # a regression floor (16 held-out episodes, 4 per task; these give 16/16, and 50 episodes with
