@@ -251,17 +251,20 @@ QP_BACKENDS = {"auto": 0, "primal_dual_ldlt": 1, "primal_ldlt": 2}
 class WbcSolver(Section):
     """The QP solver (ProxQP dense). Defaults are the C++ WbcConfig's."""
 
-    max_iter = field(int, default=50, lo=1, hi=10000, doc="iteration cap of one solve (a feasible tick needs 1-2)")
+    max_iter = field(int, default=50, lo=1, hi=10000, doc="outer iterations of the cold retry (the tick budget caps it further)")
     eps_abs = field(float, default=1e-6, lo=0.0, lo_open=True, hi=1e-2, doc="absolute tolerance (N, N·m, rad/s²)")
     reg_ddq = field(float, default=1e-6, lo=0.0, lo_open=True, hi=1.0, doc="regularisation weight of accelerations")
     reg_force = field(float, default=1e-5, lo=0.0, lo_open=True, hi=1.0, doc="regularisation weight of contact forces")
     max_consecutive_failures = field(int, default=10, lo=1, hi=1000,
                                      doc="failed solves in a row (each holds the previous command) that fault")
     # The tick budget (cpp/wbc/wbc.hpp) is new: null leaves the controller's own default in place.
-    tick_iteration_budget = field(int, default=None, lo=1, hi=100000,
-                                  doc="iterations of one tick's solves together (null: the controller's default)")
+    tick_iteration_budget = field(int, default=None, lo=2, hi=100000,
+                                  doc="hard cap on the inner iterations of one tick's solves together (null: the "
+                                      "controller's default)")
     warm_max_iter = field(int, default=None, lo=1, hi=10000,
-                          doc="iterations of the warm-started solve; max_iter caps the cold retry (null: default)")
+                          doc="outer iterations of the warm-started solve; max_iter caps the cold retry (null: default)")
+    inner_max_iter = field(int, default=None, lo=1, hi=10000,
+                           doc="inner iterations of one outer iteration (ProxQP max_iter_in; null: default)")
     eliminate_contacts = field(bool, default=True, doc="eliminate the contact rows before the solver (exact, faster)")
     qp_backend = field(str, default="auto", choices={"auto": "0", "primal_dual_ldlt": "1, full KKT",
                                                       "primal_ldlt": "2, n x n system"}, doc="ProxQP dense backend")

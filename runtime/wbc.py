@@ -94,6 +94,8 @@ def build_wbc_config(robot: RobotConfig) -> Any:
         c.tick_iteration_budget = s.tick_iteration_budget
     if s.warm_max_iter is not None:
         c.warm_max_iter = s.warm_max_iter
+    if s.inner_max_iter is not None:
+        c.inner_max_iter = s.inner_max_iter
     c.eliminate_contacts = s.eliminate_contacts
     c.qp_backend = s.qp_backend_id
     c.max_position_error_m = lim.max_position_error_m

@@ -801,6 +801,12 @@ class WbcConfig:
     def hand_frames(self, arg0: collections.abc.Sequence[str]) -> None:
         ...
     @property
+    def inner_max_iter(self) -> int:
+        ...
+    @inner_max_iter.setter
+    def inner_max_iter(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
     def limit_horizon_s(self) -> float:
         ...
     @limit_horizon_s.setter
@@ -1022,6 +1028,10 @@ class WholeBodyController(ControllerMode):
     def replay(self, params: RobotParams, states: list, targets: list) -> dict:
         """
         update() on each state back to back in C++ (the real-time path); per-tick model/solve times, iterations and accelerations
+        """
+    def spend_whole_budget(self, on: bool) -> None:
+        """
+        benchmarks/tests: an unreachable solver tolerance, so every tick spends its whole iteration budget
         """
     def status(self) -> dict:
         ...

@@ -6,6 +6,7 @@
 #include <thread>
 #include "core/exchange.hpp"
 #include "loop/loop_stats.hpp"
+#include "wbc/qp_solver.hpp"
 
 namespace vertebra::bindings {
 
@@ -56,7 +57,7 @@ py::dict stress(uint64_t min_distinct, double max_seconds, Write write, Read rea
 }  // namespace
 
 void expose_testing(py::module_& m) {
-  py::module_ t = m.def_submodule("testing", "hooks for tests only: lock-free buffer stress, the loop's histogram");
+  py::module_ t = m.def_submodule("testing", "hooks for tests only: lock-free buffer stress, the loop's histogram, the solver's iteration split");
   py::class_<LatencyHistogram>(t, "LatencyHistogram", "the loop's histogram, exposed for tests")
       .def(py::init<>())
       .def("record_ns", &LatencyHistogram::record_ns)
@@ -67,6 +68,11 @@ void expose_testing(py::module_& m) {
       .def_property_readonly("mean_us", &LatencyHistogram::mean_us)
       .def("reset", &LatencyHistogram::reset);
 
+  t.def("solve_cap", [](int iterations, int max_outer, int max_inner) {
+    const SolveCap c = solve_cap(iterations, max_outer, max_inner);
+    return py::make_tuple(c.outer, c.inner);
+  }, py::arg("iterations"), py::arg("max_outer"), py::arg("max_inner"),
+  "the whole-body solver's split of an iteration share into (outer, inner) caps");
   t.def("stress_triple_buffer", [](uint64_t min_distinct, double max_seconds) {
     return stress<TripleBuffer<Targets>>(min_distinct, max_seconds,
                                          [](TripleBuffer<Targets>& b, const Targets& v) { b.write(v); },

@@ -50,6 +50,7 @@ void expose_wbc(py::module_& m) {
       .def_readwrite("max_iter", &WbcConfig::max_iter)
       .def_readwrite("tick_iteration_budget", &WbcConfig::tick_iteration_budget)
       .def_readwrite("warm_max_iter", &WbcConfig::warm_max_iter)
+      .def_readwrite("inner_max_iter", &WbcConfig::inner_max_iter)
       .def_readwrite("qp_backend", &WbcConfig::qp_backend)
       .def_readwrite("eliminate_contacts", &WbcConfig::eliminate_contacts);
   py::class_<WbcTargets>(m, "WbcTargets", "whole-body targets; a field counts when its *_set flag is true")
@@ -85,6 +86,8 @@ void expose_wbc(py::module_& m) {
       .def("publish_targets", &WholeBodyController::publish_targets, py::arg("targets"),
            py::call_guard<py::gil_scoped_release>())
       .def("inject_failures", &WholeBodyController::inject_failures, py::arg("n"))
+      .def("spend_whole_budget", &WholeBodyController::spend_whole_budget, py::arg("on"),
+           "benchmarks/tests: an unreachable solver tolerance, so every tick spends its whole iteration budget")
       .def("last_ddq", &WholeBodyController::last_ddq)
       .def("last_forces", &WholeBodyController::last_forces)
       .def("last_tau", &WholeBodyController::last_tau)
@@ -100,6 +103,8 @@ void expose_wbc(py::module_& m) {
         d["consecutive_failures"] = s.consecutive_failures;
         d["iterations"] = s.last_iterations;
         d["tick_iterations"] = s.tick_iterations;
+        d["max_tick_iterations"] = s.max_tick_iterations;
+        d["tick_outer_iterations"] = s.tick_outer_iterations;
         d["budget_exhausted"] = s.budget_exhausted;
         d["solve_us"] = s.last_solve_us;
         d["model_us"] = s.last_model_us;
@@ -191,7 +196,7 @@ void expose_wbc(py::module_& m) {
             w.status(st);
             mu(k) = st.last_model_us;
             su(k) = st.last_solve_us;
-            it(k) = st.last_iterations;
+            it(k) = st.tick_iterations;
             w.copy_last_ddq(&dd(k, 0));
           }
         }

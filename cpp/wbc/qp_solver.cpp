@@ -62,6 +62,8 @@ Eigen::VectorXd& DenseQp::lbox() { return impl_->lbox; }
 Eigen::VectorXd& DenseQp::ubox() { return impl_->ubox; }
 const Eigen::VectorXd& DenseQp::x() const { return impl_->qp.results.x; }
 
+void DenseQp::set_eps_abs(double eps) { impl_->qp.settings.eps_abs = eps; }
+
 DenseQp::Result DenseQp::solve(int max_outer, int max_inner) {
   Impl& I = *impl_;
   I.qp.settings.max_iter = max_outer > 0 ? max_outer : default_max_iter_;
@@ -85,7 +87,9 @@ DenseQp::Result DenseQp::solve(int max_outer, int max_inner) {
   const auto& info = I.qp.results.info;
   r.status = static_cast<int>(info.status);
   r.solved = info.status == proxsuite::proxqp::QPSolverOutput::PROXQP_SOLVED && I.qp.results.x.allFinite();
+  r.capped = info.status == proxsuite::proxqp::QPSolverOutput::PROXQP_MAX_ITER_REACHED;
   r.iterations = static_cast<int>(info.iter);
+  r.outer_iterations = static_cast<int>(info.iter_ext);
   r.primal_residual = info.pri_res;
   r.dual_residual = info.dua_res;
   return r;

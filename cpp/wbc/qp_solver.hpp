@@ -6,6 +6,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <memory>
 
 namespace vertebra {
@@ -15,8 +16,10 @@ class __attribute__((visibility("default"))) DenseQp {
   using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   struct Result {
     bool solved = false;
+    bool capped = false;  // stopped by its iteration cap, unsolved
     int status = 0;  // proxsuite QPSolverOutput
-    int iterations = 0;
+    int iterations = 0;        // inner iterations, as ProxQP counts them
+    int outer_iterations = 0;
     double primal_residual = 0, dual_residual = 0;
   };
   static constexpr double kFree = 1e6;  // "unbounded": bounds must stay finite for the solver
@@ -43,6 +46,7 @@ class __attribute__((visibility("default"))) DenseQp {
   // The next solve starts from the equality-constrained initial guess instead of the previous
   // solution (the caller changed what the variables mean).
   void start_cold() { cold_next_ = true; }
+  void set_eps_abs(double eps);  // configuration time
   const Eigen::VectorXd& x() const;
 
  private:
@@ -51,5 +55,18 @@ class __attribute__((visibility("default"))) DenseQp {
   bool cold_next_ = false;
   int default_max_iter_ = 50, default_max_iter_in_ = 1500;
 };
+
+// How one solve may spend `iterations` (>= 2) of ProxQP's inner iterations: outer iterations first
+// (as many as fit, at least one, at most max_outer), then each of at most `inner` + 1 inner ones
+// (at most max_inner + 1), so that outer * (inner + 1) <= iterations.
+struct SolveCap {
+  int outer = 1, inner = 1;
+};
+inline SolveCap solve_cap(int iterations, int max_outer, int max_inner) {
+  SolveCap c;
+  c.outer = std::clamp(iterations / 2, 1, std::max(max_outer, 1));
+  c.inner = std::clamp(iterations / c.outer - 1, 1, std::max(max_inner, 1));
+  return c;
+}
 
 }  // namespace vertebra

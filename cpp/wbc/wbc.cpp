@@ -107,6 +107,12 @@ Status WholeBodyController::enter(const RobotParams& p, const State& s, const Co
 }
 
 // A tick without a solution: hold the previous command; max_consecutive_failures in a row is a fault.
+void WholeBodyController::spend_whole_budget(bool on) {
+  const double eps = on ? 0.0 : cfg_.eps_abs;
+  impl_->qp.set_eps_abs(eps);
+  if (impl_->qpw) impl_->qpw->set_eps_abs(eps);
+}
+
 Status WholeBodyController::fail_tick(Command& out) {
   Impl& I = *impl_;
   ++I.st.solves;
@@ -347,16 +353,20 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   // problem infeasible: near a limit, a joint too fast to stop in time contradicts the torque
   // limits. The limiter still clamps positions, and the bounds are rebuilt every tick. Starting
   // cold also covers a warm start that misled the solver after a target step.
-  // Both solves share the tick's iteration budget (tick_iteration_budget): the retry gets what the
-  // first left, and is skipped when too little is left to be worth starting.
+  // Both solves share the tick's iteration budget (tick_iteration_budget), a hard cap on ProxQP's
+  // inner iterations (the unit of its work, as it counts them) over the whole tick. ProxQP stops
+  // only on its outer loop, each outer iteration running at most max_iter_in + 1 inner ones, so a
+  // solve given `outer` outer iterations of at most `inner` + 1 inner ones stays within their
+  // product (solve_cap).
   DenseQp& qp = eliminated ? *I.qpw : I.qp;
   const int budget = cfg_.tick_iteration_budget;
-  // The warm solve: at most warm_max_iter outer iterations (a feasible tick needs one or two; an
-  // infeasible one would otherwise run all max_iter of them, ~15 inner iterations each). The cold
-  // retry: at most max_iter outer iterations of at most (budget left) inner ones, and only when the
-  // warm solve left at least kMinRetryIterations of the budget.
-  res = qp.solve(std::min(cfg_.warm_max_iter, cfg_.max_iter));
-  int used = res.iterations;
+  // The warm solve: half the budget, over at most warm_max_iter outer iterations (a feasible tick
+  // needs one or two, of a few inner iterations each; an infeasible one would otherwise run all
+  // max_iter of them). The other half is kept for the retry.
+  SolveCap cap = solve_cap(budget - budget / 2, std::min(cfg_.warm_max_iter, cfg_.max_iter), cfg_.inner_max_iter);
+  res = qp.solve(cap.outer, cap.inner);
+  int used = res.iterations, outer = res.outer_iterations;
+  // The cold retry runs only when the warm solve left at least kMinRetryIterations of the budget.
   constexpr int kMinRetryIterations = 5;
   const bool retry = !res.solved && budget - used >= kMinRetryIterations;
   if (retry) {
@@ -368,12 +378,19 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     }
     qp.start_cold();
     ++I.st.cold_restarts;
-    res = qp.solve(cfg_.max_iter, budget - used);
+    // The cold retry: the rest of the budget, in outer iterations of up to inner_max_iter inner
+    // ones (a cold start needs several inner iterations in its first outer ones).
+    const int left = budget - used;
+    cap = solve_cap(left, std::clamp(left / (cfg_.inner_max_iter + 1), 1, cfg_.max_iter), cfg_.inner_max_iter);
+    res = qp.solve(cap.outer, cap.inner);
     used += res.iterations;
+    outer += res.outer_iterations;
     if (res.solved) ++I.st.relaxed_solves;
   }
   I.st.tick_iterations = used;
-  if (!res.solved && (!retry || used >= budget)) ++I.st.budget_exhausted;
+  I.st.tick_outer_iterations = outer;
+  I.st.max_tick_iterations = std::max(I.st.max_tick_iterations, used);
+  if (!res.solved && res.capped) ++I.st.budget_exhausted;
   if (res.solved && eliminated) {
     ++I.st.eliminated_solves;
     const auto& w = I.qpw->x();

@@ -94,17 +94,19 @@ struct WbcConfig {
   double control_rate_hz = 500.0;
   int max_consecutive_failures = 10;
   double eps_abs = 1e-6;  // absolute tolerance (N, N·m, rad/s²)
-  // A feasible tick needs 1-2 iterations (tens on aggressive random states, tests/wbc); an
-  // infeasible one runs to this cap (about 20 us per iteration on the G1) before the relaxed solve.
+  // Outer iterations of the cold retry (the tick's budget caps it further). A feasible tick needs
+  // 1-2 inner iterations (tens on aggressive random states, tests/wbc).
   int max_iter = 50;
-  // The tick's solver budget, in ProxQP iterations (inner iterations, as ProxQP counts them). The
-  // warm solve runs at most warm_max_iter outer iterations; the cold retry runs only when the warm
-  // one left at least 5 of the budget, with its inner loops capped to what is left. A tick that
-  // ends without a solution this way holds the previous command and is counted
-  // (WbcStatus::budget_exhausted) like any failed solve (max_consecutive_failures latch a fault).
-  // ProxQP cannot stop on a total iteration count, so the bound on one solve is on its outer loop;
-  // measured on the Go2 limit case: 0.2-0.65 ms per tick instead of 1.8-3.3 ms (tests/wbc).
+  // The tick's solver budget, a hard cap on ProxQP's inner iterations (the unit of its work, as it
+  // counts them) over every solve of the tick together: tick_iterations <= the budget. The warm
+  // solve gets half of it, over at most warm_max_iter outer iterations; the cold retry (run only
+  // when at least 5 are left) gets the rest, over outer iterations of up to inner_max_iter + 1
+  // inner ones each (solve_cap in qp_solver.hpp). A tick that ends without a solution this way
+  // holds the previous command and is counted (WbcStatus::budget_exhausted) like any failed solve
+  // (max_consecutive_failures in a row latch a fault). What a tick that spends its whole budget
+  // costs in time: `vertebra bench wbc` (worst_tick).
   int tick_iteration_budget = 150;
+  int inner_max_iter = 10;  // ProxQP's max_iter_in: inner iterations of one outer iteration
   int warm_max_iter = 10;  // outer iterations of the warm solve (max_iter: of the cold retry)
   // ProxQP dense backend: 0 automatic, 1 primal-dual LDLT (full KKT), 2 primal LDLT (n x n system;
   // cheaper when constraints outnumber variables, as here).
@@ -143,7 +145,9 @@ struct WbcStatus {
   int32_t consecutive_failures = 0;
   int32_t last_iterations = 0;        // of the tick's last solve
   int32_t tick_iterations = 0;        // every solve of the last tick together (<= tick_iteration_budget)
-  uint64_t budget_exhausted = 0;      // ticks whose solves ran out of the budget without a solution
+  int32_t tick_outer_iterations = 0;  // ProxQP outer iterations of the last tick's solves
+  int32_t max_tick_iterations = 0;    // the most of any tick since the controller was made
+  uint64_t budget_exhausted = 0;      // ticks whose last solve ran out of its share of the budget unsolved
   int32_t last_qp_status = 0;  // proxsuite QPSolverOutput
   double last_dual_residual = 0;
   double last_solve_us = 0, last_model_us = 0;
@@ -199,6 +203,9 @@ class WholeBodyController final : public ControllerMode, public TargetSink {
   Eigen::VectorXd last_tau() const;
   // Force the next n solves to fail (tests of the failure path).
   void inject_failures(int n) { inject_failures_ = n; }
+  // Worst-case benchmarks and tests: an unreachable solver tolerance (0), so that every tick spends
+  // its whole iteration budget (and fails, holding the previous command); off restores eps_abs.
+  void spend_whole_budget(bool on);
   // Run update() on a state without a loop (benchmarks/tests); returns the status of update().
   Status step(const RobotParams& p, const State& s, Command& out);
 

@@ -39,9 +39,11 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   positive("reg_force", cfg.reg_force);
   if (cfg.max_iter < 1)
     throw std::invalid_argument("WBC: max_iter: found " + std::to_string(cfg.max_iter) + "; valid: >= 1");
-  if (cfg.tick_iteration_budget < 1)
+  if (cfg.tick_iteration_budget < 2)  // one outer iteration of one inner step, as ProxQP counts it
     throw std::invalid_argument("WBC: tick_iteration_budget: found " + std::to_string(cfg.tick_iteration_budget) +
-                                "; valid: >= 1");
+                                "; valid: >= 2");
+  if (cfg.inner_max_iter < 1)
+    throw std::invalid_argument("WBC: inner_max_iter: found " + std::to_string(cfg.inner_max_iter) + "; valid: >= 1");
   if (cfg.warm_max_iter < 1)
     throw std::invalid_argument("WBC: warm_max_iter: found " + std::to_string(cfg.warm_max_iter) + "; valid: >= 1");
   if (cfg.max_consecutive_failures < 1)

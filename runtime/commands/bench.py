@@ -47,6 +47,11 @@ def run_wbc(args: argparse.Namespace) -> int:
         print(f"{'Python (pin+proxsuite)':<22}{p['p50']:>8}{p['p99']:>8}{p['p999']:>8}{p['max']:>8}")
         print(f"python/C++ at p50: {out['ratio_p50_python_over_cpp']}x; same solution (p99 max |ddq| diff): "
               f"{out['same_solution_max_ddq_diff']}; failures: {out['solve_failures']}; goals: {out['goals_met']}")
+        w = out["worst_tick"]
+        print(f"worst tick: {w['worst_tick_us']} us against the {w['period_us']} us period "
+              f"(joint-limit cases p99 {w['joint_limit_cases']['tick_us']['p99']} us, whole budget spent p99 "
+              f"{w['whole_budget']['tick_us']['p99']} us; at most {w['tick_iteration_budget']} iterations a tick: "
+              f"{'held' if w['iterations_within_budget'] else 'EXCEEDED'})")
     return 0
 
 

@@ -198,7 +198,8 @@ def test_wbc_knob_defaults_are_the_cpp_defaults():
     from vertebra.runtime.wbc import build_wbc_config
 
     built = build_wbc_config(RobotConfig.load("g1"))  # knobs left null keep the controller's own defaults
-    assert (built.tick_iteration_budget, built.warm_max_iter) == (cpp.tick_iteration_budget, cpp.warm_max_iter)
+    assert (built.tick_iteration_budget, built.warm_max_iter, built.inner_max_iter) == (
+        cpp.tick_iteration_budget, cpp.warm_max_iter, cpp.inner_max_iter)
 
 
 def test_wbc_knobs_are_settable_from_yaml(g1_data, tmp_path):
@@ -207,7 +208,7 @@ def test_wbc_knobs_are_settable_from_yaml(g1_data, tmp_path):
     d = copy.deepcopy(g1_data)
     d["wbc"]["solver"] = {"max_iter": 80, "eps_abs": "1e-7", "reg_ddq": 2e-6, "reg_force": 3e-5,
                           "max_consecutive_failures": 4, "eliminate_contacts": False, "qp_backend": "primal_ldlt",
-                          "tick_iteration_budget": 90, "warm_max_iter": 7}
+                          "tick_iteration_budget": 90, "warm_max_iter": 7, "inner_max_iter": 12}
     d["wbc"]["limits"] = {"max_position_error_m": 0.08, "max_rotation_error_rad": 0.4, "limit_horizon_s": 0.04}
     d["wbc"]["balance_guard"] = {"start_m": 0.05, "full_m": 0.01, "scale": 1.0}
     p = tmp_path / "g1_knobs.yaml"
@@ -217,14 +218,14 @@ def test_wbc_knobs_are_settable_from_yaml(g1_data, tmp_path):
     assert (c.max_consecutive_failures, c.eliminate_contacts, c.qp_backend) == (4, False, 2)
     assert (c.max_position_error_m, c.max_rotation_error_rad, c.limit_horizon_s) == (0.08, 0.4, 0.04)
     assert (c.balance_guard_start_m, c.balance_guard_full_m, c.balance_guard_scale) == (0.05, 0.01, 1.0)
-    assert (c.tick_iteration_budget, c.warm_max_iter) == (90, 7)
+    assert (c.tick_iteration_budget, c.warm_max_iter, c.inner_max_iter) == (90, 7, 12)
 
 
 @pytest.mark.parametrize("path,value,field,valid", [
     (("wbc", "solver", "max_iter"), 0, "wbc.solver.max_iter", "an integer >= 1"),
     (("wbc", "solver", "eps_abs"), 0.0, "wbc.solver.eps_abs", "> 0.0"),
     (("wbc", "solver", "qp_backend"), "fast", "wbc.solver.qp_backend", "one of auto"),
-    (("wbc", "solver", "max_iters"), 5, "wbc.solver.max_iters", "a known field: eliminate_contacts, eps_abs, max_c"),
+    (("wbc", "solver", "max_iters"), 5, "wbc.solver.max_iters", "a known field: eliminate_contacts, eps_abs, inner_max_iter, max_c"),
     (("wbc", "limits", "max_rotation_error_rad"), 4.0, "wbc.limits.max_rotation_error_rad", "<= 3.14159"),
     (("wbc", "balance_guard", "full_m"), 0.05, "wbc.balance_guard.full_m", "less than start_m (0.04)"),
     (("wbc", "contacts", "max_normal_force_n"), 5, "wbc.contacts.max_normal_force_n", "greater than min_normal_force"),

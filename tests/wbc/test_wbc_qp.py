@@ -4,6 +4,7 @@ import numpy as np
 import pinocchio as pin
 import pytest
 from vertebra import _rt
+from vertebra.runtime.benchmarks.wbc import joint_racing_into_limit
 from vertebra.runtime.config import RobotConfig, robot_params
 from vertebra.runtime.wbc import WholeBody, build_wbc_config
 
@@ -229,6 +230,7 @@ def test_eliminating_the_contact_rows_gives_the_same_solution(robot):
     for eliminate in (True, False):
         wc = build_wbc_config(cfg)
         wc.eliminate_contacts, wc.eps_abs, wc.max_iter = eliminate, 1e-9, 2000
+        wc.tick_iteration_budget, wc.inner_max_iter = 100000, 1500  # tight reference solves, not per-tick work
         wb = WholeBody(cfg, rm)
         wb.ctrl = _rt.WholeBodyController(rm, wc)
         wbs.append(wb)
@@ -322,35 +324,74 @@ def test_straight_knees_still_solve_the_same_problem_on_the_fast_path():
 def go2_joint_racing_into_its_limit():
     cfg = RobotConfig.load("go2")
     rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
-    q = np.array(cfg.column("default_rad"))
-    dq = np.zeros(len(q))
-    j = cfg.joint_names.index("FL_thigh_joint")
-    q[j] = cfg.column("q_min_rad")[j] + 0.02
-    dq[j] = -0.9 * cfg.column("dq_max_rad_s")[j]
-    h = rm.standing_base_height(q.tolist(), cfg.foot_frames, cfg.sole_offset_m)
-    state = {"q": q.tolist(), "dq": dq.tolist(), "base_pos": [0.0, 0.0, h], "base_quat": [1.0, 0.0, 0.0, 0.0],
-             "base_lin_vel": [0.0] * 3, "base_ang_vel": [0.0] * 3}
-    return cfg, rm, state
+    return cfg, rm, joint_racing_into_limit(cfg, rm, "FL_thigh_joint", -1)
 
 
-def test_the_tick_budget_bounds_the_solver_work_of_the_go2_limit_case():
-    """The warm solve of the infeasible problem used to run all max_iter outer iterations (about 600-800
-    inner ones, 1.3-4.4 ms on one tick). Now it stops after warm_max_iter outer iterations and the retry
-    only gets what is left of the tick's budget (counted by ProxQP, so no wall clock in the test); the
-    retry still solves every tick."""
+def test_the_iteration_split_never_exceeds_its_share():
+    for iterations in range(2, 400, 3):
+        for max_outer in (1, 2, 3, 7, 10, 50):
+            for max_inner in (1, 2, 5, 10, 20, 1500):
+                outer, inner = _rt.testing.solve_cap(iterations, max_outer, max_inner)
+                assert 1 <= outer <= max_outer and 1 <= inner <= max_inner
+                assert outer * (inner + 1) <= iterations, (iterations, max_outer, max_inner)
+
+
+@pytest.mark.parametrize("robot", ["g1", "go2"])
+def test_no_tick_exceeds_the_iteration_budget_with_any_joint_driven_into_its_limit(robot):
+    """Every joint, at each of its limits, moving into it at 90% of its speed limit: the warm solve's
+    joint-limit bounds are infeasible. The old solve ran up to 350 inner iterations (2.5 ms on the
+    G1) in one tick. Now no tick runs more than the budget (ProxQP's own count), and a tick that does
+    not solve within it holds the previous command. On the Go2 (the issue's case) every tick solves."""
+    cfg = RobotConfig.load(robot)
+    rm = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    params = robot_params(cfg)
+    budget = build_wbc_config(cfg).tick_iteration_budget
+    unsolved = retried = 0
+    for joint in cfg.joint_names:
+        for side in (-1, 1):
+            state = joint_racing_into_limit(cfg, rm, joint, side)
+            wb = WholeBody(cfg, rm)
+            wb.ctrl.enter(params, state)
+            for _ in range(3):
+                assert wb.ctrl.tick(params, state) == "ok"  # solved, or held (fewer than 10 in a row)
+                assert wb.status()["tick_iterations"] <= budget  # 0: the warm start is already the solution
+            st = wb.status()
+            assert st["max_tick_iterations"] <= budget
+            unsolved += st["failures"]
+            retried += st["cold_restarts"]
+    assert retried >= len(cfg.joint_names)  # the infeasible cases did need the relaxed retry
+    if robot == "go2":
+        assert unsolved == 0
+
+
+def test_a_tick_that_spends_its_whole_budget_holds_the_previous_command_and_is_counted():
+    """With an unreachable tolerance every solve runs to its share of the budget: each tick stays
+    within the budget, is counted as budget_exhausted, holds the previous command (the same output
+    as the last solved tick), and too many in a row latch a controller fault."""
     cfg, rm, state = go2_joint_racing_into_its_limit()
     params = robot_params(cfg)
     wb = WholeBody(cfg, rm)
     budget = build_wbc_config(cfg).tick_iteration_budget
     wb.ctrl.enter(params, state)
-    for _ in range(5):
-        assert wb.ctrl.tick(params, state) == "ok"
-        assert wb.status()["tick_iterations"] <= budget + 1
+    assert wb.ctrl.tick(params, state) == "ok" and wb.status()["failures"] == 0
+    solved_tau = wb.ctrl.last_tau()
+    wb.ctrl.spend_whole_budget(True)
+    n = build_wbc_config(cfg).max_consecutive_failures
+    out = []
+    for _ in range(n):
+        out.append(wb.ctrl.tick(params, state))
+        assert wb.status()["tick_iterations"] <= budget
     st = wb.status()
-    assert st["failures"] == 0 and st["relaxed_solves"] == 5 and st["budget_exhausted"] == 0
+    assert st["budget_exhausted"] == st["failures"] == n
+    assert out[:-1] == ["ok"] * (n - 1)  # held: the previous command goes out
+    assert out[-1] == "solver_failed"  # and too many in a row latch a controller fault
+    assert np.array_equal(wb.ctrl.last_tau(), solved_tau)
+    wb.ctrl.spend_whole_budget(False)
+    wb.ctrl.enter(params, state)
+    assert wb.ctrl.tick(params, state) == "ok" and wb.status()["consecutive_failures"] == 0
 
 
-def test_a_tick_that_cannot_solve_in_budget_holds_the_previous_command_and_is_counted():
+def test_a_budget_too_small_for_the_problem_fails_each_tick_within_it():
     cfg, rm, state = go2_joint_racing_into_its_limit()
     params = robot_params(cfg)
     wc = build_wbc_config(cfg)
@@ -358,10 +399,8 @@ def test_a_tick_that_cannot_solve_in_budget_holds_the_previous_command_and_is_co
     wb = WholeBody(cfg, rm)
     wb.ctrl = _rt.WholeBodyController(rm, wc)
     wb.ctrl.enter(params, state)
-    n = wc.max_consecutive_failures
-    out = [wb.ctrl.tick(params, state) for _ in range(n)]
+    for _ in range(5):
+        wb.ctrl.tick(params, state)
+        assert wb.status()["tick_iterations"] <= 20
     st = wb.status()
-    assert st["budget_exhausted"] == st["failures"] == n
-    assert out[:-1] == ["ok"] * (n - 1)  # held: the previous command goes out
-    assert out[-1] == "solver_failed"  # and too many in a row latch a controller fault
-    assert st["cold_restarts"] == 0  # the warm solve spent the budget: no second solve was started
+    assert st["budget_exhausted"] == st["failures"] == 5
