@@ -121,11 +121,15 @@ class MujocoDriverConfig(DriverConfig):
         o.hoist_lateral_stiffness_n_m = h.lateral_stiffness_n_m
         o.hoist_rot_stiffness_nm_rad = h.rot_stiffness_nm_rad
         o.hoist_rot_damping_nms_rad = h.rot_damping_nms_rad
-        if self.noise:
+        if self.noise:  # the robot config's sim.noise (model: SimOptions in cpp/drivers/mujoco_driver.hpp)
             o.noise_q_rad = sim.noise_q_rad
+            o.noise_q_resolution_rad = sim.noise_q_resolution_rad
             o.noise_dq_rad_s = sim.noise_dq_rad_s
             o.noise_gyro_rad_s = sim.noise_gyro_rad_s
+            o.noise_gyro_bias_rad_s = sim.noise_gyro_bias_rad_s
             o.noise_acc_m_s2 = sim.noise_acc_m_s2
+            o.noise_acc_bias_m_s2 = sim.noise_acc_bias_m_s2
+            o.noise_seed = sim.noise_seed
         latency = sim.command_latency_ms if self.command_latency_ms is None else self.command_latency_ms
         o.command_latency_s = latency / 1000.0
         o.battery_v = self.battery_v

@@ -138,12 +138,26 @@ class HoistConfig(Section):
 
 
 class NoiseConfig(Section):
-    """Sensor noise of the simulator (standard deviations; used with --noise)."""
+    """Sensor noise of the simulator, applied only with ``--noise`` (a deploy config's ``driver: noise:
+    true``). Every term 0 (the default) is off; the model (cpp/drivers/mujoco_driver.hpp, SimOptions):
+    joint positions get white noise ``q_rad`` and are then rounded to multiples of ``q_resolution_rad``
+    (the encoder count); joint velocities, gyroscope and accelerometer get white noise per sample (one
+    draw per control tick); the IMU also carries a constant bias per run, drawn once per axis from a
+    normal of standard deviation ``gyro_bias_rad_s`` / ``acc_bias_m_s2``, and its orientation the
+    levelling error the accelerometer bias causes. The base ground truth stays exact. ``seed`` makes a
+    run's noise reproducible (lockstep runs with the same seed read the same numbers bit for bit)."""
 
-    q_rad = field(float, default=0.0, lo=0.0, hi=0.1, doc="joint position noise")
-    dq_rad_s = field(float, default=0.0, lo=0.0, hi=5.0, doc="joint velocity noise")
-    gyro_rad_s = field(float, default=0.0, lo=0.0, hi=5.0, doc="gyroscope noise")
-    acc_m_s2 = field(float, default=0.0, lo=0.0, hi=10.0, doc="accelerometer noise")
+    q_rad = field(float, default=0.0, lo=0.0, hi=0.1, doc="joint position white noise (std, before rounding)")
+    q_resolution_rad = field(float, default=0.0, lo=0.0, hi=0.01,
+                             doc="joint encoder resolution: positions read as multiples of it (0: no rounding)")
+    dq_rad_s = field(float, default=0.0, lo=0.0, hi=5.0, doc="joint velocity white noise (std per sample)")
+    gyro_rad_s = field(float, default=0.0, lo=0.0, hi=5.0, doc="gyroscope white noise (std per sample)")
+    gyro_bias_rad_s = field(float, default=0.0, lo=0.0, hi=0.5,
+                            doc="std of the gyroscope's constant bias, drawn per axis once per run")
+    acc_m_s2 = field(float, default=0.0, lo=0.0, hi=10.0, doc="accelerometer white noise (std per sample)")
+    acc_bias_m_s2 = field(float, default=0.0, lo=0.0, hi=2.0,
+                          doc="std of the accelerometer's constant bias, drawn per axis once per run")
+    seed = field(int, default=1, lo=0, hi=2**63 - 1, doc="seed of the noise generator (same seed: same noise)")
 
 
 class SimConfig(Section):
@@ -173,6 +187,22 @@ class SimConfig(Section):
     @property
     def noise_acc_m_s2(self) -> float:
         return float(self.noise.acc_m_s2)
+
+    @property
+    def noise_q_resolution_rad(self) -> float:
+        return float(self.noise.q_resolution_rad)
+
+    @property
+    def noise_gyro_bias_rad_s(self) -> float:
+        return float(self.noise.gyro_bias_rad_s)
+
+    @property
+    def noise_acc_bias_m_s2(self) -> float:
+        return float(self.noise.acc_bias_m_s2)
+
+    @property
+    def noise_seed(self) -> int:
+        return int(self.noise.seed)
 
 
 # -- whole-body controller -------------------------------------------------------------------------

@@ -79,9 +79,12 @@ void expose_drivers(py::module_& m) {
       .def_readwrite("base_quat", &SimOptions::base_quat)
       .def_readwrite("initial_joint_q", &SimOptions::initial_joint_q)
       .def_readwrite("noise_q_rad", &SimOptions::noise_q_rad)
+      .def_readwrite("noise_q_resolution_rad", &SimOptions::noise_q_resolution_rad)
       .def_readwrite("noise_dq_rad_s", &SimOptions::noise_dq_rad_s)
       .def_readwrite("noise_gyro_rad_s", &SimOptions::noise_gyro_rad_s)
+      .def_readwrite("noise_gyro_bias_rad_s", &SimOptions::noise_gyro_bias_rad_s)
       .def_readwrite("noise_acc_m_s2", &SimOptions::noise_acc_m_s2)
+      .def_readwrite("noise_acc_bias_m_s2", &SimOptions::noise_acc_bias_m_s2)
       .def_readwrite("noise_seed", &SimOptions::noise_seed)
       .def_readwrite("command_latency_s", &SimOptions::command_latency_s)
       .def_readwrite("hoist_engaged", &SimOptions::hoist_engaged)
@@ -107,6 +110,10 @@ void expose_drivers(py::module_& m) {
       .def_property_readonly("sim_timestep", &MujocoDriver::sim_timestep)
       .def_property_readonly("total_mass", &MujocoDriver::total_mass)
       .def_property_readonly("steps_per_tick", &MujocoDriver::steps_per_tick)
+      .def_property_readonly("gyro_bias", [](const MujocoDriver& d) { return std::vector<double>(d.gyro_bias().begin(), d.gyro_bias().end()); },
+                             "the per-run gyroscope bias (rad/s, IMU frame) the noise model drew at configure time")
+      .def_property_readonly("acc_bias", [](const MujocoDriver& d) { return std::vector<double>(d.acc_bias().begin(), d.acc_bias().end()); },
+                             "the per-run accelerometer bias (m/s², IMU frame) the noise model drew at configure time")
       .def("qpos", [](const MujocoDriver& d) {
         SimPose p;
         d.pose(p);

@@ -135,12 +135,85 @@ void MujocoDriver::init_impl(const DriverInit& init) {
   hoist_target_z_.store(opt_.hoist_anchor_z_m);
   hoist_engaged_.store(opt_.hoist_engaged);
 
+  draw_noise_biases();
+
   if (opt_.command_latency_s < 0) throw std::invalid_argument("MujocoDriver: command_latency_s must be >= 0");
   const size_t delay_steps = static_cast<size_t>(std::lround(opt_.command_latency_s * opt_.sim_rate_hz));
   ring_.assign(delay_steps + 1, Command{});
   for (auto& c : ring_) c.n = n_;
   current_.n = n_;
   pose_buf_.nq = m_->nq;
+}
+
+// Configuration time: check the noise options, draw the per-run IMU biases and derive the
+// attitude error they cause (the model is written down at SimOptions' noise fields).
+void MujocoDriver::draw_noise_biases() {
+  const struct {
+    const char* name;
+    double value;
+  } terms[] = {{"noise_q_rad", opt_.noise_q_rad},
+               {"noise_q_resolution_rad", opt_.noise_q_resolution_rad},
+               {"noise_dq_rad_s", opt_.noise_dq_rad_s},
+               {"noise_gyro_rad_s", opt_.noise_gyro_rad_s},
+               {"noise_gyro_bias_rad_s", opt_.noise_gyro_bias_rad_s},
+               {"noise_acc_m_s2", opt_.noise_acc_m_s2},
+               {"noise_acc_bias_m_s2", opt_.noise_acc_bias_m_s2}};
+  noise_on_ = false;
+  for (const auto& t : terms) {
+    if (!std::isfinite(t.value) || t.value < 0)
+      throw std::invalid_argument(std::string("MujocoDriver: ") + t.name + " must be a finite number >= 0 (0: off), found " +
+                                  std::to_string(t.value));
+    noise_on_ = noise_on_ || t.value > 0;
+  }
+  // The biases come from their own engine, so that a seed's biases stay the same whichever
+  // white-noise terms are on, and drawing them does not shift the white-noise sequence.
+  std::mt19937_64 bias_rng(opt_.noise_seed ^ 0x9E3779B97F4A7C15ull);
+  std::normal_distribution<double> unit(0.0, 1.0);
+  for (int i = 0; i < 3; ++i) gyro_bias_[i] = opt_.noise_gyro_bias_rad_s * unit(bias_rng);
+  for (int i = 0; i < 3; ++i) acc_bias_[i] = opt_.noise_acc_bias_m_s2 * unit(bias_rng);
+  // Levelling error: a filter that aligns the IMU's z axis with the measured specific force
+  // settles, with the IMU upright, where the true force seen through the error rotation matches
+  // the biased reading: to first order f - delta x f = f + b with f = (0, 0, g), hence
+  // delta = (b_y / g, -b_x / g, 0) in the IMU frame (rotation vector).
+  attitude_error_ = {1, 0, 0, 0};
+  attitude_error_on_ = false;
+  const double g = std::sqrt(m_->opt.gravity[0] * m_->opt.gravity[0] + m_->opt.gravity[1] * m_->opt.gravity[1] +
+                             m_->opt.gravity[2] * m_->opt.gravity[2]);
+  if (g > 0) {
+    const double dx = acc_bias_[1] / g, dy = -acc_bias_[0] / g;
+    const double angle = std::hypot(dx, dy);
+    if (angle > 0) {
+      const double s = std::sin(0.5 * angle) / angle;
+      attitude_error_ = {std::cos(0.5 * angle), s * dx, s * dy, 0.0};
+      attitude_error_on_ = true;
+    }
+  }
+}
+
+// Per tick (from read()): no allocation, no I/O; draws only for the terms that are on.
+void MujocoDriver::add_noise(State& out) {
+  const double res = opt_.noise_q_resolution_rad;
+  for (int i = 0; i < n_; ++i) {
+    double q = out.q[i];
+    if (opt_.noise_q_rad > 0) q += opt_.noise_q_rad * normal_(rng_);
+    if (res > 0) q = res * std::round(q / res);
+    out.q[i] = q;
+    if (opt_.noise_dq_rad_s > 0) out.dq[i] += opt_.noise_dq_rad_s * normal_(rng_);
+  }
+  for (int i = 0; i < 3; ++i) {
+    out.imu_gyro[i] += gyro_bias_[i];
+    if (opt_.noise_gyro_rad_s > 0) out.imu_gyro[i] += opt_.noise_gyro_rad_s * normal_(rng_);
+    out.imu_acc[i] += acc_bias_[i];
+    if (opt_.noise_acc_m_s2 > 0) out.imu_acc[i] += opt_.noise_acc_m_s2 * normal_(rng_);
+  }
+  if (attitude_error_on_) {
+    const auto a = out.imu_quat;
+    const auto& b = attitude_error_;
+    out.imu_quat[0] = a[0] * b[0] - a[1] * b[1] - a[2] * b[2] - a[3] * b[3];
+    out.imu_quat[1] = a[0] * b[1] + a[1] * b[0] + a[2] * b[3] - a[3] * b[2];
+    out.imu_quat[2] = a[0] * b[2] - a[1] * b[3] + a[2] * b[0] + a[3] * b[1];
+    out.imu_quat[3] = a[0] * b[3] + a[1] * b[2] - a[2] * b[1] + a[3] * b[0];
+  }
 }
 
 int64_t MujocoDriver::now_ns() const { return d_ ? static_cast<int64_t>(std::llround(d_->time * 1e9)) : 0; }
@@ -179,16 +252,7 @@ Status MujocoDriver::read(State& out) {
     out.imu_gyro[i] = d_->sensordata[s_gyro_ + i];
     out.imu_acc[i] = d_->sensordata[s_acc_ + i];
   }
-  if (opt_.noise_q_rad > 0 || opt_.noise_dq_rad_s > 0 || opt_.noise_gyro_rad_s > 0 || opt_.noise_acc_m_s2 > 0) {
-    for (int i = 0; i < n_; ++i) {
-      out.q[i] += opt_.noise_q_rad * normal_(rng_);
-      out.dq[i] += opt_.noise_dq_rad_s * normal_(rng_);
-    }
-    for (int i = 0; i < 3; ++i) {
-      out.imu_gyro[i] += opt_.noise_gyro_rad_s * normal_(rng_);
-      out.imu_acc[i] += opt_.noise_acc_m_s2 * normal_(rng_);
-    }
-  }
+  if (noise_on_) add_noise(out);
   out.has_base_truth = true;
   for (int i = 0; i < 3; ++i) {
     out.base_pos[i] = d_->qpos[base_qadr_ + i];

@@ -4,12 +4,14 @@
 //     tau = clamp(kp (q* - q) + kd (dq* - dq) + tau_ff, -effort, +effort)
 // from the latest (optionally delayed) command. One write() advances sim_rate/control_rate steps.
 //
-// Also here: optional sensor noise and command latency (off by default) and a virtual hoist —
+// Also here: optional sensor noise (the model is described at SimOptions' noise fields) and
+// command latency (both off by default) and a virtual hoist —
 // an elastic rope from an overhead anchor to the base, plus the harness's restoring torque,
 // both scaled by the rope's load so a slack rope exerts nothing — that Python can lower and
 // release while the loop runs (atomics; safe from any thread).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <random>
@@ -31,8 +33,29 @@ struct SimOptions {
   std::vector<double> base_pos{0, 0, 1};
   std::vector<double> base_quat{1, 0, 0, 0};
   std::vector<double> initial_joint_q;  // motor order; empty: zeros
-  // Noise (standard deviations; 0 = off) and command latency.
-  double noise_q_rad = 0, noise_dq_rad_s = 0, noise_gyro_rad_s = 0, noise_acc_m_s2 = 0;
+  // Sensor noise, applied by read() to what the robot's own sensors would report (every term 0 =
+  // off, each one independent; the base ground truth fields of State stay exact):
+  //   joint encoder   q  = resolution * round((q_true + noise_q_rad * n) / resolution)
+  //                   (no rounding when noise_q_resolution_rad is 0)
+  //   joint velocity  dq = dq_true + noise_dq_rad_s * n
+  //   gyroscope       w  = w_true + b_gyro + noise_gyro_rad_s * n
+  //   accelerometer   f  = f_true + b_acc + noise_acc_m_s2 * n
+  //   orientation     quat = quat_true * quat(delta), a constant attitude error: the levelling
+  //                   error a gravity-referenced attitude filter settles to when its accelerometer
+  //                   reads b_acc too much (IMU upright: delta = (b_acc_y, -b_acc_x, 0) / g); yaw
+  //                   and the filter's own jitter are left exact.
+  // n: independent standard normal draws, one per sample and axis (white noise at the control
+  // rate). b_gyro, b_acc: constant per run, each axis drawn once at configure time from a normal
+  // of standard deviation noise_gyro_bias_rad_s / noise_acc_bias_m_s2. Everything comes from
+  // noise_seed: two runs with the same options and seed read the same numbers bit for bit (the
+  // biases from their own stream, so a bias does not change with which white terms are on).
+  double noise_q_rad = 0;             // rad, white noise added before the encoder's rounding
+  double noise_q_resolution_rad = 0;  // rad, one encoder count at the joint (output) side
+  double noise_dq_rad_s = 0;          // rad/s, white velocity noise per sample
+  double noise_gyro_rad_s = 0;        // rad/s, gyroscope white noise per sample
+  double noise_gyro_bias_rad_s = 0;   // rad/s, std of the per-run gyroscope bias
+  double noise_acc_m_s2 = 0;          // m/s², accelerometer white noise per sample
+  double noise_acc_bias_m_s2 = 0;     // m/s², std of the per-run accelerometer bias
   uint64_t noise_seed = 1;
   double command_latency_s = 0;
   // Motor and power telemetry the simulator reports (no thermal or battery model: constant
@@ -78,6 +101,9 @@ class MujocoDriver final : public Driver {
   bool pushing() const { return push_left_s_.load(std::memory_order_relaxed) > 0; }
 
   void pose(SimPose& out) const { pose_.load(out); }
+  // The per-run IMU biases drawn at configure time (zeros before, or with the bias terms off).
+  const std::array<double, 3>& gyro_bias() const { return gyro_bias_; }
+  const std::array<double, 3>& acc_bias() const { return acc_bias_; }
   double sim_timestep() const;
   double total_mass() const;
   int steps_per_tick() const { return steps_per_tick_; }
@@ -92,6 +118,8 @@ class MujocoDriver final : public Driver {
   JointArray damping_kd_{};
   void apply_motors(const Command& cmd);
   void apply_hoist();
+  void draw_noise_biases();
+  void add_noise(State& out);  // per tick: no allocation, fixed-size engine
 
   SimOptions opt_;
   mjModel_* m_ = nullptr;
@@ -111,8 +139,12 @@ class MujocoDriver final : public Driver {
   size_t ring_head_ = 0;
   Command current_{};
 
-  std::mt19937_64 rng_;
+  std::mt19937_64 rng_;  // white noise (fixed-size state; seeded with noise_seed)
   std::normal_distribution<double> normal_{0.0, 1.0};
+  bool noise_on_ = false;
+  bool attitude_error_on_ = false;
+  std::array<double, 3> gyro_bias_{}, acc_bias_{};
+  std::array<double, 4> attitude_error_{1, 0, 0, 0};  // w x y z, IMU frame
 
   std::atomic<bool> hoist_engaged_{true};
   std::atomic<double> hoist_z_{1.5}, hoist_target_z_{1.5}, hoist_speed_{0.0}, hoist_tension_{0.0};
