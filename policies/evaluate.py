@@ -24,6 +24,7 @@ The tasks depend on the package:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,17 @@ HEIGHT_TOL_M = 0.015
 
 
 class ServerProcess:
-    """A `vertebra serve` process for packages {name: path} (the first is active), on a private
-    ipc:// endpoint."""
+    """A `vertebra serve` process for packages {name: path} (the first is active) serving `robot`,
+    on a private ipc:// endpoint (a folder removed on close, with the server's socket in it)."""
 
-    def __init__(self, packages: dict[str, Path]):
-        self.dir = tempfile.mkdtemp(prefix="vertebra-eval-")
+    def __init__(self, packages: dict[str, Path], robot: str):
+        from vertebra.policies.endpoint import runtime_dir
+
+        self.dir = tempfile.mkdtemp(prefix="eval-", dir=runtime_dir())
         self.endpoint = f"ipc://{self.dir}/policy.sock"
-        cfg = {"bind": self.endpoint, "default": next(iter(packages)),
+        self.outages: list[dict[str, Any]] = []
+        self._client: Any = None
+        cfg = {"robot": robot, "bind": self.endpoint, "default": next(iter(packages)),
                "policies": {n: {"kind": "package", "path": str(Path(p).resolve())} for n, p in packages.items()}}
         cfg_path = Path(self.dir) / "server.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
@@ -79,14 +84,36 @@ class ServerProcess:
         if shared_memory:
             c.use_shared_memory()
         self.transport = "shared_memory" if shared_memory else "zmq"
+        self._client = c
         return c
 
+    def infer(self, client: Any, obs: dict[str, Any], step: int, say: Callable[[str], None]) -> dict[str, Any] | None:
+        """One policy step's round trip; None when the server did not answer (an outage: no chunk is
+        pushed, so the runtime holds on its starvation monitor, and the outage is reported)."""
+        from vertebra.policies.client import PolicyError
+
+        try:
+            return client.infer(obs)
+        except (TimeoutError, PolicyError) as e:
+            if isinstance(e, PolicyError) and e.code in ("bad_observation", "bad_output", "incompatible"):
+                raise
+            self.outages.append({"step": step, "error": str(e)})
+            say(f"policy server outage at step {step}: {e} (no chunk: the runtime holds)")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the policy server exited with code {self.proc.returncode}") from None
+            return None
+
     def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         self.proc.terminate()
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def evaluate(package: str, robot: str, episodes: int, seed: int,
@@ -112,7 +139,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     if spec.action_space != "joint_targets" or len(spec.command_names) != 4:
         raise ValueError(f"{spec.name}: this evaluation runs joint-target body-pose policies (a 4-value command); "
                          f"the package has action space {spec.action_space} and command {spec.command_names}")
-    server = ServerProcess({spec.name: pkg.path})
+    server = ServerProcess({spec.name: pkg.path}, cfg.name)
     rt = SimRuntime(cfg)
     sched = _rt.ChunkScheduler(cfg.n_joints, mode="keep_prefix", prefix_s=0.0, blend_s=0.04)
     _rt.set_chunk_scheduler(rt.loop, sched)
@@ -126,12 +153,17 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
         period = int(round(rt.rate_hz / spec.rate_hz))
         dt_ns = int(1e9 / spec.rate_hz)
 
+        steps_done = [0]
+
         def policy_step(command: np.ndarray) -> None:
             s = rt.loop.snapshot()
             obs = {"state": {"q": np.asarray(s["state"]["q"], np.float32), "dq": np.asarray(s["state"]["dq"], np.float32)},
                    "command": command.astype(np.float32)}
             t = time.perf_counter_ns()
-            reply = client.infer(obs)
+            steps_done[0] += 1
+            reply = server.infer(client, obs, steps_done[0], say)
+            if reply is None:
+                return
             latency_us.append((time.perf_counter_ns() - t) / 1e3)
             t_obs = int(round(s["time_s"] * 1e9))
             sched.push(t_obs + dt_ns, dt_ns, np.asarray(reply["actions"], dtype=np.float64))
@@ -175,7 +207,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
         rt.close()
         server.close()
     succ = [r for r in results if r["success"]]
-    lat = np.asarray(latency_us)
+    lat = np.asarray(latency_us) if latency_us else np.zeros(1)
     return {
         "policy": spec.name, "robot": robot, "episodes": len(results), "seed": seed,
         "success_rate": {"body_pose": round(len(succ) / max(1, len(results)), 3)},
@@ -183,6 +215,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
                                    if succ else None},
         "inference_latency_us": summary(lat, ("p50", "p99")),
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
+        "server_outages": server.outages,
         "transport": server.transport,
         "criteria": {"rot_tol_deg": ROT_TOL_DEG, "height_tol_m": HEIGHT_TOL_M, "settle_s": SETTLE_S,
                      "episode_s": EPISODE_S},
@@ -197,7 +230,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
     from vertebra.policies import vla
 
     spec = pkg.spec
-    server = ServerProcess({spec.name: pkg.path})
+    server = ServerProcess({spec.name: pkg.path}, cfg.name)
     try:
         sess = vla.G1Session(chunk_scheduler=True, target_names=list(spec.targets))
     except BaseException:
@@ -212,6 +245,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         home = np.concatenate(sess.home)
         starved_before = int(sess.rt.loop.snapshot()["chunks"]["starved_ticks"])
         rng = np.random.default_rng(20_000 + seed)  # held out: demonstrations used seed 0..
+        step = 0
         for k in range(episodes):
             # back home between episodes (the environment's reset, not the policy)
             t_now = int(round(sess.rt.loop.snapshot()["time_s"] * 1e9))
@@ -229,10 +263,12 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                     obs = sess.observe(ep)
                     t_obs = int(round(obs.pop("t_s") * 1e9))
                     t = time.perf_counter_ns()
-                    reply = client.infer(obs)
-                    latency_us.append((time.perf_counter_ns() - t) / 1e3)
-                    # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
-                    sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
+                    step += 1
+                    reply = server.infer(client, obs, step, say)
+                    if reply is not None:
+                        latency_us.append((time.perf_counter_ns() - t) / 1e3)
+                        # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
+                        sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
                 sess.rt.loop.run_ticks(sess.period)
                 hist.append(np.concatenate(sess.hands()))
                 if t_success is None and vla.success(ep, hist, sess.sh, sess.home):
@@ -265,6 +301,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "mean_time_to_success_s": times,
         "inference_latency_us": summary(lat, ("p50", "p99")),
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
+        "server_outages": server.outages,
         "transport": server.transport,
         "replan_steps": replan_steps,
         "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,

@@ -25,19 +25,30 @@ Checks before any payload is decoded
   - Only then are the arrays built (zero-copy views into the frame, read-only).
 
 Requests and their replies
-  - ``hello``: the reply ``hello_reply`` carries ``server`` and ``policy`` (metadata).
-  - ``infer`` (``obs``: map, ``id``: int): the reply ``infer_reply`` carries ``actions``
-    (ndarray ``[chunk, dim]``), ``id`` and ``t_obs_ns``.
-  - ``reset``, ``health``, ``list``, ``load`` (``name``), ``swap`` (``name``): the reply is named
-    ``<type>_reply``.
+  - Every request may carry ``id`` (int; echoed in its reply, error replies included, so a client
+    matches replies to requests and drops stale ones) and ``deadline_ns`` (int, the sender's
+    ``time.time_ns()`` after which the request is useless: the server drops it unanswered).
+  - ``hello`` (``joint_names``: the client's state order): the reply ``hello_reply`` carries
+    ``server``, ``policy`` (metadata) and ``mapping``, the id of that joint-name order
+    (:func:`mapping_id`); the server keeps a bounded number of mappings.
+  - ``infer`` (``obs``: map, ``mapping``: the id from ``hello``): the reply ``infer_reply`` carries
+    ``actions`` (ndarray ``[chunk, dim]``), ``id`` and ``t_obs_ns``. An observation whose mapping
+    the server does not hold is refused (``unknown_mapping``): the client sends ``hello`` again.
+  - ``reset``, ``health``, ``list``, ``load`` (``name``), ``swap`` (``name``), ``reload`` (the CURVE
+    allowlist): the reply is named ``<type>_reply``.
   - An error is answered with ``error``: ``code`` and ``message``.
 
-Every reply carries ``timing``: server-side microseconds for ``decode``, ``handle`` and ``encode``,
-and the server's receive time.
+Every reply carries ``server_id`` (random per server process: a client that sees it change knows
+the server restarted and hands it its joint mapping and shared-memory channel again) and
+``timing``: server-side microseconds for ``decode``, ``handle`` and ``encode``, and the server's
+receive time.
+
+Types are exact: integers are ints (not booleans, not floats), ``v`` is the integer 1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import threading
 from typing import Any
@@ -53,6 +64,9 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 MAX_NDIM = 8
 ALLOWED_DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"})
 
+MAX_JOINT_NAMES = 512  # joint names in one hello
+MAX_NAME_CHARS = 128
+
 REQUEST_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     # type -> required fields and their kinds (after the envelope's "v" and "type")
     "hello": {},
@@ -62,14 +76,27 @@ REQUEST_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "list": {},
     "load": {"name": str},
     "swap": {"name": str},
+    "reload": {},
     "shm_open": {"path": str},
     "shm_close": {},
 }
+COMMON_FIELDS: dict[str, type | tuple[type, ...]] = {"id": int, "deadline_ns": int}  # any request
 OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "infer": {"id": int, "t_obs_ns": int},
+    "infer": {"t_obs_ns": int, "mapping": str},
     "hello": {"client": str, "joint_names": list},
-    "load": {"path": str},
 }
+
+
+def mapping_id(joint_names: list[str]) -> str:
+    """The id of a joint-name order (what an observation's state arrays mean)."""
+    return hashlib.sha256("\x00".join(joint_names).encode()).hexdigest()[:16]
+
+
+def is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is not an int (msgpack's true is not the integer 1)."""
+    if isinstance(value, bool):
+        return kind is bool or (isinstance(kind, tuple) and bool in kind)
+    return isinstance(value, kind)
 
 
 class ProtocolError(ValueError):
@@ -248,8 +275,9 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = Tr
     if not isinstance(msg, dict):
         raise ProtocolError("malformed", f"a message is a map, found {type(msg).__name__}")
     v = msg.get("v")
-    if v != PROTOCOL_VERSION:
-        raise ProtocolError("version", f"protocol version {v!r} is not supported; this side speaks {PROTOCOL_VERSION}")
+    if type(v) is not int or v != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {v!r} is not supported; this side speaks the integer "
+                                       f"{PROTOCOL_VERSION}")
     t = msg.get("type")
     if not isinstance(t, str):
         raise ProtocolError("malformed", "a message needs a string 'type'")
@@ -257,9 +285,18 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = Tr
         if t not in REQUEST_TYPES:
             raise ProtocolError("unknown_type", f"unknown message type '{t}'; types are: {', '.join(REQUEST_TYPES)}")
         for field, kind in REQUEST_TYPES[t].items():
-            if not isinstance(msg.get(field), kind):
+            if not is_kind(msg.get(field), kind):
                 raise ProtocolError("schema", f"'{t}' needs field '{field}' of kind {getattr(kind, '__name__', kind)}")
-        for field, kind in OPTIONAL_FIELDS.get(t, {}).items():
-            if field in msg and not isinstance(msg[field], kind):
-                raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}")
+        for field, kind in {**COMMON_FIELDS, **OPTIONAL_FIELDS.get(t, {})}.items():
+            if field in msg and not is_kind(msg[field], kind):
+                raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}, "
+                                              f"found {type(msg[field]).__name__}")
+        if t == "hello" and "joint_names" in msg:
+            names = msg["joint_names"]
+            if len(names) > MAX_JOINT_NAMES or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS
+                                                       for n in names):
+                raise ProtocolError("schema", f"'hello' field 'joint_names': at most {MAX_JOINT_NAMES} names of 1 to "
+                                              f"{MAX_NAME_CHARS} characters")
+            if len(set(names)) != len(names):
+                raise ProtocolError("schema", "'hello' field 'joint_names': a joint is named twice")
     return _build(msg)

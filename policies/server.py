@@ -1,46 +1,64 @@
 """The policy server: ONNX policies behind a ZMQ ROUTER socket speaking vertebra.policies.protocol.
 
-``vertebra serve --config configs/policies/<name>.yaml [--bind ADDR]``. One thread serves every
-client: each request is checked (size, envelope schema) before its payload is decoded. A malformed
-request gets an ``error`` reply, and the server keeps serving. Every reply carries the server-side
-timing.
+``vertebra serve --config configs/policies/<name>.yaml [--bind ADDR]`` (config: server_config.py).
+One thread serves every client: each request is checked (size, envelope schema, exact types) before
+its payload is decoded, and its values (finite numbers) before the model runs. A bad request gets
+an ``error`` reply naming what was wrong, and the server keeps serving; nothing one client sends
+can stop the others being served (a failure on a shared-memory channel closes that channel only).
 
-Config (YAML)::
-
-    bind: ipc:///tmp/vertebra-policy.sock     # on-board; tcp://0.0.0.0:5555 off-board
-    default: g1_vla                           # the policy loaded at start
-    policies:                                 # what `load`/`swap` may name
-      g1_vla: {kind: package, path: policies/packages/g1_vla}
-      noop:   {kind: noop, chunk_length: 50, action_dim: 32, rate_hz: 50}
-    threads: {intra_op: 1}
-    limits: {max_message_bytes: 16777216}
-    curve:                                    # optional: encryption + client allowlist (TCP)
-      enabled: false
-      server_secret_key: keys/server.key_secret   # zmq.auth.create_certificates() format
-      allowed_clients: keys/clients               # directory of allowed clients' public keys
+What the server guarantees a robot:
+- An observation's state is mapped to the model by joint name, through a mapping the server
+  checked at ``hello`` and the observation names (``mapping``); without one, ``unknown_mapping``.
+- Every policy it loads or swaps to was checked against the robot it serves (``robot:`` in the
+  config), field by field, as ``vertebra policy check`` does; an incompatible one is refused.
+- Loading runs on a loader thread: inference of the active policy never waits behind a load.
+- Actions are finite (``bad_output`` otherwise) and within the package's declared ranges.
+- A request whose ``deadline_ns`` has passed is dropped unanswered: a stale observation never
+  produces an action.
 """
 
 from __future__ import annotations
 
-import os
+import collections
+import math
+import secrets
+import shutil
+import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vertebra.policies.protocol import DEFAULT_MAX_BYTES, ProtocolError, decode, encode
+from vertebra.policies.endpoint import EndpointError, EndpointLock, default_endpoint, ipc_path, runtime_dir
+from vertebra.policies.protocol import ProtocolError, decode, encode, mapping_id
+from vertebra.policies.server_config import (
+    POLICY_KINDS,
+    CurveSettings,
+    NoopPolicySpec,
+    PackagePolicySpec,
+    ServerConfig,
+    ServerLimits,
+    ServerThreads,
+)
 from vertebra.runtime.errors import ConfigError
-from vertebra.runtime.schema import Section, Variant, field, read_yaml
+
+__all__ = ["POLICY_KINDS", "CurveSettings", "NoopPolicySpec", "PackagePolicySpec", "PolicyServer", "ServerConfig",
+           "ServerLimits", "ServerThreads"]
 
 SERVER_NAME = "vertebra-policy-server"
 # After a shared-memory request the server polls its channels without blocking for this long (the
 # client's next request usually comes within it); then it blocks again and costs no CPU.
 SHM_SPIN_S = 0.002
+SWEEP_S = 1.0  # how often dead or idle shared-memory channels are looked for
+SHM_REQUESTS = ("infer", "health", "reset")  # the rest go over the socket
 
 
 class NoopPolicy:
     """Zeros of the configured chunk shape: for transport benchmarks and integration tests."""
+
+    needs_mapping = False
 
     def __init__(self, name: str, chunk_length: int, action_dim: int, rate_hz: float):
         self.name = name
@@ -51,11 +69,11 @@ class NoopPolicy:
         return {"name": self.name, "kind": "noop", "chunk_length": self.chunk.shape[0],
                 "action_dim": self.chunk.shape[1], "rate_hz": self.rate_hz, "action_space": "none"}
 
-    def set_joint_names(self, names: list[str]) -> None:
-        pass
-
-    def infer(self, obs: dict[str, Any]) -> np.ndarray:
+    def infer(self, obs: dict[str, Any], joint_names: list[str] | None) -> np.ndarray:
         return self.chunk
+
+    def limit(self, actions: np.ndarray) -> np.ndarray:
+        return actions
 
 
 class PackagePolicy:
@@ -64,102 +82,72 @@ class PackagePolicy:
 
         self.name = name
         self.policy = OnnxPolicy(PolicyPackage.load(path), intra_op)
+        self._names: list[str] | None = None
+
+    @property
+    def spec(self) -> Any:
+        return self.policy.spec
+
+    @property
+    def needs_mapping(self) -> bool:
+        return bool(self.spec.state_fields)
 
     def metadata(self) -> dict[str, Any]:
-        return {"kind": "package", **self.policy.spec.metadata()}
+        return {"kind": "package", **self.spec.metadata()}
 
-    def set_joint_names(self, names: list[str]) -> None:
-        self.policy.set_joint_names(names)
-
-    def infer(self, obs: dict[str, Any]) -> np.ndarray:
+    def infer(self, obs: dict[str, Any], joint_names: list[str] | None) -> np.ndarray:
+        if joint_names is not None:
+            state = obs.get("state") or {}
+            if not isinstance(state, dict):
+                raise ValueError("observation: 'state' must be a map of arrays")
+            for kind, _ in self.spec.state_fields:
+                v = state.get(kind)
+                if isinstance(v, np.ndarray) and v.shape != (len(joint_names),):
+                    raise ValueError(f"observation: state '{kind}' has shape {list(v.shape)}; the mapping names "
+                                     f"{len(joint_names)} joints")
+            if joint_names is not self._names:
+                missing = [j for _, js in self.spec.state_fields for j in js if j not in joint_names]
+                if missing:
+                    raise ValueError(f"observation: the mapping lacks joint(s) the policy reads: {', '.join(missing[:5])}")
+                self.policy.set_joint_names(joint_names)
+                self._names = joint_names
         return self.policy.infer(obs)
 
-
-class NoopPolicySpec(Section):
-    """Zeros of a fixed chunk shape: for transport benchmarks and integration tests."""
-
-    chunk_length = field(int, default=50, lo=1, hi=100_000, doc="actions per chunk")
-    action_dim = field(int, default=32, lo=1, hi=100_000, doc="values per action")
-    rate_hz = field(float, default=50.0, lo=0.0, lo_open=True, hi=10_000.0, doc="the chunk's action rate")
+    def limit(self, actions: np.ndarray) -> np.ndarray:
+        lo, hi = getattr(self.spec, "action_min", None), getattr(self.spec, "action_max", None)
+        if lo is None or hi is None:
+            return actions
+        return np.clip(actions, lo, hi).astype(actions.dtype, copy=False)
 
 
-class PackagePolicySpec(Section):
-    """An ONNX policy package (vertebra.policies.package)."""
-
-    path = field(str, doc="the package directory (a relative path is under the repository root)")
-
-    def check(self, context: Any) -> None:
-        from vertebra.runtime.config import REPO_ROOT
-
-        p = Path(self.path)
-        self.path = str(p if p.is_absolute() else REPO_ROOT / p)  # the server loads absolute paths
-
-
-POLICY_KINDS: dict[str, type[Section]] = {"package": PackagePolicySpec, "noop": NoopPolicySpec}
-
-
-class ServerThreads(Section):
-    """Threads of the ONNX runtime."""
-
-    intra_op = field(int, default=1, lo=1, hi=256, doc="ONNX Runtime intra-op threads per policy")
+def check_finite(obj: Any, where: str = "observation", depth: int = 0) -> None:
+    """Refuse NaN or infinity anywhere in an observation (arrays, numbers, nested maps and lists)."""
+    if depth > 32:
+        raise ProtocolError("bad_observation", f"{where}: nested too deeply")
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "fc" and not np.all(np.isfinite(obj)):
+            raise ProtocolError("bad_observation", f"{where}: {int(np.size(obj) - np.isfinite(obj).sum())} non-finite "
+                                                   "value(s) (NaN or infinity)")
+    elif isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ProtocolError("bad_observation", f"{where}: a non-finite number ({obj})")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            check_finite(v, f"{where}.{k}", depth + 1)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            check_finite(v, f"{where}[{i}]", depth + 1)
 
 
-class ServerLimits(Section):
-    """Request limits."""
+class _Refused(Exception):
+    """A decoded request refused before it is handled (its id still goes into the error reply)."""
 
-    max_message_bytes = field(int, default=DEFAULT_MAX_BYTES, lo=1024, hi=1 << 31,
-                              doc="larger requests get an error reply before they are decoded")
-
-
-class CurveSettings(Section):
-    """CURVE encryption and a client allowlist (TCP)."""
-
-    enabled = field(bool, default=False, doc="encrypt, and serve only the allowed clients")
-    server_secret_key = field(str, default=None, doc="the server's secret key file (zmq.auth.create_certificates())")
-    allowed_clients = field(str, default=None, doc="directory of the allowed clients' public keys")
-
-    def check(self, context: Any) -> None:
-        if self.enabled:
-            for name in ("server_secret_key", "allowed_clients"):
-                if getattr(self, name) is None:
-                    raise self.error(name, "<missing>", "a path (required with enabled: true)")
+    def __init__(self, msg: dict[str, Any], error: ProtocolError):
+        self.msg, self.error = msg, error
 
 
-class ServerConfig(Section):
-    """The policy server (``vertebra serve --config configs/policies/<name>.yaml``)."""
-
-    bind = field(str, default="ipc:///tmp/vertebra-policy.sock", doc="ZMQ endpoint (tcp://0.0.0.0:5555 off-board)")
-    default = field(str, default=None, doc="the policy loaded at start (default: the first listed)")
-    policies = field(dict, item=Variant(lambda: POLICY_KINDS, key="kind", what="policy kind"),
-                     doc="what load/swap may name: name -> {kind: package|noop, ...}")
-    threads = field(ServerThreads, default={}, doc="inference threads")
-    limits = field(ServerLimits, default={}, doc="request limits")
-    curve = field(CurveSettings, default={}, doc="optional encryption + client allowlist")
-
-    @property
-    def intra_op(self) -> int:
-        return int(self.threads.intra_op)
-
-    @property
-    def max_message_bytes(self) -> int:
-        return int(self.limits.max_message_bytes)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ServerConfig:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(p, "<file>", str(p), "an existing server config (configs/policies/*.yaml)")
-        return cls.from_dict(read_yaml(p), p)
-
-    def check(self, context: Any) -> None:
-        if not self.policies:
-            raise self.error("policies", self.policies, "a non-empty mapping of name -> policy")
-        if self.default is None:
-            self.default = next(iter(self.policies))
-        if self.default not in self.policies:
-            raise self.error("default", self.default, "one of " + ", ".join(self.policies))
-        if "://" not in self.bind:
-            raise self.error("bind", self.bind, "a ZMQ endpoint such as tcp://0.0.0.0:5555 or ipc:///tmp/x.sock")
+def _warn(msg: str) -> None:
+    print(f"vertebra serve: WARNING: {msg}", file=sys.stderr, flush=True)
 
 
 class PolicyServer:
@@ -167,9 +155,33 @@ class PolicyServer:
         import zmq
 
         self.cfg = cfg
-        self.bind = bind or cfg.bind
+        self.bind = bind or cfg.bind or default_endpoint()
+        cfg.check_endpoint(self.bind, lambda found, valid: ConfigError(cfg._file, "bind", found, valid))
+        if self.bind.startswith("tcp://") and not cfg.curve.enabled:
+            _warn(f"serving {self.bind} WITHOUT encryption or a client allowlist (insecure: true): anyone who can "
+                  "reach this port can read observations and send the robot's policy requests")
+        self.server_id = secrets.token_hex(8)
+        self.robot = None
+        if cfg.robot is not None:
+            from vertebra.runtime.config import RobotConfig
+
+            self.robot = RobotConfig.load(cfg.robot)
         self.policies: dict[str, Any] = {}
         self.active_name = ""
+        self.requests = self.errors = self.expired = self.unauthorized = self.channel_failures = 0
+        self.started = time.time()
+        self.mappings: collections.OrderedDict[str, list[str]] = collections.OrderedDict()
+        self.shm: dict[bytes, Any] = {}  # client identity -> vertebra.policies.shm.Segment
+        self._last_shm = 0.0
+        self._last_sweep = time.monotonic()
+        self._reload_requested = False
+        self.allowed: set[str] | None = None  # CURVE: the z85 public keys allowed now
+        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertebra-load")
+        self.pending: list[tuple[Future, bytes, dict[str, Any], float]] = []
+        # The default policy is loaded (and checked) before anything binds.
+        self.policies[cfg.default] = self._build(cfg.default)
+        self.active_name = cfg.default
+        self.lock = EndpointLock(self.bind)
         self.ctx = zmq.Context.instance()
         self.auth = None
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -177,83 +189,133 @@ class PolicyServer:
         # Messages over the limit get an error reply; ZMQ itself drops (and disconnects) only absurd
         # ones, beyond 4x the limit, so they never take memory.
         self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * cfg.max_message_bytes)
-        if cfg.curve.get("enabled"):
-            self._setup_curve()
-        self.sock.bind(self.bind)
+        try:
+            if cfg.curve.enabled:
+                self._setup_curve()
+            self.sock.bind(self.bind)
+        except zmq.ZMQError as e:
+            self._close_socket()
+            raise EndpointError(f"bind {self.bind}: {e.strerror}") from None
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.requests = 0
-        self.errors = 0
-        self.started = time.time()
-        self.joint_names: dict[bytes, list[str]] = {}
-        self.shm: dict[bytes, Any] = {}  # client identity -> vertebra.policies.shm.Segment
-        self._last_shm = 0.0
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
-        self.load(cfg.default)
-        self.active_name = cfg.default
+        if ipc_path(self.bind) is not None:
+            from vertebra.policies.shm import remove_dead_channels
 
+            try:
+                remove_dead_channels(runtime_dir())
+            except EndpointError:
+                pass
+
+    # -- security --------------------------------------------------------------------------------
     def _setup_curve(self) -> None:
         import zmq
         import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
         c = self.cfg.curve
-        secret = Path(str(c.get("server_secret_key", "")))
-        allowed = Path(str(c.get("allowed_clients", "")))
-        if not secret.is_file() or not allowed.is_dir():
-            raise ValueError(f"{self.cfg.file}: curve needs server_secret_key (a file) and allowed_clients (a directory)")
+        self.reload_allowlist()
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()
-        self.auth.configure_curve(domain="*", location=str(allowed))
-        pub, sec = zmq.auth.load_certificate(str(secret))
+        # The authenticator thread asks us at each handshake: the allowlist is ours, so reloading it is a
+        # plain swap of a set on the serving thread (no call into the authenticator's thread).
+        self.auth.configure_curve_callback(domain="*", credentials_provider=self)
+        pub, sec = zmq.auth.load_certificate(str(c.server_secret_key))
         self.sock.curve_secretkey = sec
         self.sock.curve_publickey = pub
         self.sock.curve_server = True
 
-    def load(self, name: str) -> Any:
+    def reload_allowlist(self) -> int:
+        """Re-read the allowed clients' keys: a key removed from the directory is refused from now on,
+        on connections already open too (every request's CURVE identity is checked). How many."""
+        import zmq.auth
+
+        keys = zmq.auth.load_certificates(str(self.cfg.curve.allowed_clients))
+        self.allowed = {k.decode() if isinstance(k, bytes) else str(k) for k in keys}
+        return len(self.allowed)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """The CURVE handshake's question (zmq.auth credentials provider): is this z85 key allowed?"""
+        allowed = self.allowed
+        return allowed is not None and (key.decode() if isinstance(key, bytes) else str(key)) in allowed
+
+    def request_reload(self) -> None:
+        """From a signal handler (SIGHUP): reload the allowlist before the next request."""
+        self._reload_requested = True
+
+    # -- policies ----------------------------------------------------------------------------------
+    def _build(self, name: str) -> Any:
+        """A policy object for a configured name, checked against the robot (loader thread, or start)."""
+        from vertebra.policies.package import PackageError
+
+        spec = self.cfg.policies[name]
+        if spec["kind"] == "noop":
+            pol: Any = NoopPolicy(name, int(spec["chunk_length"]), int(spec["action_dim"]), float(spec["rate_hz"]))
+            return pol
+        try:
+            pol = PackagePolicy(name, Path(spec["path"]), self.cfg.intra_op)
+        except PackageError as e:
+            raise ProtocolError("bad_package", f"policy '{name}': {e}") from None
+        except (OSError, ValueError, RuntimeError) as e:  # onnxruntime raises its own RuntimeError subclasses
+            raise ProtocolError("bad_package", f"policy '{name}': {type(e).__name__}: {e}") from None
+        if self.robot is not None:
+            from vertebra.policies.actions import wbc_target_names
+            from vertebra.policies.package import check_against_robot
+
+            problems = check_against_robot(pol.spec, self.robot, wbc_targets=wbc_target_names(self.robot))
+            if problems:
+                more = f"; and {len(problems) - 6} more (vertebra policy check lists all)" if len(problems) > 6 else ""
+                raise ProtocolError("incompatible", f"policy '{name}' does not fit {self.robot.name}: "
+                                                    + "; ".join(problems[:6]) + more)
+        return pol
+
+    def _known(self, name: str) -> None:
         if name not in self.cfg.policies:
             raise ProtocolError("unknown_policy", f"unknown policy '{name}'; policies are: {', '.join(self.cfg.policies)}")
+
+    def load(self, name: str) -> Any:
+        """Load (and check) a policy now, on this thread (start-up and tools)."""
+        self._known(name)
         if name not in self.policies:
-            spec = self.cfg.policies[name]
-            if spec["kind"] == "noop":
-                self.policies[name] = NoopPolicy(name, int(spec.get("chunk_length", 50)), int(spec.get("action_dim", 32)),
-                                                 float(spec.get("rate_hz", 50)))
-            else:
-                self.policies[name] = PackagePolicy(name, Path(spec["path"]), self.cfg.intra_op)
+            self.policies[name] = self._build(name)
         return self.policies[name]
 
     # -- requests ------------------------------------------------------------------------------
-    def handle(self, ident: bytes, msg: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, ident: bytes, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to a request, or None when it is answered later (a load on the loader thread)."""
         t = msg["type"]
         if t == "infer":
-            pol = self.policies[self.active_name]
-            if ident in self.joint_names:
-                pol.set_joint_names(self.joint_names[ident])
-            try:
-                actions = pol.infer(msg["obs"])
-            except (ValueError, KeyError) as e:
-                raise ProtocolError("bad_observation", str(e)) from None
-            return {"type": "infer_reply", "actions": actions, "id": msg.get("id", 0), "t_obs_ns": msg.get("t_obs_ns", 0),
-                    "policy": self.active_name}
+            return self._infer(msg)
         if t == "hello":
+            reply = {"type": "hello_reply", "server": {"name": SERVER_NAME, "protocol": 1},
+                     "policy": self.policies[self.active_name].metadata(), "active": self.active_name, "mapping": None}
             names = msg.get("joint_names")
-            if isinstance(names, list) and all(isinstance(n, str) for n in names):
-                self.joint_names[ident] = names
-            return {"type": "hello_reply", "server": {"name": SERVER_NAME, "protocol": 1},
-                    "policy": self.policies[self.active_name].metadata(), "active": self.active_name}
+            if names is not None:
+                mid = mapping_id(names)
+                self.mappings[mid] = list(names)
+                self.mappings.move_to_end(mid)
+                while len(self.mappings) > self.cfg.limits.max_mappings:
+                    self.mappings.popitem(last=False)
+                reply["mapping"] = mid
+            return reply
         if t == "health":
             return {"type": "health_reply", "ok": True, "uptime_s": time.time() - self.started, "requests": self.requests,
-                    "errors": self.errors, "active": self.active_name}
+                    "errors": self.errors, "expired": self.expired, "active": self.active_name,
+                    "loading": [m["name"] for _, _, m, _ in self.pending], "mappings": len(self.mappings),
+                    "channels": len(self.shm)}
         if t == "list":
             return {"type": "list_reply", "policies": list(self.cfg.policies), "loaded": list(self.policies),
                     "active": self.active_name}
-        if t == "load":
-            self.load(msg["name"])
-            return {"type": "load_reply", "loaded": msg["name"]}
-        if t == "swap":
-            self.load(msg["name"])
-            self.active_name = msg["name"]
-            return {"type": "swap_reply", "active": self.active_name, "policy": self.policies[self.active_name].metadata()}
+        if t in ("load", "swap"):
+            self._known(msg["name"])
+            if msg["name"] in self.policies:
+                return self._load_reply(msg)
+            self.pending.append((self.loader.submit(self._build, msg["name"]), ident, msg, time.monotonic()))
+            return None
+        if t == "reload":
+            if self.cfg.curve.enabled:
+                return {"type": "reload_reply", "allowed_clients": self.reload_allowlist()}
+            return {"type": "reload_reply", "allowed_clients": None}
         if t == "reset":
             return {"type": "reset_reply"}
         if t == "shm_open":
@@ -262,6 +324,58 @@ class PolicyServer:
             self._shm_close(ident)
             return {"type": "shm_close_reply"}
         raise ProtocolError("unknown_type", f"unknown message type '{t}'")
+
+    def _infer(self, msg: dict[str, Any]) -> dict[str, Any]:
+        pol = self.policies[self.active_name]
+        names = None
+        mid = msg.get("mapping")
+        if mid is not None:
+            names = self.mappings.get(mid)
+            if names is None:
+                raise ProtocolError("unknown_mapping", f"joint mapping {mid} is not known to this server (restarted, or "
+                                                       "dropped as least recently used): send hello with joint_names again")
+            self.mappings.move_to_end(mid)
+        elif pol.needs_mapping:
+            raise ProtocolError("unknown_mapping", f"policy '{self.active_name}' reads joint state, and this observation "
+                                                   "names no joint mapping: send hello with joint_names, then infer "
+                                                   "with the mapping it returns")
+        check_finite(msg["obs"])
+        try:
+            actions = pol.infer(msg["obs"], names)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            raise ProtocolError("bad_observation", f"{type(e).__name__}: {e}") from None
+        if not np.all(np.isfinite(actions)):
+            raise ProtocolError("bad_output", f"policy '{self.active_name}' produced non-finite actions; nothing is sent")
+        return {"type": "infer_reply", "actions": pol.limit(actions), "id": msg.get("id", 0),
+                "t_obs_ns": msg.get("t_obs_ns", 0), "policy": self.active_name}
+
+    def _load_reply(self, msg: dict[str, Any]) -> dict[str, Any]:
+        name = msg["name"]
+        if msg["type"] == "load":
+            return {"type": "load_reply", "loaded": name}
+        self.active_name = name
+        return {"type": "swap_reply", "active": name, "policy": self.policies[name].metadata()}
+
+    def _finish_loads(self) -> None:
+        """Answer the loads the loader thread finished (the policy joins the set on this thread)."""
+        still = []
+        for fut, ident, msg, t0 in self.pending:
+            if not fut.done():
+                still.append((fut, ident, msg, t0))
+                continue
+
+            def read(fut: Future = fut, msg: dict[str, Any] = msg) -> dict[str, Any]:
+                return msg
+
+            def answer(fut: Future = fut, msg: dict[str, Any] = msg) -> dict[str, Any]:
+                pol = fut.result()  # raises the load's ProtocolError
+                self.policies.setdefault(msg["name"], pol)
+                return self._load_reply(msg)
+
+            data = self._respond(ident, read, answer, count=False)
+            if data is not None:
+                self.sock.send_multipart([ident, data])
+        self.pending = still
 
     # -- shared-memory channels (same host) ---------------------------------------------------------
     def _shm_open(self, ident: bytes, path: str) -> dict[str, Any]:
@@ -285,8 +399,23 @@ class PolicyServer:
     def _shm_close(self, ident: bytes) -> None:
         seg = self.shm.pop(ident, None)
         if seg is not None:
-            self.poller.unregister(seg.read_fd)
+            try:
+                self.poller.unregister(seg.read_fd)
+            except KeyError:
+                pass
             seg.close()
+
+    def _sweep_channels(self) -> None:
+        """Close the channels of clients that died or went idle (their fds and mappings go with them)."""
+        from vertebra.policies.shm import pid_alive
+
+        now = time.monotonic()
+        for ident, seg in list(self.shm.items()):
+            dead = seg.client_pid is not None and not pid_alive(seg.client_pid)
+            if dead or now - seg.last_used > self.cfg.limits.idle_channel_s:
+                self._shm_close(ident)
+            if dead:  # nobody else will remove its FIFOs and folder
+                shutil.rmtree(seg.path, ignore_errors=True)
 
     def _serve_shm_waiting(self, timeout_s: float) -> bool:
         """Serve one shared-memory request arriving within the timeout; False when none came or the
@@ -294,7 +423,7 @@ class PolicyServer:
         from vertebra.policies.shm import sleep_until
 
         def ready() -> bool:
-            for ident, seg in self.shm.items():
+            for ident, seg in list(self.shm.items()):
                 if seg.new_request():
                     self._serve_shm(ident, seg)
                     return True
@@ -313,16 +442,31 @@ class PolicyServer:
 
         return sleep_until(list(self.shm.values()), ready, timeout_s, wait)
 
-    def _respond(self, ident: bytes, read: Any) -> bytes:
+    def _respond(self, ident: bytes, read: Any, answer: Any = None, count: bool = True) -> bytes | None:
         """One request to its encoded reply: read() returns the decoded request (it raises
-        ProtocolError for a bad one). Every failure becomes an error reply; timing is added."""
+        ProtocolError for a bad one), answer() its reply (default: handle()). Every failure becomes an
+        error reply carrying the request's id; timing and the server id are added. None: no reply now
+        (deferred, or the request's deadline had passed)."""
         t_recv = time.monotonic_ns()
-        self.requests += 1
+        if count:
+            self.requests += 1
         t0 = time.perf_counter_ns()
+        rid = 0
         try:
-            msg = read()
+            try:
+                msg = read()
+            except _Refused as r:
+                rid = r.msg.get("id", 0)
+                raise r.error from None
+            rid = msg.get("id", 0)
+            deadline = msg.get("deadline_ns")
+            if deadline is not None and time.time_ns() > deadline:
+                self.expired += 1
+                return None
             t1 = time.perf_counter_ns()
-            reply = self.handle(ident, msg)
+            reply = answer() if answer is not None else self.handle(ident, msg)
+            if reply is None:
+                return None
         except ProtocolError as e:
             self.errors += 1
             t1 = time.perf_counter_ns()
@@ -332,6 +476,8 @@ class PolicyServer:
             t1 = time.perf_counter_ns()
             reply = {"type": "error", "code": "internal", "message": f"{type(e).__name__}: {e}"}
         t2 = time.perf_counter_ns()
+        reply.setdefault("id", rid)
+        reply["server_id"] = self.server_id
         reply["timing"] = {"recv_ns": t_recv, "decode_us": (t1 - t0) / 1e3, "handle_us": (t2 - t1) / 1e3}
         data = encode(reply)
         self.last_encode_us = (time.perf_counter_ns() - t2) / 1e3
@@ -343,21 +489,40 @@ class PolicyServer:
                 msg = decode(seg.request_view(), self.cfg.max_message_bytes, arena=seg.arena())
             except ValueError as e:  # a length beyond the area: the segment was written wrongly
                 raise ProtocolError(getattr(e, "code", "malformed"), str(e)) from None
-            if msg["type"] in ("shm_open", "shm_close"):
-                raise ProtocolError("schema", f"'{msg['type']}' goes over the ZMQ socket")
+            if msg["type"] not in SHM_REQUESTS:
+                raise ProtocolError("schema", f"'{msg['type']}' goes over the ZMQ socket (shared memory carries "
+                                              f"{', '.join(SHM_REQUESTS)})")
             return msg
 
-        data = self._respond(ident, read)
+        seg.last_used = time.monotonic()
         try:
-            seg.write_reply(data)
-        except ValueError as e:  # the reply does not fit the client's area
-            seg.write_reply(encode({"type": "error", "code": "too_large", "message": str(e)}))
+            data = self._respond(ident, read)
+            if data is None:
+                data = encode({"type": "error", "code": "expired", "message": "the request's deadline had passed",
+                               "server_id": self.server_id})
+            try:
+                seg.write_reply(data)
+            except ValueError as e:  # the reply does not fit the client's area
+                seg.write_reply(encode({"type": "error", "code": "too_large", "message": str(e),
+                                        "server_id": self.server_id}))
+        except Exception:  # noqa: BLE001 - a broken channel is that client's problem only
+            self.channel_failures += 1
+            self._shm_close(ident)
         self._last_shm = time.perf_counter()
 
     def serve_once(self, timeout_ms: int = 100) -> bool:
         """Answer at most one request; False when none came within the timeout."""
         import zmq
 
+        if self.pending:
+            self._finish_loads()
+            timeout_ms = min(timeout_ms, 5)
+        if self._reload_requested and self.cfg.curve.enabled:
+            self._reload_requested = False
+            self.reload_allowlist()
+        if time.monotonic() - self._last_sweep > SWEEP_S:
+            self._last_sweep = time.monotonic()
+            self._sweep_channels()
         if self.shm:
             if self._serve_shm_waiting(timeout_ms / 1e3):
                 return True
@@ -369,26 +534,47 @@ class PolicyServer:
             frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)  # zero-copy: arrays are views
         except zmq.Again:
             return False
+        ident = frames[0].bytes
 
         def read() -> dict[str, Any]:
             if len(frames) not in (2, 3):
                 raise ProtocolError("malformed", f"expected one message part, found {len(frames) - 1}")
-            return decode(frames[-1].buffer, self.cfg.max_message_bytes)
+            msg = decode(frames[-1].buffer, self.cfg.max_message_bytes)
+            if self.allowed is not None:
+                try:
+                    user = frames[-1].get("User-Id")
+                except zmq.ZMQError:
+                    user = None
+                if user not in self.allowed:
+                    self.unauthorized += 1
+                    raise _Refused(msg, ProtocolError("unauthorized", "this client's key is not (or no longer) in "
+                                                                      "the allowlist"))
+            return msg
 
-        ident = frames[0].bytes
         data = self._respond(ident, read)
-        self.sock.send_multipart([ident, data], copy=len(data) < 65536)
+        if data is not None:
+            self.sock.send_multipart([ident, data], copy=len(data) < 65536)
         return True
 
     def serve_forever(self, stop: Any = None, progress: Any = None) -> None:
         if progress:
             progress(f"serving '{self.active_name}' on {self.endpoint}")
         while stop is None or not stop.is_set():
-            self.serve_once(100)
+            try:
+                self.serve_once(100)
+            except Exception as e:  # noqa: BLE001 - the serving loop outlives any one failure
+                self.errors += 1
+                _warn(f"serving loop: {type(e).__name__}: {e}")
+
+    def _close_socket(self) -> None:
+        self.sock.close(0)
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
+        self.lock.release()
 
     def close(self) -> None:
         for ident in list(self.shm):
             self._shm_close(ident)
-        self.sock.close(0)
-        if self.auth is not None:
-            self.auth.stop()
+        self.loader.shutdown(wait=False, cancel_futures=True)
+        self._close_socket()

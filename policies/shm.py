@@ -5,6 +5,14 @@ A client on the same machine as the server (an ``ipc://`` endpoint) can ask for 
 shared-memory segment that the client created. Two FIFOs carry the notifications. The messages are
 the same protocol frames, checked the same way.
 
+The channel is a private directory (mode 0700, in the per-user runtime directory of
+vertebra.policies.endpoint) named ``shm-<client pid>-<random>``, holding ``segment`` (a link to
+the client's memfd), ``req`` and ``rep`` (the FIFOs). The segment is a sealed memfd: the client
+seals it against shrinking and growing before it offers it, and the server refuses an unsealed
+one. So no client can truncate the memory under the server (which would kill the server with
+SIGBUS on its next read), and nothing is left in /dev/shm when a client dies: the memory goes
+with its last user. A server removes the directories of clients that are no longer running.
+
 Large arrays (``ARENA_MIN_BYTES`` and up, such as camera images) are not copied into the msgpack
 frame. The client writes them once into the segment's arena and sends a reference (ndarray
 extension type 2). The server builds read-only views on them, without a copy. The views are valid
@@ -45,14 +53,15 @@ ndarray extension type 2 (in-arena array, vertebra.policies.protocol.EXT_SHM_NDA
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import platform
 import secrets
 import select
+import shutil
 import stat
 import struct
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -67,9 +76,48 @@ ORDERED_STORES = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686
 _REQ_LEN, _REP_LEN, _REQ_SEQ, _REP_SEQ, _SRV_SLEEP, _CLI_SLEEP = 32, 40, 48, 56, 64, 72
 
 
-def _shm_dir() -> Path:
-    d = Path("/dev/shm")
-    return d if d.is_dir() and os.access(d, os.W_OK) else Path(tempfile.gettempdir())
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+_CHANNEL_PREFIX = "shm-"
+
+
+def _channel_pid(d: Path) -> int | None:
+    parts = d.name.split("-")
+    return int(parts[1]) if len(parts) == 3 and parts[0] + "-" == _CHANNEL_PREFIX and parts[1].isdigit() else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_channels(root: Path) -> int:
+    """Remove the channel directories of clients that are no longer running, and what older
+    versions left in /dev/shm (``vertebra-policy-<pid>-<token>`` and its FIFOs) for dead pids of
+    this user; how many."""
+    n = 0
+    for d in root.glob(_CHANNEL_PREFIX + "*"):
+        pid = _channel_pid(d)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid) and d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
+    legacy = Path("/dev/shm")
+    if legacy.is_dir():
+        for f in legacy.glob("vertebra-policy-*"):
+            parts = f.name.split(".")[0].split("-")
+            if len(parts) != 4 or not parts[2].isdigit() or pid_alive(int(parts[2])):
+                continue
+            try:
+                if f.lstat().st_uid == os.getuid():
+                    f.unlink()
+                    n += 1
+            except OSError:
+                pass
+    return n
 
 
 class Segment:
@@ -89,60 +137,95 @@ class Segment:
         self.seq = 0  # client: the last request sent; server: the last request served
         # this side's and the peer's "sleeping" words
         self.my_sleep, self.peer_sleep = (_CLI_SLEEP, _SRV_SLEEP) if owner else (_SRV_SLEEP, _CLI_SLEEP)
+        self.memfd: int | None = None  # the client's memfd (kept open while the channel lives)
+        self.client_pid: int | None = None  # server side: the pid in the channel's name
+        self.last_used = time.monotonic()
+        self.closed = False
 
     # -- creation (client) and attachment (server) --------------------------------------------------
     @classmethod
-    def create(cls, request_bytes: int = 1 << 20, reply_bytes: int = 1 << 20, arena_bytes: int = 16 << 20) -> Segment:
+    def create(cls, request_bytes: int = 1 << 20, reply_bytes: int = 1 << 20, arena_bytes: int = 16 << 20,
+               root: Path | None = None) -> Segment:
+        """Client: a new channel in `root` (default: the per-user runtime directory)."""
+        from vertebra.policies.endpoint import runtime_dir
+
         if min(request_bytes, reply_bytes) < 4096 or arena_bytes < 0:
             raise ValueError("shared memory: request and reply areas need at least 4096 bytes, the arena >= 0")
-        path = _shm_dir() / f"vertebra-policy-{os.getpid()}-{secrets.token_hex(6)}"
+        d = (root or runtime_dir()) / f"{_CHANNEL_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        d.mkdir(mode=0o700)
         size = HEADER + request_bytes + reply_bytes + arena_bytes
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
+            fd = os.memfd_create("vertebra-policy", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
             os.ftruncate(fd, size)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
             mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        mm[0:8] = MAGIC
-        struct.pack_into("<3Q", mm, 8, request_bytes, reply_bytes, arena_bytes)
-        for suffix in (".req", ".rep"):
-            os.mkfifo(str(path) + suffix, 0o600)
-        # O_RDWR on a FIFO never blocks on open and keeps it open from both ends.
-        read_fd = os.open(str(path) + ".rep", os.O_RDWR | os.O_NONBLOCK)
-        write_fd = os.open(str(path) + ".req", os.O_RDWR | os.O_NONBLOCK)
-        return cls(path, mm, request_bytes, reply_bytes, arena_bytes, read_fd, write_fd, owner=True)
+            # The server opens the memfd through this link (same user: /proc/<pid>/fd is readable).
+            os.symlink(f"/proc/{os.getpid()}/fd/{fd}", d / "segment")
+            mm[0:8] = MAGIC
+            struct.pack_into("<3Q", mm, 8, request_bytes, reply_bytes, arena_bytes)
+            for name in ("req", "rep"):
+                os.mkfifo(d / name, 0o600)
+            # O_RDWR on a FIFO never blocks on open and keeps it open from both ends.
+            read_fd = os.open(d / "rep", os.O_RDWR | os.O_NONBLOCK)
+            write_fd = os.open(d / "req", os.O_RDWR | os.O_NONBLOCK)
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        seg = cls(d, mm, request_bytes, reply_bytes, arena_bytes, read_fd, write_fd, owner=True)
+        seg.memfd = fd
+        return seg
 
     @classmethod
     def attach(cls, path: str, max_bytes: int) -> Segment:
-        """The server's side. Refuses anything but a regular file of this user with a valid header."""
-        p = Path(path)
+        """The server's side. Refuses anything but this user's private channel directory holding a
+        sealed memfd (it cannot shrink under us) with a valid header, and two FIFOs."""
+        from vertebra.policies.endpoint import EndpointError, check_private_dir
+
+        d = Path(path)
         try:
-            st = os.stat(p, follow_symlinks=False)
+            check_private_dir(d)
+        except (OSError, EndpointError) as e:
+            raise ValueError(f"shared memory channel {path!r}: {e}") from None
+        try:
+            fd = os.open(d / "segment", os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:
-            raise ValueError(f"shared memory segment {path!r}: {e.strerror}") from None
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
-            raise ValueError(f"shared memory segment {path!r} is not a regular file owned by this user")
-        if st.st_size < HEADER or st.st_size > HEADER + 2 * max_bytes + (256 << 20):
-            raise ValueError(f"shared memory segment {path!r}: size {st.st_size} is out of range")
-        fd = os.open(p, os.O_RDWR)
+            raise ValueError(f"shared memory channel {path!r}: segment: {e.strerror}") from None
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                raise ValueError(f"shared memory channel {path!r}: the segment is not a regular file of this user")
+            try:
+                seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+            except OSError:
+                seals = 0
+            if seals & (fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL) != fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL:
+                raise ValueError(f"shared memory channel {path!r}: the segment is not sealed against shrinking "
+                                 "(a memfd with F_SEAL_SHRINK and F_SEAL_SEAL is required)")
+            if st.st_size < HEADER or st.st_size > HEADER + 2 * max_bytes + (256 << 20):
+                raise ValueError(f"shared memory channel {path!r}: size {st.st_size} is out of range")
             mm = mmap.mmap(fd, st.st_size)
         finally:
             os.close(fd)
         if mm[0:8] != MAGIC:
             mm.close()
-            raise ValueError(f"shared memory segment {path!r}: bad magic")
+            raise ValueError(f"shared memory channel {path!r}: bad magic")
         req, rep, arena = struct.unpack_from("<3Q", mm, 8)
         if HEADER + req + rep + arena != st.st_size:
             mm.close()
-            raise ValueError(f"shared memory segment {path!r}: header sizes do not add up to the file size")
-        for suffix in (".req", ".rep"):
-            if not stat.S_ISFIFO(os.stat(str(p) + suffix, follow_symlinks=False).st_mode):
+            raise ValueError(f"shared memory channel {path!r}: header sizes do not add up to the segment size")
+        for name in ("req", "rep"):
+            try:
+                fifo = stat.S_ISFIFO(os.stat(d / name, follow_symlinks=False).st_mode)
+            except OSError:
+                fifo = False
+            if not fifo:
                 mm.close()
-                raise ValueError(f"shared memory segment {path!r}: {suffix} is not a FIFO")
-        read_fd = os.open(str(p) + ".req", os.O_RDWR | os.O_NONBLOCK)
-        write_fd = os.open(str(p) + ".rep", os.O_RDWR | os.O_NONBLOCK)
-        return cls(p, mm, req, rep, arena, read_fd, write_fd, owner=False)
+                raise ValueError(f"shared memory channel {path!r}: {name} is not a FIFO")
+        read_fd = os.open(d / "req", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        write_fd = os.open(d / "rep", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        seg = cls(d, mm, req, rep, arena, read_fd, write_fd, owner=False)
+        seg.client_pid = _channel_pid(d)
+        return seg
 
     # -- frames ---------------------------------------------------------------------------------------
     def _u64(self, at: int) -> int:
@@ -210,12 +293,16 @@ class Segment:
     # -- waiting --------------------------------------------------------------------------------------
     def take(self) -> bool:
         """Consume FIFO notifications if any are there (never blocks)."""
+        if self.closed:
+            return False
         try:
             return bool(os.read(self.read_fd, 64))
         except BlockingIOError:
             return False
 
     def set_sleeping(self, on: bool) -> None:
+        if self.closed:
+            return
         struct.pack_into("<Q", self.mm, self.my_sleep, 1 if on else 0)
 
     def sleep(self, ready: Any, timeout_s: float) -> bool:
@@ -232,22 +319,22 @@ class Segment:
         return self.sleep(self.reply_ready, max(0.0, timeout_s - spin_s))
 
     def close(self) -> None:
+        self.closed = True
         self.view.release()
         try:
             self.mm.close()
         except BufferError:  # an array view still points into it: leave the mapping to the GC
             pass
-        for fd in (self.read_fd, self.write_fd):
+        for fd in (self.read_fd, self.write_fd, self.memfd):
+            if fd is None:
+                continue
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self.memfd = None
         if self.owner:
-            for p in (str(self.path), str(self.path) + ".req", str(self.path) + ".rep"):
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def sleep_until(segments: list[Segment], ready: Any, timeout_s: float, wait: Any) -> bool:

@@ -14,6 +14,7 @@ The time is client-side: encode, send, server decode/handle/encode, receive, dec
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,4 +130,5 @@ def bench_transport(iterations: int = 2000, warmup: int = 200, progress: Callabl
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
     return results

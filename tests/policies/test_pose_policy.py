@@ -44,7 +44,7 @@ def test_swap_at_a_chunk_boundary_never_leaves_a_tick_without_a_target():
     from vertebra.policies.evaluate import ServerProcess
     from vertebra.runtime.sim_runtime import SimRuntime
 
-    server = ServerProcess({"pose_a": PACKAGE, "pose_b": PACKAGE})
+    server = ServerProcess({"pose_a": PACKAGE, "pose_b": PACKAGE}, "go2")
     rt = SimRuntime("go2")
     sched = _rt.ChunkScheduler(12, mode="keep_prefix", blend_s=0.04)
     _rt.set_chunk_scheduler(rt.loop, sched)

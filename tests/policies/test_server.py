@@ -94,8 +94,10 @@ def test_many_clients_at_once(server):
 
 def test_non_blocking_submit_and_poll(server):
     c = PolicyClient(server.endpoint)
+    c.hello()  # connected (the socket queues nothing for a server it is not connected to)
     assert c.poll() is None
     ids = [c.submit({}) for _ in range(3)]
+    assert all(ids)
     deadline = time.monotonic() + 5
     got = None
     while time.monotonic() < deadline:

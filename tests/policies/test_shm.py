@@ -18,14 +18,15 @@ class EchoPolicy:
     """Returns the image's mean per channel and the state: proves the server read the right bytes."""
 
     name = "echo"
+    needs_mapping = False
 
     def metadata(self):
         return {"name": "echo", "kind": "test", "chunk_length": 1, "action_dim": 4}
 
-    def set_joint_names(self, names):
-        pass
+    def limit(self, actions):
+        return actions
 
-    def infer(self, obs):
+    def infer(self, obs, joint_names):
         img = obs["images"]["cam0"]
         assert not img.flags.writeable  # a read-only view
         return np.concatenate([img.reshape(-1, 3).mean(axis=0), obs["state"]["q"][:1]]).astype(np.float32)[None]
@@ -123,14 +124,22 @@ def test_submit_and_poll_on_shared_memory(echo_server):
 def test_channels_are_refused_off_host_and_for_bad_segments(tmp_path, echo_server):
     server = echo_server
     c = PolicyClient(server.endpoint)
-    with pytest.raises(PolicyError, match="shm_unavailable.*not a regular file"):
-        c.call({"type": "shm_open", "path": str(tmp_path)})
-    junk = tmp_path / "junk"
-    junk.write_bytes(b"x" * 4096)
-    with pytest.raises(PolicyError, match="shm_unavailable.*bad magic"):
-        c.call({"type": "shm_open", "path": str(junk)})
+    with pytest.raises(PolicyError, match="shm_unavailable.*No such file"):
+        c.call({"type": "shm_open", "path": str(tmp_path / "missing")})
+    open_dir = tmp_path / "open"
+    open_dir.mkdir(mode=0o755)
+    open_dir.chmod(0o755)
+    with pytest.raises(PolicyError, match="shm_unavailable.*must be 0700"):
+        c.call({"type": "shm_open", "path": str(open_dir)})
+    # A segment that is a plain file (as /dev/shm segments were) can be truncated under the server:
+    # refused, whatever its contents.
+    plain = tmp_path / "plain"
+    plain.mkdir(mode=0o700)
+    (plain / "segment").write_bytes(b"VRTBSHM1" + b"\0" * 8192)
+    with pytest.raises(PolicyError, match="shm_unavailable.*not sealed against shrinking"):
+        c.call({"type": "shm_open", "path": str(plain)})
     c.close()
-    tcp = PolicyServer(ServerConfig.load(write_cfg(tmp_path)), bind="tcp://127.0.0.1:*")
+    tcp = PolicyServer(ServerConfig.load(write_cfg(tmp_path, insecure=True)), bind="tcp://127.0.0.1:*")
     seg = Segment.create()
     try:
         with pytest.raises(ProtocolError, match="same-host ipc://"):
