@@ -95,6 +95,11 @@ class DeployConfig(Section):
                 have = sorted(x.stem for x in (CONFIG_DIR / "policies").glob("*.yaml"))
                 raise self.error("policy", self.policy,
                                  "a policy server config in configs/policies/: " + ", ".join(have))
+            from vertebra.policies.server_config import ServerConfig
+
+            served = ServerConfig.load(p).robot
+            if served is not None and served != self._robot.name:
+                raise self.error("policy", self.policy, f"a policy server for {self._robot.name} ({p.name} serves {served})")
             self.policy_path = p
         if self.loop.rate_hz is None:
             self.loop.rate_hz = self._robot.control_rate_hz

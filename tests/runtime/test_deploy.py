@@ -123,3 +123,15 @@ def test_unknown_deploy_names_list_the_shipped_ones():
 def test_the_description_lists_each_drivers_fields():
     rows = {r.path for r in DeployConfig.describe()}
     assert {"driver<mock>.joint_inertia_kg_m2", "driver<mujoco>.command_latency_ms", "loop.rate_hz"} <= rows
+
+
+def test_a_policy_server_for_another_robot_is_refused(tmp_path, monkeypatch):
+    from vertebra.runtime import deploy
+
+    cfgs = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, cfgs)
+    (cfgs / "policies" / "pose.yaml").write_text(
+        "robot: go2\npolicies:\n  pose: {kind: package, path: policies/packages/go2_pose}\n")
+    monkeypatch.setattr(deploy, "CONFIG_DIR", cfgs)
+    with pytest.raises(ConfigError, match="policy.*a policy server for g1 \\(pose.yaml serves go2\\)"):
+        DeployConfig.load(write(tmp_path, robot="g1", safety="g1", policy="pose"))
