@@ -1,4 +1,4 @@
-"""Policy packages: ``policy.yaml`` + ``model.onnx`` + the model's sha256.
+"""Policy packages: ``policy.yaml`` + ``model.onnx`` (+ its external-data files) + their sha256.
 
 A package says what it needs and what it produces:
 
@@ -6,14 +6,38 @@ A package says what it needs and what it produces:
   - outputs: the action space (joint targets or whole-body task targets), chunk length, rate;
   - normalisation statistics, and the robots it is compatible with.
 
-:func:`PolicyPackage.load` checks the file, the hash and the schema. :func:`check_against_robot`
-compares the package with a robot config and names exactly what disagrees (see ``vertebra policy
-check``). :class:`OnnxPolicy` runs the model with its pre- and post-processing.
+``policy.yaml``, in outline (every count is an integer >= 1; booleans are not integers)::
+
+    name: go2_pose
+    version: '1'
+    robots: [go2]
+    model: {file: model.onnx, sha256: <hex>, files: {weights.bin: <hex>}}  # files: external data only
+    runtime: {intra_op_threads: 1}
+    inputs:
+      cameras: [{name: head, height: 96, width: 96, input: image}]  # model input float32 [1, 3, H, W]
+      state: {input: state, fields: [{kind: q, joints: [...]}]}     # float32 [1, state_dim]
+      instruction: {input: tokens, tokenizer: {kind: words, vocab: [...], max_tokens: 10}}  # int64 [1, max_tokens]
+      command: {input: command, names: [vx, vy, wz]}                # float32 [1, len(names)]
+    outputs: {output: actions, action_space: joint_targets, targets: [...], chunk_length: 10, rate_hz: 50,
+              range: {min: [...], max: [...]}}   # optional: the actions' bounds, one per target
+    normalization: {state: {mean, std}, actions: {mean, std}, image: {mean, std}, command: {mean, std}}
+
+Actions leave the server within ``outputs.range`` (clipped), by default the training distribution's
+``normalization.actions`` mean ± 5 std (RANGE_STDS): a model output beyond it is out of what the
+policy was trained on, whatever the input.
+
+:func:`PolicyPackage.load` reads ``policy.yaml`` safely, checks the schema and verifies the hash of
+every file the model loads (:mod:`vertebra.policies.package_integrity` has the manifest format and
+what it refuses). :func:`check_model` compares the model's inputs and outputs (names, dtypes, shapes)
+with ``policy.yaml``; :class:`OnnxPolicy` runs it on construction, so ``vertebra serve`` and
+``vertebra policy check`` refuse the same packages. :func:`check_against_robot` compares the package
+with a robot config and names exactly what disagrees. :class:`OnnxPolicy` runs the model with its
+pre- and post-processing.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,15 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+from vertebra.policies.package_integrity import PackageError, read_policy_yaml, show, verify_model
+from vertebra.policies.package_integrity import sha256_file as sha256_file  # re-exported for the exporters
 
 ACTION_SPACES = ("joint_targets", "wbc_targets")
+RANGE_STDS = 5.0  # the default outputs.range: normalization.actions mean +- this many std
 STATE_KINDS = ("q", "dq")
-
-
-class PackageError(ValueError):
-    """A policy package is unreadable or inconsistent; the message names the file and field."""
-
 
 @dataclass
 class CameraSpec:
@@ -90,6 +111,9 @@ class PolicySpec:
     command_mean: np.ndarray
     command_std: np.ndarray
     intra_op_threads: int = 1
+    model_files: dict[str, str] = field(default_factory=dict)  # external-data file -> sha256
+    action_min: np.ndarray | None = None  # outputs.range (set by load: declared, or the default)
+    action_max: np.ndarray | None = None
 
     @property
     def state_dim(self) -> int:
@@ -110,26 +134,31 @@ class PolicySpec:
         }
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _need(d: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if not isinstance(d, dict) or key not in d:
         raise PackageError(f"{where}: field '{key}' is required")
     v = d[key]
     if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
-        raise PackageError(f"{where}: field '{key}' must be {getattr(kind, '__name__', kind)}, found {v!r}")
+        raise PackageError(f"{where}: field '{key}' must be {getattr(kind, '__name__', kind)}, found {show(v)}")
+    return v
+
+
+def _count(d: Any, key: str, where: str, default: int | None = None) -> int:
+    """An integer >= 1 (not a boolean); ``default`` when given and the field is absent."""
+    if default is not None and not (isinstance(d, dict) and key in d):
+        return default
+    v = _need(d, key, int, where)
+    if v < 1:
+        raise PackageError(f"{where}: field '{key}' must be an integer >= 1, found {v}")
     return v
 
 
 def _vec(d: Any, key: str, n: int, where: str, positive: bool = False) -> np.ndarray:
     v = _need(d, key, list, where)
-    a = np.asarray(v, dtype=np.float64)
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        a = np.zeros(0)
     if a.shape != (n,) or not np.all(np.isfinite(a)) or (positive and not np.all(a > 0)):
         raise PackageError(f"{where}: '{key}' must be {n} finite{' positive' if positive else ''} numbers")
     return a.astype(np.float32)
@@ -142,30 +171,20 @@ class PolicyPackage:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], verify_hash: bool = True) -> PolicyPackage:
-        root = Path(path)
+        root = Path(path).resolve()
         yml = root / "policy.yaml"
-        if not yml.is_file():
+        if not os.path.lexists(yml):
             raise PackageError(f"{root}: not a policy package (no policy.yaml)")
         where = str(yml)
-        with open(yml) as f:
-            d = yaml.safe_load(f)
+        d = read_policy_yaml(root, where)
         if not isinstance(d, dict):
             raise PackageError(f"{where}: a mapping of fields is required")
-        model = _need(d, "model", dict, where)
-        mfile = _need(model, "file", str, where + ": model")
-        sha = _need(model, "sha256", str, where + ": model")
-        mpath = root / mfile
-        if not mpath.is_file():
-            raise PackageError(f"{where}: model file {mpath} is missing")
-        if verify_hash:
-            found = sha256_file(mpath)
-            if found != sha.lower():
-                raise PackageError(f"{mpath}: sha256 {found} does not match policy.yaml's {sha} (corrupted or replaced)")
+        mfile, sha, model_files = verify_model(root, _need(d, "model", dict, where), where, verify_hash)
         inputs = _need(d, "inputs", dict, where)
         cams = []
         for i, c in enumerate(inputs.get("cameras", []) or []):
             w = f"{where}: inputs.cameras[{i}]"
-            cams.append(CameraSpec(_need(c, "name", str, w), int(_need(c, "height", int, w)), int(_need(c, "width", int, w)),
+            cams.append(CameraSpec(_need(c, "name", str, w), _count(c, "height", w), _count(c, "width", w),
                                    _need(c, "input", str, w)))
         st = inputs.get("state")
         fields: list[tuple[str, list[str]]] = []
@@ -189,7 +208,7 @@ class PolicyPackage:
             if kind != "words":
                 raise PackageError(f"{w}.tokenizer: kind '{kind}' is not supported (supported: words)")
             tok = Tokenizer([str(x) for x in _need(t, "vocab", list, w + ".tokenizer")],
-                            int(_need(t, "max_tokens", int, w + ".tokenizer")))
+                            _count(t, "max_tokens", w + ".tokenizer"))
         cmd = inputs.get("command")
         cmd_input, cmd_names = None, []
         if cmd is not None:
@@ -201,17 +220,20 @@ class PolicyPackage:
         if space not in ACTION_SPACES:
             raise PackageError(f"{w}: action_space '{space}' is not one of {', '.join(ACTION_SPACES)}")
         targets = [str(x) for x in _need(out, "targets", list, w)]
-        chunk = int(_need(out, "chunk_length", int, w))
+        chunk = _count(out, "chunk_length", w)
         rate = float(_need(out, "rate_hz", (int, float), w))
-        if chunk < 1 or not rate > 0:
-            raise PackageError(f"{w}: chunk_length must be >= 1 and rate_hz > 0")
+        if not (rate > 0 and math.isfinite(rate)):
+            raise PackageError(f"{w}: field 'rate_hz' must be a finite number > 0, found {rate}")
+        rt = d.get("runtime") or {}
+        if not isinstance(rt, dict):
+            raise PackageError(f"{where}: field 'runtime' must be a mapping, found {show(rt)}")
         norm = d.get("normalization", {}) or {}
         sdim, adim = sum(len(j) for _, j in fields), len(targets)
         ns, na, ni = norm.get("state", {}), norm.get("actions", {}), norm.get("image", {})
         nc = norm.get("command", {})
         spec = PolicySpec(
             name=_need(d, "name", str, where), version=str(d.get("version", "0")),
-            robots=[str(r) for r in _need(d, "robots", list, where)], model_file=mfile, model_sha256=sha.lower(),
+            robots=[str(r) for r in _need(d, "robots", list, where)], model_file=mfile, model_sha256=sha,
             cameras=cams, state_input=st_input, state_fields=fields, instruction_input=ins_input, tokenizer=tok,
             command_input=cmd_input, command_names=cmd_names,
             output=_need(out, "output", str, w), action_space=space, targets=targets, chunk_length=chunk, rate_hz=rate,
@@ -225,9 +247,24 @@ class PolicyPackage:
                           else np.zeros(0, np.float32)),
             command_std=(_vec(nc, "std", len(cmd_names), where + ": normalization.command", True) if cmd_names
                          else np.ones(0, np.float32)),
-            intra_op_threads=int((d.get("runtime") or {}).get("intra_op_threads", 1)),
+            intra_op_threads=_count(rt, "intra_op_threads", where + ": runtime", default=1),
+            model_files=model_files,
         )
+        spec.action_min, spec.action_max = _action_range(out.get("range"), spec, w)
         return cls(root, spec)
+
+
+def _action_range(r: Any, spec: PolicySpec, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if r is None:
+        return (spec.action_mean - RANGE_STDS * spec.action_std, spec.action_mean + RANGE_STDS * spec.action_std)
+    if not isinstance(r, dict) or set(r) != {"min", "max"}:
+        raise PackageError(f"{where}: 'range' must be a mapping with 'min' and 'max', found {show(r)}")
+    lo = _vec(r, "min", spec.action_dim, where + ".range")
+    hi = _vec(r, "max", spec.action_dim, where + ".range")
+    if not np.all(lo <= hi):
+        i = int(np.argmax(lo > hi))
+        raise PackageError(f"{where}.range: min {lo[i]:g} > max {hi[i]:g} for target '{spec.targets[i]}'")
+    return lo, hi
 
 
 def check_against_robot(spec: PolicySpec, robot: Any, control_rate_hz: float | None = None,
@@ -276,26 +313,96 @@ def check_against_robot(spec: PolicySpec, robot: Any, control_rate_hz: float | N
     return problems
 
 
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(double)": "float64",
+              "tensor(float16)": "float16", "tensor(int32)": "int32"}
+
+
+def _dims(shape: Any) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _declared_inputs(spec: PolicySpec) -> list[tuple[str, str, str, list[int], str]]:
+    """(policy.yaml field, model input name, ORT type, shape, where the shape comes from) per input."""
+    out = [(f"inputs.cameras[{i}].input", c.input, "tensor(float)", [1, 3, c.height, c.width],
+            f"camera '{c.name}' {c.height}x{c.width}") for i, c in enumerate(spec.cameras)]
+    if spec.state_input:
+        out.append(("inputs.state.input", spec.state_input, "tensor(float)", [1, spec.state_dim],
+                    f"{spec.state_dim} state values"))
+    if spec.instruction_input and spec.tokenizer:
+        out.append(("inputs.instruction.input", spec.instruction_input, "tensor(int64)",
+                    [1, spec.tokenizer.max_tokens], f"max_tokens {spec.tokenizer.max_tokens}"))
+    if spec.command_input:
+        out.append(("inputs.command.input", spec.command_input, "tensor(float)", [1, len(spec.command_names)],
+                    f"{len(spec.command_names)} command names"))
+    return out
+
+
+def check_model(spec: PolicySpec, session: Any) -> list[str]:
+    """Everything that disagrees between ``policy.yaml`` and the model an onnxruntime ``session``
+    opened (empty: consistent): each declared input must be a model input of the right dtype and
+    shape (a dynamic dim accepts the size fed), every model input must be fed, and the output must
+    be float32 with ``chunk_length x len(targets)`` values; a dynamic output dim counts as a batch of 1."""
+    problems = []
+    model_inputs = {i.name: i for i in session.get_inputs()}
+    fed: dict[str, str] = {}
+    for fld, name, dtype, shape, why in _declared_inputs(spec):
+        if name in fed:
+            problems.append(f"{fld}: '{name}' is also {fed[name]}; each field feeds its own model input")
+            continue
+        fed[name] = fld
+        arg = model_inputs.get(name)
+        if arg is None:
+            problems.append(f"{fld}: '{name}' is not an input of the model; its inputs: "
+                            f"{', '.join(model_inputs) or 'none'}")
+            continue
+        fits = len(arg.shape) == len(shape) and all(not isinstance(m, int) or m == e for m, e in zip(arg.shape, shape))
+        if arg.type != dtype or not fits:
+            problems.append(f"{fld}: '{name}' is fed {_ORT_TYPES[dtype]} {_dims(shape)} ({why}), the model's input "
+                            f"'{name}' is {_ORT_TYPES.get(arg.type, arg.type)} {_dims(arg.shape)}")
+    for name in model_inputs:
+        if name not in fed:
+            problems.append(f"inputs: the model's input '{name}' is not fed by any field of policy.yaml")
+    outputs = {o.name: o for o in session.get_outputs()}
+    out = outputs.get(spec.output)
+    if out is None:
+        problems.append(f"outputs.output: '{spec.output}' is not an output of the model; its outputs: "
+                        f"{', '.join(outputs) or 'none'}")
+        return problems
+    if out.type != "tensor(float)":
+        problems.append(f"outputs.output: '{spec.output}' must be float32, the model's output is "
+                        f"{_ORT_TYPES.get(out.type, out.type)}")
+    want = spec.chunk_length * spec.action_dim
+    static = [d for d in out.shape if isinstance(d, int)]
+    if math.prod(static) != want:
+        dynamic = " (dynamic dims count as a batch of 1)" if len(static) < len(out.shape) else ""
+        problems.append(f"outputs.chunk_length: {spec.chunk_length} x {spec.action_dim} targets = {want} values, the "
+                        f"model's output '{spec.output}' has shape {_dims(out.shape)}{dynamic}")
+    return problems
+
+
 class OnnxPolicy:
     """A package's model with its pre-processing (image resize/normalise, tokenisation, state
-    normalisation) and post-processing (action de-normalisation)."""
+    normalisation) and post-processing (action de-normalisation). Construction opens the model with
+    onnxruntime and refuses it (:class:`PackageError`) where :func:`check_model` finds a problem."""
 
     def __init__(self, package: PolicyPackage, intra_op_threads: int | None = None):
-        import onnxruntime as ort
-
-        self.package = package
         s = package.spec
+        model = package.path / s.model_file
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise PackageError(f"{model}: onnxruntime is not installed (pip install 'vertebra[serve]')") from None
+        self.package = package
         so = ort.SessionOptions()
         so.intra_op_num_threads = intra_op_threads or s.intra_op_threads
         so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(package.path / s.model_file), so, providers=["CPUExecutionProvider"])
-        names_in = {i.name for i in self.session.get_inputs()}
-        wanted = [c.input for c in s.cameras] + [x for x in (s.state_input, s.instruction_input, s.command_input) if x]
-        missing = [w for w in wanted if w not in names_in]
-        if missing:
-            raise PackageError(f"{package.path}: model has no input(s) {', '.join(missing)}; it has {', '.join(sorted(names_in))}")
-        if s.output not in {o.name for o in self.session.get_outputs()}:
-            raise PackageError(f"{package.path}: model has no output '{s.output}'")
+        try:
+            self.session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's errors (Fail, InvalidProtobuf, InvalidGraph...) derive from Exception
+            raise PackageError(f"{model}: onnxruntime cannot load the model: {' '.join(str(e).split())}") from None
+        problems = check_model(s, self.session)
+        if problems:
+            raise PackageError(f"{package.path / 'policy.yaml'}: " + "; ".join(problems))
         self.joint_index: dict[str, int] = {}
 
     @property
@@ -324,11 +431,11 @@ class OnnxPolicy:
                 v = state.get(kind)
                 if not isinstance(v, np.ndarray):
                     raise ValueError(f"observation: state field '{kind}' (an array) is required")
-                if self.joint_index:
-                    idx = [self.joint_index[j] for j in joints]
-                    parts.append(np.asarray(v, dtype=np.float32)[idx])
-                else:
-                    parts.append(np.asarray(v, dtype=np.float32)[: len(joints)])
+                if not self.joint_index:  # never by position: the first N values may be other joints
+                    raise ValueError("observation: no joint mapping (the client's hello joint_names) to read "
+                                     f"state '{kind}' by name")
+                idx = [self.joint_index[j] for j in joints]
+                parts.append(np.asarray(v, dtype=np.float32)[idx])
             x = (np.concatenate(parts) - s.state_mean) / s.state_std
             feeds[s.state_input] = x[None].astype(np.float32)
         if s.command_input:
@@ -345,6 +452,7 @@ class OnnxPolicy:
         return feeds
 
     def infer(self, obs: dict[str, Any]) -> np.ndarray:
+        """De-normalised actions [chunk, dim], not yet limited (the server checks them, then limits)."""
         out = self.session.run([self.spec.output], self.preprocess(obs))[0]
         a = np.asarray(out, dtype=np.float32).reshape(self.spec.chunk_length, self.spec.action_dim)
         return a * self.spec.action_std + self.spec.action_mean

@@ -10,14 +10,18 @@ from vertebra.runtime.commands import robot_names
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from vertebra.policies.package import PackageError, PolicyPackage, check_against_robot
+    from vertebra.policies.package import OnnxPolicy, PackageError, PolicyPackage, check_against_robot
     from vertebra.runtime.config import ConfigError, RobotConfig
 
     try:
         pkg = PolicyPackage.load(args.package)
         robot = RobotConfig.load(args.robot)
+        OnnxPolicy(pkg)  # what `vertebra serve` constructs: onnxruntime opens it, inputs/outputs vs policy.yaml
     except (PackageError, ConfigError) as e:
         print(f"invalid: {e}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"package": args.package, "robot": args.robot, "valid": False, "compatible": False,
+                              "problems": [str(e)]}))
         return 1
     wbc_names = None
     if pkg.spec.action_space == "wbc_targets":
@@ -26,7 +30,7 @@ def run_check(args: argparse.Namespace) -> int:
         wbc_names = wbc_target_names(robot)
     problems = check_against_robot(pkg.spec, robot, wbc_targets=wbc_names)
     if args.json:
-        print(json.dumps({"package": str(pkg.path), "robot": robot.name, "compatible": not problems,
+        print(json.dumps({"package": str(pkg.path), "robot": robot.name, "valid": True, "compatible": not problems,
                           "problems": problems}))
     elif problems:
         print(f"incompatible: {pkg.spec.name} on {robot.name}:", file=sys.stderr)
@@ -34,15 +38,19 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"  - {p_}", file=sys.stderr)
     else:
         s = pkg.spec
+        files = f" + {len(s.model_files)} external-data file(s)" if s.model_files else ""
         print(f"ok: {s.name} v{s.version} on {robot.name}: {s.action_space} x{s.action_dim}, chunk {s.chunk_length} "
-              f"at {s.rate_hz:g} Hz, cameras {', '.join(c.name for c in s.cameras) or 'none'}, sha256 verified")
+              f"at {s.rate_hz:g} Hz, cameras {', '.join(c.name for c in s.cameras) or 'none'}, sha256 verified "
+              f"({s.model_file}{files}), model inputs and outputs match policy.yaml")
     return 0 if not problems else 1
 
 
 def run_swap(args: argparse.Namespace) -> int:
     from vertebra.policies.client import PolicyClient, PolicyError
 
-    c = PolicyClient(args.server)
+    from vertebra.policies.endpoint import default_endpoint
+
+    c = PolicyClient(args.server or default_endpoint())
     try:
         c.call({"type": "load", "name": args.name}, timeout_s=args.timeout)  # load first: no stall at the swap
         reply = c.call({"type": "swap", "name": args.name}, timeout_s=args.timeout)
@@ -61,8 +69,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     posub = po.add_subparsers(dest="policy", metavar="<action>")
     posub.required = True
     pc = posub.add_parser("check", help="validate a policy package against a robot",
-                          description="Load a policy package (policy.yaml + model.onnx, sha256 checked) and compare "
-                                      "it with a robot config; names every field that disagrees.")
+                          description="Load a policy package (policy.yaml, model.onnx and every external-data file "
+                                      "it references, each sha256 checked), open the model with onnxruntime as "
+                                      "`vertebra serve` does and check its inputs and outputs (names, dtypes, "
+                                      "shapes) against policy.yaml, then compare it with a robot config; names "
+                                      "every field that disagrees. Exit code 1 when invalid or incompatible.")
     pc.add_argument("package", help="package directory")
     pc.add_argument("--robot", required=True, choices=robots, help="robot config")
     pc.add_argument("--json", action="store_true", help="print one JSON object")
@@ -73,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                       "scheduler keeps executing the current chunk and cross-fades into the new "
                                       "policy's first chunk, so no tick is left without a target.")
     ps.add_argument("name", help="policy name from the server config")
-    ps.add_argument("--server", default="ipc:///tmp/vertebra-policy.sock", help="server endpoint")
+    ps.add_argument("--server", default=None,
+                    help="server endpoint (default: the server's default, ipc:// in the per-user runtime directory)")
     ps.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the load (default 30)")
     ps.add_argument("--json", action="store_true", help="print the new policy's metadata as JSON")
     ps.set_defaults(func=run_swap)
