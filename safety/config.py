@@ -3,9 +3,11 @@ fault gets, the e-stop category and the settle-then-cut keyframes, declared once
 :mod:`vertebra.runtime.schema` and turned into the C++ ``SafetyConfig`` by :meth:`SafetySettings.to_cpp`.
 
 Fail closed: every monitor threshold is required. There is no silent "0 = off": a monitor group
-(``state``, ``attitude``, ``joints``, ``motors``, ``battery``, ``policy``, ``loop``, ``limiter``) is turned
-off only by ``enabled: false`` in its section, and :meth:`SafetySettings.disabled_monitors` names what is
-off. A file that leaves thresholds out is refused with every missing one listed.
+(``state``, ``attitude``, ``joints``, ``motors``, ``battery``, ``policy``, ``loop``, ``limiter``,
+``event_log``) is turned off only by ``enabled: false`` in its section, and
+:meth:`SafetySettings.disabled_monitors` names what is off. A file that leaves thresholds out is refused
+with every missing one listed. The ``event_log`` section needs no threshold, so a file without it has
+its write monitor on (and the default rotation: 64 MiB, 5 files kept).
 
 Settle keyframes name joints by substring of their names (``knee`` matches both knees); joints not
 named keep the robot's default pose; every keyframe must lie inside the joints' soft limits.
@@ -21,6 +23,7 @@ from vertebra import _rt
 from vertebra.runtime.config import CONFIG_DIR, RobotConfig
 from vertebra.runtime.errors import ConfigError
 from vertebra.runtime.schema import Section, field, read_yaml
+from vertebra.safety.events import MAX_ROTATED_FILES
 
 SAFETY_DIR = CONFIG_DIR / "safety"
 RESPONSES = ("warn", "derate", "hold", "stop", "damp", "cut")
@@ -32,6 +35,8 @@ FAULTS: tuple[str, ...] = tuple(_rt.fault_names())
 # motors are rated lower must use a lower temp_stop_c.
 MOTOR_TEMP_RATING_C = 120.0
 MAX_OVERRUN_WINDOW_TICKS = 1024  # the C++ supervisor's overrun ring
+MIN_EVENT_LOG_ROTATE_BYTES = 4096  # the C++ supervisor refuses smaller (cpp/safety/safety.hpp)
+MAX_EVENT_LOG_KEEP_FILES = MAX_ROTATED_FILES  # what `vertebra events --all` looks for
 
 
 class StateMonitors(Section):
@@ -147,6 +152,18 @@ class LimiterSettings(Section):
                              doc="a stiff position target moves at most this x dq_max x dt per tick")
 
 
+class EventLogSettings(Section):
+    """Event log: the write monitor (a log that cannot be written is a warning) and size rotation."""
+
+    enabled = field(bool, default=True, doc="false turns the event-log write monitor off")
+    write_monitor = field(bool, default=True, switch=True,
+                          doc="event_log_write (warn) while the log's writer cannot write: the run goes unrecorded")
+    rotate_bytes = field(int, default=64 * 1024 * 1024, lo=MIN_EVENT_LOG_ROTATE_BYTES, hi=1 << 40,
+                         doc="the log file is renamed <log>.1 (older ones shift up) before it passes this size")
+    keep_files = field(int, default=5, lo=1, hi=MAX_EVENT_LOG_KEEP_FILES,
+                       doc="rotated files kept: <log>.1 (newest) .. <log>.<keep_files>; older ones are deleted")
+
+
 class SettleKeyframe(Section):
     """One settle-then-cut keyframe: joints (by name substring) -> angle, reached in duration_s."""
 
@@ -188,6 +205,7 @@ class SafetySettings(Section):
     responses = field(dict, item=str, keys=FAULTS, key_doc="a fault name", choices=RESPONSES, default={},
                       doc="overrides of the default fault -> response table")
     settle = field(SettleSettings, default={}, doc="settle-then-cut keyframes")
+    event_log = field(EventLogSettings, default={}, doc="event log write monitor and rotation (on when absent)")
 
     @classmethod
     def load(cls, robot: str | RobotConfig, path: str | os.PathLike[str] | None = None) -> SafetySettings:
@@ -344,6 +362,18 @@ class SafetySettings(Section):
         return float(self.limiter.rate_limit_scale)
 
     @property
+    def event_log_monitor(self) -> bool:
+        return bool(self.event_log.enabled and self.event_log.write_monitor)
+
+    @property
+    def event_log_rotate_bytes(self) -> int:
+        return int(self.event_log.rotate_bytes)
+
+    @property
+    def event_log_keep_files(self) -> int:
+        return int(self.event_log.keep_files)
+
+    @property
     def settle_hold_s(self) -> float:
         return float(self.settle.hold_s)
 
@@ -369,7 +399,8 @@ class SafetySettings(Section):
                      "torque_fault_scale", "temp_warn_c", "temp_derate_c", "temp_stop_c", "temp_hysteresis_c",
                      "derate_scale", "motor_error_monitor", "battery_warn_v", "battery_stop_v", "battery_hysteresis_v",
                      "starvation_hold_ms", "starvation_stop_ms", "overrun_window_ticks", "overrun_max",
-                     "rate_limit_scale", "settle_hold_s"):
+                     "rate_limit_scale", "settle_hold_s", "event_log_monitor", "event_log_rotate_bytes",
+                     "event_log_keep_files"):
             setattr(c, name, getattr(self, name))
         c.estop_cut = self.estop == "cut"
         for f, resp in self.responses.items():

@@ -190,6 +190,30 @@ class SafetyConfig:
     def derate_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def event_log_keep_files(self) -> int:
+        """
+        rotated event log files kept: <path>.1 (newest) .. <path>.<keep> (1..99)
+        """
+    @event_log_keep_files.setter
+    def event_log_keep_files(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def event_log_monitor(self) -> bool:
+        """
+        raise event_log_write (warn) while the event log's writer cannot write
+        """
+    @event_log_monitor.setter
+    def event_log_monitor(self, arg0: bool) -> None:
+        ...
+    @property
+    def event_log_rotate_bytes(self) -> int:
+        """
+        the event log file is rotated to <path>.1 before it passes this size (>= 4096)
+        """
+    @event_log_rotate_bytes.setter
+    def event_log_rotate_bytes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
     def fall_height_m(self) -> float:
         ...
     @fall_height_m.setter
@@ -491,6 +515,12 @@ class SimOptions:
     def motor_temp_c(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def noise_acc_bias_m_s2(self) -> float:
+        ...
+    @noise_acc_bias_m_s2.setter
+    def noise_acc_bias_m_s2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def noise_acc_m_s2(self) -> float:
         ...
     @noise_acc_m_s2.setter
@@ -503,6 +533,12 @@ class SimOptions:
     def noise_dq_rad_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def noise_gyro_bias_rad_s(self) -> float:
+        ...
+    @noise_gyro_bias_rad_s.setter
+    def noise_gyro_bias_rad_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def noise_gyro_rad_s(self) -> float:
         ...
     @noise_gyro_rad_s.setter
@@ -513,6 +549,12 @@ class SimOptions:
         ...
     @noise_q_rad.setter
     def noise_q_rad(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def noise_q_resolution_rad(self) -> float:
+        ...
+    @noise_q_resolution_rad.setter
+    def noise_q_resolution_rad(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def noise_seed(self) -> int:
@@ -543,6 +585,16 @@ class MujocoDriver(Driver):
     def qpos(self) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
         """
         (sim time, full MuJoCo qpos) after the latest write; safe while the loop runs
+        """
+    @property
+    def acc_bias(self) -> list[float]:
+        """
+        the per-run accelerometer bias (m/s², IMU frame) the noise model drew at configure time
+        """
+    @property
+    def gyro_bias(self) -> list[float]:
+        """
+        the per-run gyroscope bias (rad/s, IMU frame) the noise model drew at configure time
         """
     @property
     def hoist_anchor_z(self) -> float:

@@ -49,6 +49,12 @@ void expose_safety(py::module_& m) {
       .def_readwrite("estop_cut", &SafetyConfig::estop_cut)
       .def_readwrite("settle_hold_s", &SafetyConfig::settle_hold_s)
       .def_readwrite("clamp_quiet_ticks", &SafetyConfig::clamp_quiet_ticks)
+      .def_readwrite("event_log_monitor", &SafetyConfig::event_log_monitor,
+                     "raise event_log_write (warn) while the event log's writer cannot write")
+      .def_readwrite("event_log_rotate_bytes", &SafetyConfig::event_log_rotate_bytes,
+                     "the event log file is rotated to <path>.1 before it passes this size (>= 4096)")
+      .def_readwrite("event_log_keep_files", &SafetyConfig::event_log_keep_files,
+                     "rotated event log files kept: <path>.1 (newest) .. <path>.<keep> (1..99)")
       .def("set_response", [](SafetyConfig& c, const std::string& fault, const std::string& response) {
         c.response[static_cast<int>(fault_by_name(fault))] = response_by_name(response);
       }, py::arg("fault"), py::arg("response"))

@@ -1,6 +1,7 @@
 #include "safety/events.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -196,13 +197,21 @@ static int64_t clock_ns(clockid_t id) {
 EventLog::EventLog(std::shared_ptr<EventRing> ring, const std::string& path, int flush_ms, int fsync_ms, size_t keep)
     : ring_(std::move(ring)), path_(path), flush_ms_(flush_ms), fsync_ms_(fsync_ms), keep_(keep) {
   if (!ring_) throw std::invalid_argument("EventLog: an event ring is required");
+  if (flush_ms < 1 || fsync_ms < 1)
+    throw std::invalid_argument("EventLog: flush_ms and fsync_ms must be >= 1, found " + std::to_string(flush_ms) +
+                                " and " + std::to_string(fsync_ms));
+  rotate_bytes_ = ring_->log_rotate_bytes();
+  keep_files_ = ring_->log_keep_files();
+  if (rotate_bytes_ < 1 || keep_files_ < 1)
+    throw std::invalid_argument("EventLog: rotation needs rotate_bytes >= 1 and keep_files >= 1, found " +
+                                std::to_string(rotate_bytes_) + " and " + std::to_string(keep_files_));
   if (!ring_->claim())
     throw std::logic_error("EventLog: this loop's events already have a log (a ring has one consumer)");
-  if (flush_ms < 1 || fsync_ms < 1) throw std::invalid_argument("EventLog: flush_ms and fsync_ms must be >= 1");
-  if (!path_.empty()) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      throw std::runtime_error("EventLog: cannot open '" + path_ + "' for appending: " + std::strerror(errno));
+  ring_->reset_log_health();
+  if (!path_.empty() && !open_locked()) {
+    const int err = errno;
+    ring_->release();
+    throw std::runtime_error("EventLog: cannot open '" + path_ + "' for appending: " + std::strerror(err));
   }
   last_fsync_ns_ = clock_ns(CLOCK_MONOTONIC);
   run_ = std::to_string(static_cast<long long>(::getpid())) + "-" + std::to_string(clock_ns(CLOCK_REALTIME) / 1'000'000);
@@ -211,37 +220,109 @@ EventLog::EventLog(std::shared_ptr<EventRing> ring, const std::string& path, int
 EventLog::~EventLog() {
   stop();
   if (fd_ >= 0) ::close(fd_);
+  ring_->reset_log_health();
   ring_->release();
 }
 
-void EventLog::append_locked(const std::string& json, uint64_t seq) {
-  (void)seq;
+bool EventLog::open_locked() {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) return false;
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0) {
+    regular_ = S_ISREG(st.st_mode);
+    file_bytes_ = static_cast<uint64_t>(st.st_size);
+    file_dev_ = static_cast<uint64_t>(st.st_dev);
+    file_ino_ = static_cast<uint64_t>(st.st_ino);
+  } else {
+    regular_ = false;
+    file_bytes_ = 0;
+  }
+  rotate_at_ = rotate_bytes_;
+  torn_ = false;  // a freshly opened file holds no torn line of this log's
+  return true;
+}
+
+void EventLog::io_failed_locked() {
+  ring_->add_log_io_error();
+  ring_->set_log_failing(true);  // at once: the tick sees it before this drain ends
+  io_error_ = true;
+}
+
+void EventLog::settle_health_locked() {
+  // Only a line written whole proves the log works again (an fsync alone succeeds on a full disk).
+  if (wrote_line_ && !io_error_) ring_->set_log_failing(false);
+  wrote_line_ = io_error_ = false;
+}
+
+void EventLog::rotate_locked() {
+  if (::fdatasync(fd_) != 0) io_failed_locked();
+  // Shift <path>.k -> <path>.k+1 from the oldest kept down; renaming onto <path>.keep drops the
+  // oldest. A missing generation is not an error.
+  for (int k = keep_files_ - 1; k >= 1; --k) {
+    const std::string from = path_ + "." + std::to_string(k), to = path_ + "." + std::to_string(k + 1);
+    if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) ring_->add_log_io_error();
+  }
+  if (::rename(path_.c_str(), (path_ + ".1").c_str()) != 0) {
+    ring_->add_log_io_error();  // keep appending to this file; try again after another rotate_bytes
+    rotate_at_ = file_bytes_ + rotate_bytes_;
+    return;
+  }
+  ::close(fd_);
+  rotations_.fetch_add(1);
+  if (!open_locked()) io_failed_locked();  // lines fail (counted) until a drain reopens it
+}
+
+void EventLog::follow_path_locked() {
+  if (fd_ < 0 || !regular_) return;
+  struct stat named {};
+  if (::stat(path_.c_str(), &named) != 0 || static_cast<uint64_t>(named.st_dev) != file_dev_ ||
+      static_cast<uint64_t>(named.st_ino) != file_ino_) {
+    // Renamed (another writer rotated it) or deleted: what we append would be out of sight.
+    ::close(fd_);
+    if (!open_locked()) io_failed_locked();
+    return;
+  }
+  file_bytes_ = static_cast<uint64_t>(named.st_size);  // other appenders count too
+}
+
+void EventLog::append_locked(const std::string& json) {
   char tail[32];
   const std::string body = json + ",\"run\":\"" + run_ + "\"";
   const uint32_t c = crc32(body.data(), body.size());
   std::snprintf(tail, sizeof tail, ",\"crc\":\"%08x\"}\n", c);
-  // After a failed write the file may end in a partial line: start this one on a new line so only
-  // the torn one fails its checksum.
-  const std::string line = (torn_ ? "\n" : "") + body + tail;
-  if (fd_ >= 0) {
-    size_t off = 0;
-    while (off < line.size()) {
-      const ssize_t w = ::write(fd_, line.data() + off, line.size() - off);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        io_errors_.fetch_add(1);
-        break;  // disk full or similar: the in-memory copy still has it
+  if (!path_.empty()) {
+    const uint64_t line_bytes = body.size() + std::strlen(tail) + 1;
+    if (fd_ >= 0 && regular_ && file_bytes_ > 0 && file_bytes_ + line_bytes > rotate_at_) rotate_locked();
+    // After a failed write the file may end in a partial line: start this one on a new line so only
+    // the torn one fails its checksum.
+    const std::string line = (torn_ ? "\n" : "") + body + tail;
+    if (fd_ < 0) {
+      io_failed_locked();  // no file open (a reopen failed): the in-memory copy still has it
+    } else {
+      size_t off = 0;
+      while (off < line.size()) {
+        const ssize_t w = ::write(fd_, line.data() + off, line.size() - off);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          io_failed_locked();
+          break;  // disk full or similar: the in-memory copy still has it
+        }
+        off += static_cast<size_t>(w);
       }
-      off += static_cast<size_t>(w);
+      file_bytes_ += off;
+      torn_ = off < line.size();
+      wrote_line_ = wrote_line_ || !torn_;
     }
-    torn_ = off < line.size();
   }
   recent_.emplace_back(written_.load() + 1, body + "}");
   while (recent_.size() > keep_) recent_.pop_front();
   written_.fetch_add(1);
 }
 
-void EventLog::drain_locked() {
+void EventLog::drain_locked(bool sync_now) {
+  if (!path_.empty() && fd_ < 0) {  // a reopen failed earlier: try again once per drain
+    if (!open_locked()) io_failed_locked();
+  }
   Event e;
   while (ring_->pop(e)) {
     if (last_seq_ != 0 && e.seq > last_seq_ + 1) {  // the ring dropped events just before this one
@@ -253,22 +334,23 @@ void EventLog::drain_locked() {
       de.mono_ns = e.mono_ns;
       de.driver_ns = e.driver_ns;
       de.value = static_cast<double>(e.seq - last_seq_ - 1);
-      append_locked(event_json(de), de.seq);
+      append_locked(event_json(de));
     }
     last_seq_ = e.seq;
-    append_locked(event_json(e), e.seq);
+    append_locked(event_json(e));
   }
   const int64_t now = clock_ns(CLOCK_MONOTONIC);
-  if (fd_ >= 0 && now - last_fsync_ns_ >= static_cast<int64_t>(fsync_ms_) * 1'000'000) {
-    if (::fdatasync(fd_) != 0) io_errors_.fetch_add(1);
+  if (fd_ >= 0 && regular_ && (sync_now || now - last_fsync_ns_ >= static_cast<int64_t>(fsync_ms_) * 1'000'000)) {
+    if (::fdatasync(fd_) != 0) io_failed_locked();
     last_fsync_ns_ = now;
+    follow_path_locked();
   }
+  settle_health_locked();
 }
 
 void EventLog::flush() {
   std::lock_guard<std::mutex> lock(mu_);
-  drain_locked();
-  if (fd_ >= 0 && ::fdatasync(fd_) != 0) io_errors_.fetch_add(1);
+  drain_locked(true);
 }
 
 void EventLog::note(const std::string& text, const std::string& fields_json, int64_t driver_ns) {
@@ -288,7 +370,8 @@ void EventLog::note(const std::string& text, const std::string& fields_json, int
   }
   j += ",\"text\":\"" + esc + "\"";
   if (!fields_json.empty()) j += "," + fields_json;
-  append_locked(j, 0);
+  append_locked(j);
+  settle_health_locked();
 }
 
 std::vector<std::pair<uint64_t, std::string>> EventLog::recent(uint64_t since) const {

@@ -43,6 +43,7 @@ const char* fault_name(FaultId f) {
     case FaultId::kStarvationStop: return "starvation_stop";
     case FaultId::kController: return "controller";
     case FaultId::kLoopOverrun: return "loop_overrun";
+    case FaultId::kEventLogWrite: return "event_log_write";
     case FaultId::kCount: break;
   }
   return "unknown";
@@ -87,6 +88,7 @@ SafetyConfig::SafetyConfig() {
   set(FaultId::kStarvationStop, Response::kStop);
   set(FaultId::kController, Response::kStop);
   set(FaultId::kLoopOverrun, Response::kStop);
+  set(FaultId::kEventLogWrite, Response::kWarn);  // the robot is fine; the record of it is not
 }
 
 CommandLimiter::CommandLimiter(const RobotParams& p, const SafetyConfig& c, double dt_s) : p_(p) {

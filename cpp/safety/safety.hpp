@@ -5,8 +5,9 @@
 // Contract
 //  - SafetyConfig is plain data filled at configuration time. A threshold of 0 disables the
 //    monitor it belongs to (documented per field); the C++ default-constructed config only keeps
-//    the monitors that need no threshold (driver errors, non-finite values, controller failure),
-//    so a loop built without a safety config behaves as before the supervisor existed.
+//    the monitors that need no threshold (driver errors, non-finite values, controller failure,
+//    the event log's writes), so a loop built without a safety config behaves as before the
+//    supervisor existed.
 //  - CommandLimiter::apply() is [tick]: no allocation, no exceptions; it is a pure function of its
 //    inputs (tested property-based from Python).
 #pragma once
@@ -57,6 +58,8 @@ enum class FaultId : int32_t {
   kStarvationStop,    // ... and for starvation_stop_ms
   kController,        // the active controller failed (whole-body QP failed N ticks in a row)
   kLoopOverrun,       // overrun_max overruns within overrun_window_ticks
+  kEventLogWrite,     // the event log's writer cannot write (disk full, I/O errors, file gone): not a stop,
+                      // but the run is no longer recorded (read from the ring's health flag: no I/O on the tick)
   kCount,
 };
 inline constexpr int kNumFaults = static_cast<int>(FaultId::kCount);
@@ -104,6 +107,10 @@ struct SafetyConfig {
   // --- loop
   int overrun_window_ticks = 0;      // 0: off; at most 1024
   int overrun_max = 0;               // fault at this many overruns inside the window
+  // --- event log (written off the tick by an EventLog; cpp/safety/events.hpp)
+  bool event_log_monitor = true;     // event_log_write while the log's writer fails (needs no threshold)
+  uint64_t event_log_rotate_bytes = uint64_t{64} << 20;  // rotate the log file before it passes this (>= 4096)
+  int event_log_keep_files = 5;      // rotated files kept: <path>.1 (newest) .. <path>.<keep> (1..99)
   // --- limiter
   double rate_limit_scale = 0;       // |q target step| <= scale * dq_max * dt when stiff (0: off)
   // --- responses (indexed by FaultId)

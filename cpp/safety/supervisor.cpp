@@ -88,6 +88,11 @@ Supervisor::Supervisor(const RobotParams& p, const SafetyConfig& cfg, double dt_
   if (cfg.clamp_quiet_ticks < 1) fail("clamp_quiet_ticks must be >= 1");
   if (cfg.overrun_max < 0 || (cfg.overrun_window_ticks > 0 && cfg.overrun_max > cfg.overrun_window_ticks))
     fail("overrun_max must be in [0, overrun_window_ticks]");
+  if (cfg.event_log_rotate_bytes < 4096)
+    fail("event_log_rotate_bytes must be >= 4096, found " + std::to_string(cfg.event_log_rotate_bytes));
+  if (cfg.event_log_keep_files < 1 || cfg.event_log_keep_files > 99)
+    fail("event_log_keep_files must be in [1, 99], found " + std::to_string(cfg.event_log_keep_files));
+  if (ring_) ring_->set_log_rotation(cfg.event_log_rotate_bytes, cfg.event_log_keep_files);  // read by its EventLog
   for (int f = 0; f < kNumFaults; ++f)
     if (static_cast<int>(cfg.response[f]) < 0 || static_cast<int>(cfg.response[f]) > static_cast<int>(Response::kCut))
       fail(std::string("unknown response for fault ") + fault_name(static_cast<FaultId>(f)));

@@ -91,7 +91,7 @@ struct SupervisorStatus {
   std::array<uint64_t, kNumFaults> raised_tick{};  // last tick each fault was raised (0: never)
   bool enabled = false;
   bool pose_interpolated = false;
-  uint64_t io_errors = 0;
+  uint64_t io_errors = 0;          // the event log's failed writes (its ring's log_io_errors())
   bool stream_expected = false;
   double stream_age_ms = 0;
   uint64_t derated = 0;           // joints whose limits are derated (bit per motor index)

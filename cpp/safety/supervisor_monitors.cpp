@@ -1,5 +1,5 @@
 // Supervisor: the monitors run every tick (freshness, attitude, joints, motors, power, policy
-// stream, controller, loop timing) and the sample bookkeeping they read. [tick]: called from step().
+// stream, controller, loop timing, event log health) and the sample bookkeeping they read. [tick]: called from step().
 #include "safety/supervisor.hpp"
 
 #include <algorithm>
@@ -138,6 +138,13 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
     ++overrun_pos_;
     if (cfg_.overrun_max > 0 && overrun_count_ >= cfg_.overrun_max)
       raise(FaultId::kLoopOverrun, -1, static_cast<double>(overrun_count_), cond);
+  }
+  // event log: its writer (off the tick) reports failed writes through the ring; two relaxed
+  // atomic loads here, no I/O. The value is the number of failed writes so far.
+  if (ring_) {
+    st_.io_errors = ring_->log_io_errors();
+    if (cfg_.event_log_monitor && ring_->log_failing())
+      raise(FaultId::kEventLogWrite, -1, static_cast<double>(st_.io_errors), cond);
   }
 }
 

@@ -7,21 +7,108 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 from vertebra.runtime.commands import progress, robot_names
 
 
+def _argument_error(flag: str, e: Any) -> str:
+    """One line for a refused flag, from the ConfigError of the class that declares its bounds."""
+    return f"{flag}: found {e.found!r}; valid: {e.valid}"
+
+
+def _check_numbers(args: argparse.Namespace) -> str | None:
+    """--duration and --push-n (declared by SimArguments) and --rate (declared by the deploy config's
+    loop options, the field --rate overrides)."""
+    from vertebra.runtime.deploy import LoopOptions
+    from vertebra.runtime.errors import ConfigError
+    from vertebra.runtime.schema import Section, field
+
+    class SimArguments(Section):
+        """What `vertebra sim` checks before it builds anything."""
+
+        duration = field(float, lo=0.0, lo_open=True, doc="seconds to hold standing after release")
+        push_n = field(float, lo=0.0, lo_open=True, doc="push force, N")
+
+    try:
+        SimArguments(duration=args.duration, push_n=args.push_n)
+    except ConfigError as e:
+        return _argument_error("--" + e.field.replace("_", "-"), e) + " " + (
+            "seconds" if e.field == "duration" else "N")
+    if args.rate is not None:
+        try:
+            LoopOptions(rate_hz=args.rate)
+        except ConfigError as e:
+            return _argument_error("--rate", e) + " Hz (the control rate)"
+    return None
+
+
+def _check_rate(rate: float, robot: Any, flag: str) -> str | None:
+    """The robot config, validated again with `rate` as its control rate (the simulator steps an
+    integer number of times per tick): None when it accepts it, else what is wrong and what is valid."""
+    from vertebra.runtime.config import RobotConfig
+    from vertebra.runtime.deploy import LoopOptions
+    from vertebra.runtime.errors import ConfigError
+    from vertebra.runtime.schema import read_yaml
+
+    if rate == robot.control_rate_hz:
+        return None
+    data = read_yaml(robot.file)
+    data["control_rate_hz"] = rate
+    try:
+        RobotConfig.from_dict(data, robot.file)
+    except ConfigError as e:
+        if e.field != "sim.sim_rate_hz":
+            return f"{flag}: found {rate:g}; {e}"
+        sim = robot.sim.sim_rate_hz
+        bounds = LoopOptions.declared_fields["rate_hz"]
+        ok = []
+        k = 1
+        while sim / k >= (bounds.lo or 1.0):
+            r = sim / k
+            if r == int(r) and (bounds.hi is None or r <= bounds.hi):
+                ok.append(f"{r:g}")
+            k += 1
+        return (f"{flag}: found {rate:g}; valid: a rate the simulator's {sim:g} Hz (sim.sim_rate_hz in {robot.file}) "
+                f"is an integer multiple of: {', '.join(ok) or f'{sim:g} / k for an integer k'}")
+    return None
+
+
+def _check_event_log(log: str, given: bool) -> str | None:
+    """The event log must be a file this process can append to (created, with its folder, if missing)."""
+    flag = "--event-log" if given else "--event-log (default)"
+    p = Path(log)
+    if p.is_dir():
+        return f"{flag} {log} is a directory; valid: a file to append to, e.g. {p / 'events.jsonl'}"
+    folder = p.absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"{flag} {log}: cannot create its folder {folder} ({e.strerror}); valid: a file in a writable folder"
+    try:  # O_NONBLOCK: a pipe nobody reads is refused instead of blocking here
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        return f"{flag} {log}: cannot open it for appending ({e.strerror}); valid: a writable file"
+    os.close(fd)
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"vertebra sim: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
-    from vertebra.runtime.config import ConfigError
+    from vertebra.runtime.config import ConfigError, RobotConfig
     from vertebra.runtime.sim_runtime import SimRuntime
 
-    if args.duration <= 0:
-        print("vertebra sim: --duration must be > 0 seconds", file=sys.stderr)
-        return 2
+    bad = _check_numbers(args)
+    if bad:
+        return _fail(bad)
     if args.view and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        print("vertebra sim: --view needs a display (DISPLAY is not set); run without --view, or under X "
-              "(e.g. xvfb-run -a vertebra sim ... --view)", file=sys.stderr)
-        return 2
+        return _fail("--view needs a display (DISPLAY is not set); run without --view, or under X "
+                     "(e.g. xvfb-run -a vertebra sim ... --view)")
     try:
         if args.push_search:
             from vertebra.runtime.scenarios import find_max_push
@@ -33,12 +120,13 @@ def run(args: argparse.Namespace) -> int:
         args.controller_given = args.controller is not None
         args.controller = args.controller or "pd"
         if args.scenario and args.controller != "wbc" and not args.config:
-            print("vertebra sim: --scenario needs --controller wbc", file=sys.stderr)
-            return 2
+            return _fail("--scenario needs --controller wbc")
         from vertebra.safety.events import default_log_path
 
         log = args.event_log or str(default_log_path())
-        os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
+        bad = _check_event_log(log, args.event_log is not None)
+        if bad:
+            return _fail(bad)
         if args.config:
             # The deploy config names robot, driver, safety, controller and loop; flags given override it.
             from vertebra.runtime.deploy import DeployConfig
@@ -47,7 +135,12 @@ def run(args: argparse.Namespace) -> int:
             over: dict = {"event_log": log}
             if args.lockstep:
                 over["lockstep"] = True
-            if args.rate:
+            rate = d.rate_hz if args.rate is None else args.rate
+            flag = "--rate" if args.rate is not None else f"{args.config}: loop.rate_hz"
+            bad = _check_rate(rate, d.robot_config(), flag)
+            if bad:
+                return _fail(bad)
+            if args.rate is not None:
                 over["rate_hz"] = args.rate
             if args.controller_given:
                 over["controller"] = args.controller
@@ -55,14 +148,19 @@ def run(args: argparse.Namespace) -> int:
             args.robot, args.controller = rt.cfg.name, rt.controller
         else:
             if not args.robot:
-                print("vertebra sim: give --robot or --config (a deploy config)", file=sys.stderr)
-                return 2
-            rt = SimRuntime(args.robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
+                return _fail("give --robot or --config (a deploy config)")
+            robot = RobotConfig.load(args.robot)
+            if args.rate is not None:
+                bad = _check_rate(args.rate, robot, "--rate")
+                if bad:
+                    return _fail(bad)
+            rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
                             command_latency_ms=args.latency_ms, controller=args.controller, event_log=log)
         rt.events.note(f"vertebra sim --robot {args.robot} started", "", 0)
     except ConfigError as e:
-        print(f"vertebra sim: bad configuration: {e}", file=sys.stderr)
-        return 2
+        return _fail(f"bad configuration: {e}".replace("\n", " "))
+    except (ValueError, RuntimeError, OSError) as e:  # the C++ core refusing its configuration
+        return _fail(f"cannot build the runtime: {e}".replace("\n", " "))
     viewer = None
     try:
         if args.view:
@@ -85,9 +183,19 @@ def run(args: argparse.Namespace) -> int:
             report.update(scenario)
             report["max_tilt_deg"] = scenario["max_tilt_deg"]
     finally:
-        rt.close()
+        rt.close()  # the last events are flushed here: the event log's counters are final after it
         if viewer is not None:
             viewer.close()
+    snap = rt.status()
+    report["active_faults"] = list(snap["active_faults"])
+    report["event_log"] = {"path": log, "events": int(rt.events.written), "io_errors": int(rt.events.io_errors),
+                           "dropped": int(snap["events_dropped"])}  # events: logged (in memory; on disk unless failed)
+    log_ok = report["event_log"]["io_errors"] == 0 and report["event_log"]["dropped"] == 0
+    if not log_ok:
+        el = report["event_log"]
+        raised = "; fault event_log_write was raised" if "event_log_write" in snap["raised_tick"] else ""
+        print(f"vertebra sim: the event log {log} is incomplete: {el['io_errors']} I/O error(s) (failed writes or "
+              f"fsyncs), {el['dropped']} event(s) dropped (ring full){raised}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:
@@ -98,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"loop {report['loop']['rate_hz']:g} Hz ({report['clock']}): lateness p50 {lat['p50']} us, "
               f"p99 {lat['p99']} us, p99.9 {lat['p999']} us, max {lat['max']} us, "
               f"overruns {report['loop']['overruns']}")
-    return 0 if not report["faults"] and not report.get("fell", False) else 1
+    return 0 if not report["faults"] and not report.get("fell", False) and log_ok else 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,7 +225,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="step the simulator from the loop as fast as possible (deterministic) instead of real time")
     s.add_argument("--json", action="store_true", help="print one JSON object with the result")
     s.add_argument("--verbose", action="store_true", help="show phase progress even with --json")
-    s.add_argument("--rate", type=float, default=None, help="control rate in Hz (default: the robot config's)")
+    s.add_argument("--rate", type=float, default=None,
+                   help="control rate in Hz, 50..2000 and a divisor of the robot's simulator rate (default: the "
+                        "robot config's, or the deploy config's loop.rate_hz)")
     s.add_argument("--noise", action="store_true", help="enable the sensor noise configured for the robot")
     s.add_argument("--latency-ms", type=float, default=None, help="command latency to emulate, ms (default: config)")
     s.add_argument("--view", action="store_true", help="open the MuJoCo viewer (needs a display)")
@@ -133,5 +243,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "survives on the whole-body controller without stepping")
     s.add_argument("--event-log", default=None, metavar="PATH",
                    help="append safety events here (default: $VERTEBRA_LOG_DIR/events.jsonl, else "
-                        "~/.local/state/vertebra/events.jsonl); read them with 'vertebra events'")
+                        "~/.local/state/vertebra/events.jsonl); read them with 'vertebra events'. Write failures "
+                        "are reported (stderr, the JSON's event_log) and raise the warning fault event_log_write")
     s.set_defaults(func=run)

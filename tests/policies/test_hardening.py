@@ -391,7 +391,9 @@ def test_tcp_without_curve_is_refused_unless_insecure_is_explicit(tmp_path, caps
     assert "WITHOUT encryption" in capsys.readouterr().err
 
 
-def test_the_allowlist_reloads_and_revokes_open_connections(tmp_path):
+def curve_keys(tmp_path):
+    """Server and client certificates, the client allowlisted: (server public file, server secret
+    file, allowlist folder, keys folder)."""
     import zmq.auth
 
     keys, allowed = tmp_path / "keys", tmp_path / "allowed"
@@ -400,6 +402,13 @@ def test_the_allowlist_reloads_and_revokes_open_connections(tmp_path):
     server_pub_file, server_secret = zmq.auth.create_certificates(str(keys), "server")
     zmq.auth.create_certificates(str(keys), "robot")
     shutil.copy(keys / "robot.key", allowed / "robot.key")
+    return server_pub_file, server_secret, allowed, keys
+
+
+def test_the_allowlist_reloads_and_revokes_open_connections(tmp_path):
+    import zmq.auth
+
+    server_pub_file, server_secret, allowed, keys = curve_keys(tmp_path)
     with pytest.raises(ConfigError, match="server_secret_key.*only a public key"):
         ServerConfig.load(write_cfg(tmp_path, bind="tcp://127.0.0.1:0", curve={
             "enabled": True, "server_secret_key": server_pub_file, "allowed_clients": str(allowed)}))
@@ -499,3 +508,67 @@ def test_a_bad_observation_or_package_gets_its_own_code(pose_server, tmp_path):
         c.close()
     finally:
         s.stop()
+
+
+def test_actions_are_limited_to_the_declared_range_and_never_read_by_position(tmp_path):
+    from vertebra.policies.package import RANGE_STDS, OnnxPolicy, PackageError, PolicyPackage
+
+    names = RobotConfig.load("go2").joint_names
+    dflt = PolicyPackage.load(GO2_POSE).spec  # no range declared: the training distribution's mean +- 5 std
+    assert np.allclose(dflt.action_max, dflt.action_mean + RANGE_STDS * dflt.action_std)
+    pol = OnnxPolicy(PolicyPackage.load(GO2_POSE))
+    with pytest.raises(ValueError, match="no joint mapping"):  # the first N state values are not read as the joints
+        pol.infer(go2_obs(names, np.random.default_rng(0)))
+    mid = dflt.action_mean.tolist()
+    narrow = edited_package(tmp_path, "narrow", lambda d: d["outputs"].update(
+        range={"min": [m - 0.01 for m in mid], "max": [m + 0.01 for m in mid]}))
+    s = Serving(write_cfg(tmp_path, robot="go2", default="pose", policies={"pose": {"kind": "package",
+                                                                                    "path": str(narrow)}}))
+    try:
+        c = PolicyClient(s.srv.endpoint)
+        c.hello(joint_names=names)
+        obs = go2_obs(names, np.random.default_rng(0))
+        obs["command"] = np.array([0.4, -0.4, 0.5, -0.1], np.float32)  # far from neutral: big actions
+        a = c.infer(obs)["actions"]
+        assert np.all(a >= np.float32(mid) - 0.01 - 1e-6) and np.all(a <= np.float32(mid) + 0.01 + 1e-6)
+        assert np.abs(a - np.float32(mid)).max() > 0.009  # it did clip
+        c.close()
+    finally:
+        s.stop()
+    bad = edited_package(tmp_path, "badrange", lambda d: d["outputs"].update(range={"min": [1.0] * 12,
+                                                                                    "max": [0.0] * 12}))
+    with pytest.raises(PackageError, match="range: min 1 > max 0"):
+        PolicyPackage.load(bad)
+
+
+def test_vertebra_serve_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp_path):
+    import zmq.auth
+
+    _, server_secret, allowed, keys = curve_keys(tmp_path)
+    cfg = write_cfg(tmp_path, bind="tcp://127.0.0.1:0", curve={
+        "enabled": True, "server_secret_key": server_secret, "allowed_clients": str(allowed)})
+    port = 45000 + os.getpid() % 5000
+    proc = subprocess.Popen([sys.executable, "-m", "vertebra.runtime.cli", "serve", "--config", str(cfg), "--bind",
+                             f"tcp://127.0.0.1:{port}", "--quiet"], stderr=subprocess.PIPE, text=True)
+    try:
+        spub, _ = zmq.auth.load_certificate(str(keys / "server.key"))
+        pub, sec = zmq.auth.load_certificate(str(keys / "robot.key_secret"))
+        c = PolicyClient(f"tcp://127.0.0.1:{port}", server_public_key=spub, public_key=pub, secret_key=sec)
+        assert c.infer({}, timeout_s=30)["actions"].shape == (8, 4)
+        (allowed / "robot.key").unlink()
+        proc.send_signal(signal.SIGHUP)
+        end = time.monotonic() + 10
+        while True:
+            try:
+                c.infer({}, timeout_s=1)
+            except PolicyError as e:
+                assert e.code == "unauthorized"
+                break
+            assert time.monotonic() < end, "SIGHUP did not revoke the key"
+            time.sleep(0.05)
+        c.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -31,7 +31,7 @@ DEFAULT_RESPONSES = {
     "joint_velocity": "stop", "loop_overrun": "stop", "motor_error": "stop", "non_finite_command": "hold",
     "non_finite_state": "stop", "starvation_hold": "hold", "starvation_stop": "stop", "state_frozen": "stop",
     "state_loss": "stop", "temperature_derate": "derate", "temperature_stop": "stop", "temperature_warn": "warn",
-    "tilt": "warn", "torque": "stop",
+    "tilt": "warn", "torque": "stop", "event_log_write": "warn",
 }
 COMMON = {
     "clamp_quiet_ticks": 250, "derate_scale": 0.6, "estop_cut": False, "fall_tilt_deg": 40.0, "frozen_ms": 40.0,
@@ -148,7 +148,7 @@ def test_switches_and_several_disabled_groups_are_all_listed(g1, raw):
     assert not c.joint_limit_monitor and not c.motor_error_monitor and c.velocity_fault_scale == 1.2
     assert [path for path, _ in SafetySettings.monitor_list()] == [
         "state", "attitude", "joints", "joints.limit_monitor", "motors", "motors.error_monitor", "battery", "policy",
-        "loop", "limiter"]
+        "loop", "limiter", "event_log", "event_log.write_monitor"]
 
 
 @pytest.mark.parametrize("path", ["state.timeout_ms", "attitude.fall_rate_rad_s", "battery.stop_v",
