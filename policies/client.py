@@ -12,16 +12,22 @@ Same host: ``use_shared_memory()`` moves ``infer``/``submit``/``poll`` onto a sh
 the socket. Other requests stay on the socket.
 
 Recovery, without the caller's help:
-- Every request has an id and a deadline (``time.time_ns()`` + its timeout); a reply that is not
-  the one awaited (the late answer to a request that timed out) is dropped, so one timeout never
-  poisons the next call. The server drops requests whose deadline passed.
-- The socket queues nothing for a server that is not connected (ZMQ_IMMEDIATE): requests made
-  while the server was down are never replayed to the next one.
+- Every request has an id; a reply that is not the one awaited (the late answer to a request that
+  timed out) is dropped, so one timeout never poisons the next call.
+- Observations carry a deadline on the server's clock (its offset measured at ``hello``, so hosts
+  whose clocks disagree still agree on it); the server drops an observation past its deadline.
+  Before the first ``hello`` observations carry none.
+- The socket queues nothing for a server that is not connected (ZMQ_IMMEDIATE, with heartbeats so
+  a dead peer is noticed within seconds): requests made while the server was down are never
+  replayed to the next one.
 - Observations carry the joint mapping ``hello`` returned; on ``unknown_mapping``, or when the
   server id in a reply changes (the server restarted), the client sends ``hello`` again, re-opens
   its shared-memory channel if it had one, and retries once.
 - On the shared-memory channel, a request not answered by its deadline is abandoned; the next call
-  probes the server over the socket and re-opens the channel.
+  probes the server over the socket and re-opens the channel (at once when the server marked the
+  channel closed).
+- ``submit()`` attempts such a recovery at most once per ``submit_timeout_s`` and waits at most
+  that long for it; between attempts it returns 0 at once. ``last_error`` keeps the last failure.
 """
 
 from __future__ import annotations
@@ -32,7 +38,15 @@ from typing import Any
 
 import zmq
 
-from vertebra.policies.protocol import DEFAULT_MAX_BYTES, decode, encode, encode_shm
+from vertebra.policies.protocol import DEFAULT_MAX_BYTES, ProtocolError, decode, encode, encode_shm
+from vertebra.runtime.errors import VertebraError
+
+HEARTBEAT_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+
+
+class _ChannelClosed(Exception):
+    """The server closed our shared-memory channel (idle, or it failed)."""
 
 
 class PolicyError(RuntimeError):
@@ -69,6 +83,9 @@ class PolicyClient:
         self._outstanding_deadline = 0.0
         self._shm_lost = False
         self._needs_hello = False
+        self._clock_offset_ns: int | None = None  # server time.time_ns() minus ours, from hello
+        self._next_recovery = 0.0  # submit: no recovery attempt before this (monotonic)
+        self.last_error: BaseException | None = None
         self.spin_s = 0.0
         self.sock = self._socket()
 
@@ -76,6 +93,8 @@ class PolicyClient:
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.IMMEDIATE, 1)  # queue only to a connected server: nothing replayed to the next one
+        s.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)  # a dead peer (or network) is noticed, not waited on
+        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         spub, pub, sec = self._keys
         if spub is not None:
             s.curve_serverkey = spub
@@ -86,23 +105,36 @@ class PolicyClient:
         return s
 
     # -- blocking calls (tools, tests, benchmarks) ---------------------------------------------------
-    def _stamp(self, msg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        out = dict(msg)
-        out.setdefault("id", next(self._ids))
-        out["deadline_ns"] = time.time_ns() + int(timeout_s * 1e9)
-        return out
+    def _deadline(self, timeout_s: float) -> int | None:
+        """An observation's deadline on the server's clock (None before hello measured it)."""
+        if self._clock_offset_ns is None:
+            return None
+        return time.time_ns() + self._clock_offset_ns + int(timeout_s * 1e9)
+
+    def _frame(self, msg: dict[str, Any]) -> bytes:
+        data = encode(msg)
+        if len(data) > self.max_bytes:
+            raise ProtocolError("too_large", f"message of {len(data)} bytes exceeds the limit of {self.max_bytes}")
+        return data
 
     def call(self, msg: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
         """Send a request and wait for its own reply (others are dropped)."""
-        msg = self._stamp(msg, timeout_s)
+        msg = {**msg, "id": msg.get("id") or next(self._ids)}
+        if msg["type"] == "infer":
+            deadline = self._deadline(timeout_s)
+            if deadline is not None:
+                msg["deadline_ns"] = deadline
+        data = self._frame(msg)
         end = time.monotonic() + timeout_s
-        try:
-            self.sock.send(encode(msg), flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            # Nothing connected (IMMEDIATE): wait for the connection within the timeout.
-            if not self.sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
-                raise TimeoutError(f"no policy server at {self.endpoint} within {timeout_s:g} s") from None
-            self.sock.send(encode(msg), flags=zmq.NOBLOCK, copy=False)
+        while True:
+            try:
+                self.sock.send(data, flags=zmq.NOBLOCK, copy=False)
+                break
+            except zmq.Again:
+                # Nothing connected (IMMEDIATE): wait for the connection within the timeout.
+                left = end - time.monotonic()
+                if left <= 0 or not self.sock.poll(max(1, int(left * 1000)), zmq.POLLOUT):
+                    raise TimeoutError(f"no policy server at {self.endpoint} within {timeout_s:g} s") from None
         return self._wait(msg["id"], end, timeout_s)
 
     def _wait(self, rid: int, end: float, timeout_s: float) -> dict[str, Any]:
@@ -139,7 +171,12 @@ class PolicyClient:
             self.joint_names = list(joint_names)
         if self.joint_names is not None:
             msg["joint_names"] = self.joint_names
+        t0 = time.time_ns()
         self.metadata = self.call(msg, timeout_s)
+        t1 = time.time_ns()
+        server_ns = self.metadata.get("time_ns")
+        # The server read its clock about half-way through the round trip.
+        self._clock_offset_ns = int(server_ns) - (t0 + t1) // 2 if isinstance(server_ns, int) else None
         self.mapping = self.metadata.get("mapping")
         self._needs_hello = False
         return self.metadata
@@ -172,7 +209,14 @@ class PolicyClient:
                 if e.code != "unknown_mapping" or self.joint_names is None or attempt:
                     raise
                 self._needs_hello = True
+            except _ChannelClosed:
+                if attempt:
+                    raise TimeoutError("the server closed the shared-memory channel twice") from None
+                self._shm_lost = True
             except TimeoutError:
+                # Next time, hello first: it re-measures the clock offset (a server that drops
+                # everything as expired after its clock jumped) and re-sends the mapping.
+                self._needs_hello = self.joint_names is not None or self._clock_offset_ns is not None
                 if self.shm is None or attempt:
                     raise
                 self._probe(timeout_s)  # a lost channel (restarted server): find out over the socket
@@ -221,7 +265,11 @@ class PolicyClient:
         self._shm_args = None
 
     def _shm_send(self, msg: dict[str, Any], timeout_s: float) -> None:
-        msg["deadline_ns"] = time.time_ns() + int(timeout_s * 1e9)
+        if self.shm.closed_by_server():
+            raise _ChannelClosed()
+        deadline = self._deadline(timeout_s)
+        if deadline is not None:
+            msg["deadline_ns"] = deadline
         self.shm.write_request(encode_shm(msg, self._arena))
         self._outstanding = msg["id"]
         self._outstanding_deadline = time.monotonic() + timeout_s
@@ -253,9 +301,12 @@ class PolicyClient:
                     pass
             self._outstanding = 0
         self._shm_send(msg, timeout_s)
-        if not self.shm.wait_reply(timeout_s, self.spin_s):
+        if not self.shm.wait_reply(timeout_s, self.spin_s, self.shm.closed_by_server):
             self._outstanding = 0  # abandoned: a late reply carries its id and is dropped
             raise TimeoutError(f"no reply from the policy server within {timeout_s:g} s")
+        if self.shm.closed_by_server() and not self.shm.reply_ready():
+            self._outstanding = 0
+            raise _ChannelClosed()
         reply = self._shm_reply()
         if reply is None:
             raise TimeoutError("the shared-memory channel answered another request")
@@ -263,15 +314,30 @@ class PolicyClient:
 
     # -- non-blocking (the runtime) ------------------------------------------------------------------
     def submit(self, obs: dict[str, Any], t_obs_ns: int | None = None) -> int:
-        """Send an observation; never blocks waiting for the server (a full send queue or no
-        connected server drops it and returns 0; on shared memory, so does a request still waiting
-        for its reply). After a server restart the first submit re-handshakes (bounded by
-        submit_timeout_s) before sending."""
+        """Send an observation; never waits for the server beyond a bounded recovery (a full send
+        queue, no connected server, a request still waiting for its reply on shared memory, or a
+        recovery not yet due: it returns 0). After a server restart or a lost channel the first due
+        submit re-handshakes, waiting at most submit_timeout_s; failures go to last_error."""
+        try:
+            return self._submit(obs, t_obs_ns)
+        except (TimeoutError, PolicyError, OSError, VertebraError, zmq.ZMQError, _ChannelClosed) as e:
+            self.last_error = e
+            return 0
+
+    def _recovery_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_recovery:
+            return False
+        self._next_recovery = now + self.submit_timeout_s
+        return True
+
+    def _submit(self, obs: dict[str, Any], t_obs_ns: int | None) -> int:
+        if self.shm is not None and self.shm.closed_by_server():
+            self._shm_lost = True
         if self._needs_hello or self._shm_lost:
-            try:
-                self._recover(self.submit_timeout_s)
-            except (TimeoutError, PolicyError, OSError):
+            if not self._recovery_due():
                 return 0
+            self._recover(self.submit_timeout_s)
         msg = self._infer_msg(obs, t_obs_ns)
         if self.shm is not None:
             if self._outstanding:
@@ -279,31 +345,33 @@ class PolicyClient:
                     return 0
                 # Unanswered past its deadline: the channel may be gone (server restarted).
                 self._outstanding = 0
-                try:
+                if self._recovery_due():
                     self._probe(self.submit_timeout_s)
-                except (TimeoutError, PolicyError):
-                    return 0
                 return 0
             self._shm_send(msg, self.submit_timeout_s)
             self.last_id = msg["id"]
             return msg["id"]
-        msg["deadline_ns"] = time.time_ns() + int(self.submit_timeout_s * 1e9)
+        deadline = self._deadline(self.submit_timeout_s)
+        if deadline is not None:
+            msg["deadline_ns"] = deadline
         try:
-            self.sock.send(encode(msg), flags=zmq.NOBLOCK, copy=False)
+            self.sock.send(self._frame(msg), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return 0
         self.last_id = msg["id"]
         return msg["id"]
 
     def poll(self) -> dict[str, Any] | None:
-        """The newest reply to a submitted observation that has arrived (older ones are dropped), or
-        None. An error reply raises PolicyError (after ``unknown_mapping`` the next submit re-sends
-        hello first)."""
+        """The newest reply to a submitted observation that has arrived (older ones, and replies
+        to other requests, are dropped), or None. An error reply to the latest submitted
+        observation raises PolicyError when no newer good reply came with it (after
+        ``unknown_mapping`` the next submit re-sends hello first)."""
         if self.shm is not None:
             if not (self._outstanding and self.shm.reply_ready()):
                 return None
             return self._shm_reply()
-        newest = None
+        newest: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
         while True:
             try:
                 frame = self.sock.recv(zmq.NOBLOCK, copy=False)
@@ -311,11 +379,19 @@ class PolicyClient:
                 break
             reply = decode(frame.buffer, self.max_bytes, requests=False)
             self._seen_server(reply)
+            rid = reply.get("id", 0)
             if reply.get("type") == "error":
                 if reply.get("code") == "unknown_mapping":
                     self._needs_hello = True
-                raise PolicyError(str(reply.get("code")), str(reply.get("message")))
-            newest = reply
+                if rid == self.last_id or not rid:
+                    error = reply
+            elif reply.get("type") == "infer_reply":
+                if newest is None or rid > newest.get("id", 0):
+                    newest = reply
+        if newest is not None and (error is None or newest.get("id", 0) >= self.last_id):
+            return newest
+        if error is not None:
+            raise PolicyError(str(error.get("code")), str(error.get("message")))
         return newest
 
     def close(self) -> None:

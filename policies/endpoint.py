@@ -67,11 +67,19 @@ class EndpointLock:
             return
         if not path.parent.is_dir():
             raise EndpointError(f"bind {endpoint}: the folder {path.parent} does not exist")
-        lock = Path(str(path) + ".lock")
+        # One lock per socket, however the path is spelled (a linked folder, "..").
+        lock = Path(os.path.realpath(path.parent)) / (path.name + ".lock")
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Never through a link (another user could point it at one of our files, which we would
+            # then truncate), and only our own regular file.
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY, 0o600)
         except OSError as e:
             raise EndpointError(f"bind {endpoint}: cannot open the lock file {lock}: {e.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            os.close(fd)
+            raise EndpointError(f"bind {endpoint}: the lock file {lock} is not a regular file of this user; "
+                                "remove it or bind another endpoint")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

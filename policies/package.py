@@ -435,7 +435,8 @@ class OnnxPolicy:
                     raise ValueError("observation: no joint mapping (the client's hello joint_names) to read "
                                      f"state '{kind}' by name")
                 idx = [self.joint_index[j] for j in joints]
-                parts.append(np.asarray(v, dtype=np.float32)[idx])
+                with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+                    parts.append(np.asarray(v, dtype=np.float32)[idx])
             x = (np.concatenate(parts) - s.state_mean) / s.state_std
             feeds[s.state_input] = x[None].astype(np.float32)
         if s.command_input:
@@ -449,6 +450,10 @@ class OnnxPolicy:
             if not isinstance(text, str):
                 raise ValueError("observation: 'instruction' must be a string")
             feeds[s.instruction_input] = s.tokenizer.encode(text)[None]
+        for name, x in feeds.items():  # what the model reads (float32 copies: a 1e300 became inf here)
+            if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+                raise ValueError(f"observation: input '{name}' is not finite after conversion to float32 "
+                                 "(NaN, infinity or beyond +-3.4e38)")
         return feeds
 
     def infer(self, obs: dict[str, Any]) -> np.ndarray:

@@ -49,6 +49,7 @@ Types are exact: integers are ints (not booleans, not floats), ``v`` is the inte
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import threading
 from typing import Any
@@ -66,6 +67,7 @@ ALLOWED_DTYPES = frozenset({"|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u
 
 MAX_JOINT_NAMES = 512  # joint names in one hello
 MAX_NAME_CHARS = 128
+MAX_DEPTH = 32  # nesting of maps and lists in one message
 
 REQUEST_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     # type -> required fields and their kinds (after the envelope's "v" and "type")
@@ -88,8 +90,9 @@ OPTIONAL_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 
 def mapping_id(joint_names: list[str]) -> str:
-    """The id of a joint-name order (what an observation's state arrays mean)."""
-    return hashlib.sha256("\x00".join(joint_names).encode()).hexdigest()[:16]
+    """The id of a joint-name order (what an observation's state arrays mean): a hash of an
+    unambiguous encoding (JSON), so two different lists never share an id by construction."""
+    return hashlib.sha256(json.dumps(list(joint_names)).encode()).hexdigest()[:32]
 
 
 def is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
@@ -100,10 +103,12 @@ def is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
 
 
 class ProtocolError(ValueError):
-    """A message that cannot be accepted; `code` is what the error reply says."""
+    """A message that cannot be accepted; `code` is what the error reply says, `id` the request's
+    id when its envelope could be read (0 otherwise)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, id: int = 0):  # noqa: A002 - the protocol's field name
         self.code = code
+        self.id = id
         super().__init__(message)
 
 
@@ -247,14 +252,36 @@ def encode(msg: dict[str, Any]) -> bytes:
         p.reset()
 
 
-def _build(obj: Any) -> Any:
+def _build(obj: Any, depth: int = 0) -> Any:
     if isinstance(obj, _RawArray):
         return obj.build()
+    if isinstance(obj, (dict, list)) and depth >= MAX_DEPTH:
+        raise ProtocolError("malformed", f"maps and lists nested deeper than {MAX_DEPTH}")
     if isinstance(obj, dict):
-        return {k: _build(v) for k, v in obj.items()}
+        return {k: _build(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_build(v) for v in obj]
+        return [_build(v, depth + 1) for v in obj]
     return obj
+
+
+def _check_request(t: str, msg: dict[str, Any]) -> None:
+    if t not in REQUEST_TYPES:
+        raise ProtocolError("unknown_type", f"unknown message type '{t}'; types are: {', '.join(REQUEST_TYPES)}")
+    for field, kind in REQUEST_TYPES[t].items():
+        if not is_kind(msg.get(field), kind):
+            raise ProtocolError("schema", f"'{t}' needs field '{field}' of kind {getattr(kind, '__name__', kind)}")
+    for field, kind in {**COMMON_FIELDS, **OPTIONAL_FIELDS.get(t, {})}.items():
+        if field in msg and not is_kind(msg[field], kind):
+            raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}, "
+                                          f"found {type(msg[field]).__name__}")
+    if t == "hello" and "joint_names" in msg:
+        names = msg["joint_names"]
+        if len(names) > MAX_JOINT_NAMES or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS
+                                                   and n.isprintable() for n in names):
+            raise ProtocolError("schema", f"'hello' field 'joint_names': at most {MAX_JOINT_NAMES} names of 1 to "
+                                          f"{MAX_NAME_CHARS} printable characters")
+        if len(set(names)) != len(names):
+            raise ProtocolError("schema", "'hello' field 'joint_names': a joint is named twice")
 
 
 def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = True,
@@ -282,21 +309,16 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = Tr
     if not isinstance(t, str):
         raise ProtocolError("malformed", "a message needs a string 'type'")
     if requests:
-        if t not in REQUEST_TYPES:
-            raise ProtocolError("unknown_type", f"unknown message type '{t}'; types are: {', '.join(REQUEST_TYPES)}")
-        for field, kind in REQUEST_TYPES[t].items():
-            if not is_kind(msg.get(field), kind):
-                raise ProtocolError("schema", f"'{t}' needs field '{field}' of kind {getattr(kind, '__name__', kind)}")
-        for field, kind in {**COMMON_FIELDS, **OPTIONAL_FIELDS.get(t, {})}.items():
-            if field in msg and not is_kind(msg[field], kind):
-                raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}, "
-                                              f"found {type(msg[field]).__name__}")
-        if t == "hello" and "joint_names" in msg:
-            names = msg["joint_names"]
-            if len(names) > MAX_JOINT_NAMES or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS
-                                                       for n in names):
-                raise ProtocolError("schema", f"'hello' field 'joint_names': at most {MAX_JOINT_NAMES} names of 1 to "
-                                              f"{MAX_NAME_CHARS} characters")
-            if len(set(names)) != len(names):
-                raise ProtocolError("schema", "'hello' field 'joint_names': a joint is named twice")
-    return _build(msg)
+        rid = msg.get("id")
+        rid = rid if type(rid) is int else 0
+        try:
+            _check_request(t, msg)
+        except ProtocolError as e:
+            e.id = rid
+            raise
+    try:
+        return _build(msg)
+    except ProtocolError as e:
+        rid = msg.get("id")
+        e.id = rid if type(rid) is int else 0
+        raise

@@ -7,8 +7,10 @@ an ``error`` reply naming what was wrong, and the server keeps serving; nothing 
 can stop the others being served (a failure on a shared-memory channel closes that channel only).
 
 What the server guarantees a robot:
-- An observation's state is mapped to the model by joint name, through a mapping the server
-  checked at ``hello`` and the observation names (``mapping``); without one, ``unknown_mapping``.
+- An observation's state is mapped to the model by joint name, through the mapping the client
+  declared at ``hello`` and the observation names (``mapping``); without one, ``unknown_mapping``.
+  (That the mapping holds every joint the policy reads is checked at each ``infer``: the active
+  policy can change after ``hello``.)
 - Every policy it loads or swaps to was checked against the robot it serves (``robot:`` in the
   config), field by field, as ``vertebra policy check`` does; an incompatible one is refused.
 - Loading runs on a loader thread: inference of the active policy never waits behind a load.
@@ -53,6 +55,9 @@ SERVER_NAME = "vertebra-policy-server"
 SHM_SPIN_S = 0.002
 SWEEP_S = 1.0  # how often dead or idle shared-memory channels are looked for
 SHM_REQUESTS = ("infer", "health", "reset")  # the rest go over the socket
+MAX_PENDING = 64  # load/swap requests waiting for the loader thread
+HEARTBEAT_MS = 1000  # ZMQ heartbeats on both sides: a dead peer is noticed in HEARTBEAT_TIMEOUT_MS
+HEARTBEAT_TIMEOUT_MS = 3000
 
 
 class NoopPolicy:
@@ -178,6 +183,8 @@ class PolicyServer:
         self.allowed: set[str] | None = None  # CURVE: the z85 public keys allowed now
         self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertebra-load")
         self.pending: list[tuple[Future, bytes, dict[str, Any], float]] = []
+        self.loading: dict[str, Future] = {}  # one build per policy name
+        self._swap_seq = 0
         # The default policy is loaded (and checked) before anything binds.
         self.policies[cfg.default] = self._build(cfg.default)
         self.active_name = cfg.default
@@ -189,6 +196,8 @@ class PolicyServer:
         # Messages over the limit get an error reply; ZMQ itself drops (and disconnects) only absurd
         # ones, beyond 4x the limit, so they never take memory.
         self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * cfg.max_message_bytes)
+        self.sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         try:
             if cfg.curve.enabled:
                 self._setup_curve()
@@ -196,6 +205,9 @@ class PolicyServer:
         except zmq.ZMQError as e:
             self._close_socket()
             raise EndpointError(f"bind {self.bind}: {e.strerror}") from None
+        except BaseException:
+            self._close_socket()
+            raise
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
@@ -288,7 +300,8 @@ class PolicyServer:
             return self._infer(msg)
         if t == "hello":
             reply = {"type": "hello_reply", "server": {"name": SERVER_NAME, "protocol": 1},
-                     "policy": self.policies[self.active_name].metadata(), "active": self.active_name, "mapping": None}
+                     "policy": self.policies[self.active_name].metadata(), "active": self.active_name, "mapping": None,
+                     "time_ns": time.time_ns()}  # the client stamps deadlines on this clock (offset from hello)
             names = msg.get("joint_names")
             if names is not None:
                 mid = mapping_id(names)
@@ -307,14 +320,27 @@ class PolicyServer:
             return {"type": "list_reply", "policies": list(self.cfg.policies), "loaded": list(self.policies),
                     "active": self.active_name}
         if t in ("load", "swap"):
-            self._known(msg["name"])
-            if msg["name"] in self.policies:
+            name = msg["name"]
+            self._known(name)
+            if t == "swap":
+                self._swap_seq += 1
+                msg = {**msg, "_swap_seq": self._swap_seq}  # a later swap supersedes this one
+            if name in self.policies:
                 return self._load_reply(msg)
-            self.pending.append((self.loader.submit(self._build, msg["name"]), ident, msg, time.monotonic()))
+            if len(self.pending) >= MAX_PENDING:
+                raise ProtocolError("busy", f"{len(self.pending)} load/swap requests are waiting; try again later")
+            fut = self.loading.get(name)
+            if fut is None:  # one build per policy, however many ask for it
+                fut = self.loading[name] = self.loader.submit(self._build, name)
+            self.pending.append((fut, ident, msg, time.monotonic()))
             return None
         if t == "reload":
             if self.cfg.curve.enabled:
-                return {"type": "reload_reply", "allowed_clients": self.reload_allowlist()}
+                try:
+                    return {"type": "reload_reply", "allowed_clients": self.reload_allowlist()}
+                except (OSError, ValueError) as e:
+                    raise ProtocolError("bad_allowlist", f"allowed_clients {self.cfg.curve.allowed_clients}: {e}; "
+                                                         "the previous allowlist stays") from None
             return {"type": "reload_reply", "allowed_clients": None}
         if t == "reset":
             return {"type": "reset_reply"}
@@ -353,14 +379,23 @@ class PolicyServer:
         name = msg["name"]
         if msg["type"] == "load":
             return {"type": "load_reply", "loaded": name}
+        if msg["_swap_seq"] != self._swap_seq:  # another swap was asked for after this one: it wins
+            return {"type": "swap_reply", "active": self.active_name, "superseded": True,
+                    "policy": self.policies[self.active_name].metadata()}
         self.active_name = name
-        return {"type": "swap_reply", "active": name, "policy": self.policies[name].metadata()}
+        return {"type": "swap_reply", "active": name, "superseded": False, "policy": self.policies[name].metadata()}
 
     def _finish_loads(self) -> None:
-        """Answer the loads the loader thread finished (the policy joins the set on this thread)."""
+        """Answer the loads the loader thread finished, in the order they were asked for (a built
+        policy joins the set on this thread, answered or not)."""
+        for name, fut in list(self.loading.items()):
+            if fut.done():
+                del self.loading[name]
+                if fut.exception() is None:
+                    self.policies.setdefault(name, fut.result())
         still = []
         for fut, ident, msg, t0 in self.pending:
-            if not fut.done():
+            if not fut.done() or (still and msg["type"] == "swap"):  # swaps are applied in order
                 still.append((fut, ident, msg, t0))
                 continue
 
@@ -368,8 +403,7 @@ class PolicyServer:
                 return msg
 
             def answer(fut: Future = fut, msg: dict[str, Any] = msg) -> dict[str, Any]:
-                pol = fut.result()  # raises the load's ProtocolError
-                self.policies.setdefault(msg["name"], pol)
+                fut.result()  # raises the load's ProtocolError
                 return self._load_reply(msg)
 
             data = self._respond(ident, read, answer, count=False)
@@ -386,6 +420,8 @@ class PolicyServer:
         if not self.endpoint.startswith("ipc://"):
             raise ProtocolError("shm_unavailable", f"shared memory needs a same-host ipc:// endpoint; this server is on "
                                                    f"{self.endpoint}")
+        if self.cfg.curve.enabled:  # the allowlist is checked per socket request; a channel would bypass it
+            raise ProtocolError("shm_unavailable", "shared memory is off on a server with curve.enabled")
         try:
             seg = Segment.attach(path, self.cfg.max_message_bytes)
         except (ValueError, OSError) as e:
@@ -413,6 +449,8 @@ class PolicyServer:
         for ident, seg in list(self.shm.items()):
             dead = seg.client_pid is not None and not pid_alive(seg.client_pid)
             if dead or now - seg.last_used > self.cfg.limits.idle_channel_s:
+                if not dead:
+                    seg.mark_closed_by_server()  # the client reopens at once instead of timing out
                 self._shm_close(ident)
             if dead:  # nobody else will remove its FIFOs and folder
                 shutil.rmtree(seg.path, ignore_errors=True)
@@ -470,6 +508,7 @@ class PolicyServer:
         except ProtocolError as e:
             self.errors += 1
             t1 = time.perf_counter_ns()
+            rid = rid or e.id
             reply = {"type": "error", "code": e.code, "message": str(e)}
         except Exception as e:  # noqa: BLE001 - the server never dies on one request
             self.errors += 1
@@ -507,6 +546,10 @@ class PolicyServer:
                                         "server_id": self.server_id}))
         except Exception:  # noqa: BLE001 - a broken channel is that client's problem only
             self.channel_failures += 1
+            try:
+                seg.mark_closed_by_server()
+            except Exception:  # noqa: BLE001 - the mapping itself may be what failed
+                pass
             self._shm_close(ident)
         self._last_shm = time.perf_counter()
 

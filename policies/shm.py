@@ -31,6 +31,7 @@ Segment layout (little-endian)::
     56   u64      reply sequence    (the request it answers; written after the reply)
     64   u64      server sleeping   (1 while the server blocks on its FIFO)
     72   u64      client sleeping
+    80   u64      closed by server  (1: the server closed the channel; the client opens a new one)
     128  R bytes  request frame
     ..   P bytes  reply frame
     ..   A bytes  arena
@@ -57,6 +58,7 @@ import fcntl
 import mmap
 import os
 import platform
+import re
 import secrets
 import select
 import shutil
@@ -73,24 +75,30 @@ HEADER = 128
 _ALIGN = 64
 SLEEP_SLICE_S = 0.001
 ORDERED_STORES = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-_REQ_LEN, _REP_LEN, _REQ_SEQ, _REP_SEQ, _SRV_SLEEP, _CLI_SLEEP = 32, 40, 48, 56, 64, 72
+_REQ_LEN, _REP_LEN, _REQ_SEQ, _REP_SEQ, _SRV_SLEEP, _CLI_SLEEP, _CLOSED = 32, 40, 48, 56, 64, 72, 80
 
 
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _CHANNEL_PREFIX = "shm-"
 
 
+_CHANNEL_NAME = re.compile(r"shm-(\d{1,10})-[0-9a-f]{12}")
+_MEMFD_LINK = re.compile(r"/proc/(\d{1,10})/fd/\d{1,10}")
+
+
 def _channel_pid(d: Path) -> int | None:
-    parts = d.name.split("-")
-    return int(parts[1]) if len(parts) == 3 and parts[0] + "-" == _CHANNEL_PREFIX and parts[1].isdigit() else None
+    m = _CHANNEL_NAME.fullmatch(d.name)
+    return int(m.group(1)) if m else None
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (a pid that cannot exist counts as running: never
+    clean up on a guess)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError, ValueError):
         return True
     return True
 
@@ -108,13 +116,12 @@ def remove_dead_channels(root: Path) -> int:
     legacy = Path("/dev/shm")
     if legacy.is_dir():
         for f in legacy.glob("vertebra-policy-*"):
-            parts = f.name.split(".")[0].split("-")
-            if len(parts) != 4 or not parts[2].isdigit() or pid_alive(int(parts[2])):
-                continue
+            m = re.fullmatch(r"vertebra-policy-(\d{1,10})-[0-9a-f]{12}(\.req|\.rep)?", f.name)
             try:
-                if f.lstat().st_uid == os.getuid():
-                    f.unlink()
-                    n += 1
+                if not m or f.lstat().st_uid != os.getuid() or pid_alive(int(m.group(1))):  # owner first
+                    continue
+                f.unlink()
+                n += 1
             except OSError:
                 pass
     return n
@@ -144,14 +151,13 @@ class Segment:
 
     # -- creation (client) and attachment (server) --------------------------------------------------
     @classmethod
-    def create(cls, request_bytes: int = 1 << 20, reply_bytes: int = 1 << 20, arena_bytes: int = 16 << 20,
-               root: Path | None = None) -> Segment:
-        """Client: a new channel in `root` (default: the per-user runtime directory)."""
+    def create(cls, request_bytes: int = 1 << 20, reply_bytes: int = 1 << 20, arena_bytes: int = 16 << 20) -> Segment:
+        """Client: a new channel in the per-user runtime directory (the only place a server attaches)."""
         from vertebra.policies.endpoint import runtime_dir
 
         if min(request_bytes, reply_bytes) < 4096 or arena_bytes < 0:
             raise ValueError("shared memory: request and reply areas need at least 4096 bytes, the arena >= 0")
-        d = (root or runtime_dir()) / f"{_CHANNEL_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        d = runtime_dir() / f"{_CHANNEL_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"  # _CHANNEL_NAME
         d.mkdir(mode=0o700)
         size = HEADER + request_bytes + reply_bytes + arena_bytes
         try:
@@ -179,15 +185,23 @@ class Segment:
     def attach(cls, path: str, max_bytes: int) -> Segment:
         """The server's side. Refuses anything but this user's private channel directory holding a
         sealed memfd (it cannot shrink under us) with a valid header, and two FIFOs."""
-        from vertebra.policies.endpoint import EndpointError, check_private_dir
+        from vertebra.policies.endpoint import EndpointError, check_private_dir, runtime_dir
 
         d = Path(path)
         try:
+            if d.parent != runtime_dir() or _channel_pid(d) is None:
+                raise ValueError(f"not a channel folder (shm-<pid>-<token>) in {runtime_dir()}")
             check_private_dir(d)
-        except (OSError, EndpointError) as e:
+            link = os.readlink(d / "segment")
+        except (OSError, ValueError, EndpointError) as e:
             raise ValueError(f"shared memory channel {path!r}: {e}") from None
+        m = _MEMFD_LINK.fullmatch(link)
+        if not m or int(m.group(1)) != _channel_pid(d):
+            raise ValueError(f"shared memory channel {path!r}: the segment must link to its client's memfd "
+                             f"(/proc/<pid>/fd/<n>), found {link[:80]!r}")
         try:
-            fd = os.open(d / "segment", os.O_RDWR | os.O_CLOEXEC)
+            # Never block or take a terminal on open, whatever the link points to (checked below).
+            fd = os.open(d / "segment", os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as e:
             raise ValueError(f"shared memory channel {path!r}: segment: {e.strerror}") from None
         try:
@@ -213,16 +227,20 @@ class Segment:
         if HEADER + req + rep + arena != st.st_size:
             mm.close()
             raise ValueError(f"shared memory channel {path!r}: header sizes do not add up to the segment size")
-        for name in ("req", "rep"):
-            try:
-                fifo = stat.S_ISFIFO(os.stat(d / name, follow_symlinks=False).st_mode)
-            except OSError:
-                fifo = False
-            if not fifo:
-                mm.close()
-                raise ValueError(f"shared memory channel {path!r}: {name} is not a FIFO")
-        read_fd = os.open(d / "req", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        write_fd = os.open(d / "rep", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        fds: list[int] = []
+        try:
+            for name in ("req", "rep"):
+                fd = os.open(d / name, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+                fds.append(fd)
+                if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    raise ValueError(f"shared memory channel {path!r}: {name} is not a FIFO")
+        except (OSError, ValueError) as e:
+            for fd in fds:
+                os.close(fd)
+            mm.close()
+            raise ValueError(str(e) if isinstance(e, ValueError) else
+                             f"shared memory channel {path!r}: {e.filename}: {e.strerror}") from None
+        read_fd, write_fd = fds
         seg = cls(d, mm, req, rep, arena, read_fd, write_fd, owner=False)
         seg.client_pid = _channel_pid(d)
         return seg
@@ -287,6 +305,16 @@ class Segment:
             raise ValueError(f"shared memory: reply length {n} exceeds the area ({self.rep_cap})")
         return bytes(self.view[self.rep_off:self.rep_off + n])  # a copy: the area is reused
 
+    def mark_closed_by_server(self) -> None:
+        """Server: tell the client this channel is gone (it opens a new one instead of timing out)."""
+        if not self.closed:
+            struct.pack_into("<Q", self.mm, _CLOSED, 1)
+            if self._u64(self.peer_sleep):
+                os.write(self.write_fd, b"\x01")
+
+    def closed_by_server(self) -> bool:
+        return not self.closed and self._u64(_CLOSED) == 1
+
     def arena(self) -> memoryview:
         return self.view[self.arena_off:self.arena_off + self.arena_cap]
 
@@ -310,13 +338,17 @@ class Segment:
         return sleep_until([self], ready, timeout_s,
                            lambda t: set(select.select([self.read_fd], [], [], t)[0]))
 
-    def wait_reply(self, timeout_s: float, spin_s: float) -> bool:
-        """Client: the reply to the last request within the timeout (polled for spin_s first)."""
+    def wait_reply(self, timeout_s: float, spin_s: float, stop: Any = None) -> bool:
+        """Client: the reply to the last request within the timeout (polled for spin_s first);
+        also returns True as soon as stop() does (the server closed the channel)."""
+        def ready() -> bool:
+            return self.reply_ready() or (stop is not None and stop())
+
         spin_end = time.perf_counter() + min(spin_s, timeout_s)
         while time.perf_counter() < spin_end:
-            if self.reply_ready():
+            if ready():
                 return True
-        return self.sleep(self.reply_ready, max(0.0, timeout_s - spin_s))
+        return self.sleep(ready, max(0.0, timeout_s - spin_s))
 
     def close(self) -> None:
         self.closed = True

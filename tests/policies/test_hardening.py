@@ -287,16 +287,20 @@ def test_a_segment_cannot_be_truncated_under_the_server(tmp_path):
         os.ftruncate(seg.memfd, 4096)  # sealed: this used to kill the server with SIGBUS
     seg.close()
     # A hand-made channel whose memfd is not sealed is refused before it is mapped.
-    d = tmp_path / "forged"
-    d.mkdir(mode=0o700)
+    from .test_shm import channel_dir
+
+    d = channel_dir("aaaaaaaaaaaa")
     fd = os.memfd_create("forged")
-    os.ftruncate(fd, 1 << 16)
-    os.symlink(f"/proc/{os.getpid()}/fd/{fd}", d / "segment")
-    for n in ("req", "rep"):
-        os.mkfifo(d / n, 0o600)
-    with pytest.raises(ValueError, match="not sealed against shrinking"):
-        Segment.attach(str(d), 1 << 20)
-    os.close(fd)
+    try:
+        os.ftruncate(fd, 1 << 16)
+        os.symlink(f"/proc/{os.getpid()}/fd/{fd}", d / "segment")
+        for n in ("req", "rep"):
+            os.mkfifo(d / n, 0o600)
+        with pytest.raises(ValueError, match="not sealed against shrinking"):
+            Segment.attach(str(d), 1 << 20)
+    finally:
+        os.close(fd)
+        shutil.rmtree(d)
 
 
 def test_a_failing_channel_is_closed_and_the_other_clients_keep_being_served(tmp_path):
@@ -572,3 +576,164 @@ def test_vertebra_serve_reloads_on_sighup_and_stops_cleanly_on_sigterm(tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# -- found in review ------------------------------------------------------------------------------------
+class _SkewedTime:
+    """The time module as seen by a server whose wall clock is `skew_s` off ours."""
+
+    def __init__(self, skew_s):
+        self.skew_ns = int(skew_s * 1e9)
+
+    def time_ns(self):
+        return time.time_ns() + self.skew_ns
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+@pytest.mark.parametrize("skew_s", [6.0, -6.0])
+def test_deadlines_hold_when_the_two_clocks_disagree(tmp_path, monkeypatch, skew_s):
+    monkeypatch.setattr(server_mod, "time", _SkewedTime(skew_s))
+    s = Serving(write_cfg(tmp_path))
+    try:
+        c = PolicyClient(s.srv.endpoint)
+        c.hello()  # measures the offset: deadlines are stamped on the server's clock
+        assert abs(c._clock_offset_ns - skew_s * 1e9) < 0.5e9
+        assert c.infer({}, timeout_s=1.0)["actions"].shape == (8, 4)  # +6 s: used to be dropped as expired
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(s.srv.endpoint)
+        stale = c._deadline(-0.5)  # an observation whose deadline passed half a second ago, server time
+        sock.send(encode({"type": "infer", "obs": {}, "id": 5, "deadline_ns": stale}))
+        sock.send(encode({"type": "health", "id": 6}))
+        assert sock.poll(3000) and decode(sock.recv(), requests=False)["id"] == 6  # -6 s: used to be served
+        assert s.srv.expired == 1
+        sock.close(0)
+        c.close()
+    finally:
+        s.stop()
+
+
+def test_a_later_swap_wins_over_a_slow_earlier_one_and_a_policy_builds_once(tmp_path):
+    s = Serving(write_cfg(tmp_path))
+    try:
+        build, builds = s.srv._build, []
+
+        def slow_build(name):
+            builds.append(name)
+            time.sleep(0.8)
+            return build(name)
+
+        s.srv._build = slow_build
+        clients = [PolicyClient(s.srv.endpoint) for _ in range(4)]
+        replies = {}
+        threads = [threading.Thread(target=lambda i=i: replies.setdefault(i, clients[i].call(
+            {"type": "load" if i else "swap", "name": "big"}, 10))) for i in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        assert clients[3].call({"type": "swap", "name": "small"})["active"] == "small"  # changed our mind
+        for t in threads:
+            t.join(10)
+        assert builds == ["big"]  # three requests, one build
+        assert replies[0]["superseded"] and replies[0]["active"] == "small"
+        assert clients[3].call({"type": "health"})["active"] == "small"  # used to end up on "big"
+        assert "big" in clients[3].call({"type": "list"})["loaded"]
+        for c in clients:
+            c.close()
+    finally:
+        s.stop()
+
+
+def test_an_idle_channel_closed_by_the_server_is_reopened_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(server_mod, "SWEEP_S", 0.05)
+    s = Serving(write_cfg(tmp_path, limits={"max_message_bytes": 1 << 20, "idle_channel_s": 1.0}))
+    try:
+        c = PolicyClient(s.srv.endpoint)
+        c.hello()
+        c.use_shared_memory()
+        assert c.infer({})["actions"].shape == (8, 4)
+        end = time.monotonic() + 5
+        while s.srv.shm and time.monotonic() < end:
+            time.sleep(0.05)
+        assert not s.srv.shm  # closed as idle
+        assert c.submit({})  # it sees the mark and opens a new channel before sending
+        got, end = None, time.monotonic() + 5
+        while got is None and time.monotonic() < end:
+            got = c.poll()
+        assert got is not None and got["type"] == "infer_reply" and len(s.srv.shm) == 1
+        c.close()
+    finally:
+        s.stop()
+
+
+def test_poll_returns_only_the_answers_to_observations(tmp_path):
+    s = Serving(write_cfg(tmp_path))
+    try:
+        s.srv.policies["small"] = SlowOnce(0.3)
+        c = PolicyClient(s.srv.endpoint)
+        c.hello()
+        i = c.submit({"k": 1})  # the server is busy with it for 0.3 s
+        with pytest.raises(TimeoutError):
+            c.call({"type": "list"}, timeout_s=0.05)  # its reply arrives later, on the same socket
+        got, end = None, time.monotonic() + 5
+        while got is None and time.monotonic() < end:
+            got = c.poll()
+        assert got["type"] == "infer_reply" and got["id"] == i
+        time.sleep(0.2)
+        assert c.poll() is None  # the late list_reply is not an answer to an observation
+        c.close()
+    finally:
+        s.stop()
+
+
+def test_hostile_names_and_nesting_get_their_own_codes():
+    with pytest.raises(ProtocolError, match="printable") as ei:
+        decode(encode({"type": "hello", "joint_names": ["a\x00b", "c"]}))  # used to collide with [a, b, c]
+    assert ei.value.code == "schema"
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    with pytest.raises(ProtocolError, match="nested deeper") as ei:
+        decode(encode({"type": "infer", "obs": {"x": deep}, "id": 3}))  # used to be RecursionError: internal
+    assert ei.value.code == "malformed" and ei.value.id == 3
+    from vertebra.policies.protocol import mapping_id
+
+    assert mapping_id(["a", "b", "c"]) != mapping_id(["a,b", "c"]) != mapping_id(["a\\", "b", "c"])
+
+
+def test_huge_pids_and_foreign_files_never_stop_a_server_from_starting():
+    from vertebra.policies.shm import pid_alive, remove_dead_channels
+
+    assert pid_alive(10**20)  # cannot exist: never cleaned up on a guess, never a crash
+    bogus = Path("/dev/shm") / "vertebra-policy-99999999999999999999-aaaaaaaaaaaa"
+    odd = runtime_dir() / "shm-99999999999999999999-aaaaaaaaaaaa"
+    bogus.write_bytes(b"")
+    odd.mkdir(mode=0o700)
+    try:
+        remove_dead_channels(runtime_dir())
+        assert bogus.exists() and odd.exists()  # not ours to judge: left alone
+    finally:
+        bogus.unlink()
+        odd.rmdir()
+
+
+def test_the_lock_file_is_never_followed_through_a_link(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (tmp_path / "p.sock.lock").symlink_to(victim)
+    with pytest.raises(EndpointError, match="cannot open the lock file"):
+        PolicyServer(ServerConfig.load(write_cfg(tmp_path)))
+    assert victim.read_text() == "keep me"
+
+
+def test_values_beyond_float32_are_refused(pose_server):
+    names = RobotConfig.load("go2").joint_names
+    c = PolicyClient(pose_server.srv.endpoint)
+    c.hello(joint_names=names)
+    obs = go2_obs(names, np.random.default_rng(0))
+    obs["state"]["q"] = obs["state"]["q"].astype(np.float64)
+    obs["state"]["q"][0] = 1e300  # finite as float64, inf as the model's float32
+    with pytest.raises(PolicyError, match="bad_observation.*not finite after conversion to float32"):
+        c.infer(obs)
+    c.close()

@@ -121,23 +121,40 @@ def test_submit_and_poll_on_shared_memory(echo_server):
     c.close()
 
 
+def channel_dir(name="ffffffffffff"):
+    """A hand-made channel folder where a server looks for channels (cleaned up by the caller)."""
+    from vertebra.policies.endpoint import runtime_dir
+
+    d = runtime_dir() / f"shm-{os.getpid()}-{name}"
+    d.mkdir(mode=0o700)
+    return d
+
+
 def test_channels_are_refused_off_host_and_for_bad_segments(tmp_path, echo_server):
+    import shutil
+
     server = echo_server
     c = PolicyClient(server.endpoint)
-    with pytest.raises(PolicyError, match="shm_unavailable.*No such file"):
-        c.call({"type": "shm_open", "path": str(tmp_path / "missing")})
-    open_dir = tmp_path / "open"
-    open_dir.mkdir(mode=0o755)
-    open_dir.chmod(0o755)
-    with pytest.raises(PolicyError, match="shm_unavailable.*must be 0700"):
-        c.call({"type": "shm_open", "path": str(open_dir)})
-    # A segment that is a plain file (as /dev/shm segments were) can be truncated under the server:
-    # refused, whatever its contents.
-    plain = tmp_path / "plain"
-    plain.mkdir(mode=0o700)
-    (plain / "segment").write_bytes(b"VRTBSHM1" + b"\0" * 8192)
-    with pytest.raises(PolicyError, match="shm_unavailable.*not sealed against shrinking"):
-        c.call({"type": "shm_open", "path": str(plain)})
+    with pytest.raises(PolicyError, match="shm_unavailable.*not a channel folder"):
+        c.call({"type": "shm_open", "path": str(tmp_path)})  # anywhere but the runtime directory
+    d = channel_dir()
+    try:
+        d.chmod(0o755)
+        with pytest.raises(PolicyError, match="shm_unavailable.*must be 0700"):
+            c.call({"type": "shm_open", "path": str(d)})
+        d.chmod(0o700)
+        # A segment that is a plain file (as /dev/shm segments were) can be truncated under the
+        # server: refused, whatever its contents; so is a link to anything but the client's memfd.
+        (tmp_path / "plain").write_bytes(b"VRTBSHM1" + b"\0" * 8192)
+        os.symlink(tmp_path / "plain", d / "segment")
+        with pytest.raises(PolicyError, match="shm_unavailable.*must link to its client's memfd"):
+            c.call({"type": "shm_open", "path": str(d)})
+        (d / "segment").unlink()
+        os.symlink(f"/proc/{os.getpid()}/fd/0", d / "segment")  # a terminal or pipe, not a sealed memfd
+        with pytest.raises(PolicyError, match="shm_unavailable"):
+            c.call({"type": "shm_open", "path": str(d)})
+    finally:
+        shutil.rmtree(d)
     c.close()
     tcp = PolicyServer(ServerConfig.load(write_cfg(tmp_path, insecure=True)), bind="tcp://127.0.0.1:*")
     seg = Segment.create()
