@@ -22,6 +22,9 @@ def run(args: argparse.Namespace) -> int:
     except (PackageError, ValueError) as e:
         print(f"vertebra eval: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:  # the policy server process died (or never came up)
+        print(f"vertebra eval: error: {e}", file=sys.stderr)
+        return 1
     for o in out.get("server_outages", []):  # an outage is always an error line, JSON or not
         print(f"vertebra eval: error: policy server did not answer at policy step {o['step']}: {o['error']} "
               "(the runtime held on its starvation monitor)", file=sys.stderr)
