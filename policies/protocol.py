@@ -43,13 +43,15 @@ the server restarted and hands it its joint mapping and shared-memory channel ag
 ``timing``: server-side microseconds for ``decode``, ``handle`` and ``encode``, and the server's
 receive time.
 
-Types are exact: integers are ints (not booleans, not floats), ``v`` is the integer 1.
+Types are exact: integers are ints (not booleans, not floats), ``v`` is the integer 1. A request
+carries no NaN or infinity anywhere (``bad_observation`` in an ``infer``, ``schema`` elsewhere).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import threading
 from typing import Any
@@ -252,15 +254,23 @@ def encode(msg: dict[str, Any]) -> bytes:
         p.reset()
 
 
-def _build(obj: Any, depth: int = 0) -> Any:
+def _build(obj: Any, depth: int = 0, finite: bool = False) -> Any:
+    """Arrays built from their raw extensions; with `finite`, NaN and infinity refused anywhere
+    (floats and float arrays: a request never carries them)."""
     if isinstance(obj, _RawArray):
-        return obj.build()
-    if isinstance(obj, (dict, list)) and depth >= MAX_DEPTH:
-        raise ProtocolError("malformed", f"maps and lists nested deeper than {MAX_DEPTH}")
-    if isinstance(obj, dict):
-        return {k: _build(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_build(v, depth + 1) for v in obj]
+        a = obj.build()
+        if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ProtocolError("non_finite", f"{int(a.size - np.isfinite(a).sum())} non-finite value(s) (NaN or "
+                                              f"infinity) in a {a.dtype} array of shape {list(a.shape)}")
+        return a
+    if isinstance(obj, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise ProtocolError("malformed", f"maps and lists nested deeper than {MAX_DEPTH}")
+        if isinstance(obj, dict):
+            return {k: _build(v, depth + 1, finite) for k, v in obj.items()}
+        return [_build(v, depth + 1, finite) for v in obj]
+    if finite and type(obj) is float and not math.isfinite(obj):
+        raise ProtocolError("non_finite", f"a non-finite number ({obj})")
     return obj
 
 
@@ -317,8 +327,10 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = Tr
             e.id = rid
             raise
     try:
-        return _build(msg)
+        return _build(msg, finite=requests)
     except ProtocolError as e:
         rid = msg.get("id")
         e.id = rid if type(rid) is int else 0
+        if e.code == "non_finite":  # an observation with NaN is a bad observation; elsewhere a bad field
+            e.code = "bad_observation" if t == "infer" else "schema"
         raise

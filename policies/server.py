@@ -22,7 +22,6 @@ What the server guarantees a robot:
 from __future__ import annotations
 
 import collections
-import math
 import secrets
 import shutil
 import sys
@@ -123,25 +122,6 @@ class PackagePolicy:
         if lo is None or hi is None:
             return actions
         return np.clip(actions, lo, hi).astype(actions.dtype, copy=False)
-
-
-def check_finite(obj: Any, where: str = "observation", depth: int = 0) -> None:
-    """Refuse NaN or infinity anywhere in an observation (arrays, numbers, nested maps and lists)."""
-    if depth > 32:
-        raise ProtocolError("bad_observation", f"{where}: nested too deeply")
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind in "fc" and not np.all(np.isfinite(obj)):
-            raise ProtocolError("bad_observation", f"{where}: {int(np.size(obj) - np.isfinite(obj).sum())} non-finite "
-                                                   "value(s) (NaN or infinity)")
-    elif isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ProtocolError("bad_observation", f"{where}: a non-finite number ({obj})")
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            check_finite(v, f"{where}.{k}", depth + 1)
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            check_finite(v, f"{where}[{i}]", depth + 1)
 
 
 class _Refused(Exception):
@@ -365,12 +345,12 @@ class PolicyServer:
             raise ProtocolError("unknown_mapping", f"policy '{self.active_name}' reads joint state, and this observation "
                                                    "names no joint mapping: send hello with joint_names, then infer "
                                                    "with the mapping it returns")
-        check_finite(msg["obs"])
+        # (NaN and infinity were refused when the request was decoded: protocol.decode)
         try:
             actions = pol.infer(msg["obs"], names)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise ProtocolError("bad_observation", f"{type(e).__name__}: {e}") from None
-        if not np.all(np.isfinite(actions)):
+        if actions.dtype.kind in "fc" and not np.isfinite(actions).all():
             raise ProtocolError("bad_output", f"policy '{self.active_name}' produced non-finite actions; nothing is sent")
         return {"type": "infer_reply", "actions": pol.limit(actions), "id": msg.get("id", 0),
                 "t_obs_ns": msg.get("t_obs_ns", 0), "policy": self.active_name}
@@ -461,9 +441,9 @@ class PolicyServer:
         from vertebra.policies.shm import sleep_until
 
         def ready() -> bool:
-            for ident, seg in list(self.shm.items()):
+            for ident, seg in self.shm.items():  # no copy per poll: a served request returns at once
                 if seg.new_request():
-                    self._serve_shm(ident, seg)
+                    self._serve_shm(ident, seg)  # may close this channel: we stop iterating here
                     return True
             return False
 

@@ -345,8 +345,8 @@ class Segment:
             return self.reply_ready() or (stop is not None and stop())
 
         spin_end = time.perf_counter() + min(spin_s, timeout_s)
-        while time.perf_counter() < spin_end:
-            if ready():
+        while time.perf_counter() < spin_end:  # the busy period only looks for the reply
+            if self.reply_ready():
                 return True
         return self.sleep(ready, max(0.0, timeout_s - spin_s))
 
