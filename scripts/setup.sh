@@ -12,7 +12,7 @@ say() { echo "[setup] $*" >&2; }
 
 # 1. Debian packages.
 need_apt=()
-pkgs=(g++ cmake libosmesa6 xvfb xauth)
+pkgs=(g++ cmake libosmesa6 xvfb xauth cyclonedds-dev cyclonedds-tools)  # Cyclone DDS 0.10.2: what Unitree robots run
 "${PYTHON:-python3}" -c "import venv, ensurepip" 2>/dev/null || pkgs+=(python3-venv python3-dev)
 for pkg in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")

@@ -7,6 +7,10 @@
 #include "core/exchange.hpp"
 #include "loop/loop_stats.hpp"
 #include "wbc/qp_solver.hpp"
+#if VERTEBRA_WITH_DDS
+#include "drivers/unitree/unitree_codec.hpp"
+#include "drivers/unitree/unitree_crc.hpp"
+#endif
 
 namespace vertebra::bindings {
 
@@ -56,6 +60,145 @@ py::dict stress(uint64_t min_distinct, double max_seconds, Write write, Read rea
 }
 }  // namespace
 
+#if VERTEBRA_WITH_DDS
+namespace {
+namespace uni = vertebra::unitree;
+
+uni::MotorMap motor_map(const std::vector<int>& motors) {
+  if (motors.size() > static_cast<size_t>(kMaxJoints)) throw std::invalid_argument("motors: too many joints");
+  uni::MotorMap map;
+  map.n = static_cast<int>(motors.size());
+  for (size_t j = 0; j < motors.size(); ++j) map.motor[j] = motors[j];
+  return map;
+}
+
+template <class Msg>
+Msg from_bytes(const py::bytes& data, const char* what) {
+  const std::string b = data;
+  if (b.size() != sizeof(Msg))
+    throw std::invalid_argument(std::string(what) + ": " + std::to_string(b.size()) + " bytes, the message has " +
+                                std::to_string(sizeof(Msg)));
+  Msg m;
+  std::memcpy(&m, b.data(), sizeof(Msg));
+  return m;
+}
+
+template <class Msg>
+py::bytes to_bytes(const Msg& m) {
+  return py::bytes(reinterpret_cast<const char*>(&m), sizeof(Msg));
+}
+
+py::dict state_dict(const State& s, int n) {
+  py::dict d;
+  d["q"] = std::vector<double>(s.q.begin(), s.q.begin() + n);
+  d["dq"] = std::vector<double>(s.dq.begin(), s.dq.begin() + n);
+  d["tau"] = std::vector<double>(s.tau.begin(), s.tau.begin() + n);
+  d["imu_quat"] = std::vector<double>(s.imu_quat.begin(), s.imu_quat.end());
+  d["imu_gyro"] = std::vector<double>(s.imu_gyro.begin(), s.imu_gyro.end());
+  d["imu_acc"] = std::vector<double>(s.imu_acc.begin(), s.imu_acc.end());
+  d["motor_temp_c"] = std::vector<double>(s.motor_temp_c.begin(), s.motor_temp_c.begin() + n);
+  d["motor_error"] = std::vector<uint32_t>(s.motor_error.begin(), s.motor_error.begin() + n);
+  d["has_battery"] = s.has_battery;
+  d["battery_v"] = s.battery_v;
+  return d;
+}
+
+void expose_unitree(py::module_& t) {
+  t.def("unitree_crc32", [](const py::bytes& data) {
+    const std::string b = data;
+    if (b.size() % 4) throw std::invalid_argument("unitree_crc32: a whole number of 32-bit words");
+    std::vector<uint32_t> w(b.size() / 4);
+    std::memcpy(w.data(), b.data(), b.size());
+    return uni::crc32_words(w.data(), w.size());
+  }, py::arg("words"), "the Unitree CRC of little-endian 32-bit words (all of them)");
+  t.def("unitree_message_sizes", []() {
+    py::dict d;
+    d["hg.LowCmd_"] = sizeof(uni::HgLowCmd);
+    d["hg.LowState_"] = sizeof(uni::HgLowState);
+    d["go.LowCmd_"] = sizeof(uni::GoLowCmd);
+    d["go.LowState_"] = sizeof(uni::GoLowState);
+    return d;
+  });
+  t.def("unitree_type_names", []() {
+    py::dict d;
+    d["hg.LowCmd_"] = unitree_hg_msg_dds__LowCmd__desc.m_typename;
+    d["hg.LowState_"] = unitree_hg_msg_dds__LowState__desc.m_typename;
+    d["go.LowCmd_"] = unitree_go_msg_dds__LowCmd__desc.m_typename;
+    d["go.LowState_"] = unitree_go_msg_dds__LowState__desc.m_typename;
+    d["go.WirelessController_"] = unitree_go_msg_dds__WirelessController__desc.m_typename;
+    return d;
+  });
+  t.def("unitree_encode_lowcmd", [](const std::string& messages, const std::vector<int>& motors,
+                                    const std::vector<double>& q, const std::vector<double>& dq,
+                                    const std::vector<double>& kp, const std::vector<double>& kd,
+                                    const std::vector<double>& tau, int mode_pr, int mode_machine) {
+    const uni::MotorMap map = motor_map(motors);
+    Command c;
+    c.n = map.n;
+    for (const auto* v : {&q, &dq, &kp, &kd, &tau})
+      if (v->size() != motors.size()) throw std::invalid_argument("unitree_encode_lowcmd: one value per motor");
+    for (int j = 0; j < map.n; ++j) {
+      c.q[j] = q[j];
+      c.dq[j] = dq[j];
+      c.kp[j] = kp[j];
+      c.kd[j] = kd[j];
+      c.tau_ff[j] = tau[j];
+    }
+    if (messages == "hg") {
+      uni::HgLowCmd m;
+      std::memset(&m, 0xAB, sizeof(m));  // stale bytes: encode must clear the padding
+      uni::encode_lowcmd(map, c, static_cast<uint8_t>(mode_pr), static_cast<uint8_t>(mode_machine), m);
+      return to_bytes(m);
+    }
+    if (messages == "go") {
+      uni::GoLowCmd m;
+      std::memset(&m, 0xAB, sizeof(m));
+      uni::encode_lowcmd(map, c, m);
+      return to_bytes(m);
+    }
+    throw std::invalid_argument("messages: found '" + messages + "'; valid: hg (G1), go (Go2)");
+  }, py::arg("messages"), py::arg("motors"), py::arg("q"), py::arg("dq"), py::arg("kp"), py::arg("kd"),
+     py::arg("tau"), py::arg("mode_pr") = 0, py::arg("mode_machine") = 0);
+  t.def("unitree_decode_lowstate", [](const std::string& messages, const py::bytes& data,
+                                      const std::vector<int>& motors) {
+    const uni::MotorMap map = motor_map(motors);
+    State s;
+    py::dict d;
+    if (messages == "hg") {
+      const auto m = from_bytes<uni::HgLowState>(data, "hg LowState_");
+      uni::decode_lowstate(map, m, s);
+      d = state_dict(s, map.n);
+      d["crc_ok"] = uni::crc_ok(m);
+      d["mode_machine"] = m.mode_machine;
+    } else if (messages == "go") {
+      const auto m = from_bytes<uni::GoLowState>(data, "go LowState_");
+      std::array<double, 4> ff{};
+      uni::decode_lowstate(map, m, s, ff);
+      d = state_dict(s, map.n);
+      d["crc_ok"] = uni::crc_ok(m);
+      d["foot_force"] = std::vector<double>(ff.begin(), ff.end());
+    } else {
+      throw std::invalid_argument("messages: found '" + messages + "'; valid: hg (G1), go (Go2)");
+    }
+    return d;
+  }, py::arg("messages"), py::arg("data"), py::arg("motors"));
+  t.def("unitree_decode_remote", [](const py::bytes& data) {
+    const std::string b = data;
+    if (b.size() != 40) throw std::invalid_argument("wireless_remote: 40 bytes");
+    const auto r = uni::decode_remote(reinterpret_cast<const uint8_t*>(b.data()));
+    py::dict d;
+    d["buttons"] = r.buttons;
+    d["lx"] = r.lx;
+    d["rx"] = r.rx;
+    d["ry"] = r.ry;
+    d["l2"] = r.l2;
+    d["ly"] = r.ly;
+    return d;
+  }, py::arg("wireless_remote"));
+}
+}  // namespace
+#endif
+
 void expose_testing(py::module_& m) {
   py::module_ t = m.def_submodule("testing", "hooks for tests only: lock-free buffer stress, the loop's histogram, the solver's iteration split");
   py::class_<LatencyHistogram>(t, "LatencyHistogram", "the loop's histogram, exposed for tests")
@@ -68,6 +211,9 @@ void expose_testing(py::module_& m) {
       .def_property_readonly("mean_us", &LatencyHistogram::mean_us)
       .def("reset", &LatencyHistogram::reset);
 
+#if VERTEBRA_WITH_DDS
+  expose_unitree(t);
+#endif
   t.def("solve_cap", [](int iterations, int max_outer, int max_inner) {
     const SolveCap c = solve_cap(iterations, max_outer, max_inner);
     return py::make_tuple(c.outer, c.inner);
