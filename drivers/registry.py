@@ -137,3 +137,48 @@ class MujocoDriverConfig(DriverConfig):
         d.configure(robot.joint_names, control_rate_hz, robot.column("kd_damping"))  # the Runtime activates it
         self.mjcf_path = o.mjcf_path
         return d
+
+
+@register_driver("unitree_dds")
+class UnitreeDdsDriverConfig(DriverConfig):
+    """A Unitree G1 or Go2 over Cyclone DDS (rt/lowcmd, rt/lowstate), or `vertebra sim-bridge`
+    speaking the same (cpp/drivers/unitree/unitree_dds_driver.hpp). Motor slots are the robot
+    config's `motor` column."""
+
+    messages = field(str, default=None, choices={"hg": "unitree_hg (G1)", "go": "unitree_go (Go2)"},
+                     doc="message set (null: hg for a g1, go for a go2)")
+    domain_id = field(int, default=0, lo=0, hi=232, doc="DDS domain (Unitree robots: 0)")
+    network_interface = field(str, default="", doc="the interface on the robot's network, e.g. eth0 (192.168.123.x); "
+                                                  "lo: one machine; empty: Cyclone chooses")
+    lowcmd_topic = field(str, default="rt/lowcmd", doc="command topic")
+    lowstate_topic = field(str, default="rt/lowstate", doc="state topic")
+    mode_pr = field(int, default=0, choices={0: "PR (pitch/roll ankles)", 1: "AB"}, doc="G1 ankle control mode")
+    lockstep = field(bool, default=False, doc="the sim bridge's lockstep: one control period per command")
+    state_timeout_s = field(float, default=2.0, lo=0.01, hi=60.0, doc="how long configure waits for the first state")
+    lockstep_timeout_s = field(float, default=1.0, lo=0.001, hi=60.0, doc="lockstep: wait for the answer to a command")
+
+    @staticmethod
+    def default_messages(robot: RobotConfig) -> str:
+        return {"g1": "hg", "go2": "go"}.get(robot.name, "hg")
+
+    def options(self, robot: RobotConfig) -> Any:
+        o = _rt.UnitreeDdsOptions()
+        o.messages = self.messages or self.default_messages(robot)
+        o.domain_id = self.domain_id
+        o.network_interface = self.network_interface
+        o.lowcmd_topic, o.lowstate_topic = self.lowcmd_topic, self.lowstate_topic
+        o.motors = [j.motor_index for j in robot.joints]
+        o.mode_pr = int(self.mode_pr)
+        o.lockstep = self.lockstep
+        o.state_timeout_s, o.lockstep_timeout_s = self.state_timeout_s, self.lockstep_timeout_s
+        return o
+
+    def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:
+        from vertebra.runtime.errors import VertebraError
+
+        d = _rt.UnitreeDdsDriver(self.options(robot))
+        try:
+            d.configure(robot.joint_names, control_rate_hz, robot.column("kd_damping"))  # the Runtime activates it
+        except (RuntimeError, ValueError) as e:
+            raise VertebraError(str(e)) from None
+        return d

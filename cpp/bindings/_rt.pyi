@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['ChunkScheduler', 'CommandLimiter', 'ControllerMode', 'Driver', 'EventLog', 'FaultInjector', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'fault_names', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
+__all__: list[str] = ['BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ControllerMode', 'Driver', 'EventLog', 'FaultInjector', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'fault_names', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
 class Mode:
     """
     Members:
@@ -616,6 +616,114 @@ class MujocoDriver(Driver):
         ...
     @property
     def total_mass(self) -> float:
+        ...
+class UnitreeDdsOptions:
+    """
+    Unitree DDS driver options (cpp/drivers/unitree/unitree_dds_driver.hpp)
+    """
+    lockstep: bool
+    lowcmd_topic: str
+    lowstate_topic: str
+    messages: str
+    network_interface: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def domain_id(self) -> int:
+        ...
+    @domain_id.setter
+    def domain_id(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def lockstep_timeout_s(self) -> float:
+        ...
+    @lockstep_timeout_s.setter
+    def lockstep_timeout_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def mode_pr(self) -> int:
+        ...
+    @mode_pr.setter
+    def mode_pr(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def motors(self) -> list[int]:
+        ...
+    @motors.setter
+    def motors(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def state_timeout_s(self) -> float:
+        ...
+    @state_timeout_s.setter
+    def state_timeout_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class UnitreeDdsDriver(Driver):
+    """
+    Unitree G1/Go2 over DDS rt/lowcmd, rt/lowstate (cpp/drivers/unitree/unitree_dds_driver.hpp)
+    """
+    def __init__(self, options: UnitreeDdsOptions) -> None:
+        ...
+    def counters(self) -> dict:
+        """
+        samples taken, CRC errors (dropped), commands sent, lockstep waits that timed out, other rt/lowcmd writers
+        """
+    def remote(self) -> dict:
+        """
+        the wireless remote in the newest state
+        """
+class BridgeOptions:
+    """
+    DDS sim bridge options (cpp/drivers/unitree/unitree_sim_bridge.hpp)
+    """
+    lockstep: bool
+    lowcmd_topic: str
+    lowstate_topic: str
+    messages: str
+    network_interface: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def domain_id(self) -> int:
+        ...
+    @domain_id.setter
+    def domain_id(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def mode_machine(self) -> int:
+        ...
+    @mode_machine.setter
+    def mode_machine(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def motors(self) -> list[int]:
+        ...
+    @motors.setter
+    def motors(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def rate_hz(self) -> float:
+        ...
+    @rate_hz.setter
+    def rate_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class UnitreeSimBridge:
+    """
+    the simulated robot over DDS (cpp/drivers/unitree/unitree_sim_bridge.hpp)
+    """
+    def __init__(self, sim: MujocoDriver, options: BridgeOptions) -> None:
+        ...
+    def corrupt_states(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def counters(self) -> dict:
+        ...
+    def drop_states(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def set_remote(self, buttons: typing.SupportsInt | typing.SupportsIndex = 0, lx: typing.SupportsFloat | typing.SupportsIndex = 0.0, rx: typing.SupportsFloat | typing.SupportsIndex = 0.0, ry: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, ly: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    def start(self) -> None:
+        ...
+    def stop(self) -> None:
         ...
 class LoopConfig:
     lock_memory: bool

@@ -34,6 +34,13 @@ State state_from_dict(int n, py::dict state);
 // A mode given from Python as a _rt.Mode or its name (built-in or registered); throws listing the names.
 ModeId mode_from_py(py::handle mode);
 
+#if VERTEBRA_WITH_DDS
+}  // namespace vertebra::bindings
+namespace vertebra::unitree { struct RemoteState; }
+namespace vertebra::bindings {
+py::dict remote_dict(const unitree::RemoteState& r);  // the wireless remote (expose_drivers.cpp)
+#endif
+
 // One function per area; module.cpp calls them in dependency order.
 void expose_core(py::module_& m);
 void expose_safety(py::module_& m);

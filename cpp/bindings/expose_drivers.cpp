@@ -7,8 +7,27 @@
 #ifdef VERTEBRA_WITH_MUJOCO
 #include "drivers/mujoco_driver.hpp"
 #endif
+#ifdef VERTEBRA_WITH_DDS
+#include "drivers/unitree/unitree_dds_driver.hpp"
+#if defined(VERTEBRA_WITH_MUJOCO)
+#include "drivers/unitree/unitree_sim_bridge.hpp"
+#endif
+#endif
 
 namespace vertebra::bindings {
+
+#ifdef VERTEBRA_WITH_DDS
+py::dict remote_dict(const unitree::RemoteState& r) {
+  py::dict d;
+  d["buttons"] = r.buttons;
+  d["lx"] = r.lx;
+  d["rx"] = r.rx;
+  d["ry"] = r.ry;
+  d["l2"] = r.l2;
+  d["ly"] = r.ly;
+  return d;
+}
+#endif
 
 void expose_drivers(py::module_& m) {
   py::class_<Driver, std::shared_ptr<Driver>>(m, "Driver", "robot bus or simulator (see cpp/drivers/driver.hpp)")
@@ -119,6 +138,81 @@ void expose_drivers(py::module_& m) {
         d.pose(p);
         return py::make_tuple(p.time, arr(p.qpos.data(), p.nq));
       }, "(sim time, full MuJoCo qpos) after the latest write; safe while the loop runs");
+#endif
+#ifdef VERTEBRA_WITH_DDS
+  namespace uni = vertebra::unitree;
+  auto messages_of = [](const std::string& s) {
+    if (s == "hg") return uni::Messages::kHg;
+    if (s == "go") return uni::Messages::kGo;
+    throw std::invalid_argument("messages: found '" + s + "'; valid: hg (G1), go (Go2)");
+  };
+  py::class_<uni::UnitreeDdsOptions>(m, "UnitreeDdsOptions", "Unitree DDS driver options (cpp/drivers/unitree/unitree_dds_driver.hpp)")
+      .def(py::init<>())
+      .def_property("messages", [](const uni::UnitreeDdsOptions& o) { return o.messages == uni::Messages::kHg ? "hg" : "go"; },
+                    [messages_of](uni::UnitreeDdsOptions& o, const std::string& v) { o.messages = messages_of(v); })
+      .def_readwrite("domain_id", &uni::UnitreeDdsOptions::domain_id)
+      .def_readwrite("network_interface", &uni::UnitreeDdsOptions::network_interface)
+      .def_readwrite("lowcmd_topic", &uni::UnitreeDdsOptions::lowcmd_topic)
+      .def_readwrite("lowstate_topic", &uni::UnitreeDdsOptions::lowstate_topic)
+      .def_readwrite("motors", &uni::UnitreeDdsOptions::motors)
+      .def_readwrite("mode_pr", &uni::UnitreeDdsOptions::mode_pr)
+      .def_readwrite("lockstep", &uni::UnitreeDdsOptions::lockstep)
+      .def_readwrite("state_timeout_s", &uni::UnitreeDdsOptions::state_timeout_s)
+      .def_readwrite("lockstep_timeout_s", &uni::UnitreeDdsOptions::lockstep_timeout_s);
+  py::class_<uni::UnitreeDdsDriver, Driver, std::shared_ptr<uni::UnitreeDdsDriver>>(
+      m, "UnitreeDdsDriver", "Unitree G1/Go2 over DDS rt/lowcmd, rt/lowstate (cpp/drivers/unitree/unitree_dds_driver.hpp)")
+      .def(py::init<uni::UnitreeDdsOptions>(), py::arg("options"))
+      .def("counters", [](const uni::UnitreeDdsDriver& d) {
+        const auto c = d.counters();
+        py::dict r;
+        r["states"] = c.states;
+        r["crc_errors"] = c.crc_errors;
+        r["commands"] = c.commands;
+        r["write_errors"] = c.write_errors;
+        r["lockstep_timeouts"] = c.lockstep_timeouts;
+        r["lowcmd_writers"] = c.lowcmd_writers;
+        return r;
+      }, "samples taken, CRC errors (dropped), commands sent, lockstep waits that timed out, other rt/lowcmd writers")
+      .def("remote", [](const uni::UnitreeDdsDriver& d) { return remote_dict(d.remote()); },
+           "the wireless remote in the newest state");
+#if defined(VERTEBRA_WITH_MUJOCO)
+  py::class_<uni::BridgeOptions>(m, "BridgeOptions", "DDS sim bridge options (cpp/drivers/unitree/unitree_sim_bridge.hpp)")
+      .def(py::init<>())
+      .def_property("messages", [](const uni::BridgeOptions& o) { return o.messages == uni::Messages::kHg ? "hg" : "go"; },
+                    [messages_of](uni::BridgeOptions& o, const std::string& v) { o.messages = messages_of(v); })
+      .def_readwrite("domain_id", &uni::BridgeOptions::domain_id)
+      .def_readwrite("network_interface", &uni::BridgeOptions::network_interface)
+      .def_readwrite("lowcmd_topic", &uni::BridgeOptions::lowcmd_topic)
+      .def_readwrite("lowstate_topic", &uni::BridgeOptions::lowstate_topic)
+      .def_readwrite("motors", &uni::BridgeOptions::motors)
+      .def_readwrite("lockstep", &uni::BridgeOptions::lockstep)
+      .def_readwrite("rate_hz", &uni::BridgeOptions::rate_hz)
+      .def_readwrite("mode_machine", &uni::BridgeOptions::mode_machine);
+  py::class_<uni::UnitreeSimBridge, std::shared_ptr<uni::UnitreeSimBridge>>(
+      m, "UnitreeSimBridge", "the simulated robot over DDS (cpp/drivers/unitree/unitree_sim_bridge.hpp)")
+      .def(py::init<std::shared_ptr<MujocoDriver>, uni::BridgeOptions>(), py::arg("sim"), py::arg("options"))
+      .def("start", &uni::UnitreeSimBridge::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &uni::UnitreeSimBridge::stop, py::call_guard<py::gil_scoped_release>())
+      .def("counters", [](const uni::UnitreeSimBridge& b) {
+        const auto c = b.counters();
+        py::dict r;
+        r["commands"] = c.commands;
+        r["crc_errors"] = c.crc_errors;
+        r["states"] = c.states;
+        r["corrupted_sent"] = c.corrupted_sent;
+        r["dropped_sent"] = c.dropped_sent;
+        return r;
+      })
+      .def("set_remote", [](uni::UnitreeSimBridge& b, int buttons, float lx, float rx, float ry, float l2, float ly) {
+        uni::RemoteState r;
+        r.buttons = static_cast<uint16_t>(buttons);
+        r.lx = lx, r.rx = rx, r.ry = ry, r.l2 = l2, r.ly = ly;
+        b.set_remote(r);
+      }, py::arg("buttons") = 0, py::arg("lx") = 0.f, py::arg("rx") = 0.f, py::arg("ry") = 0.f, py::arg("l2") = 0.f,
+         py::arg("ly") = 0.f)
+      .def("corrupt_states", &uni::UnitreeSimBridge::corrupt_states, py::arg("n"))
+      .def("drop_states", &uni::UnitreeSimBridge::drop_states, py::arg("n"));
+#endif
 #endif
 }
 

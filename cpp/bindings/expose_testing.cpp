@@ -185,15 +185,7 @@ void expose_unitree(py::module_& t) {
   t.def("unitree_decode_remote", [](const py::bytes& data) {
     const std::string b = data;
     if (b.size() != 40) throw std::invalid_argument("wireless_remote: 40 bytes");
-    const auto r = uni::decode_remote(reinterpret_cast<const uint8_t*>(b.data()));
-    py::dict d;
-    d["buttons"] = r.buttons;
-    d["lx"] = r.lx;
-    d["rx"] = r.rx;
-    d["ry"] = r.ry;
-    d["l2"] = r.l2;
-    d["ly"] = r.ly;
-    return d;
+    return remote_dict(uni::decode_remote(reinterpret_cast<const uint8_t*>(b.data())));
   }, py::arg("wireless_remote"));
 }
 }  // namespace

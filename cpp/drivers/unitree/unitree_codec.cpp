@@ -1,6 +1,7 @@
 #include "drivers/unitree/unitree_codec.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "drivers/unitree/unitree_crc.hpp"
@@ -117,6 +118,86 @@ void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s, std::a
   s.battery_v = in.power_v;
   s.has_base_truth = false;
   for (int i = 0; i < 4; ++i) foot_force_n[i] = in.foot_force[i];
+}
+
+namespace {
+template <class MotorCmd>
+void motor_to_command(const MotorCmd& mc, bool go, int j, Command& out) {
+  out.q[j] = out.dq[j] = out.kp[j] = out.kd[j] = out.tau_ff[j] = 0.0;
+  if (mc.mode == 0) return;  // disabled: the board applies nothing
+  out.q[j] = mc.q;
+  out.dq[j] = mc.dq;
+  out.kp[j] = mc.kp;
+  out.kd[j] = mc.kd;
+  out.tau_ff[j] = mc.tau;
+  if (go && std::abs(mc.q) >= 0.99f * kGoPosStop) out.kp[j] = out.q[j] = 0.0;
+  if (go && std::abs(mc.dq) >= 0.99f * kGoVelStop) out.kd[j] = out.dq[j] = 0.0;
+}
+
+template <class Imu>
+void encode_imu(const State& s, Imu& imu) {
+  for (int i = 0; i < 4; ++i) imu.quaternion[i] = f32(s.imu_quat[i]);
+  for (int i = 0; i < 3; ++i) {
+    imu.gyroscope[i] = f32(s.imu_gyro[i]);
+    imu.accelerometer[i] = f32(s.imu_acc[i]);
+  }
+  const double w = s.imu_quat[0], x = s.imu_quat[1], y = s.imu_quat[2], z = s.imu_quat[3];
+  imu.rpy[0] = f32(std::atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y)));
+  imu.rpy[1] = f32(std::asin(std::clamp(2 * (w * y - z * x), -1.0, 1.0)));
+  imu.rpy[2] = f32(std::atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)));
+}
+}  // namespace
+
+void decode_lowcmd(const MotorMap& map, const HgLowCmd& in, Command& out) {
+  out.n = map.n;
+  for (int j = 0; j < map.n; ++j) motor_to_command(in.motor_cmd[map.motor[j]], false, j, out);
+}
+
+void decode_lowcmd(const MotorMap& map, const GoLowCmd& in, Command& out) {
+  out.n = map.n;
+  for (int j = 0; j < map.n; ++j) motor_to_command(in.motor_cmd[map.motor[j]], true, j, out);
+}
+
+void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, uint8_t mode_machine, const RemoteState& remote,
+                     HgLowState& out) {
+  std::memset(&out, 0, sizeof(out));
+  out.mode_machine = mode_machine;
+  out.tick = tick;
+  encode_imu(s, out.imu_state);
+  for (int j = 0; j < map.n; ++j) {
+    auto& ms = out.motor_state[map.motor[j]];
+    ms.mode = 1;
+    ms.q = f32(s.q[j]);
+    ms.dq = f32(s.dq[j]);
+    ms.tau_est = f32(s.tau[j]);
+    const auto t = static_cast<int16_t>(s.has_motor_temp ? s.motor_temp_c[j] : 0.0);
+    ms.temperature[0] = ms.temperature[1] = t;
+    ms.motorstate = s.motor_error[j];
+  }
+  encode_remote(remote, out.wireless_remote);
+  seal(out);
+}
+
+void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, const std::array<double, 4>& foot_force_n,
+                     const RemoteState& remote, GoLowState& out) {
+  std::memset(&out, 0, sizeof(out));
+  out.head[0] = 0xFE;
+  out.head[1] = 0xEF;
+  out.level_flag = 0xFF;
+  out.tick = tick;
+  encode_imu(s, out.imu_state);
+  for (int j = 0; j < map.n; ++j) {
+    auto& ms = out.motor_state[map.motor[j]];
+    ms.mode = 1;
+    ms.q = ms.q_raw = f32(s.q[j]);
+    ms.dq = ms.dq_raw = f32(s.dq[j]);
+    ms.tau_est = f32(s.tau[j]);
+    ms.temperature = static_cast<uint8_t>(std::clamp(s.has_motor_temp ? s.motor_temp_c[j] : 0.0, 0.0, 255.0));
+  }
+  for (int i = 0; i < 4; ++i) out.foot_force[i] = out.foot_force_est[i] = static_cast<int16_t>(foot_force_n[i]);
+  out.power_v = f32(s.has_battery ? s.battery_v : 0.0);
+  encode_remote(remote, out.wireless_remote);
+  seal(out);
 }
 
 }  // namespace vertebra::unitree

@@ -55,4 +55,14 @@ void encode_lowcmd(const MotorMap& map, const Command& cmd, GoLowCmd& out);
 void decode_lowstate(const MotorMap& map, const HgLowState& in, State& s);
 void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s, std::array<double, 4>& foot_force_n);
 
+// The robot's side (the sim bridge): what the motor boards do with a LowCmd_, and the LowState_
+// they publish. decode_lowcmd: per joint, motor mode 0 (disabled) is no torque at all, and on the
+// Go2 a q of PosStopF or a dq of VelStopF turns that term's gain off.
+void decode_lowcmd(const MotorMap& map, const HgLowCmd& in, Command& out);
+void decode_lowcmd(const MotorMap& map, const GoLowCmd& in, Command& out);
+void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, uint8_t mode_machine, const RemoteState& remote,
+                     HgLowState& out);
+void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, const std::array<double, 4>& foot_force_n,
+                     const RemoteState& remote, GoLowState& out);
+
 }  // namespace vertebra::unitree

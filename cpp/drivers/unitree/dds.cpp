@@ -1,0 +1,146 @@
+#include "drivers/unitree/dds.hpp"
+
+#include <ifaddrs.h>
+#include <net/if.h>
+
+#include <cstring>
+#include <set>
+#include <stdexcept>
+#include <vector>
+
+namespace vertebra::unitree {
+
+namespace {
+std::string fail_text(const char* what, dds_return_t rc) {
+  return std::string("DDS: ") + what + ": " + dds_strretcode(rc);
+}
+
+void check(dds_return_t rc, const char* what) {
+  if (rc < 0) throw std::runtime_error(fail_text(what, rc));
+}
+}  // namespace
+
+std::string cyclone_config(const std::string& nic) {
+  const std::string head = "<CycloneDDS><Domain Id=\"any\">";
+  const std::string tail = "</Domain></CycloneDDS>";
+  if (nic.empty()) return "";
+  // Interfaces there are, and whether they multicast (SIOCGIFFLAGS through getifaddrs).
+  std::set<std::string> names, multicast;
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) == 0) {
+    for (ifaddrs* i = ifs; i; i = i->ifa_next) {
+      if (!i->ifa_name) continue;
+      names.insert(i->ifa_name);
+      if (i->ifa_flags & IFF_MULTICAST) multicast.insert(i->ifa_name);
+    }
+    freeifaddrs(ifs);
+  }
+  std::string have;
+  for (const auto& n : names) have += (have.empty() ? "" : ", ") + n;
+  if (!names.count(nic))
+    throw std::invalid_argument("network_interface: found '" + nic + "'; valid: an interface of this machine (" + have +
+                                "); on a Unitree robot, the one on 192.168.123.x");
+  if (nic == "lo")  // one machine: loopback has no multicast, so discovery goes to the local peer
+    return head +
+           "<General><Interfaces><NetworkInterface name=\"lo\" multicast=\"false\"/></Interfaces>"
+           "<AllowMulticast>false</AllowMulticast></General>"
+           "<Discovery><ParticipantIndex>auto</ParticipantIndex><MaxAutoParticipantIndex>60</MaxAutoParticipantIndex>"
+           "<Peers><Peer address=\"127.0.0.1\"/></Peers></Discovery>" +
+           tail;
+  if (!multicast.count(nic))
+    throw std::invalid_argument("network_interface: '" + nic + "' cannot multicast, and DDS discovery on a Unitree "
+                                "robot's network needs it; valid: a multicast-capable interface (" + have + ")");
+  return head + "<General><Interfaces><NetworkInterface name=\"" + nic +
+         "\"/></Interfaces></General>" + tail;
+}
+
+DdsParticipant::DdsParticipant(int domain_id, const std::string& nic) {
+  if (domain_id < 0 || domain_id > 232)
+    throw std::invalid_argument("domain_id: found " + std::to_string(domain_id) + "; valid: 0 to 232");
+  const std::string xml = cyclone_config(nic);
+  if (!xml.empty()) {
+    domain_ = dds_create_domain(static_cast<dds_domainid_t>(domain_id), xml.c_str());
+    if (domain_ < 0 && domain_ != DDS_RETCODE_PRECONDITION_NOT_MET)  // already created in this process
+      check(domain_, "create domain");
+  }
+  pp_ = dds_create_participant(static_cast<dds_domainid_t>(domain_id), nullptr, nullptr);
+  check(pp_, "create participant");
+}
+
+DdsParticipant::~DdsParticipant() {
+  if (pp_ > 0) dds_delete(pp_);
+  if (domain_ > 0) dds_delete(domain_);
+}
+
+dds_entity_t DdsParticipant::topic(const dds_topic_descriptor_t* desc, const std::string& name) {
+  const dds_entity_t t = dds_create_topic(pp_, desc, name.c_str(), nullptr, nullptr);
+  check(t, ("create topic " + name).c_str());
+  return t;
+}
+
+DdsWriter::DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic) {
+  dds_qos_t* q = dds_create_qos();
+  dds_qset_reliability(q, DDS_RELIABILITY_RELIABLE, DDS_MSECS(10));
+  dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
+  wr_ = dds_create_writer(p.handle(), p.topic(desc, topic), q, nullptr);
+  dds_delete_qos(q);
+  check(wr_, ("create writer " + topic).c_str());
+}
+
+int DdsWriter::matched_readers() const {
+  dds_publication_matched_status_t st;
+  return dds_get_publication_matched_status(wr_, &st) == DDS_RETCODE_OK ? static_cast<int>(st.current_count) : -1;
+}
+
+DdsReader::DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic,
+                     size_t sample_size, std::function<void(const void*)> on_sample, bool reliable)
+    : size_(sample_size), on_sample_(std::move(on_sample)) {
+  dds_qos_t* q = dds_create_qos();
+  dds_qset_reliability(q, reliable ? DDS_RELIABILITY_RELIABLE : DDS_RELIABILITY_BEST_EFFORT, DDS_MSECS(10));
+  dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
+  rd_ = dds_create_reader(p.handle(), p.topic(desc, topic), q, nullptr);
+  dds_delete_qos(q);
+  check(rd_, ("create reader " + topic).c_str());
+  ws_ = dds_create_waitset(p.handle());
+  check(ws_, "create waitset");
+  const dds_entity_t rc = dds_create_readcondition(rd_, DDS_ANY_STATE);
+  check(rc, "create read condition");
+  check(dds_waitset_attach(ws_, rc, rd_), "attach read condition");
+  stop_ = dds_create_guardcondition(p.handle());
+  check(stop_, "create guard condition");
+  check(dds_waitset_attach(ws_, stop_, stop_), "attach guard condition");
+  thread_ = std::thread([this] { run(); });
+}
+
+DdsReader::~DdsReader() {
+  dds_set_guardcondition(stop_, true);
+  if (thread_.joinable()) thread_.join();
+}
+
+int DdsReader::matched_writers() const {
+  dds_subscription_matched_status_t st;
+  return dds_get_subscription_matched_status(rd_, &st) == DDS_RETCODE_OK ? static_cast<int>(st.current_count) : -1;
+}
+
+void DdsReader::run() {
+  std::vector<unsigned char> buf(size_);
+  for (;;) {
+    dds_attach_t hit[2];
+    const dds_return_t n = dds_waitset_wait(ws_, hit, 2, DDS_MSECS(100));
+    bool triggered = false;
+    // Stop when asked, and when the entities are gone (Cyclone deletes everything at process exit).
+    if (n < 0 || dds_read_guardcondition(stop_, &triggered) != DDS_RETCODE_OK || triggered) return;
+    if (n == 0) continue;
+    for (;;) {
+      std::memset(buf.data(), 0, size_);  // padding stays zero: the CRC covers it
+      void* samples[1] = {buf.data()};
+      dds_sample_info_t info[1];
+      const dds_return_t got = dds_take(rd_, samples, info, 1, 1);
+      if (got < 0) return;
+      if (got == 0) break;
+      if (info[0].valid_data) on_sample_(buf.data());
+    }
+  }
+}
+
+}  // namespace vertebra::unitree

@@ -1,0 +1,71 @@
+// A thin C++ layer over Cyclone DDS's C API (Debian cyclonedds-dev 0.10.2) for the Unitree driver
+// and sim bridge: one participant on a domain whose network configuration is generated from the
+// driver config, best-effort keep-last-1 readers (they match any writer: the robot's, Unitree's
+// SDK, ours) and reliable keep-last-1 writers (they match any reader), and a reader thread that
+// takes each new sample into a zeroed buffer (so the struct's padding is zero when its CRC is
+// checked) and hands it to a callback. Configuration time only, except write() (tick).
+#pragma once
+
+#include <dds/dds.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace vertebra::unitree {
+
+inline int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The Cyclone XML for an interface: "" lets Cyclone choose; "lo" (tests, the sim bridge on one
+// machine) uses unicast discovery to 127.0.0.1; any other name must exist and be multicast-capable
+// (what Unitree robots use). Throws std::invalid_argument naming the interface and the ones there are.
+std::string cyclone_config(const std::string& network_interface);
+
+class DdsParticipant {
+ public:
+  DdsParticipant(int domain_id, const std::string& network_interface);
+  ~DdsParticipant();
+  DdsParticipant(const DdsParticipant&) = delete;
+  DdsParticipant& operator=(const DdsParticipant&) = delete;
+  dds_entity_t handle() const { return pp_; }
+  dds_entity_t topic(const dds_topic_descriptor_t* desc, const std::string& name);
+
+ private:
+  dds_entity_t domain_ = 0, pp_ = 0;
+};
+
+class DdsWriter {
+ public:
+  DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic);
+  // [tick] 0 on success, else the DDS return code.
+  int write(const void* sample) { return dds_write(wr_, sample); }
+  int matched_readers() const;
+
+ private:
+  dds_entity_t wr_ = 0;
+};
+
+// Calls on_sample(buffer) on its own thread for every valid sample, the buffer zeroed first.
+class DdsReader {
+ public:
+  // reliable: only for a peer known to write reliably (the bridge and the driver in lockstep, where
+  // no sample may be lost); best effort matches every writer (a robot's, Unitree's SDK).
+  DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic, size_t sample_size,
+            std::function<void(const void*)> on_sample, bool reliable = false);
+  ~DdsReader();
+  int matched_writers() const;
+
+ private:
+  void run();
+  dds_entity_t rd_ = 0, ws_ = 0, stop_ = 0;
+  size_t size_;
+  std::function<void(const void*)> on_sample_;
+  std::thread thread_;
+};
+
+}  // namespace vertebra::unitree

@@ -1,0 +1,211 @@
+#include "drivers/unitree/unitree_dds_driver.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <thread>
+
+#include "drivers/unitree/unitree_crc.hpp"
+
+namespace vertebra::unitree {
+
+namespace {
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", s);
+  return buf;
+}
+const dds_topic_descriptor_t* cmd_desc(Messages m) {
+  return m == Messages::kHg ? &unitree_hg_msg_dds__LowCmd__desc : &unitree_go_msg_dds__LowCmd__desc;
+}
+const dds_topic_descriptor_t* state_desc(Messages m) {
+  return m == Messages::kHg ? &unitree_hg_msg_dds__LowState__desc : &unitree_go_msg_dds__LowState__desc;
+}
+}  // namespace
+
+UnitreeDdsDriver::UnitreeDdsDriver(UnitreeDdsOptions opt) : opt_(std::move(opt)) {}
+
+UnitreeDdsDriver::~UnitreeDdsDriver() {
+  cmd_watch_.reset();
+  reader_.reset();
+  writer_.reset();
+  pp_.reset();
+}
+
+void UnitreeDdsDriver::on_configure(const DriverInit& init) {
+  const int n = static_cast<int>(init.joint_names.size());
+  const int slots = opt_.messages == Messages::kHg ? kHgMotors : kGoMotors;
+  if (static_cast<int>(opt_.motors.size()) != n)
+    throw std::invalid_argument("unitree_dds: motors: " + std::to_string(opt_.motors.size()) + " motor slots for " +
+                                std::to_string(n) + " joints; valid: one per joint (the robot config's motor column)");
+  map_.n = n;
+  for (int j = 0; j < n; ++j) {
+    const int m = opt_.motors[j];
+    if (m < 0 || m >= slots)
+      throw std::invalid_argument("unitree_dds: motors[" + std::to_string(j) + "] (" + init.joint_names[j] +
+                                  "): found " + std::to_string(m) + "; valid: 0 to " + std::to_string(slots - 1));
+    map_.motor[j] = m;
+  }
+  if (opt_.mode_pr < 0 || opt_.mode_pr > 1)
+    throw std::invalid_argument("unitree_dds: mode_pr: found " + std::to_string(opt_.mode_pr) + "; valid: 0 (PR), 1 (AB)");
+  damping_kd_ = init.damping_kd;
+  pp_ = std::make_unique<DdsParticipant>(opt_.domain_id, opt_.network_interface);
+  writer_ = std::make_unique<DdsWriter>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic);
+  const size_t size = opt_.messages == Messages::kHg ? sizeof(HgLowState) : sizeof(GoLowState);
+  reader_ = std::make_unique<DdsReader>(*pp_, state_desc(opt_.messages), opt_.lowstate_topic, size,
+                                        [this](const void* m) { on_state(m); }, opt_.lockstep);
+  // Who else publishes rt/lowcmd (the built-in motion service, a second controller): a reader of
+  // our own that counts matched writers (ours included).
+  cmd_watch_ = std::make_unique<DdsReader>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic,
+                                           opt_.messages == Messages::kHg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
+                                           [](const void*) {});
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(opt_.state_timeout_s);
+  while (states_.load(std::memory_order_acquire) == 0) {
+    if (std::chrono::steady_clock::now() > end) {
+      const uint64_t bad = crc_errors_.load();
+      cmd_watch_.reset();
+      reader_.reset();
+      writer_.reset();
+      pp_.reset();
+      throw std::runtime_error(
+          "unitree_dds: no valid " + opt_.lowstate_topic + " within " + seconds_text(opt_.state_timeout_s) +
+          " s on domain " + std::to_string(opt_.domain_id) + ", interface '" + opt_.network_interface + "'" +
+          (bad ? " (" + std::to_string(bad) + " sample(s) with a bad CRC: wrong message type, hg for G1 / go for Go2?)"
+               : " (is the robot on, or the bridge running, on this domain and interface?)"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void UnitreeDdsDriver::on_state(const void* msg) {
+  Sample s{};
+  if (opt_.messages == Messages::kHg) {
+    const auto& m = *static_cast<const HgLowState*>(msg);
+    if (!crc_ok(m)) {
+      crc_errors_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    decode_lowstate(map_, m, s.state);
+    s.remote = decode_remote(m.wireless_remote);
+    s.mode_machine = m.mode_machine;
+  } else {
+    const auto& m = *static_cast<const GoLowState*>(msg);
+    if (!crc_ok(m)) {
+      crc_errors_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    decode_lowstate(map_, m, s.state, s.foot_force);
+    s.remote = decode_remote(m.wireless_remote);
+  }
+  // Lockstep (the bridge): the robot's own clock, its tick in ms, so that robot time advances one
+  // control period per command whatever this machine's speed. Real time: this machine's clock.
+  const uint32_t tick = opt_.messages == Messages::kHg ? static_cast<const HgLowState*>(msg)->tick
+                                                       : static_cast<const GoLowState*>(msg)->tick;
+  s.state.stamp_ns = opt_.lockstep ? static_cast<int64_t>(tick) * 1'000'000 : steady_ns();
+  s.state.seq = states_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  {
+    std::lock_guard<std::mutex> lock(answer_mutex_);  // a lockstep read() waiting sees it
+    latest_.store(s);
+  }
+  answer_cv_.notify_one();
+  stamp_ns_.store(s.state.stamp_ns, std::memory_order_release);
+}
+
+Status UnitreeDdsDriver::read(State& out) {
+  uint64_t v = latest_.load(tick_sample_);
+  if (opt_.lockstep && written_at_ != 0) {
+    // Lockstep: the bridge answers each command with one state; wait for it (bounded).
+    // Blocks (no spinning: the wait is not the tick's CPU time); only the bridge runs lockstep.
+    if (v == written_at_) {
+      std::unique_lock<std::mutex> lock(answer_mutex_);
+      const bool answered = answer_cv_.wait_for(lock, std::chrono::duration<double>(opt_.lockstep_timeout_s),
+                                                [&] { return latest_.version() != written_at_; });
+      if (!answered) lockstep_timeouts_.fetch_add(1, std::memory_order_relaxed);
+    }
+    v = latest_.load(tick_sample_);
+  }
+  out = tick_sample_.state;
+  foot_force_ = tick_sample_.foot_force;
+  const bool fresh = v != last_seen_;
+  last_seen_ = v;
+  return fresh ? Status::kOk : Status::kNoNewData;
+}
+
+void UnitreeDdsDriver::publish(const Command& cmd) {
+  int rc;
+  if (opt_.messages == Messages::kHg) {
+    encode_lowcmd(map_, cmd, static_cast<uint8_t>(opt_.mode_pr), tick_sample_.mode_machine, hg_cmd_);
+    rc = writer_->write(&hg_cmd_);
+  } else {
+    encode_lowcmd(map_, cmd, go_cmd_);
+    rc = writer_->write(&go_cmd_);
+  }
+  if (rc < 0)
+    write_errors_.fetch_add(1, std::memory_order_relaxed);
+  else
+    commands_.fetch_add(1, std::memory_order_relaxed);
+}
+
+Status UnitreeDdsDriver::write(const Command& cmd) {
+  if (!writer_) return Status::kNotReady;
+  written_at_ = latest_.version();
+  publish(cmd);
+  return Status::kOk;
+}
+
+void UnitreeDdsDriver::on_activate() {
+  // Another publisher of rt/lowcmd: Unitree's motion service still controls the robot, or a second
+  // controller is connected. Give discovery a moment, then count writers other than ours.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const int writers = cmd_watch_->matched_writers();
+  if (writers > 1)
+    throw std::runtime_error(
+        "unitree_dds: another participant publishes " + opt_.lowcmd_topic + " (" + std::to_string(writers - 1) +
+        " writer(s) besides Vertebra): release Unitree's built-in motion service first (the app or remote: "
+        "L2+B, then L2+R2 on a G1 to enter debug mode; on a Go2 the motion_switcher ReleaseMode), and stop "
+        "any other controller");
+}
+
+void UnitreeDdsDriver::on_deactivate() {
+  // Hand the motors back damped: kd only, no stiffness, a few times over 50 ms.
+  Command c{};
+  c.n = map_.n;
+  for (int j = 0; j < map_.n; ++j) {
+    c.q[j] = tick_sample_.state.q[j];
+    c.kd[j] = j < static_cast<int>(damping_kd_.size()) ? damping_kd_[j] : 0.0;
+  }
+  for (int k = 0; k < 10 && writer_; ++k) {
+    publish(c);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void UnitreeDdsDriver::on_cleanup() {
+  cmd_watch_.reset();
+  reader_.reset();
+  writer_.reset();
+  pp_.reset();
+}
+
+int64_t UnitreeDdsDriver::now_ns() const {
+  return opt_.lockstep ? stamp_ns_.load(std::memory_order_acquire) : steady_ns();
+}
+
+DdsCounters UnitreeDdsDriver::counters() const {
+  DdsCounters c;
+  c.states = states_.load();
+  c.crc_errors = crc_errors_.load();
+  c.commands = commands_.load();
+  c.write_errors = write_errors_.load();
+  c.lockstep_timeouts = lockstep_timeouts_.load();
+  c.lowcmd_writers = cmd_watch_ ? cmd_watch_->matched_writers() - 1 : 0;
+  return c;
+}
+
+RemoteState UnitreeDdsDriver::remote() const {
+  Sample s;
+  latest_.load(s);
+  return s.remote;
+}
+
+}  // namespace vertebra::unitree

@@ -1,0 +1,95 @@
+// The Unitree G1 / Go2 over DDS (rt/lowcmd, rt/lowstate): the driver a real robot runs with, and
+// the one that talks to `vertebra sim-bridge`.
+//
+// Reading: a DDS thread takes every rt/lowstate sample, checks its CRC (a bad one is counted and
+// dropped, so persistent corruption becomes state loss in the supervisor) and stores the decoded
+// State in a seqlock; read() on the tick copies the newest one (no blocking), or, in lockstep
+// (the bridge advances one control period per command), waits for the answer to the last write.
+// Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state),
+// seals its CRC and publishes it.
+// Lifecycle: configure() joins the DDS domain (network configuration generated from the
+// interface) and waits for the robot's state; activate() refuses while another participant
+// publishes rt/lowcmd (Unitree's built-in motion service, or a second controller);
+// deactivate() hands the motors back damped (kd only) before it returns.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/exchange.hpp"
+#include "drivers/driver.hpp"
+#include "drivers/unitree/dds.hpp"
+#include "drivers/unitree/unitree_codec.hpp"
+
+namespace vertebra::unitree {
+
+struct UnitreeDdsOptions {
+  Messages messages = Messages::kHg;  // kHg: G1 (unitree_hg), kGo: Go2 (unitree_go)
+  int domain_id = 0;
+  std::string network_interface;      // "" : Cyclone chooses; "lo": one machine
+  std::string lowcmd_topic = "rt/lowcmd";
+  std::string lowstate_topic = "rt/lowstate";
+  std::vector<int> motors;            // the motor slot of each joint, in joint order
+  int mode_pr = 0;                    // G1 ankle mode (0 PR)
+  bool lockstep = false;              // read() waits for the state that answers the last command
+  double state_timeout_s = 2.0;       // configure() waits this long for the first state
+  double lockstep_timeout_s = 1.0;
+};
+
+struct DdsCounters {
+  uint64_t states = 0, crc_errors = 0, commands = 0, write_errors = 0, lockstep_timeouts = 0;
+  int lowcmd_writers = 0;  // other participants publishing rt/lowcmd (checked on activate)
+};
+
+class UnitreeDdsDriver final : public Driver {
+ public:
+  explicit UnitreeDdsDriver(UnitreeDdsOptions opt);
+  ~UnitreeDdsDriver() override;
+  Status read(State& out) override;
+  Status write(const Command& cmd) override;
+  int64_t now_ns() const override;
+  bool simulated() const override { return opt_.lockstep; }  // lockstep only against the bridge
+  std::string name() const override { return "unitree_dds"; }
+  DdsCounters counters() const;
+  RemoteState remote() const;
+  const std::array<double, 4>& foot_force() const { return foot_force_; }
+
+ protected:
+  void on_configure(const DriverInit& init) override;
+  void on_activate() override;
+  void on_deactivate() override;
+  void on_cleanup() override;
+
+ private:
+  struct Sample {
+    State state;
+    RemoteState remote;
+    std::array<double, 4> foot_force{};
+    uint8_t mode_machine = 0;
+  };
+  void on_state(const void* msg);
+  void publish(const Command& cmd);
+  UnitreeDdsOptions opt_;
+  MotorMap map_;
+  std::vector<double> damping_kd_;
+  std::unique_ptr<DdsParticipant> pp_;
+  std::unique_ptr<DdsWriter> writer_;
+  std::unique_ptr<DdsReader> reader_, cmd_watch_;
+  SeqLock<Sample> latest_;
+  std::atomic<uint64_t> states_{0}, crc_errors_{0}, commands_{0}, write_errors_{0}, lockstep_timeouts_{0};
+  std::atomic<int64_t> stamp_ns_{0};
+  std::mutex answer_mutex_;               // lockstep only: read() waits for the answer to its write
+  std::condition_variable answer_cv_;
+  uint64_t last_seen_ = 0, written_at_ = 0;  // tick-owned: the state version read / current when last written
+  Sample tick_sample_{};                       // tick-owned scratch (no allocation)
+  std::array<double, 4> foot_force_{};
+  HgLowCmd hg_cmd_{};
+  GoLowCmd go_cmd_{};
+};
+
+}  // namespace vertebra::unitree

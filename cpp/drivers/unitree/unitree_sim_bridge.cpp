@@ -1,0 +1,148 @@
+#include "drivers/unitree/unitree_sim_bridge.hpp"
+
+#include <chrono>
+#include <stdexcept>
+
+#include "drivers/unitree/unitree_crc.hpp"
+
+namespace vertebra::unitree {
+
+UnitreeSimBridge::UnitreeSimBridge(std::shared_ptr<MujocoDriver> sim, BridgeOptions opt)
+    : sim_(std::move(sim)), opt_(std::move(opt)) {
+  if (!sim_) throw std::invalid_argument("sim-bridge: no simulator");
+  const int slots = opt_.messages == Messages::kHg ? kHgMotors : kGoMotors;
+  map_.n = static_cast<int>(opt_.motors.size());
+  if (map_.n < 1 || map_.n > kMaxJoints) throw std::invalid_argument("sim-bridge: motors: one slot per joint");
+  for (int j = 0; j < map_.n; ++j) {
+    if (opt_.motors[j] < 0 || opt_.motors[j] >= slots)
+      throw std::invalid_argument("sim-bridge: motors[" + std::to_string(j) + "]: found " +
+                                  std::to_string(opt_.motors[j]) + "; valid: 0 to " + std::to_string(slots - 1));
+    map_.motor[j] = opt_.motors[j];
+  }
+  if (!(opt_.rate_hz > 0)) throw std::invalid_argument("sim-bridge: rate_hz must be > 0");
+  current_.n = map_.n;  // zero gains: the robot hangs limp until commanded
+}
+
+UnitreeSimBridge::~UnitreeSimBridge() { stop(); }
+
+void UnitreeSimBridge::start() {
+  if (running_.exchange(true)) return;
+  if (sim_->lifecycle_state() == DriverState::kInactive) sim_->activate();
+  pp_ = std::make_unique<DdsParticipant>(opt_.domain_id, opt_.network_interface);
+  const bool hg = opt_.messages == Messages::kHg;
+  writer_ = std::make_unique<DdsWriter>(*pp_, hg ? &unitree_hg_msg_dds__LowState__desc : &unitree_go_msg_dds__LowState__desc,
+                                        opt_.lowstate_topic);
+  sim_->read(state_);
+  reader_ = std::make_unique<DdsReader>(*pp_, hg ? &unitree_hg_msg_dds__LowCmd__desc : &unitree_go_msg_dds__LowCmd__desc,
+                                        opt_.lowcmd_topic, hg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
+                                        [this](const void* m) { on_command(m); }, opt_.lockstep);
+  thread_ = std::thread([this] { run_realtime(); });
+}
+
+void UnitreeSimBridge::stop() {
+  if (!running_.exchange(false)) return;
+  if (thread_.joinable()) thread_.join();
+  reader_.reset();
+  writer_.reset();
+  pp_.reset();
+}
+
+void UnitreeSimBridge::on_command(const void* msg) {
+  Command c{};
+  bool ok;
+  if (opt_.messages == Messages::kHg) {
+    const auto& m = *static_cast<const HgLowCmd*>(msg);
+    ok = crc_ok(m);
+    if (ok) decode_lowcmd(map_, m, c);
+  } else {
+    const auto& m = *static_cast<const GoLowCmd*>(msg);
+    ok = crc_ok(m);
+    if (ok) decode_lowcmd(map_, m, c);
+  }
+  if (!ok)
+    crc_errors_.fetch_add(1, std::memory_order_relaxed);  // dropped, as the motor boards drop it
+  else
+    commands_.fetch_add(1, std::memory_order_relaxed);
+  last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
+  if (opt_.lockstep) {
+    std::lock_guard<std::mutex> lock(step_mutex_);
+    if (ok) current_ = c;
+    step_and_publish();  // one control period per command received (a bad one keeps the last in force)
+  } else if (ok) {
+    command_.write(c);
+  }
+}
+
+void UnitreeSimBridge::step_and_publish() {
+  sim_->write(current_);
+  sim_->read(state_);
+  ++tick_;
+  RemoteState r;
+  remote_.load(r);
+  int drop = drop_.load(std::memory_order_relaxed);
+  if (drop > 0) {
+    drop_.store(drop - 1, std::memory_order_relaxed);
+    dropped_sent_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const bool corrupt = corrupt_.load(std::memory_order_relaxed) > 0;
+  if (corrupt) corrupt_.fetch_sub(1, std::memory_order_relaxed);
+  if (opt_.messages == Messages::kHg) {
+    encode_lowstate(map_, state_, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
+    if (corrupt) hg_.crc ^= 0x1u;
+    writer_->write(&hg_);
+  } else {
+    std::array<double, 4> ff{};
+    encode_lowstate(map_, state_, tick_ms(), ff, r, go_);
+    if (corrupt) go_.crc ^= 0x1u;
+    writer_->write(&go_);
+  }
+  if (corrupt) corrupted_sent_.fetch_add(1, std::memory_order_relaxed);
+  states_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void UnitreeSimBridge::run_realtime() {
+  const auto period = std::chrono::nanoseconds(static_cast<int64_t>(1e9 / opt_.rate_hz));
+  auto next = std::chrono::steady_clock::now();
+  while (running_.load(std::memory_order_acquire)) {
+    if (opt_.lockstep) {
+      // Lockstep: commands drive the steps. While none comes (a controller starting), repeat the
+      // current state every 100 ms so a new driver sees the robot.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (steady_ns() - last_command_ns_.load(std::memory_order_relaxed) > 100'000'000) {
+        std::lock_guard<std::mutex> lock(step_mutex_);
+        RemoteState r;
+        remote_.load(r);
+        if (opt_.messages == Messages::kHg) {
+          encode_lowstate(map_, state_, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
+          writer_->write(&hg_);
+        } else {
+          std::array<double, 4> ff{};
+          encode_lowstate(map_, state_, tick_ms(), ff, r, go_);
+          writer_->write(&go_);
+        }
+        last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
+      }
+      continue;
+    }
+    Command c;
+    if (command_.read(c)) current_ = c;
+    step_and_publish();
+    next += period;
+    std::this_thread::sleep_until(next);
+  }
+}
+
+BridgeCounters UnitreeSimBridge::counters() const {
+  BridgeCounters c;
+  c.commands = commands_.load();
+  c.crc_errors = crc_errors_.load();
+  c.states = states_.load();
+  c.corrupted_sent = corrupted_sent_.load();
+  c.dropped_sent = dropped_sent_.load();
+  return c;
+}
+
+void UnitreeSimBridge::set_remote(const RemoteState& r) { remote_.store(r); }
+
+}  // namespace vertebra::unitree

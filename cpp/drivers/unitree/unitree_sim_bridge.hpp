@@ -1,0 +1,80 @@
+// `vertebra sim-bridge`: Vertebra's MuJoCo robot exposed over DDS as the real Unitree robot is:
+// it publishes rt/lowstate (valid CRC) and takes rt/lowcmd, verifying its CRC and dropping a bad
+// frame as the robot does (the previous command stays in force). The MuJoCo driver applies the
+// motor-board law tau = tau_ff + kp (q* - q) + kd (dq* - dq) at every physics step, clamped to the
+// effort limits; motor mode 0 and the Go2's PosStopF/VelStopF are honoured (decode_lowcmd).
+// Real time: one control period per rate tick, with the newest command. Lockstep: one control
+// period per command received, so tests over real DDS are deterministic on a loaded machine.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/exchange.hpp"
+#include "drivers/mujoco_driver.hpp"
+#include "drivers/unitree/dds.hpp"
+#include "drivers/unitree/unitree_codec.hpp"
+
+namespace vertebra::unitree {
+
+struct BridgeOptions {
+  Messages messages = Messages::kHg;
+  int domain_id = 0;
+  std::string network_interface;
+  std::string lowcmd_topic = "rt/lowcmd";
+  std::string lowstate_topic = "rt/lowstate";
+  std::vector<int> motors;      // motor slot per joint of the simulated robot
+  bool lockstep = false;
+  double rate_hz = 500.0;       // real time: states per second
+  int mode_machine = 0;         // G1: reported in LowState_ (the robot's model id)
+};
+
+struct BridgeCounters {
+  uint64_t commands = 0, crc_errors = 0, states = 0, corrupted_sent = 0, dropped_sent = 0;
+};
+
+class UnitreeSimBridge {
+ public:
+  // `sim`: a configured MujocoDriver; the bridge activates it.
+  UnitreeSimBridge(std::shared_ptr<MujocoDriver> sim, BridgeOptions opt);
+  ~UnitreeSimBridge();
+  void start();
+  void stop();
+  BridgeCounters counters() const;
+  void set_remote(const RemoteState& r);
+  // Fault injection: the next n states go out with a wrong CRC / are not sent at all.
+  void corrupt_states(int n) { corrupt_.store(n, std::memory_order_relaxed); }
+  void drop_states(int n) { drop_.store(n, std::memory_order_relaxed); }
+
+ private:
+  void on_command(const void* msg);
+  void step_and_publish();
+  void run_realtime();
+  // LowState_.tick: the robot's milliseconds (the simulated time, as the boards count it).
+  uint32_t tick_ms() const { return static_cast<uint32_t>(state_.stamp_ns / 1'000'000); }
+  std::shared_ptr<MujocoDriver> sim_;
+  BridgeOptions opt_;
+  MotorMap map_;
+  std::unique_ptr<DdsParticipant> pp_;
+  std::unique_ptr<DdsWriter> writer_;
+  std::unique_ptr<DdsReader> reader_;
+  std::mutex step_mutex_;            // the lockstep reader thread and the idle republisher
+  TripleBuffer<Command> command_;    // newest valid command (real time)
+  Command current_{};                // the command in force (step_mutex_)
+  SeqLock<RemoteState> remote_;
+  State state_{};
+  HgLowState hg_{};
+  GoLowState go_{};
+  uint32_t tick_ = 0;
+  std::atomic<int> corrupt_{0}, drop_{0};
+  std::atomic<uint64_t> commands_{0}, crc_errors_{0}, states_{0}, corrupted_sent_{0}, dropped_sent_{0};
+  std::atomic<int64_t> last_command_ns_{0};
+  std::atomic<bool> running_{false};
+  std::thread thread_;
+};
+
+}  // namespace vertebra::unitree

@@ -1,0 +1,50 @@
+"""`vertebra sim-bridge`: Vertebra's simulated robot on DDS, speaking what the real Unitree robot
+speaks (rt/lowstate out, rt/lowcmd in, CRC-checked both ways; cpp/drivers/unitree/unitree_sim_bridge.hpp).
+A runtime in another process drives it with the `unitree_dds` driver exactly as it would the robot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vertebra import _rt
+from vertebra.drivers.registry import MujocoDriverConfig, UnitreeDdsDriverConfig
+from vertebra.runtime.config import RobotConfig
+
+
+# The pack voltage a simulated robot reports where its LowState_ carries one (the Go2's power_v):
+# the Go2's nominal 28.8 V (Unitree Go2 specifications, battery). A robot whose state reports 0 V
+# would (rightly) be stopped for a critical battery.
+NOMINAL_BATTERY_V = {"go2": 28.8}
+
+
+class SimBridge:
+    def __init__(self, robot: str | RobotConfig, *, domain_id: int = 0, network_interface: str = "lo",
+                 lockstep: bool = False, noise: bool = False, messages: str | None = None):
+        self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
+        self.sim = MujocoDriverConfig.from_dict({"noise": noise, "battery_v": NOMINAL_BATTERY_V.get(self.cfg.name, 0.0)}
+                                                ).build(self.cfg, self.cfg.control_rate_hz)
+        o = _rt.BridgeOptions()
+        o.messages = messages or UnitreeDdsDriverConfig.default_messages(self.cfg)
+        o.domain_id = domain_id
+        o.network_interface = network_interface
+        o.motors = [j.motor_index for j in self.cfg.joints]
+        o.lockstep = lockstep
+        o.rate_hz = self.cfg.control_rate_hz
+        self.options = o
+        self.bridge = _rt.UnitreeSimBridge(self.sim, o)
+
+    def start(self) -> SimBridge:
+        self.bridge.start()
+        return self
+
+    def counters(self) -> dict[str, Any]:
+        return dict(self.bridge.counters())
+
+    def close(self) -> None:
+        self.bridge.stop()
+
+    def __enter__(self) -> SimBridge:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
