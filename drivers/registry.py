@@ -153,6 +153,8 @@ class UnitreeDdsDriverConfig(DriverConfig):
     lowcmd_topic = field(str, default="rt/lowcmd", doc="command topic")
     lowstate_topic = field(str, default="rt/lowstate", doc="state topic")
     mode_pr = field(int, default=0, choices={0: "PR (pitch/roll ankles)", 1: "AB"}, doc="G1 ankle control mode")
+    estop_buttons = field(int, default=0x0220, lo=0, hi=0xFFFF,
+                          doc="remote buttons that together e-stop on the tick (bit mask; default L2+B; 0: none)")
     lockstep = field(bool, default=False, doc="the sim bridge's lockstep: one control period per command")
     state_timeout_s = field(float, default=2.0, lo=0.01, hi=60.0, doc="how long configure waits for the first state")
     lockstep_timeout_s = field(float, default=1.0, lo=0.001, hi=60.0, doc="lockstep: wait for the answer to a command")
@@ -169,6 +171,7 @@ class UnitreeDdsDriverConfig(DriverConfig):
         o.lowcmd_topic, o.lowstate_topic = self.lowcmd_topic, self.lowstate_topic
         o.motors = [j.motor_index for j in robot.joints]
         o.mode_pr = int(self.mode_pr)
+        o.estop_buttons = int(self.estop_buttons)
         o.lockstep = self.lockstep
         o.state_timeout_s, o.lockstep_timeout_s = self.state_timeout_s, self.lockstep_timeout_s
         return o

@@ -156,6 +156,7 @@ void expose_drivers(py::module_& m) {
       .def_readwrite("lowstate_topic", &uni::UnitreeDdsOptions::lowstate_topic)
       .def_readwrite("motors", &uni::UnitreeDdsOptions::motors)
       .def_readwrite("mode_pr", &uni::UnitreeDdsOptions::mode_pr)
+      .def_readwrite("estop_buttons", &uni::UnitreeDdsOptions::estop_buttons)
       .def_readwrite("lockstep", &uni::UnitreeDdsOptions::lockstep)
       .def_readwrite("state_timeout_s", &uni::UnitreeDdsOptions::state_timeout_s)
       .def_readwrite("lockstep_timeout_s", &uni::UnitreeDdsOptions::lockstep_timeout_s);

@@ -52,6 +52,9 @@ struct State {
   std::array<uint32_t, kMaxJoints> motor_error{};  // driver-specific error bits; 0 = healthy
   bool has_battery = false;
   double battery_v = 0.0;                      // V, pack voltage
+  // The robot's own e-stop input (the Unitree wireless remote's configured button combination):
+  // the supervisor e-stops in the tick it sees it, as for the operator's e-stop.
+  bool remote_estop = false;
 };
 
 // Motor-board command per joint: tau = kp (q - q_meas) + kd (dq - dq_meas) + tau_ff.

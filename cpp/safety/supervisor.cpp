@@ -220,8 +220,10 @@ void Supervisor::step(uint64_t tick, int64_t driver_ns, const State& s, Status r
   t_ = &t;
   note_sample(s, read_status);
 
-  // 1. operator
-  if (in.estop) {
+  // 1. operator (the robot's remote e-stop combination counts as the operator's e-stop)
+  const bool estop = in.estop || s.remote_estop;
+  // (a combination held on the remote is one event, on entry, not one per tick)
+  if (in.estop || (s.remote_estop && st_.mode != SafetyMode::kEstop)) {
     Event e;
     e.kind = EventKind::kOperator;
     e.code = static_cast<int32_t>(OperatorAction::kEstop);
@@ -231,7 +233,7 @@ void Supervisor::step(uint64_t tick, int64_t driver_ns, const State& s, Status r
   }
   // An e-stop takes the whole tick: a reset, enable or request that arrived with it is ignored (the
   // operator repeats it on a later tick), so nothing can cancel the stop before it was written.
-  if (!in.estop) {
+  if (!estop) {
     auto op = [this](OperatorAction a) {
       Event e;
       e.kind = EventKind::kOperator;

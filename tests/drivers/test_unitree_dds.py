@@ -148,3 +148,27 @@ def test_the_remote_reaches_the_driver():
             assert r["buttons"] == 0x0120 and r["lx"] == 0.25 and r["ly"] == -0.5
         finally:
             rt.close()
+
+
+def test_the_remote_estop_combination_stops_the_robot_on_that_tick():
+    dom = domain()
+    cfg = RobotConfig.load("g1")
+    with SimBridge(cfg, domain_id=dom, lockstep=True) as bridge:
+        rt = Runtime(cfg, dds_driver(dom), lockstep=True)
+        try:
+            hold_default_pose(rt, 0.4)
+            bridge.bridge.set_remote(buttons=0x0020)  # L2 alone: nothing
+            rt.loop.run_ticks(3)
+            assert rt.loop.snapshot()["safety_mode"] != "ESTOP"
+            bridge.bridge.set_remote(buttons=0x0220 | 0x0001)  # L2 + B (+ R1): the e-stop combination
+            ticks = 0
+            while rt.loop.snapshot()["safety_mode"] != "ESTOP" and ticks < 5:
+                rt.loop.run_ticks(1)
+                ticks += 1
+            # One tick for the bridge to publish it with the answer to our last command, then the
+            # tick that reads it e-stops.
+            assert rt.loop.snapshot()["safety_mode"] == "ESTOP" and ticks <= 2
+            cmd = rt.loop.snapshot()["command"]
+            assert max(cmd["kp"]) == 0.0  # no stiffness from that tick on
+        finally:
+            rt.close()

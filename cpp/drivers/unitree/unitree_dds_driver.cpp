@@ -46,6 +46,9 @@ void UnitreeDdsDriver::on_configure(const DriverInit& init) {
                                   "): found " + std::to_string(m) + "; valid: 0 to " + std::to_string(slots - 1));
     map_.motor[j] = m;
   }
+  if (opt_.estop_buttons < 0 || opt_.estop_buttons > 0xFFFF)
+    throw std::invalid_argument("unitree_dds: estop_buttons: found " + std::to_string(opt_.estop_buttons) +
+                                "; valid: a 16-bit mask of remote buttons (0: none)");
   if (opt_.mode_pr < 0 || opt_.mode_pr > 1)
     throw std::invalid_argument("unitree_dds: mode_pr: found " + std::to_string(opt_.mode_pr) + "; valid: 0 (PR), 1 (AB)");
   damping_kd_ = init.damping_kd;
@@ -125,6 +128,8 @@ Status UnitreeDdsDriver::read(State& out) {
     v = latest_.load(tick_sample_);
   }
   out = tick_sample_.state;
+  const uint16_t mask = static_cast<uint16_t>(opt_.estop_buttons);
+  out.remote_estop = mask != 0 && (tick_sample_.remote.buttons & mask) == mask;
   foot_force_ = tick_sample_.foot_force;
   const bool fresh = v != last_seen_;
   last_seen_ = v;

@@ -36,6 +36,12 @@ struct UnitreeDdsOptions {
   std::string lowstate_topic = "rt/lowstate";
   std::vector<int> motors;            // the motor slot of each joint, in joint order
   int mode_pr = 0;                    // G1 ankle mode (0 PR)
+  // The wireless-remote buttons that together are an e-stop, a mask of the bitfield in
+  // wireless_remote bytes 2-3 (unitree_sdk2 example unitree_joystick.h, xKeySwitchUnion: R1 bit 0,
+  // L1 1, start 2, select 3, R2 4, L2 5, F1 6, F2 7, A 8, B 9, X 10, Y 11, up 12, right 13,
+  // down 14, left 15). Default L2 + B (0x0220), the combination Unitree's own software uses for
+  // damping. 0: no remote e-stop.
+  int estop_buttons = 0x0220;
   bool lockstep = false;              // read() waits for the state that answers the last command
   double state_timeout_s = 2.0;       // configure() waits this long for the first state
   double lockstep_timeout_s = 1.0;
