@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import secrets
-import shutil
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +33,8 @@ import numpy as np
 
 from vertebra.policies.endpoint import EndpointError, EndpointLock, default_endpoint, ipc_path, runtime_dir
 from vertebra.policies.protocol import ProtocolError, decode, encode, mapping_id
+from vertebra.policies.served import NoopPolicy, PackagePolicy
+from vertebra.policies.server_shm import ShmChannels
 from vertebra.policies.server_config import (
     POLICY_KINDS,
     CurveSettings,
@@ -49,79 +50,10 @@ __all__ = ["POLICY_KINDS", "CurveSettings", "NoopPolicySpec", "PackagePolicySpec
            "ServerLimits", "ServerThreads"]
 
 SERVER_NAME = "vertebra-policy-server"
-# After a shared-memory request the server polls its channels without blocking for this long (the
-# client's next request usually comes within it); then it blocks again and costs no CPU.
-SHM_SPIN_S = 0.002
 SWEEP_S = 1.0  # how often dead or idle shared-memory channels are looked for
-SHM_REQUESTS = ("infer", "health", "reset")  # the rest go over the socket
 MAX_PENDING = 64  # load/swap requests waiting for the loader thread
 HEARTBEAT_MS = 1000  # ZMQ heartbeats on both sides: a dead peer is noticed in HEARTBEAT_TIMEOUT_MS
 HEARTBEAT_TIMEOUT_MS = 3000
-
-
-class NoopPolicy:
-    """Zeros of the configured chunk shape: for transport benchmarks and integration tests."""
-
-    needs_mapping = False
-
-    def __init__(self, name: str, chunk_length: int, action_dim: int, rate_hz: float):
-        self.name = name
-        self.chunk = np.zeros((chunk_length, action_dim), dtype=np.float32)
-        self.rate_hz = rate_hz
-
-    def metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "noop", "chunk_length": self.chunk.shape[0],
-                "action_dim": self.chunk.shape[1], "rate_hz": self.rate_hz, "action_space": "none"}
-
-    def infer(self, obs: dict[str, Any], joint_names: list[str] | None) -> np.ndarray:
-        return self.chunk
-
-    def limit(self, actions: np.ndarray) -> np.ndarray:
-        return actions
-
-
-class PackagePolicy:
-    def __init__(self, name: str, path: Path, intra_op: int):
-        from vertebra.policies.package import OnnxPolicy, PolicyPackage
-
-        self.name = name
-        self.policy = OnnxPolicy(PolicyPackage.load(path), intra_op)
-        self._names: list[str] | None = None
-
-    @property
-    def spec(self) -> Any:
-        return self.policy.spec
-
-    @property
-    def needs_mapping(self) -> bool:
-        return bool(self.spec.state_fields)
-
-    def metadata(self) -> dict[str, Any]:
-        return {"kind": "package", **self.spec.metadata()}
-
-    def infer(self, obs: dict[str, Any], joint_names: list[str] | None) -> np.ndarray:
-        if joint_names is not None:
-            state = obs.get("state") or {}
-            if not isinstance(state, dict):
-                raise ValueError("observation: 'state' must be a map of arrays")
-            for kind, _ in self.spec.state_fields:
-                v = state.get(kind)
-                if isinstance(v, np.ndarray) and v.shape != (len(joint_names),):
-                    raise ValueError(f"observation: state '{kind}' has shape {list(v.shape)}; the mapping names "
-                                     f"{len(joint_names)} joints")
-            if joint_names is not self._names:
-                missing = [j for _, js in self.spec.state_fields for j in js if j not in joint_names]
-                if missing:
-                    raise ValueError(f"observation: the mapping lacks joint(s) the policy reads: {', '.join(missing[:5])}")
-                self.policy.set_joint_names(joint_names)
-                self._names = joint_names
-        return self.policy.infer(obs)
-
-    def limit(self, actions: np.ndarray) -> np.ndarray:
-        lo, hi = getattr(self.spec, "action_min", None), getattr(self.spec, "action_max", None)
-        if lo is None or hi is None:
-            return actions
-        return np.clip(actions, lo, hi).astype(actions.dtype, copy=False)
 
 
 class _Refused(Exception):
@@ -135,7 +67,7 @@ def _warn(msg: str) -> None:
     print(f"vertebra serve: WARNING: {msg}", file=sys.stderr, flush=True)
 
 
-class PolicyServer:
+class PolicyServer(ShmChannels):
     def __init__(self, cfg: ServerConfig, bind: str | None = None):
         import zmq
 
@@ -391,75 +323,6 @@ class PolicyServer:
                 self.sock.send_multipart([ident, data])
         self.pending = still
 
-    # -- shared-memory channels (same host) ---------------------------------------------------------
-    def _shm_open(self, ident: bytes, path: str) -> dict[str, Any]:
-        import zmq
-
-        from vertebra.policies.shm import Segment
-
-        if not self.endpoint.startswith("ipc://"):
-            raise ProtocolError("shm_unavailable", f"shared memory needs a same-host ipc:// endpoint; this server is on "
-                                                   f"{self.endpoint}")
-        if self.cfg.curve.enabled:  # the allowlist is checked per socket request; a channel would bypass it
-            raise ProtocolError("shm_unavailable", "shared memory is off on a server with curve.enabled")
-        try:
-            seg = Segment.attach(path, self.cfg.max_message_bytes)
-        except (ValueError, OSError) as e:
-            raise ProtocolError("shm_unavailable", str(e)) from None
-        self._shm_close(ident)
-        self.shm[ident] = seg
-        self.poller.register(seg.read_fd, zmq.POLLIN)
-        return {"type": "shm_open_reply", "request_bytes": seg.req_cap, "reply_bytes": seg.rep_cap,
-                "arena_bytes": seg.arena_cap}
-
-    def _shm_close(self, ident: bytes) -> None:
-        seg = self.shm.pop(ident, None)
-        if seg is not None:
-            try:
-                self.poller.unregister(seg.read_fd)
-            except KeyError:
-                pass
-            seg.close()
-
-    def _sweep_channels(self) -> None:
-        """Close the channels of clients that died or went idle (their fds and mappings go with them)."""
-        from vertebra.policies.shm import pid_alive
-
-        now = time.monotonic()
-        for ident, seg in list(self.shm.items()):
-            dead = seg.client_pid is not None and not pid_alive(seg.client_pid)
-            if dead or now - seg.last_used > self.cfg.limits.idle_channel_s:
-                if not dead:
-                    seg.mark_closed_by_server()  # the client reopens at once instead of timing out
-                self._shm_close(ident)
-            if dead:  # nobody else will remove its FIFOs and folder
-                shutil.rmtree(seg.path, ignore_errors=True)
-
-    def _serve_shm_waiting(self, timeout_s: float) -> bool:
-        """Serve one shared-memory request arriving within the timeout; False when none came or the
-        socket has a message. Polls without system calls during the busy period after a request."""
-        from vertebra.policies.shm import sleep_until
-
-        def ready() -> bool:
-            for ident, seg in self.shm.items():  # no copy per poll: a served request returns at once
-                if seg.new_request():
-                    self._serve_shm(ident, seg)  # may close this channel: we stop iterating here
-                    return True
-            return False
-
-        busy_end = self._last_shm + SHM_SPIN_S
-        while time.perf_counter() < busy_end:
-            if ready():
-                return True
-            if self.sock.poll(0):
-                return False
-
-        def wait(slice_s: float) -> set[Any] | None:
-            events = dict(self.poller.poll(max(1, int(slice_s * 1e3))))
-            return None if self.sock in events else set(events)
-
-        return sleep_until(list(self.shm.values()), ready, timeout_s, wait)
-
     def _respond(self, ident: bytes, read: Any, answer: Any = None, count: bool = True) -> bytes | None:
         """One request to its encoded reply: read() returns the decoded request (it raises
         ProtocolError for a bad one), answer() its reply (default: handle()). Every failure becomes an
@@ -501,37 +364,6 @@ class PolicyServer:
         data = encode(reply)
         self.last_encode_us = (time.perf_counter_ns() - t2) / 1e3
         return data
-
-    def _serve_shm(self, ident: bytes, seg: Any) -> None:
-        def read() -> dict[str, Any]:
-            try:
-                msg = decode(seg.request_view(), self.cfg.max_message_bytes, arena=seg.arena())
-            except ValueError as e:  # a length beyond the area: the segment was written wrongly
-                raise ProtocolError(getattr(e, "code", "malformed"), str(e)) from None
-            if msg["type"] not in SHM_REQUESTS:
-                raise ProtocolError("schema", f"'{msg['type']}' goes over the ZMQ socket (shared memory carries "
-                                              f"{', '.join(SHM_REQUESTS)})")
-            return msg
-
-        seg.last_used = time.monotonic()
-        try:
-            data = self._respond(ident, read)
-            if data is None:
-                data = encode({"type": "error", "code": "expired", "message": "the request's deadline had passed",
-                               "server_id": self.server_id})
-            try:
-                seg.write_reply(data)
-            except ValueError as e:  # the reply does not fit the client's area
-                seg.write_reply(encode({"type": "error", "code": "too_large", "message": str(e),
-                                        "server_id": self.server_id}))
-        except Exception:  # noqa: BLE001 - a broken channel is that client's problem only
-            self.channel_failures += 1
-            try:
-                seg.mark_closed_by_server()
-            except Exception:  # noqa: BLE001 - the mapping itself may be what failed
-                pass
-            self._shm_close(ident)
-        self._last_shm = time.perf_counter()
 
     def serve_once(self, timeout_ms: int = 100) -> bool:
         """Answer at most one request; False when none came within the timeout."""

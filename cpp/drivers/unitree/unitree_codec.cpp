@@ -42,15 +42,16 @@ void encode_remote(const RemoteState& r, uint8_t* w) {
   std::memcpy(w + 20, &r.ly, 4);
 }
 
-void encode_lowcmd(const MotorMap& map, const Command& cmd, uint8_t mode_pr, uint8_t mode_machine, HgLowCmd& out) {
-  std::memset(&out, 0, sizeof(out));  // padding included: the CRC covers it
-  out.mode_pr = mode_pr;
-  out.mode_machine = mode_machine;
+namespace {
+// Each mapped joint's command into its motor slot, the motor enabled (mode 1 on both robots:
+// G1 enable, Go2 servo/FOC); the message was zeroed, so unmapped slots stay disabled.
+template <int Slots, class MotorCmd>
+void fill_motors(const MotorMap& map, const Command& cmd, MotorCmd (&motors)[Slots]) {
   const int n = std::min(map.n, cmd.n);
   for (int j = 0; j < n; ++j) {
     const int m = map.motor[j];
-    if (m < 0 || m >= kHgMotors) continue;
-    auto& mc = out.motor_cmd[m];
+    if (m < 0 || m >= Slots) continue;
+    auto& mc = motors[m];
     mc.mode = 1;
     mc.q = f32(cmd.q[j]);
     mc.dq = f32(cmd.dq[j]);
@@ -58,6 +59,14 @@ void encode_lowcmd(const MotorMap& map, const Command& cmd, uint8_t mode_pr, uin
     mc.kp = f32(cmd.kp[j]);
     mc.kd = f32(cmd.kd[j]);
   }
+}
+}  // namespace
+
+void encode_lowcmd(const MotorMap& map, const Command& cmd, uint8_t mode_pr, uint8_t mode_machine, HgLowCmd& out) {
+  std::memset(&out, 0, sizeof(out));  // padding included: the CRC covers it
+  out.mode_pr = mode_pr;
+  out.mode_machine = mode_machine;
+  fill_motors(map, cmd, out.motor_cmd);
   seal(out);
 }
 
@@ -66,18 +75,7 @@ void encode_lowcmd(const MotorMap& map, const Command& cmd, GoLowCmd& out) {
   out.head[0] = 0xFE;
   out.head[1] = 0xEF;
   out.level_flag = 0xFF;
-  const int n = std::min(map.n, cmd.n);
-  for (int j = 0; j < n; ++j) {
-    const int m = map.motor[j];
-    if (m < 0 || m >= kGoMotors) continue;
-    auto& mc = out.motor_cmd[m];
-    mc.mode = 0x01;
-    mc.q = f32(cmd.q[j]);
-    mc.dq = f32(cmd.dq[j]);
-    mc.tau = f32(cmd.tau_ff[j]);
-    mc.kp = f32(cmd.kp[j]);
-    mc.kd = f32(cmd.kd[j]);
-  }
+  fill_motors(map, cmd, out.motor_cmd);
   seal(out);
 }
 

@@ -106,11 +106,15 @@ void UnitreeDdsDriver::on_state(const void* msg) {
                                                        : static_cast<const GoLowState*>(msg)->tick;
   s.state.stamp_ns = opt_.lockstep ? static_cast<int64_t>(tick) * 1'000'000 : steady_ns();
   s.state.seq = states_.fetch_add(1, std::memory_order_acq_rel) + 1;
-  {
-    std::lock_guard<std::mutex> lock(answer_mutex_);  // a lockstep read() waiting sees it
-    latest_.store(s);
+  if (opt_.lockstep) {
+    {
+      std::lock_guard<std::mutex> lock(answer_mutex_);  // a lockstep read() waiting sees it
+      latest_.store(s);
+    }
+    answer_cv_.notify_one();
+  } else {
+    latest_.store(s);  // real time: the tick only ever reads the seqlock
   }
-  answer_cv_.notify_one();
   stamp_ns_.store(s.state.stamp_ns, std::memory_order_release);
 }
 
