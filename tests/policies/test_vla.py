@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_the_head_camera_sees_the_named_objects(session):
 
 @pytest.mark.parametrize("task", vla.TASKS)
 def test_the_expert_completes_every_task(session, task):
-    rng = np.random.default_rng(hash(task) % 1000)
+    rng = np.random.default_rng(zlib.crc32(task.encode()) % 1000)  # str hash() changes per process
     ep = vla.sample_episode(rng, task)
     start = session.hands()
     hist = []
