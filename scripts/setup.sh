@@ -40,7 +40,7 @@ fi
 # 3. Build and install the package (editable; the CMake build tree in build/ is reused).
 # The editable install maps every Python module to its file when it is made: a module added, moved or
 # removed (the file list, not its contents) needs a reinstall, as does any change to the C++ sources.
-src_hash=$( (cat pyproject.toml CMakeLists.txt; find cpp -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.pyi' \) -print0 | sort -z | xargs -0 cat;
+src_hash=$( (cat pyproject.toml CMakeLists.txt; find cpp -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.pyi' -o -name '*.idl' \) -print0 | sort -z | xargs -0 cat;
              find runtime policies drivers safety tools -name '*.py' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1)
 build_stamp="$VENV/.vertebra-build.sha256"
 if [ ! -f "$build_stamp" ] || [ "$(cat "$build_stamp")" != "$src_hash" ] || ! "$VENV/bin/python" -c "import vertebra._rt" 2>/dev/null; then

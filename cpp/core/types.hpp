@@ -55,6 +55,13 @@ struct State {
   // The robot's own e-stop input (the Unitree wireless remote's configured button combination):
   // the supervisor e-stops in the tick it sees it, as for the operator's e-stop.
   bool remote_estop = false;
+  // Foot contact forces where the robot measures them (Go2 LowState_.foot_force, the simulator's
+  // contact normal force per foot), in the robot's foot order.
+  bool has_foot_force = false;
+  std::array<double, 4> foot_force{};          // N (simulator) or the sensor's raw units (Go2)
+  // Another participant publishes the robot's command topic while this driver commands it (DDS
+  // drivers): the supervisor raises lowcmd_conflict.
+  bool lowcmd_conflict = false;
 };
 
 // Motor-board command per joint: tau = kp (q - q_meas) + kd (dq - dq_meas) + tau_ff.
