@@ -59,6 +59,7 @@ class DriverConfig(Section, ABC):
     """Base of driver configs: declared fields (validated on construction and on parsing) and build()."""
 
     driver_name = ""
+    floating_base = True  # a legged robot with a free base (the runtime runs the state estimator on it)
 
     @abstractmethod
     def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:
@@ -73,6 +74,7 @@ class MockDriverConfig(DriverConfig):
     joint_inertia_kg_m2 = field(float, default=0.05, lo=0.0, lo_open=True, hi=100.0, doc="rotor inertia per joint")
     joint_friction_nm_s_rad = field(float, default=0.1, lo=0.0, hi=100.0, doc="viscous friction per joint")
     gravity_torque_nm = field(float, default=0.0, lo=-1000.0, hi=1000.0, doc="constant load torque on every joint")
+    floating_base = False
 
     def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:
         d = _rt.MockDriver(self.joint_inertia_kg_m2, self.joint_friction_nm_s_rad, self.gravity_torque_nm)
@@ -110,6 +112,7 @@ class MujocoDriverConfig(DriverConfig):
         o.sim_rate_hz = sim.sim_rate_hz
         o.base_pos = [0.0, 0.0, hang_z]
         o.base_quat = [1.0, 0.0, 0.0, 0.0]
+        o.foot_bodies = list(robot.foot_frames)
         # Hanging limp: joints at zero, or the nearest limit where zero is outside the range.
         o.initial_joint_q = [min(max(0.0, j.q_min_rad), j.q_max_rad) for j in robot.joints]
         o.hoist_engaged = True
@@ -143,7 +146,9 @@ class MujocoDriverConfig(DriverConfig):
 class UnitreeDdsDriverConfig(DriverConfig):
     """A Unitree G1 or Go2 over Cyclone DDS (rt/lowcmd, rt/lowstate), or `vertebra sim-bridge`
     speaking the same (cpp/drivers/unitree/unitree_dds_driver.hpp). Motor slots are the robot
-    config's `motor` column."""
+    config's `motor` column. Activation is refused while Unitree's built-in motion service runs
+    (motion_switcher CheckMode names a mode, or rt/sportmodestate has a publisher), naming how to
+    release it, unless `release_motion_service` is set."""
 
     messages = field(str, default=None, choices={"hg": "unitree_hg (G1)", "go": "unitree_go (Go2)"},
                      doc="message set (null: hg for a g1, go for a go2)")
@@ -158,6 +163,15 @@ class UnitreeDdsDriverConfig(DriverConfig):
     lockstep = field(bool, default=False, doc="the sim bridge's lockstep: one control period per command")
     state_timeout_s = field(float, default=2.0, lo=0.01, hi=60.0, doc="how long configure waits for the first state")
     lockstep_timeout_s = field(float, default=1.0, lo=0.001, hi=60.0, doc="lockstep: wait for the answer to a command")
+    motion_service_timeout_s = field(float, default=0.5, lo=0.01, hi=10.0,
+                                     doc="activate: wait this long for motion_switcher's CheckMode answer "
+                                         "(none: no built-in motion service, counted)")
+    release_motion_service = field(bool, default=False,
+                                   doc="an explicit operator choice: activate releases Unitree's built-in motion "
+                                       "service (motion_switcher ReleaseMode) instead of refusing; the robot stops "
+                                       "standing and goes limp, so it must be in its hoist or lying down")
+    release_timeout_s = field(float, default=5.0, lo=0.1, hi=60.0,
+                              doc="release_motion_service: how long the release may take to show")
 
     @staticmethod
     def default_messages(robot: RobotConfig) -> str:
@@ -174,6 +188,9 @@ class UnitreeDdsDriverConfig(DriverConfig):
         o.estop_buttons = int(self.estop_buttons)
         o.lockstep = self.lockstep
         o.state_timeout_s, o.lockstep_timeout_s = self.state_timeout_s, self.lockstep_timeout_s
+        o.motion_service_timeout_s = self.motion_service_timeout_s
+        o.release_motion_service = self.release_motion_service
+        o.release_timeout_s = self.release_timeout_s
         return o
 
     def build(self, robot: RobotConfig, control_rate_hz: float) -> Any:

@@ -1,6 +1,11 @@
 """`vertebra sim-bridge`: Vertebra's simulated robot on DDS, speaking what the real Unitree robot
 speaks (rt/lowstate out, rt/lowcmd in, CRC-checked both ways; cpp/drivers/unitree/unitree_sim_bridge.hpp).
-A runtime in another process drives it with the `unitree_dds` driver exactly as it would the robot."""
+A runtime in another process drives it with the `unitree_dds` driver exactly as it would the robot.
+
+Unitree's built-in motion service is emulated (motion_switcher RPC, rt/sportmodestate, rt/lowcmd
+ignored while it runs). A real robot boots with it active, and so does the `vertebra sim-bridge`
+command unless `--released`. This class starts it released by default (`motion_service=False`): a
+test or tool that wants the robot as it boots asks for `motion_service=True`."""
 
 from __future__ import annotations
 
@@ -19,7 +24,13 @@ NOMINAL_BATTERY_V = {"go2": 28.8}
 
 class SimBridge:
     def __init__(self, robot: str | RobotConfig, *, domain_id: int = 0, network_interface: str = "lo",
-                 lockstep: bool = False, noise: bool = False, messages: str | None = None):
+                 lockstep: bool = False, noise: bool = False, messages: str | None = None,
+                 motion_service: bool = False, motion_service_mode: str = "normal",
+                 sportmodestate_rate_hz: float = 50.0, motion_switcher: bool = True):
+        """`motion_service`: the emulated built-in motion service starts active, as on a robot that
+        has just booted (a controller must release it: motion_switcher ReleaseMode); False: released.
+        `motion_service_mode`: the mode CheckMode names while it is active. `motion_switcher`: False
+        leaves the motion_switcher RPC unanswered (a robot or an older bridge without one)."""
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
         self.sim = MujocoDriverConfig.from_dict({"noise": noise, "battery_v": NOMINAL_BATTERY_V.get(self.cfg.name, 0.0)}
                                                 ).build(self.cfg, self.cfg.control_rate_hz)
@@ -30,6 +41,10 @@ class SimBridge:
         o.motors = [j.motor_index for j in self.cfg.joints]
         o.lockstep = lockstep
         o.rate_hz = self.cfg.control_rate_hz
+        o.motion_service = motion_service
+        o.motion_service_mode = motion_service_mode
+        o.sportmodestate_rate_hz = sportmodestate_rate_hz
+        o.motion_switcher = motion_switcher
         self.options = o
         self.bridge = _rt.UnitreeSimBridge(self.sim, o)
 

@@ -380,6 +380,31 @@ class WbcSettings(Section):
         return float(self.output.kd_scale)
 
 
+# -- state estimator ------------------------------------------------------------------------------
+class EstimatorSettings(Section):
+    """The floating-base state estimator (cpp/estimation/estimator.hpp): a Kalman filter over base
+    position/velocity and the feet, from the IMU and leg kinematics; converted by
+    ``vertebra.runtime.estimation.build_estimator_config``."""
+
+    contact_source = field(str, choices={"joint_torque": "a ground-reaction estimate from the leg's joint torques",
+                                         "foot_force": "the robot's foot force sensors (Go2)"},
+                           doc="how a foot's contact is detected")
+    contact_on_n = field(float, lo=0.0, hi=1e4, doc="a foot is in stance above this normal force (N or sensor units)")
+    contact_off_n = field(float, lo=0.0, hi=1e4, doc="and in swing again below this one (< contact_on_n)")
+    accel_noise_m_s2 = field(float, default=0.5, lo=1e-4, hi=100.0, doc="process noise: IMU acceleration (std)")
+    stance_foot_noise_m_s = field(float, default=0.002, lo=1e-6, hi=10.0, doc="process noise: stance foot slip")
+    swing_foot_noise_m_s = field(float, default=10.0, lo=1e-3, hi=1e3, doc="process noise: a swing foot")
+    kin_position_noise_m = field(float, default=0.003, lo=1e-5, hi=1.0, doc="leg kinematics: foot position (std)")
+    kin_velocity_noise_m_s = field(float, default=0.08, lo=1e-4, hi=10.0, doc="leg kinematics: base velocity (std)")
+    foot_height_noise_m = field(float, default=0.003, lo=1e-5, hi=1.0, doc="a stance foot on the ground plane (std)")
+    no_contact_velocity_noise_m_s = field(float, default=0.1, lo=1e-3, hi=100.0,
+                                          doc="no foot in contact (hoisted): a weak zero-velocity measurement (std)")
+
+    def check(self, context: Any) -> None:
+        if self.contact_off_n >= self.contact_on_n:
+            raise self.error("contact_off_n", self.contact_off_n, f"less than contact_on_n ({self.contact_on_n})")
+
+
 # -- the robot -------------------------------------------------------------------------------------
 class RobotConfig(Section):
     """A robot: its description, joints in motor-index order, limits, gains, frames, simulator, WBC."""
@@ -394,6 +419,8 @@ class RobotConfig(Section):
     frames = field(FramesConfig, doc="frames of the URDF")
     sim = field(SimConfig, doc="the simulator")
     wbc = field(WbcSettings, default=None, doc="the whole-body controller (optional)")
+    estimator = field(EstimatorSettings, default=None,
+                      doc="the floating-base state estimator (required to run without base truth: a real robot)")
     extra = field(dict, item=None, default={}, doc="free-form settings for tools (unchecked)")
 
     @property

@@ -62,6 +62,9 @@ class DeployConfig(Section):
     policy = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
                    doc="a policy server config in configs/policies/, by name (optional)")
     loop = field(LoopOptions, default={}, doc="control loop options")
+    use_estimator = field(bool, default=False,
+                          doc="the controller uses the state estimator's base even where the driver has truth "
+                              "(simulation as on hardware); without truth (a real robot) it always does")
 
     # Derived by check(): the resolved paths (and the loaded configs, see robot_config()/safety_settings()).
     safety_path: Path

@@ -28,6 +28,7 @@ from typing import Any
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, loop_config, robot_params
 from vertebra.runtime.controllers import BUILTIN_CONTROLLERS, controller_class
+from vertebra.runtime.estimation import estimator_report
 from vertebra.runtime.errors import VertebraError
 from vertebra.safety.config import SafetySettings
 
@@ -46,11 +47,14 @@ class Runtime:
     def __init__(self, robot: str | RobotConfig, driver: Any, *, controller: str = "pd",
                  safety: SafetySettings | None = None, rate_hz: float | None = None, lockstep: bool = False,
                  realtime_priority: bool = True, cpu: int | None = None, fault_injection: bool = False,
-                 event_log: str | os.PathLike[str] | None = None, model: Any = None):
+                 event_log: str | os.PathLike[str] | None = None, model: Any = None,
+                 use_estimator: bool = False):
         """`driver`: a registered driver config (its ``build(robot, rate_hz)`` makes the C++ driver) or
         a C++ driver already built. `controller`: ``pd`` or a registered controller name.
         `fault_injection`: a FaultInjector between the driver and the loop (``self.injector``).
-        `event_log`: append the safety events to this JSON-lines file (always kept in memory too)."""
+        `event_log`: append the safety events to this JSON-lines file (always kept in memory too).
+        `use_estimator`: the controller and monitors use the state estimator's base even where the
+        driver has truth (simulation as on hardware); a driver without truth always gets it."""
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
         cfg = self.cfg
         self.rate_hz = float(rate_hz or cfg.control_rate_hz)
@@ -68,6 +72,20 @@ class Runtime:
         self.loop = _rt.RtLoop(self.injector or self.driver, robot_params(cfg),
                                loop_config(self.rate_hz, lockstep, realtime_priority, cpu), self.safety.to_cpp(cfg))
         self.events = _rt.EventLog(self.loop, str(event_log) if event_log else "")
+        # The state estimator, for every legged robot with a floating base (not the mock's rotors).
+        self.use_estimator = use_estimator
+        self.estimator: Any = None
+        floating = getattr(self.driver_config, "floating_base", self.driver.name != "mock")
+        if floating and cfg.estimator is not None:
+            from vertebra.runtime.estimation import build_estimator
+
+            self.estimator = build_estimator(cfg, self.model, self.rate_hz)
+            self.loop.set_estimator(self.estimator, use_estimator)
+        elif use_estimator:
+            from vertebra.runtime.errors import ConfigError
+
+            raise ConfigError(cfg.file, "estimator", "<missing>" if floating else f"driver {self.driver.name}",
+                              "an estimator section on a robot with a floating base (use_estimator needs one)")
         self.controller = controller
         # The name ACTIVE is requested under, and the controller's handle (WholeBody for wbc).
         self.active_mode = BUILTIN_CONTROLLERS.get(controller, controller)
@@ -95,7 +113,8 @@ class Runtime:
         """(robot config, keyword arguments) a deploy config gives every runtime class."""
         robot = d.robot_config()
         return robot, dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
-                           lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority)
+                           lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority,
+                           use_estimator=d.use_estimator)
 
     # -- time ------------------------------------------------------------------------------
     def time_s(self) -> float:
@@ -204,6 +223,8 @@ class Runtime:
             "safety_mode": snap["safety_mode"],
             "faults": list(snap["faults"]),
             "limiter_clamps": int(snap["clamps"]),
+            "base": snap["base"]["source"],
+            **({"estimator": estimator_report(self)} if self.estimator is not None else {}),
             "loop": {
                 "rate_hz": self.rate_hz,
                 "ticks": int(stats["ticks"]),

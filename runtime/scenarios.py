@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from vertebra.runtime.estimation import EstimatorErrorTracker
 from vertebra.runtime.numerics import quat_from_rpy, tilt_deg
 from vertebra.runtime.sim_runtime import SimRuntime
 
@@ -26,9 +27,12 @@ class _Watch:
         self.max_tilt = 0.0
         self.min_height = math.inf
         self.fz: list[list[float]] = [[] for _ in rt.cfg.foot_frames]
+        self.estimator = EstimatorErrorTracker() if rt.estimator is not None else None
 
     def __call__(self, snap: dict[str, Any]) -> None:
-        st = snap["state"]
+        st = self.rt.truth(snap)  # outcomes are judged on truth, whatever base the controller used
+        if self.estimator is not None:
+            self.estimator(snap, st)
         self.max_tilt = max(self.max_tilt, tilt_deg(st["base_quat"]))
         self.min_height = min(self.min_height, float(st["base_pos"][2]))
         wb = self.rt.wb.status()
@@ -47,6 +51,8 @@ class _Watch:
             "contact_forces": {
                 foot: {"fz_min_n": round(min(v), 1), "fz_max_n": round(max(v), 1), "fz_mean_n": round(float(np.mean(v)), 1)}
                 for foot, v in zip(self.rt.cfg.foot_frames, self.fz) if v},
+            "base": self.rt.loop.snapshot()["base"]["source"],
+            **({"estimator": self.estimator.summary()} if self.estimator is not None else {}),
         }
 
 
@@ -69,7 +75,7 @@ def push(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], force_n: flo
         say(f"push {force_n:g} N for {duration_s:g} s at {math.degrees(ang):.0f} deg")
         before = watch.max_tilt
         watch.max_tilt = 0.0
-        rt.driver.push(force_n * math.cos(ang), force_n * math.sin(ang), 0.0, duration_s)
+        rt.world.push(force_n * math.cos(ang), force_n * math.sin(ang), 0.0, duration_s)
         _hold(rt, settle_s, watch)
         results.append({"direction_deg": round(math.degrees(ang), 1), "max_tilt_deg": round(watch.max_tilt, 3),
                         "fell": watch.fell})
@@ -81,9 +87,10 @@ def push(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], force_n: flo
 
 
 def _hand_poses(rt: SimRuntime) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Current hand poses (position, rotation) from the robot model at the measured state."""
-    snap = rt.loop.snapshot()["state"]
-    q = rt.model.full_configuration(snap["base_pos"], snap["base_quat"], snap["q"])
+    """Current hand positions from the robot model at the state the controller sees (its base:
+    truth, or the estimate)."""
+    snap = rt.loop.snapshot()
+    q = rt.model.full_configuration(snap["base"]["pos"], snap["base"]["quat"], snap["state"]["q"])
     out = []
     for f in rt.cfg.hand_frames:
         out.append(np.asarray(rt.model.frame_translation(q, f)))
@@ -131,8 +138,7 @@ def pose(rt: SimRuntime, watch: _Watch, say: Callable[[str], None], hold_s: floa
             results.append({"com_shift_y_m": dy, "com_err_m": round(float(np.linalg.norm(st["com_err"])), 4)})
         return {"pose": results, "max_com_err_m": max(r["com_err_m"] for r in results)}
     # quadruped: base pose
-    snap = rt.loop.snapshot()["state"]
-    p0 = np.asarray(snap["base_pos"], dtype=float)
+    p0 = np.asarray(rt.loop.snapshot()["base"]["pos"], dtype=float)  # in the controller's frame
     r15 = math.radians(15.0)
     seq = [("roll", (r15, 0, 0), 0.0), ("roll", (-r15, 0, 0), 0.0), ("pitch", (0, r15, 0), 0.0),
            ("pitch", (0, -r15, 0), 0.0), ("yaw", (0, 0, r15), 0.0), ("yaw", (0, 0, -r15), 0.0),

@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ControllerMode', 'Driver', 'EventLog', 'FaultInjector', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'fault_names', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
+__all__: list[str] = ['BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_survey', 'fault_names', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
 class Mode:
     """
     Members:
@@ -467,6 +467,12 @@ class SimOptions:
     def command_latency_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def foot_bodies(self) -> list[str]:
+        ...
+    @foot_bodies.setter
+    def foot_bodies(self, arg0: collections.abc.Sequence[str]) -> None:
+        ...
+    @property
     def hoist_anchor_z_m(self) -> float:
         ...
     @hoist_anchor_z_m.setter
@@ -574,6 +580,10 @@ class MujocoDriver(Driver):
     """
     def __init__(self, options: SimOptions) -> None:
         ...
+    def base_truth(self) -> dict:
+        """
+        the floating base's truth after the latest write (time_s, base_pos, base_quat, base_lin_vel world, base_ang_vel base frame); safe while the loop or a bridge runs
+        """
     def hoist_lower_to(self, anchor_z_m: typing.SupportsFloat | typing.SupportsIndex, speed_m_s: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     def hoist_release(self) -> None:
@@ -626,6 +636,7 @@ class UnitreeDdsOptions:
     lowstate_topic: str
     messages: str
     network_interface: str
+    sportmodestate_topic: str
     def __init__(self) -> None:
         ...
     @property
@@ -653,10 +664,32 @@ class UnitreeDdsOptions:
     def mode_pr(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def motion_service_timeout_s(self) -> float:
+        """
+        activate(): how long to wait for motion_switcher's CheckMode answer (none: no service)
+        """
+    @motion_service_timeout_s.setter
+    def motion_service_timeout_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def motors(self) -> list[int]:
         ...
     @motors.setter
     def motors(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def release_motion_service(self) -> bool:
+        """
+        activate() releases Unitree's built-in motion service (ReleaseMode) instead of refusing
+        """
+    @release_motion_service.setter
+    def release_motion_service(self, arg0: bool) -> None:
+        ...
+    @property
+    def release_timeout_s(self) -> float:
+        ...
+    @release_timeout_s.setter
+    def release_timeout_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def state_timeout_s(self) -> float:
@@ -672,7 +705,11 @@ class UnitreeDdsDriver(Driver):
         ...
     def counters(self) -> dict:
         """
-        samples taken, CRC errors (dropped), commands sent, lockstep waits that timed out, other rt/lowcmd writers
+        samples taken, CRC errors (dropped), commands sent, lockstep waits that timed out, other rt/lowcmd writers and rt/sportmodestate publishers now, what activate() learnt of the motion service, and whether read() reports a lowcmd conflict
+        """
+    def foot_force(self) -> list[float]:
+        """
+        the foot forces of the newest state read on the tick (Go2 LowState_.foot_force; zeros on a G1)
         """
     def remote(self) -> dict:
         """
@@ -686,7 +723,9 @@ class BridgeOptions:
     lowcmd_topic: str
     lowstate_topic: str
     messages: str
+    motion_service_mode: str
     network_interface: str
+    sportmodestate_topic: str
     def __init__(self) -> None:
         ...
     @property
@@ -702,6 +741,22 @@ class BridgeOptions:
     def mode_machine(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def motion_service(self) -> bool:
+        """
+        the emulated built-in motion service starts active (as the robot boots); false: released
+        """
+    @motion_service.setter
+    def motion_service(self, arg0: bool) -> None:
+        ...
+    @property
+    def motion_switcher(self) -> bool:
+        """
+        answer motion_switcher RPC; false: no such service (an older robot or bridge)
+        """
+    @motion_switcher.setter
+    def motion_switcher(self, arg0: bool) -> None:
+        ...
+    @property
     def motors(self) -> list[int]:
         ...
     @motors.setter
@@ -712,6 +767,12 @@ class BridgeOptions:
         ...
     @rate_hz.setter
     def rate_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def sportmodestate_rate_hz(self) -> float:
+        ...
+    @sportmodestate_rate_hz.setter
+    def sportmodestate_rate_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 class UnitreeSimBridge:
     """
@@ -725,11 +786,202 @@ class UnitreeSimBridge:
         ...
     def drop_states(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def release_motion_service(self) -> None:
+        """
+        stop the emulated motion service (as motion_switcher ReleaseMode)
+        """
+    def select_motion_service(self, mode: str = 'normal') -> None:
+        """
+        start the emulated motion service (as motion_switcher SelectMode)
+        """
     def set_remote(self, buttons: typing.SupportsInt | typing.SupportsIndex = 0, lx: typing.SupportsFloat | typing.SupportsIndex = 0.0, rx: typing.SupportsFloat | typing.SupportsIndex = 0.0, ry: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, ly: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
     def start(self) -> None:
         ...
     def stop(self) -> None:
+        ...
+    @property
+    def motion_service_active(self) -> bool:
+        ...
+class MotionSwitcherClient:
+    """
+    Unitree's motion_switcher service over DDS RPC, as unitree_sdk2's client calls it (cpp/drivers/unitree/motion_switcher.hpp): a robot's, or the sim bridge's
+    """
+    def __init__(self, domain_id: typing.SupportsInt | typing.SupportsIndex = 0, network_interface: str = '') -> None:
+        ...
+    def check_mode(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> str | None:
+        """
+        CheckMode: the active mode ("" released); None: no answer
+        """
+    def release_mode(self, timeout_s: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> int | None:
+        """
+        ReleaseMode: the answer's code (0: done); None: no answer
+        """
+    def select_mode(self, mode: str, timeout_s: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> int | None:
+        """
+        SelectMode: the answer's code (0: done); None: no answer
+        """
+class ContactSource:
+    """
+    Members:
+    
+      joint_torque
+    
+      foot_force
+    """
+    __members__: typing.ClassVar[dict[str, ContactSource]]
+    foot_force: typing.ClassVar[ContactSource]
+    joint_torque: typing.ClassVar[ContactSource]
+    @typing.overload
+    def __eq__(self, other: ContactSource) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: ContactSource) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class EstimatorConfig:
+    """
+    state estimator settings (cpp/estimation/estimator.hpp)
+    """
+    contact_source: ContactSource
+    flat_feet: bool
+    imu_frame: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def accel_noise_m_s2(self) -> float:
+        ...
+    @accel_noise_m_s2.setter
+    def accel_noise_m_s2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def contact_off_n(self) -> float:
+        ...
+    @contact_off_n.setter
+    def contact_off_n(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def contact_on_n(self) -> float:
+        ...
+    @contact_on_n.setter
+    def contact_on_n(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def control_rate_hz(self) -> float:
+        ...
+    @control_rate_hz.setter
+    def control_rate_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def foot_frames(self) -> list[str]:
+        ...
+    @foot_frames.setter
+    def foot_frames(self, arg0: collections.abc.Sequence[str]) -> None:
+        ...
+    @property
+    def foot_height_noise_m(self) -> float:
+        ...
+    @foot_height_noise_m.setter
+    def foot_height_noise_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def foot_radius_m(self) -> float:
+        ...
+    @foot_radius_m.setter
+    def foot_radius_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def initial_xy_m(self) -> typing.Annotated[list[float], "FixedSize(2)"]:
+        ...
+    @initial_xy_m.setter
+    def initial_xy_m(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(2)"]) -> None:
+        ...
+    @property
+    def kin_position_noise_m(self) -> float:
+        ...
+    @kin_position_noise_m.setter
+    def kin_position_noise_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kin_velocity_noise_m_s(self) -> float:
+        ...
+    @kin_velocity_noise_m_s.setter
+    def kin_velocity_noise_m_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def no_contact_velocity_noise_m_s(self) -> float:
+        ...
+    @no_contact_velocity_noise_m_s.setter
+    def no_contact_velocity_noise_m_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def sole_offset_m(self) -> list[float]:
+        ...
+    @sole_offset_m.setter
+    def sole_offset_m(self, arg0: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def stance_foot_noise_m_s(self) -> float:
+        ...
+    @stance_foot_noise_m_s.setter
+    def stance_foot_noise_m_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def swing_foot_noise_m_s(self) -> float:
+        ...
+    @swing_foot_noise_m_s.setter
+    def swing_foot_noise_m_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class StateEstimator:
+    """
+    floating-base Kalman filter: base position/velocity and feet from IMU + leg kinematics
+    """
+    def __init__(self, robot: RobotModel, config: EstimatorConfig) -> None:
+        ...
+    def errors(self) -> dict:
+        """
+        errors against the simulator's truth since the last reset_errors()
+        """
+    def reset(self) -> None:
+        ...
+    def reset_errors(self) -> None:
+        ...
+    def update(self, state: dict, plan: typing.Any = None) -> dict:
+        """
+        one filter step on a state dict (q, dq, tau, imu_*; base_* truth for the error report); plan: contact weights
+        """
+    @property
+    def last_update_us(self) -> float:
+        ...
+    @property
+    def n_feet(self) -> int:
         ...
 class LoopConfig:
     lock_memory: bool
@@ -801,6 +1053,10 @@ class RtLoop:
         """
         operator enable (arming gate) / disable (stops when armed)
         """
+    def set_estimator(self, estimator: StateEstimator, always: bool) -> None:
+        """
+        configuration time: run the state estimator every tick; its base replaces the driver's when the driver has no truth, and always when `always` (a simulator run as on hardware)
+        """
     def set_targets(self, q: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], dq: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], kp: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], kd: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], tau_ff: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seq: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def snapshot(self) -> dict:
@@ -812,6 +1068,9 @@ class RtLoop:
         loop statistics; safe to call while the loop runs
         """
     def stop(self) -> None:
+        ...
+    @property
+    def estimator(self) -> StateEstimator:
         ...
     @property
     def limiter(self) -> CommandLimiter:
@@ -1230,6 +1489,10 @@ class WholeBodyController(ControllerMode):
     @property
     def solver_variables(self) -> int:
         ...
+def dds_survey(domain_id: typing.SupportsInt | typing.SupportsIndex, network_interface: str, seconds: typing.SupportsFloat | typing.SupportsIndex, lowstate_topic: str = 'rt/lowstate', lowcmd_topic: str = 'rt/lowcmd') -> dict:
+    """
+    Listen on a DDS domain through an interface for `seconds` without writing anything, and report: participants (guid, host, process, pid), endpoints (publications and subscriptions: topic, type name, participant), the traffic on lowstate_topic and lowcmd_topic decoded as unitree_hg and as unitree_go (samples, CRC errors, rate, arrival gaps p50/p99/max) and this machine's interfaces. The doctor's own participant is left out (cpp/drivers/unitree/dds_doctor.hpp). ValueError for a bad domain, interface or window.
+    """
 def fault_names() -> list[str]:
     """
     every fault the supervisor's monitors can raise

@@ -38,6 +38,11 @@ py::dict state_dict(const State& s) {
   d["motor_error"] = err;
   d["has_battery"] = s.has_battery;
   d["battery_v"] = s.battery_v;
+  d["base_estimated"] = s.base_estimated;
+  d["has_foot_force"] = s.has_foot_force;
+  d["foot_force"] = arr(s.foot_force.data(), 4);
+  d["lowcmd_conflict"] = s.lowcmd_conflict;
+  d["remote_estop"] = s.remote_estop;
   return d;
 }
 
@@ -137,6 +142,15 @@ State state_from_dict(int n, py::dict state) {
   fill(state["base_quat"], s.base_quat.data(), 4);
   fill(state["base_lin_vel"], s.base_lin_vel.data(), 3);
   fill(state["base_ang_vel"], s.base_ang_vel.data(), 3);
+  // The sensors, where given (the state estimator reads them).
+  if (state.contains("tau")) fill(state["tau"], s.tau.data(), n);
+  if (state.contains("imu_quat")) fill(state["imu_quat"], s.imu_quat.data(), 4);
+  if (state.contains("imu_gyro")) fill(state["imu_gyro"], s.imu_gyro.data(), 3);
+  if (state.contains("imu_acc")) fill(state["imu_acc"], s.imu_acc.data(), 3);
+  if (state.contains("foot_force")) {
+    fill(state["foot_force"], s.foot_force.data(), 4);
+    s.has_foot_force = true;
+  }
   s.has_base_truth = true;
   return s;
 }
@@ -150,6 +164,23 @@ ModeId mode_from_py(py::handle mode) {
     return id;
   }
   return mode.cast<ModeId>();
+}
+
+py::dict estimate_dict(const Estimate& e) {
+  py::dict d;
+  d["valid"] = e.valid;
+  d["updates"] = e.updates;
+  d["base_pos"] = arr(e.base_pos.data(), 3);
+  d["base_quat"] = arr(e.base_quat.data(), 4);
+  d["base_lin_vel"] = arr(e.base_lin_vel.data(), 3);
+  d["base_ang_vel"] = arr(e.base_ang_vel.data(), 3);
+  std::vector<bool> contact(e.contact.begin(), e.contact.begin() + e.n_feet);
+  d["contact"] = contact;
+  d["normal_force"] = arr(e.normal_force.data(), e.n_feet);
+  py::list feet;
+  for (int i = 0; i < e.n_feet; ++i) feet.append(arr(e.foot_pos[i].data(), 3));
+  d["foot_pos"] = feet;
+  return d;
 }
 
 }  // namespace vertebra::bindings

@@ -11,6 +11,7 @@
 
 #include "core/chunk_scheduler.hpp"
 #include "core/types.hpp"
+#include "estimation/estimator.hpp"
 #include "loop/loop_stats.hpp"
 #include "safety/safety.hpp"
 
@@ -28,6 +29,7 @@ FaultId fault_by_name(const std::string& name);
 Response response_by_name(const std::string& name);
 py::dict limiter_counts_dict(const LimiterCounts& c);
 py::dict chunk_status_dict(const SchedulerStatus& s);
+py::dict estimate_dict(const Estimate& e);
 Command command_from_dict(int n, py::dict d);
 State state_from_dict(int n, py::dict state);
 

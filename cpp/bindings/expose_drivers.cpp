@@ -96,6 +96,7 @@ void expose_drivers(py::module_& m) {
       .def_readwrite("sim_rate_hz", &SimOptions::sim_rate_hz)
       .def_readwrite("base_pos", &SimOptions::base_pos)
       .def_readwrite("base_quat", &SimOptions::base_quat)
+      .def_readwrite("foot_bodies", &SimOptions::foot_bodies)
       .def_readwrite("initial_joint_q", &SimOptions::initial_joint_q)
       .def_readwrite("noise_q_rad", &SimOptions::noise_q_rad)
       .def_readwrite("noise_q_resolution_rad", &SimOptions::noise_q_resolution_rad)
@@ -137,7 +138,19 @@ void expose_drivers(py::module_& m) {
         SimPose p;
         d.pose(p);
         return py::make_tuple(p.time, arr(p.qpos.data(), p.nq));
-      }, "(sim time, full MuJoCo qpos) after the latest write; safe while the loop runs");
+      }, "(sim time, full MuJoCo qpos) after the latest write; safe while the loop runs")
+      .def("base_truth", [](const MujocoDriver& d) {
+        SimPose p;
+        d.pose(p);
+        py::dict t;
+        t["time_s"] = p.time;
+        t["base_pos"] = arr(p.base_pos.data(), 3);
+        t["base_quat"] = arr(p.base_quat.data(), 4);
+        t["base_lin_vel"] = arr(p.base_lin_vel.data(), 3);
+        t["base_ang_vel"] = arr(p.base_ang_vel.data(), 3);
+        return t;
+      }, "the floating base's truth after the latest write (time_s, base_pos, base_quat, base_lin_vel world, "
+         "base_ang_vel base frame); safe while the loop or a bridge runs");
 #endif
 #ifdef VERTEBRA_WITH_DDS
   namespace uni = vertebra::unitree;
@@ -159,7 +172,13 @@ void expose_drivers(py::module_& m) {
       .def_readwrite("estop_buttons", &uni::UnitreeDdsOptions::estop_buttons)
       .def_readwrite("lockstep", &uni::UnitreeDdsOptions::lockstep)
       .def_readwrite("state_timeout_s", &uni::UnitreeDdsOptions::state_timeout_s)
-      .def_readwrite("lockstep_timeout_s", &uni::UnitreeDdsOptions::lockstep_timeout_s);
+      .def_readwrite("lockstep_timeout_s", &uni::UnitreeDdsOptions::lockstep_timeout_s)
+      .def_readwrite("sportmodestate_topic", &uni::UnitreeDdsOptions::sportmodestate_topic)
+      .def_readwrite("motion_service_timeout_s", &uni::UnitreeDdsOptions::motion_service_timeout_s,
+                     "activate(): how long to wait for motion_switcher's CheckMode answer (none: no service)")
+      .def_readwrite("release_motion_service", &uni::UnitreeDdsOptions::release_motion_service,
+                     "activate() releases Unitree's built-in motion service (ReleaseMode) instead of refusing")
+      .def_readwrite("release_timeout_s", &uni::UnitreeDdsOptions::release_timeout_s);
   py::class_<uni::UnitreeDdsDriver, Driver, std::shared_ptr<uni::UnitreeDdsDriver>>(
       m, "UnitreeDdsDriver", "Unitree G1/Go2 over DDS rt/lowcmd, rt/lowstate (cpp/drivers/unitree/unitree_dds_driver.hpp)")
       .def(py::init<uni::UnitreeDdsOptions>(), py::arg("options"))
@@ -172,8 +191,20 @@ void expose_drivers(py::module_& m) {
         r["write_errors"] = c.write_errors;
         r["lockstep_timeouts"] = c.lockstep_timeouts;
         r["lowcmd_writers"] = c.lowcmd_writers;
+        r["sportmodestate_writers"] = c.sportmodestate_writers;
+        r["sportmodestates"] = c.sportmodestates;
+        r["motion_service_answered"] = c.motion_service_answered;
+        r["motion_service_mode"] = c.motion_service_mode;
+        r["motion_service_released"] = c.motion_service_released;
+        r["rpc_requests"] = c.rpc_requests;
+        r["lowcmd_conflict"] = c.lowcmd_conflict;
         return r;
-      }, "samples taken, CRC errors (dropped), commands sent, lockstep waits that timed out, other rt/lowcmd writers")
+      }, "samples taken, CRC errors (dropped), commands sent, lockstep waits that timed out, other rt/lowcmd "
+         "writers and rt/sportmodestate publishers now, what activate() learnt of the motion service, and "
+         "whether read() reports a lowcmd conflict")
+      .def("foot_force", [](const uni::UnitreeDdsDriver& d) {
+        return std::vector<double>(d.foot_force().begin(), d.foot_force().end());
+      }, "the foot forces of the newest state read on the tick (Go2 LowState_.foot_force; zeros on a G1)")
       .def("remote", [](const uni::UnitreeDdsDriver& d) { return remote_dict(d.remote()); },
            "the wireless remote in the newest state");
 #if defined(VERTEBRA_WITH_MUJOCO)
@@ -188,7 +219,14 @@ void expose_drivers(py::module_& m) {
       .def_readwrite("motors", &uni::BridgeOptions::motors)
       .def_readwrite("lockstep", &uni::BridgeOptions::lockstep)
       .def_readwrite("rate_hz", &uni::BridgeOptions::rate_hz)
-      .def_readwrite("mode_machine", &uni::BridgeOptions::mode_machine);
+      .def_readwrite("mode_machine", &uni::BridgeOptions::mode_machine)
+      .def_readwrite("motion_service", &uni::BridgeOptions::motion_service,
+                     "the emulated built-in motion service starts active (as the robot boots); false: released")
+      .def_readwrite("motion_service_mode", &uni::BridgeOptions::motion_service_mode)
+      .def_readwrite("sportmodestate_topic", &uni::BridgeOptions::sportmodestate_topic)
+      .def_readwrite("sportmodestate_rate_hz", &uni::BridgeOptions::sportmodestate_rate_hz)
+      .def_readwrite("motion_switcher", &uni::BridgeOptions::motion_switcher,
+                     "answer motion_switcher RPC; false: no such service (an older robot or bridge)");
   py::class_<uni::UnitreeSimBridge, std::shared_ptr<uni::UnitreeSimBridge>>(
       m, "UnitreeSimBridge", "the simulated robot over DDS (cpp/drivers/unitree/unitree_sim_bridge.hpp)")
       .def(py::init<std::shared_ptr<MujocoDriver>, uni::BridgeOptions>(), py::arg("sim"), py::arg("options"))
@@ -202,8 +240,19 @@ void expose_drivers(py::module_& m) {
         r["states"] = c.states;
         r["corrupted_sent"] = c.corrupted_sent;
         r["dropped_sent"] = c.dropped_sent;
+        r["ignored_commands"] = c.ignored_commands;
+        r["sportmodestates"] = c.sportmodestates;
+        r["rpc_requests"] = c.rpc_requests;
+        r["motion_service_active"] = c.motion_service_active;
+        r["motion_service_mode"] = c.motion_service_mode;
+        r["has_foot_force"] = c.has_foot_force;
         return r;
       })
+      .def("select_motion_service", &uni::UnitreeSimBridge::select_motion_service, py::arg("mode") = "normal",
+           "start the emulated motion service (as motion_switcher SelectMode)")
+      .def("release_motion_service", &uni::UnitreeSimBridge::release_motion_service,
+           "stop the emulated motion service (as motion_switcher ReleaseMode)")
+      .def_property_readonly("motion_service_active", &uni::UnitreeSimBridge::motion_service_active)
       .def("set_remote", [](uni::UnitreeSimBridge& b, int buttons, float lx, float rx, float ry, float l2, float ly) {
         uni::RemoteState r;
         r.buttons = static_cast<uint16_t>(buttons);
@@ -214,6 +263,17 @@ void expose_drivers(py::module_& m) {
       .def("corrupt_states", &uni::UnitreeSimBridge::corrupt_states, py::arg("n"))
       .def("drop_states", &uni::UnitreeSimBridge::drop_states, py::arg("n"));
 #endif
+  py::class_<uni::MotionSwitcherClient, std::shared_ptr<uni::MotionSwitcherClient>>(
+      m, "MotionSwitcherClient",
+      "Unitree's motion_switcher service over DDS RPC, as unitree_sdk2's client calls it "
+      "(cpp/drivers/unitree/motion_switcher.hpp): a robot's, or the sim bridge's")
+      .def(py::init<int, const std::string&>(), py::arg("domain_id") = 0, py::arg("network_interface") = "")
+      .def("check_mode", &uni::MotionSwitcherClient::check_mode, py::arg("timeout_s") = 1.0,
+           py::call_guard<py::gil_scoped_release>(), "CheckMode: the active mode (\"\" released); None: no answer")
+      .def("select_mode", &uni::MotionSwitcherClient::select_mode, py::arg("mode"), py::arg("timeout_s") = 1.0,
+           py::call_guard<py::gil_scoped_release>(), "SelectMode: the answer's code (0: done); None: no answer")
+      .def("release_mode", &uni::MotionSwitcherClient::release_mode, py::arg("timeout_s") = 1.0,
+           py::call_guard<py::gil_scoped_release>(), "ReleaseMode: the answer's code (0: done); None: no answer");
 #endif
 }
 

@@ -62,6 +62,10 @@ void expose_loop(py::module_& m) {
         py::gil_scoped_release release;
         l.set_targets(t);
       }, py::arg("q"), py::arg("dq"), py::arg("kp"), py::arg("kd"), py::arg("tau_ff"), py::arg("seq"))
+      .def("set_estimator", &RtLoop::set_estimator, py::arg("estimator"), py::arg("always"),
+           "configuration time: run the state estimator every tick; its base replaces the driver's when the driver "
+           "has no truth, and always when `always` (a simulator run as on hardware)")
+      .def_property_readonly("estimator", &RtLoop::estimator)
       .def("reset_faults", &RtLoop::reset_faults, "operator reset: clears latched faults whose cause is gone -> DAMP")
       .def("estop", &RtLoop::estop, "operator emergency stop (taken by the next tick)")
       .def("request_stop", &RtLoop::request_stop, "operator stop: settle-then-cut when armed")
@@ -77,6 +81,17 @@ void expose_loop(py::module_& m) {
         d["tick"] = s.tick;
         d["time_s"] = s.driver_time_ns * 1e-9;
         d["state"] = state_dict(s.state);
+        d["estimate"] = estimate_dict(s.estimate);
+        d["estimate_used"] = s.estimate_used;
+        d["last_estimate"] = status_name(s.last_estimate);
+        // The base the controller saw: the estimate when used, else the driver's.
+        py::dict base;
+        const bool est = s.estimate_used;
+        base["source"] = est ? (s.estimate.valid ? "estimate" : "none") : (s.state.has_base_truth ? "truth" : "none");
+        base["pos"] = est ? arr(s.estimate.base_pos.data(), 3) : arr(s.state.base_pos.data(), 3);
+        base["quat"] = est ? arr(s.estimate.base_quat.data(), 4) : arr(s.state.base_quat.data(), 4);
+        base["lin_vel"] = est ? arr(s.estimate.base_lin_vel.data(), 3) : arr(s.state.base_lin_vel.data(), 3);
+        d["base"] = base;
         d["command"] = command_dict(s.command);
         const SupervisorStatus& ss = s.safety;
         d["mode"] = mode_name(ss.controller);

@@ -10,6 +10,8 @@
 #if VERTEBRA_WITH_DDS
 #include "drivers/unitree/unitree_codec.hpp"
 #include "drivers/unitree/unitree_crc.hpp"
+#include "unitree_api.h"
+#include "drivers/unitree/dds_bench.hpp"
 #endif
 
 namespace vertebra::bindings {
@@ -191,6 +193,90 @@ void expose_unitree(py::module_& t) {
 }  // namespace
 #endif
 
+#if VERTEBRA_WITH_DDS
+namespace {
+// `vertebra bench dds` (runtime/benchmarks/dds.py): the driver's exchange timed in C++
+// (cpp/drivers/unitree/dds_bench.hpp), one command held for every iteration.
+Command bench_command(const std::vector<double>& q, const std::vector<double>& kp, const std::vector<double>& kd) {
+  if (q.empty() || q.size() > static_cast<size_t>(kMaxJoints) || kp.size() != q.size() || kd.size() != q.size())
+    throw std::invalid_argument("bench command: found " + std::to_string(q.size()) + " q, " + std::to_string(kp.size()) +
+                                " kp, " + std::to_string(kd.size()) + " kd; valid: one of each per joint (1 to " +
+                                std::to_string(kMaxJoints) + ")");
+  Command c{};
+  c.n = static_cast<int32_t>(q.size());
+  for (size_t j = 0; j < q.size(); ++j) {
+    c.q[j] = q[j];
+    c.kp[j] = kp[j];
+    c.kd[j] = kd[j];
+  }
+  return c;
+}
+
+py::dict times_dict(const uni::ExchangeTimes& t) {
+  py::dict d;
+  d["ns"] = t.ns;
+  d["read_ns"] = t.read_ns;
+  d["write_ns"] = t.write_ns;
+  d["stale"] = t.stale;
+  d["errors"] = t.errors;
+  return d;
+}
+
+void expose_dds_bench(py::module_& t) {
+  t.def("dds_round_trips", [](Driver& driver, const std::vector<double>& q, const std::vector<double>& kp,
+                              const std::vector<double>& kd, int iterations, int warmup) {
+    const Command c = bench_command(q, kp, kd);
+    uni::ExchangeTimes r;
+    {
+      py::gil_scoped_release release;
+      r = uni::time_round_trips(driver, c, iterations, warmup);
+    }
+    return times_dict(r);
+  }, py::arg("driver"), py::arg("q"), py::arg("kp"), py::arg("kd"), py::arg("iterations"), py::arg("warmup") = 20,
+  "lockstep: per iteration driver.write(cmd) then driver.read() (waits for the bridge's answer), timed in C++; "
+  "returns {ns, read_ns, write_ns: [per iteration], stale, errors}");
+  t.def("dds_tick_cost", [](Driver& driver, const std::vector<double>& q, const std::vector<double>& kp,
+                            const std::vector<double>& kd, int ticks, double rate_hz, int warmup, int fifo_priority) {
+    if (!(rate_hz > 0) || rate_hz > 10000)
+      throw std::invalid_argument("dds_tick_cost: rate_hz " + std::to_string(rate_hz) + "; valid: 0 < rate_hz <= 10000");
+    const Command c = bench_command(q, kp, kd);
+    uni::ExchangeTimes r;
+    {
+      py::gil_scoped_release release;
+      r = uni::time_tick_cost(driver, c, ticks, static_cast<int64_t>(1e9 / rate_hz), warmup, fifo_priority);
+    }
+    py::dict d = times_dict(r);
+    d["sched_fifo"] = r.sched_fifo;
+    return d;
+  }, py::arg("driver"), py::arg("q"), py::arg("kp"), py::arg("kd"), py::arg("ticks"), py::arg("rate_hz"),
+  py::arg("warmup") = 50, py::arg("fifo_priority") = 80,
+  "real time: per tick driver.read() + driver.write(cmd) timed together in C++, ticks paced at rate_hz on a "
+  "thread set up as the loop's (SCHED_FIFO at fifo_priority where permitted; 0: not asked); "
+  "returns {ns, read_ns, write_ns: [per tick], stale, errors, sched_fifo}");
+  py::class_<uni::LowCmdEcho, std::shared_ptr<uni::LowCmdEcho>>(t, "LowCmdEcho",
+      "a robot that answers each valid LowCmd_ at once with one LowState_, no simulation "
+      "(cpp/drivers/unitree/dds_bench.hpp)")
+      .def(py::init([](const std::string& messages, int domain_id, const std::string& network_interface,
+                       const std::vector<int>& motors, int mode_machine) {
+        if (messages != "hg" && messages != "go")
+          throw std::invalid_argument("messages: found '" + messages + "'; valid: hg (G1), go (Go2)");
+        return std::make_shared<uni::LowCmdEcho>(messages == "hg" ? uni::Messages::kHg : uni::Messages::kGo, domain_id,
+                                                 network_interface, motors, mode_machine);
+      }), py::arg("messages"), py::arg("domain_id"), py::arg("network_interface"), py::arg("motors"),
+      py::arg("mode_machine") = 0)
+      .def("stop", &uni::LowCmdEcho::stop, py::call_guard<py::gil_scoped_release>())
+      .def("counters", [](const uni::LowCmdEcho& e) {
+        const uni::EchoCounters c = e.counters();
+        py::dict d;
+        d["commands"] = c.commands;
+        d["crc_errors"] = c.crc_errors;
+        d["states"] = c.states;
+        return d;
+      });
+}
+}  // namespace
+#endif
+
 void expose_testing(py::module_& m) {
   py::module_ t = m.def_submodule("testing", "hooks for tests only: lock-free buffer stress, the loop's histogram, the solver's iteration split");
   py::class_<LatencyHistogram>(t, "LatencyHistogram", "the loop's histogram, exposed for tests")
@@ -205,6 +291,7 @@ void expose_testing(py::module_& m) {
 
 #if VERTEBRA_WITH_DDS
   expose_unitree(t);
+  expose_dds_bench(t);
 #endif
   t.def("solve_cap", [](int iterations, int max_outer, int max_inner) {
     const SolveCap c = solve_cap(iterations, max_outer, max_inner);
@@ -221,6 +308,37 @@ void expose_testing(py::module_& m) {
                                     [](SeqLock<Targets>& b, const Targets& v) { b.store(v); },
                                     [](SeqLock<Targets>& b, Targets& out) { b.load(out); return true; });
   }, py::arg("min_distinct"), py::arg("max_seconds") = 20.0);
+#if VERTEBRA_WITH_DDS
+  // Unitree foot forces: State -> Go2 LowState_ (the bridge's encode) -> State (the driver's decode).
+  t.def("unitree_go_foot_force_round_trip", [](const std::vector<double>& foot_force, bool has_foot_force) {
+    if (foot_force.size() != 4) throw std::invalid_argument("foot_force: 4 values (one per foot)");
+    vertebra::unitree::MotorMap map;
+    map.n = 1;
+    State s;
+    s.n = 1;
+    s.has_foot_force = has_foot_force;
+    for (int i = 0; i < 4; ++i) s.foot_force[i] = foot_force[i];
+    vertebra::unitree::GoLowState m;
+    std::memset(&m, 0xAB, sizeof(m));
+    vertebra::unitree::encode_lowstate(map, s, 0, vertebra::unitree::RemoteState{}, m);
+    State back;
+    vertebra::unitree::decode_lowstate(map, m, back);
+    py::dict d;
+    d["wire"] = std::vector<int>(m.foot_force, m.foot_force + 4);
+    d["crc_ok"] = vertebra::unitree::crc_ok(m);
+    d["has_foot_force"] = back.has_foot_force;
+    d["foot_force"] = std::vector<double>(back.foot_force.begin(), back.foot_force.end());
+    return d;
+  }, py::arg("foot_force"), py::arg("has_foot_force") = true);
+  t.def("unitree_service_types", []() {
+    py::dict d;
+    d["api.Request_"] = unitree_api_msg_dds__Request__desc.m_typename;
+    d["api.Response_"] = unitree_api_msg_dds__Response__desc.m_typename;
+    d["go.SportModeState_"] = unitree_go_msg_dds__SportModeState__desc.m_typename;
+    d["go.SportModeState_.size"] = sizeof(vertebra::unitree::GoSportModeState);
+    return d;
+  }, "type names of the RPC and sport-state messages, and SportModeState_'s in-memory size");
+#endif
 }
 
 }  // namespace vertebra::bindings

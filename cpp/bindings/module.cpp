@@ -3,6 +3,8 @@
 #include "bindings/common.hpp"
 
 namespace py = pybind11;
+namespace vertebra::bindings { void expose_dds(py::module_& m); }  // expose_dds.cpp (DDS tools)
+namespace vertebra::bindings { void expose_estimation(py::module_& m); }  // expose_estimation.cpp
 
 PYBIND11_MODULE(_rt, m) {
   m.doc() = "Vertebra real-time core (C++): robot model, real-time loop, controller modes, drivers.";
@@ -10,6 +12,8 @@ PYBIND11_MODULE(_rt, m) {
   vertebra::bindings::expose_core(m);
   vertebra::bindings::expose_safety(m);
   vertebra::bindings::expose_drivers(m);
+  vertebra::bindings::expose_dds(m);
+  vertebra::bindings::expose_estimation(m);
   vertebra::bindings::expose_loop(m);
   vertebra::bindings::expose_policies(m);
   vertebra::bindings::expose_wbc(m);

@@ -92,6 +92,9 @@ class ControllerMode {
   virtual uint64_t input_seq(const Targets& t) const { return t.seq; }
   // The mode's task-target sink, or nullptr when it takes no streamed task targets.
   virtual TargetSink* target_sink() { return nullptr; }
+  // [tick] The feet this mode plans to stand on (0..1 per foot, robot foot order: the whole-body
+  // controller's contact ramp), read by the state estimator. false: the mode has no plan.
+  virtual bool contact_plan(std::array<double, kMaxFeet>& weight) const { return false; }
   // Configuration time (the loop's register_mode()).
   void set_registered_id(ModeId id) { id_ = id; }
 

@@ -13,6 +13,7 @@
 namespace vertebra {
 
 inline constexpr int kMaxJoints = 48;
+inline constexpr int kMaxFeet = 4;
 using JointArray = std::array<double, kMaxJoints>;
 
 // Result of anything called on the tick. Configuration-time code throws instead.
@@ -45,6 +46,9 @@ struct State {
   std::array<double, 4> base_quat{1, 0, 0, 0}; // w, x, y, z
   std::array<double, 3> base_lin_vel{};        // m/s, world
   std::array<double, 3> base_ang_vel{};        // rad/s, base frame
+  // The base fields above hold the state estimator's estimate, not truth (the loop sets this in
+  // the state its controller and monitors see when it runs an estimator; drivers never do).
+  bool base_estimated = false;
   // Motor health where the bus reports it (Unitree LowState MotorState.temperature / motorstate,
   // BmsState / power_v); the has_* flags say whether the fields are meaningful.
   bool has_motor_temp = false;

@@ -108,6 +108,14 @@ void MujocoDriver::init_impl(const DriverInit& init) {
     if (m_->jnt_actfrclimited[j]) eff = std::max(std::abs(m_->jnt_actfrcrange[2 * j]), std::abs(m_->jnt_actfrcrange[2 * j + 1]));
     effort_.push_back(eff);
   }
+  if (opt_.foot_bodies.size() > 4)
+    throw std::invalid_argument("MujocoDriver: foot_bodies: found " + std::to_string(opt_.foot_bodies.size()) +
+                                "; valid: at most 4");
+  for (const auto& name : opt_.foot_bodies) {
+    const int b = mj_name2id(m_, mjOBJ_BODY, name.c_str());
+    if (b < 0) throw std::invalid_argument("MujocoDriver: foot body '" + name + "' is not a body of " + opt_.mjcf_path);
+    foot_body_.push_back(b);
+  }
   s_quat_ = sensor_or_throw(m_, "imu_quat", opt_.mjcf_path);
   s_gyro_ = sensor_or_throw(m_, "imu_gyro", opt_.mjcf_path);
   s_acc_ = sensor_or_throw(m_, "imu_acc", opt_.mjcf_path);
@@ -267,6 +275,22 @@ Status MujocoDriver::read(State& out) {
   }
   out.has_battery = opt_.battery_v > 0;
   out.battery_v = opt_.battery_v;
+  // Foot forces: the normal force of every contact between a foot (its body or a body fixed
+  // directly below it) and the world.
+  out.has_foot_force = !foot_body_.empty();
+  out.foot_force = {0, 0, 0, 0};
+  for (int c = 0; c < d_->ncon; ++c) {
+    const mjContact& con = d_->contact[c];
+    const int b1 = m_->geom_bodyid[con.geom[0]], b2 = m_->geom_bodyid[con.geom[1]];
+    const int robot_body = b1 == 0 ? b2 : (b2 == 0 ? b1 : -1);
+    if (robot_body < 0) continue;
+    for (size_t f = 0; f < foot_body_.size(); ++f)
+      if (robot_body == foot_body_[f] || m_->body_parentid[robot_body] == foot_body_[f]) {
+        mjtNum force[6];
+        mj_contactForce(m_, d_, c, force);
+        out.foot_force[f] += force[0];
+      }
+  }
   return Status::kOk;
 }
 
@@ -345,6 +369,12 @@ Status MujocoDriver::write(const Command& cmd) {
     return Status::kDriverError;
   pose_buf_.time = d_->time;
   for (int i = 0; i < m_->nq; ++i) pose_buf_.qpos[i] = d_->qpos[i];
+  for (int i = 0; i < 3; ++i) {
+    pose_buf_.base_pos[i] = d_->qpos[base_qadr_ + i];
+    pose_buf_.base_lin_vel[i] = d_->qvel[base_dadr_ + i];
+    pose_buf_.base_ang_vel[i] = d_->qvel[base_dadr_ + 3 + i];
+  }
+  for (int i = 0; i < 4; ++i) pose_buf_.base_quat[i] = d_->qpos[base_qadr_ + 3 + i];
   pose_.store(pose_buf_);
   return Status::kOk;
 }

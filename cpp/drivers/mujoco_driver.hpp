@@ -33,6 +33,9 @@ struct SimOptions {
   std::vector<double> base_pos{0, 0, 1};
   std::vector<double> base_quat{1, 0, 0, 0};
   std::vector<double> initial_joint_q;  // motor order; empty: zeros
+  // The robot's feet (bodies, robot foot order, at most 4): read() reports each one's contact
+  // normal force against the world in State.foot_force (what the Go2's foot sensors measure).
+  std::vector<std::string> foot_bodies;
   // Sensor noise, applied by read() to what the robot's own sensors would report (every term 0 =
   // off, each one independent; the base ground truth fields of State stay exact):
   //   joint encoder   q  = resolution * round((q_true + noise_q_rad * n) / resolution)
@@ -77,6 +80,10 @@ struct SimPose {
   int32_t nq = 0;
   double time = 0;
   std::array<double, 256> qpos{};
+  // The floating base's truth: position (world), quaternion w x y z, linear velocity (world),
+  // angular velocity (base frame).
+  std::array<double, 3> base_pos{}, base_lin_vel{}, base_ang_vel{};
+  std::array<double, 4> base_quat{1, 0, 0, 0};
 };
 
 class MujocoDriver final : public Driver {
@@ -131,6 +138,7 @@ class MujocoDriver final : public Driver {
   std::vector<int> qadr_, dadr_, act_;
   std::vector<double> effort_;
   int s_quat_ = -1, s_gyro_ = -1, s_acc_ = -1;
+  std::vector<int> foot_body_;  // body id per foot
   uint64_t seq_ = 0;
   double mass_ = 0;
 

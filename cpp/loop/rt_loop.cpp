@@ -111,6 +111,12 @@ std::vector<std::string> RtLoop::mode_names() const {
   return v;
 }
 
+void RtLoop::set_estimator(std::shared_ptr<StateEstimator> est, bool always) {
+  check_configurable("set_estimator()");
+  estimator_ = std::move(est);
+  estimate_always_ = always;
+}
+
 void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s) {
   check_configurable("set_chunk_scheduler()");
   if (s && s->config().dim != params_.n)
@@ -192,6 +198,26 @@ void RtLoop::tick() {
   // 1. read
   const Status rs = driver_->read(state_);
   snap_.last_read = rs;
+  const State* seen = &state_;
+  if (estimator_) {
+    // The active controller's contact plan (last tick's), then the estimate. A read without a new
+    // sample keeps the last estimate (the monitors see the stale state as such).
+    const ControllerMode* m = supervisor_.registered_mode(supervisor_.status().controller);
+    plan_.valid = m && m->contact_plan(plan_.weight);
+    if (rs == Status::kOk) snap_.last_estimate = estimator_->update(state_, plan_, snap_.estimate);
+    snap_.estimate_used = estimate_always_ || !state_.has_base_truth;
+    if (snap_.estimate_used) {
+      ctl_state_ = state_;
+      const Estimate& e = snap_.estimate;
+      ctl_state_.has_base_truth = false;
+      ctl_state_.base_estimated = e.valid;
+      ctl_state_.base_pos = e.base_pos;
+      ctl_state_.base_quat = e.base_quat;
+      ctl_state_.base_lin_vel = e.base_lin_vel;
+      ctl_state_.base_ang_vel = e.base_ang_vel;
+      seen = &ctl_state_;
+    }
+  }
 
   // 2. operator/Python inputs (each consumed once); action chunks become joint targets
   targets_in_.read(targets_);
@@ -223,7 +249,7 @@ void RtLoop::tick() {
   // 3. safety + control + limiter
   const uint64_t t = ticks_.load(std::memory_order_relaxed) + 1;
   const int64_t now = driver_->now_ns();
-  supervisor_.step(t, now, state_, rs, last_write_, last_tick_ns_, period_ns_, targets_, inputs_, cmd_);
+  supervisor_.step(t, now, *seen, rs, last_write_, last_tick_ns_, period_ns_, targets_, inputs_, cmd_);
 
   // 4. write
   const Status ws = driver_->write(cmd_);

@@ -1,5 +1,5 @@
 // RtLoop: the real-time control loop. One tick is
-//     driver.read -> take Python's request/targets -> mode.update -> limiter -> driver.write
+//     driver.read -> estimate -> take Python's request/targets -> mode.update -> limiter -> driver.write
 //     -> publish snapshot -> statistics
 // and nothing else; Python is never on this path (it talks through the lock-free buffers of
 // exchange.hpp, with the GIL released by the bindings).
@@ -29,6 +29,7 @@
 #include "loop/loop_stats.hpp"
 #include "core/modes.hpp"
 #include "drivers/driver.hpp"
+#include "estimation/estimator.hpp"
 #include "safety/supervisor.hpp"
 
 namespace vertebra {
@@ -67,6 +68,11 @@ struct Snapshot {
   uint64_t clamp_ticks = 0;                 // ticks in which the limiter changed anything
   Status last_read = Status::kOk, last_write = Status::kOk;
   uint64_t events_dropped = 0;
+  // The state estimator's output (when the loop runs one) and whether the controller and the
+  // monitors used it in place of the driver's base (`state` keeps what the driver read).
+  Estimate estimate{};
+  bool estimate_used = false;
+  Status last_estimate = Status::kOk;
 };
 
 class RtLoop {
@@ -128,6 +134,11 @@ class RtLoop {
   void set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s, const std::string& mode_name,
                            const std::vector<std::string>& target_names);
   std::shared_ptr<ChunkScheduler> chunk_scheduler() const { return chunks_; }
+  // Configuration time: run `est` on every tick after the read. The controller and the safety
+  // monitors then see its base estimate whenever the driver has no base truth (a real robot), and
+  // always when `always` is set (a simulator run "as on hardware": truth is kept for reports only).
+  void set_estimator(std::shared_ptr<StateEstimator> est, bool always);
+  std::shared_ptr<StateEstimator> estimator() const { return estimator_; }
   const LoopConfig& config() const { return cfg_; }
 
  private:
@@ -148,6 +159,10 @@ class RtLoop {
   void check_configurable(const char* what) const;
   void check_driver_active(const char* what) const;
   std::shared_ptr<ChunkScheduler> chunks_;
+  std::shared_ptr<StateEstimator> estimator_;
+  bool estimate_always_ = false;
+  State ctl_state_{};      // what the controller and monitors see (the estimate's base, when used)
+  ContactPlan plan_{};
   TargetSink* chunk_sink_ = nullptr;            // task targets: where the samples go (else joints)
   std::shared_ptr<ControllerMode> chunk_mode_;  // keeps the sink's mode alive
   std::array<int, kMaxActionDim> chunk_channels_{};

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace vertebra {
 
@@ -44,6 +46,7 @@ const char* fault_name(FaultId f) {
     case FaultId::kController: return "controller";
     case FaultId::kLoopOverrun: return "loop_overrun";
     case FaultId::kEventLogWrite: return "event_log_write";
+    case FaultId::kLowcmdConflict: return "lowcmd_conflict";
     case FaultId::kCount: break;
   }
   return "unknown";
@@ -62,6 +65,9 @@ const char* response_name(Response r) {
 }
 
 SafetyConfig::SafetyConfig() {
+  // Every response starts undeclared; the table below must declare each one (checked at the end).
+  constexpr auto kUndeclared = static_cast<Response>(-1);
+  response.fill(kUndeclared);
   // Safe defaults: anything that means the controller no longer knows or controls the robot stops
   // it with settle-then-cut (which runs open loop on the motor boards' PD, so it works without
   // state); a fall is past settling: damping; a bad policy output only drops the policy.
@@ -89,6 +95,13 @@ SafetyConfig::SafetyConfig() {
   set(FaultId::kController, Response::kStop);
   set(FaultId::kLoopOverrun, Response::kStop);
   set(FaultId::kEventLogWrite, Response::kWarn);  // the robot is fine; the record of it is not
+  // Someone else commands the motors: our commands and theirs fight, and a settle cannot be trusted
+  // to happen (its commands may not be the ones applied). Damping now, as for a write failure.
+  set(FaultId::kLowcmdConflict, Response::kDamp);
+  for (int f = 0; f < kNumFaults; ++f)
+    if (response[f] == kUndeclared)
+      throw std::logic_error(std::string("SafetyConfig: fault ") + fault_name(static_cast<FaultId>(f)) +
+                             " has no declared default response (cpp/safety/safety.cpp)");
 }
 
 CommandLimiter::CommandLimiter(const RobotParams& p, const SafetyConfig& c, double dt_s) : p_(p) {

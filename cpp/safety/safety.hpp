@@ -60,6 +60,8 @@ enum class FaultId : int32_t {
   kLoopOverrun,       // overrun_max overruns within overrun_window_ticks
   kEventLogWrite,     // the event log's writer cannot write (disk full, I/O errors, file gone): not a stop,
                       // but the run is no longer recorded (read from the ring's health flag: no I/O on the tick)
+  kLowcmdConflict,    // another participant commands the robot's motors while this driver does (a second
+                      // rt/lowcmd writer, Unitree's motion service back): State::lowcmd_conflict, from the driver
   kCount,
 };
 inline constexpr int kNumFaults = static_cast<int>(FaultId::kCount);
@@ -124,7 +126,10 @@ struct SafetyConfig {
   // Clamp events: a burst ends after this many ticks without a clamp.
   int clamp_quiet_ticks = 250;
 
-  SafetyConfig();  // responses default to the safe table in safety.cpp
+  // Responses default to the safe table in safety.cpp, which declares one for every fault (fail
+  // closed: a fault added without a declared response throws std::logic_error here, at start-up,
+  // rather than defaulting to warn).
+  SafetyConfig();
 };
 
 // Counters of every limiter intervention since start (per kind).

@@ -1,5 +1,6 @@
 // Supervisor: the monitors run every tick (freshness, attitude, joints, motors, power, policy
-// stream, controller, loop timing, event log health) and the sample bookkeeping they read. [tick]: called from step().
+// stream, controller, loop timing, event log health, command-bus conflicts) and the sample
+// bookkeeping they read. [tick]: called from step().
 #include "safety/supervisor.hpp"
 
 #include <algorithm>
@@ -19,6 +20,9 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
     raise(FaultId::kDriverRead, -1, static_cast<double>(read_status), cond);
   if (write_status == Status::kDriverError || write_status == Status::kNotReady)
     raise(FaultId::kDriverWrite, -1, static_cast<double>(write_status), cond);
+  // another participant commands the motors (the driver watches its bus's discovery); every mode,
+  // so it latches before arming and a reset is refused while it lasts
+  if (s.lowcmd_conflict) raise(FaultId::kLowcmdConflict, -1, 1.0, cond);
   // freshness (bookkeeping in note_sample(), before this tick's requests)
   const double age_ms = static_cast<double>(tick_ - last_fresh_tick_) * dt_ * 1e3;
   if (cfg_.state_timeout_ms > 0 && age_ms > cfg_.state_timeout_ms) raise(FaultId::kStateLoss, -1, age_ms, cond);
@@ -47,7 +51,7 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
     const double rate = std::sqrt(s.imu_gyro[0] * s.imu_gyro[0] + s.imu_gyro[1] * s.imu_gyro[1] + s.imu_gyro[2] * s.imu_gyro[2]);
     if (cfg_.fall_tilt_deg > 0 && tilt_deg > cfg_.fall_tilt_deg) raise(FaultId::kFall, -1, tilt_deg, cond);
     else if (cfg_.fall_rate_rad_s > 0 && rate > cfg_.fall_rate_rad_s) raise(FaultId::kFall, -1, rate, cond);
-    else if (armed_now && cfg_.fall_height_m > 0 && s.has_base_truth && s.base_pos[2] < cfg_.fall_height_m)
+    else if (armed_now && cfg_.fall_height_m > 0 && (s.has_base_truth || s.base_estimated) && s.base_pos[2] < cfg_.fall_height_m)
       raise(FaultId::kFall, -1, s.base_pos[2], cond);
   }
   // joints: armed modes and STOPPING (and while one of their faults is latched)

@@ -3,7 +3,7 @@
 // run thousands of times on a moving state after warm-up, and any allocation fails the test.
 //
 // usage: vertebra_alloc_selftest URDF --joints a,b,.. --feet l,r --base B [--torso T] [--hands l,r]
-//                                 [--point] [--sole x,y,z] [--pose q0,q1,..] [--height H]
+//                                 [--point] [--sole x,y,z] [--pose q0,q1,..] [--height H] [--imu FRAME]
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "estimation/estimator.hpp"
 #include "loop/rt_loop.hpp"
 #include "drivers/fault_injector.hpp"
 #include "drivers/mock_driver.hpp"
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s URDF --joints ... --feet ... --base ...\n", argv[0]);
     return 2;
   }
-  std::string urdf = argv[1], base, torso;
+  std::string urdf = argv[1], base, torso, imu;
   std::vector<std::string> joints, feet, hands;
   std::vector<double> sole{0, 0, 0}, pose;
   bool flat = true;
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
     else if (a == "--sole") sole = splitd(next());
     else if (a == "--pose") pose = splitd(next());
     else if (a == "--height") height = std::stod(next());
+    else if (a == "--imu") imu = next();
   }
   RobotModel robot(urdf, joints);
   const int n = robot.n_joints();
@@ -199,6 +201,46 @@ int main(int argc, char** argv) {
   }
   const long wbc_allocs = g_allocs.load();
 
+  // The state estimator: both contact sources, with and without a controller's contact plan.
+  long est_allocs = 0, est_bad = 0;
+  if (!imu.empty()) {
+    EstimatorConfig ec;
+    ec.imu_frame = imu;
+    ec.foot_frames = feet;
+    ec.sole_offset_m = sole;
+    ec.flat_feet = flat;
+    StateEstimator est(robot, ec);
+    EstimatorConfig ec2 = ec;
+    ec2.contact_source = ContactSource::kFootForce;
+    StateEstimator est2(robot, ec2);
+    Estimate e{};
+    ContactPlan plan{};
+    auto run_est = [&](int ticks) {
+      for (int k = 0; k < ticks; ++k) {
+        const double t = k * 0.002;
+        for (int i = 0; i < n; ++i) {
+          s.q[i] = pose[i] + 0.05 * std::sin(2.0 * t + i);
+          s.dq[i] = 0.1 * std::cos(2.0 * t + i);
+          s.tau[i] = 5.0 * std::sin(t + i);
+        }
+        s.imu_acc = {0.1 * std::sin(t), 0.0, 9.81};
+        s.imu_gyro = {0.05 * std::sin(t), 0.05 * std::cos(t), 0.0};
+        s.has_foot_force = true;
+        s.foot_force = {100.0 * (k % 200 < 100), 80.0, 60.0, 40.0};
+        plan.valid = k % 300 < 150;
+        plan.weight = {1.0, k % 100 < 50 ? 1.0 : 0.0, 1.0, 1.0};
+        if (est.update(s, plan, e) != Status::kOk) ++est_bad;
+        if (est2.update(s, plan, e) != Status::kOk) ++est_bad;
+      }
+    };
+    run_est(20);  // warm-up
+    g_allocs = 0;
+    g_counting = true;
+    run_est(1000);
+    g_counting = false;
+    est_allocs = g_allocs.load();
+  }
+
   // The loop tick itself, through the supervisor's paths: arming, a policy stream, a NaN target
   // (limiter + HOLD), monitors firing (state loss, temperature, motor error), settle-then-cut,
   // e-stop, refused and accepted resets. Mock driver behind a fault injector.
@@ -312,6 +354,8 @@ int main(int argc, char** argv) {
     return 4;
   }
   std::printf("{\"wbc_updates\": 2900, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
-              "\"loop_allocations\": %ld, \"loop_events\": %ld}\n", wbc_allocs, bad, loop_allocs, events);
-  return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0) ? 0 : 1;
+              "\"loop_allocations\": %ld, \"loop_events\": %ld, \"estimator_updates\": %d, "
+              "\"estimator_allocations\": %ld, \"estimator_failed_updates\": %ld}\n",
+              wbc_allocs, bad, loop_allocs, events, imu.empty() ? 0 : 2000, est_allocs, est_bad);
+  return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0 && est_allocs == 0 && est_bad == 0) ? 0 : 1;
 }

@@ -74,6 +74,12 @@ void WholeBodyController::stream(const int* ch, const double* v, int n) {
   ++streamed_;
 }
 
+bool WholeBodyController::contact_plan(std::array<double, kMaxFeet>& weight) const {
+  const Impl& I = *impl_;
+  for (int c = 0; c < nc_; ++c) weight[c] = I.st.contact_weight[c];
+  return nc_ > 0 && I.st.solves > 0;
+}
+
 Status WholeBodyController::enter(const RobotParams& p, const State& s, const Command& last, const Targets&,
                                   const ModeRequest&) {
   Impl& I = *impl_;

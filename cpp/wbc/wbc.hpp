@@ -58,7 +58,7 @@
 
 namespace vertebra {
 
-inline constexpr int kMaxContacts = 4;
+inline constexpr int kMaxContacts = kMaxFeet;
 inline constexpr int kMaxHands = 2;
 
 struct WbcGains {
@@ -180,6 +180,7 @@ class WholeBodyController final : public ControllerMode, public TargetSink {
     return published_.load(std::memory_order_acquire) + streamed_;
   }
   TargetSink* target_sink() override { return this; }
+  bool contact_plan(std::array<double, kMaxFeet>& weight) const override;
   std::vector<std::string> target_names() const override;
   std::string check_channels(const int* channels, int n) const override;
   // [tick] One streamed sample (see the class comment); a target with a non-finite axis is ignored.

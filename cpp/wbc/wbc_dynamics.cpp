@@ -5,7 +5,7 @@ namespace vertebra::wbc_detail {
 
 // Fill q, v (pinocchio conventions) from a driver state. Returns false without a base estimate.
 bool load_state(WholeBodyController::Impl& I, const State& s) {
-  if (!s.has_base_truth) return false;
+  if (!s.has_base_truth && !s.base_estimated) return false;
   for (int k = 0; k < 3; ++k) I.q[k] = s.base_pos[k];
   const Eigen::Quaterniond qb = quat_wxyz(s.base_quat);
   I.q[3] = qb.x();

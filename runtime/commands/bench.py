@@ -1,4 +1,4 @@
-"""`vertebra bench loop|wbc|transport`: benchmarks that print JSON and compare against a baseline measured
+"""`vertebra bench loop|wbc|transport|dds`: benchmarks that print JSON and compare against a baseline measured
 in the same run (the measurements live in vertebra.runtime.benchmarks)."""
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def run_wbc(args: argparse.Namespace) -> int:
         print(f"{'per tick (us)':<22}{'p50':>8}{'p99':>8}{'p99.9':>8}{'max':>8}")
         print(f"{'C++ (model + QP)':<22}{c['p50']:>8}{c['p99']:>8}{c['p999']:>8}{c['max']:>8}")
         print(f"{'Python (pin+proxsuite)':<22}{p['p50']:>8}{p['p99']:>8}{p['p999']:>8}{p['max']:>8}")
+        e, ew = out["estimator_us"], out["estimator_plus_cpp_us"]
+        print(f"{'state estimator':<22}{e['p50']:>8}{e['p99']:>8}{e['p999']:>8}{e['max']:>8}")
+        print(f"{'estimator + C++ WBC':<22}{ew['p50']:>8}{ew['p99']:>8}{ew['p999']:>8}{ew['max']:>8}")
         print(f"python/C++ at p50: {out['ratio_p50_python_over_cpp']}x; same solution (p99 max |ddq| diff): "
               f"{out['same_solution_max_ddq_diff']}; failures: {out['solve_failures']}; goals: {out['goals_met']}")
         w = out["worst_tick"]
@@ -73,6 +76,46 @@ def run_transport(args: argparse.Namespace) -> int:
                   f"{r['ratio_p50']:>10}x{r['ratio_p50_shm']:>10}x")
         print("goals:", out["goals"])
     return 0
+
+
+def run_dds(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.dds import bench_dds
+    from vertebra.runtime.errors import VertebraError
+
+    if args.samples < 1:
+        print("vertebra bench dds: --samples must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        out = bench_dds(args.robot, samples=args.samples, progress=progress(True), domain=args.domain,
+                        sdk=not args.no_sdk)
+    except (VertebraError, RuntimeError, ValueError) as e:
+        print(f"vertebra bench dds: {e}", file=sys.stderr)
+        return 1
+    sdk = out["round_trip_us"]["unitree_sdk_python"]
+    if args.json:
+        print(json.dumps(out))
+    else:
+        t = out["tick_read_write_us"]
+        print(f"{out['robot']} ({out['messages']}): LowCmd_ write -> answer -> LowState_ taken, "
+              f"{out['samples']} samples")
+        print(f"{'round trip (us)':<44}{'p50':>9}{'p99':>9}{'mean':>9}{'max':>9}")
+        for key, label in (("round_trip_us", "sim bridge"), ("round_trip_echo_us", "echo robot")):
+            part = out[key]
+            for side, name in (("vertebra_cpp", "Vertebra C++ driver"), ("unitree_sdk_python", "Unitree SDK (Python)")):
+                r = part[side]
+                row = f"{name + ', ' + label:<44}"
+                if "p50" in r:
+                    print(f"{row}{r['p50']:>9}{r['p99']:>9}{r['mean']:>9}{r['max']:>9}")
+                else:
+                    print(f"{row}{r.get('skipped') or 'error: ' + str(r.get('error'))}")
+            ratio = part["ratio_p50_sdk_over_vertebra"]
+            print(f"{'  SDK/Vertebra at p50':<44}{'-' if ratio is None else str(ratio) + 'x':>9}")
+        print(f"{'read()+write() per tick (us)':<44}{t['p50']:>9}{t['p99']:>9}{t['mean']:>9}{t['max']:>9}")
+        print(f"  ({t['rate_hz']:g} Hz against the real-time bridge; read p99 {t['read_us']['p99']}, write p99 "
+              f"{t['write_us']['p99']}; SCHED_FIFO {'granted' if t['sched_fifo'] else 'not granted'})")
+        print("goals:", out["goals"])
+    failed = "error" in sdk or "error" in out["round_trip_echo_us"]["unitree_sdk_python"]
+    return 1 if failed else 0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,3 +156,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bt.add_argument("--iterations", type=int, default=2000, help="round trips per case and side (default 2000)")
     bt.add_argument("--json", action="store_true", help="print one JSON object")
     bt.set_defaults(func=run_transport)
+
+    bd = bsub.add_parser("dds", help="Unitree DDS round trip: the C++ driver vs Unitree's Python SDK; per-tick cost",
+                         description="Against `vertebra sim-bridge` in another process (loopback): the round trip of "
+                                     "one LowCmd_ write -> the bridge's answer -> LowState_ taken (lockstep bridge; "
+                                     "then again against an echo robot that answers without simulating), "
+                                     "for Vertebra's C++ driver (timed in C++) and, in the same run, through Unitree's "
+                                     "official Python SDK (ChannelPublisher/ChannelSubscriber, run from "
+                                     ".venv-unitree-sdk: bash scripts/setup_unitree_sdk.sh); and the per-tick cost of "
+                                     "the driver's read() + write() on a real-time bridge. p50/p99/mean of each and "
+                                     "the ratio; the SDK part says `skipped` and why where its virtualenv is missing.")
+    bd.add_argument("--robot", choices=["g1", "go2"], default="g1", help="robot (default g1; message set hg / go)")
+    bd.add_argument("--samples", type=int, default=2000, help="round trips per side and ticks timed (default 2000)")
+    bd.add_argument("--domain", type=int, default=None, help="DDS domain id (default: one of 220-232 for this run)")
+    bd.add_argument("--no-sdk", action="store_true", help="leave out the Unitree SDK part")
+    bd.add_argument("--json", action="store_true", help="print one JSON object")
+    bd.set_defaults(func=run_dds)

@@ -94,6 +94,20 @@ def _check_event_log(log: str, given: bool) -> str | None:
     return None
 
 
+def _start_bridge(robot: str, domain: int, interface: str, lockstep: bool, noise: bool) -> Any:
+    """The DDS sim bridge in a process of its own, standing in for the robot."""
+    from vertebra.drivers.bridge_process import BridgeProcess
+
+    print(f"vertebra sim: starting the DDS sim bridge for {robot} on domain {domain}, interface {interface}"
+          f"{' (lockstep)' if lockstep else ''}", file=sys.stderr)
+    return BridgeProcess(robot, domain_id=domain, interface=interface, lockstep=lockstep, noise=noise)
+
+
+def _close_world(world: Any) -> None:
+    if world is not None:
+        world.close()
+
+
 def _fail(message: str) -> int:
     print(f"vertebra sim: {message}", file=sys.stderr)
     return 2
@@ -106,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     bad = _check_numbers(args)
     if bad:
         return _fail(bad)
+    world = None
+    if args.driver == "unitree_dds" and args.view:
+        return _fail("--view shows the in-process simulator; with --driver unitree_dds the robot runs in the bridge "
+                     "process (run without --view)")
     if args.view and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return _fail("--view needs a display (DISPLAY is not set); run without --view, or under X "
                      "(e.g. xvfb-run -a vertebra sim ... --view)")
@@ -144,6 +162,14 @@ def run(args: argparse.Namespace) -> int:
                 over["rate_hz"] = args.rate
             if args.controller_given:
                 over["controller"] = args.controller
+            if args.estimator:
+                over["use_estimator"] = True
+            if d.driver.driver_name == "unitree_dds":  # the robot over DDS: a sim bridge stands in for it
+                world = _start_bridge(d.robot_config().name, d.driver.domain_id, d.driver.network_interface or "lo",
+                                      d.driver.lockstep or args.lockstep, args.noise)
+                if args.lockstep and not d.driver.lockstep:
+                    d.driver.lockstep = True
+                over["world"] = world
             rt = SimRuntime.from_deploy(d, **over)
             args.robot, args.controller = rt.cfg.name, rt.controller
         else:
@@ -154,12 +180,24 @@ def run(args: argparse.Namespace) -> int:
                 bad = _check_rate(args.rate, robot, "--rate")
                 if bad:
                     return _fail(bad)
-            rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
-                            command_latency_ms=args.latency_ms, controller=args.controller, event_log=log)
+            if args.driver == "unitree_dds":
+                from vertebra.drivers.registry import UnitreeDdsDriverConfig
+
+                world = _start_bridge(robot.name, args.domain, args.interface, args.lockstep, args.noise)
+                drv = UnitreeDdsDriverConfig.from_dict({"network_interface": args.interface, "domain_id": args.domain,
+                                                        "lockstep": args.lockstep})
+                rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, controller=args.controller,
+                                event_log=log, driver=drv, world=world)
+            else:
+                rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
+                                command_latency_ms=args.latency_ms, controller=args.controller, event_log=log,
+                                use_estimator=args.estimator)
         rt.events.note(f"vertebra sim --robot {args.robot} started", "", 0)
     except ConfigError as e:
+        _close_world(world)
         return _fail(f"bad configuration: {e}".replace("\n", " "))
     except (ValueError, RuntimeError, OSError) as e:  # the C++ core refusing its configuration
+        _close_world(world)
         return _fail(f"cannot build the runtime: {e}".replace("\n", " "))
     viewer = None
     try:
@@ -186,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         rt.close()  # the last events are flushed here: the event log's counters are final after it
         if viewer is not None:
             viewer.close()
+        _close_world(world)
     snap = rt.status()
     report["active_faults"] = list(snap["active_faults"])
     report["event_log"] = {"path": log, "events": int(rt.events.written), "io_errors": int(rt.events.io_errors),
@@ -231,6 +270,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--noise", action="store_true", help="enable the sensor noise configured for the robot")
     s.add_argument("--latency-ms", type=float, default=None, help="command latency to emulate, ms (default: config)")
     s.add_argument("--view", action="store_true", help="open the MuJoCo viewer (needs a display)")
+    s.add_argument("--driver", choices=["mujoco", "unitree_dds"], default="mujoco",
+                   help="mujoco: the simulator in this process (default); unitree_dds: the robot's own DDS driver "
+                        "against a sim bridge started in another process (vertebra sim-bridge), as on the robot: no "
+                        "base truth, the controller runs on the state estimator")
+    s.add_argument("--domain", type=int, default=0, help="--driver unitree_dds: DDS domain id (default 0)")
+    s.add_argument("--interface", default="lo", help="--driver unitree_dds: network interface (default lo)")
+    s.add_argument("--estimator", action="store_true",
+                   help="the controller uses the state estimator's base instead of the simulator's truth (as on "
+                        "hardware; always so with --driver unitree_dds); the report gives its errors against truth")
     s.add_argument("--controller", choices=["pd", "wbc"], default=None,
                    help="pd: stand on joint hold (default); wbc: stand, then hand over to the whole-body controller")
     s.add_argument("--scenario", choices=["stand", "push", "reach", "pose"], default=None,

@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         bridge = SimBridge(args.robot, domain_id=args.domain, network_interface=args.interface,
-                           lockstep=args.lockstep, noise=args.noise)
+                           lockstep=args.lockstep, noise=args.noise, motion_service=not args.released,
+                           motion_service_mode=args.motion_service_mode)
         bridge.start()
     except (VertebraError, ValueError, RuntimeError) as e:
         print(f"vertebra sim-bridge: {e}", file=sys.stderr)
@@ -30,8 +31,11 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if not args.quiet:
+        service = ("released" if args.released
+                   else f"'{args.motion_service_mode}' active (release it: motion_switcher ReleaseMode)")
         print(f"vertebra sim-bridge: {args.robot} on DDS domain {args.domain}, interface {args.interface or '(any)'}"
-              f"{', lockstep' if args.lockstep else ''}", file=sys.stderr, flush=True)
+              f"{', lockstep' if args.lockstep else ''}; built-in motion service {service}",
+              file=sys.stderr, flush=True)
     end = time.monotonic() + args.seconds if args.seconds else None
     while not stop.is_set() and (end is None or time.monotonic() < end):
         stop.wait(0.1)
@@ -46,7 +50,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     b = subparsers.add_parser("sim-bridge", help="the simulated robot on DDS, speaking what the Unitree robot speaks",
                               description="Vertebra's MuJoCo robot exposed over Cyclone DDS as the real Unitree G1 or "
                                           "Go2: rt/lowstate published with a valid CRC, rt/lowcmd taken (bad CRCs "
-                                          "dropped), the motor-board PD law at every physics step. Runs until SIGTERM "
+                                          "dropped), the motor-board PD law at every physics step. Unitree's built-in "
+                                          "motion service is emulated as the robot boots with it: active, answering "
+                                          "motion_switcher (rt/api/motion_switcher/request: CheckMode, SelectMode, "
+                                          "ReleaseMode), publishing rt/sportmodestate and ignoring rt/lowcmd until a "
+                                          "controller releases it (--released: start released). Runs until SIGTERM "
                                           "or Ctrl-C (or --seconds).")
     b.add_argument("--robot", required=True, choices=robot_names(), help="robot")
     b.add_argument("--domain", type=int, default=0, help="DDS domain id (default 0, as on the robot)")
@@ -54,6 +62,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     b.add_argument("--lockstep", action="store_true",
                    help="advance one control period per command received (deterministic tests)")
     b.add_argument("--noise", action="store_true", help="the robot config's sensor noise")
+    b.add_argument("--released", action="store_true",
+                   help="start with the built-in motion service released (default: active, as the robot boots)")
+    b.add_argument("--motion-service-mode", default="normal", metavar="NAME",
+                   help="the mode motion_switcher CheckMode names while the service is active (default normal)")
     b.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until signalled)")
     b.add_argument("--json", action="store_true", help="print the bridge's counters as JSON at exit")
     b.add_argument("--quiet", action="store_true", help="no start-up message")

@@ -3,6 +3,7 @@ interface: the bridge in another process as the robot would be, or in this one w
 faults on the bus. Lockstep: one control period per command, deterministic on a loaded machine."""
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def hold_default_pose(rt, seconds=2.0):
 def test_the_robot_in_its_hoist_takes_its_pose_over_dds_from_another_process(robot):
     dom = domain()
     bridge = subprocess.Popen([sys.executable, "-m", "vertebra.runtime.cli", "sim-bridge", "--robot", robot,
-                               "--domain", str(dom), "--lockstep", "--json", "--quiet"],
+                               "--domain", str(dom), "--lockstep", "--released", "--json", "--quiet"],
                               stdout=subprocess.PIPE, text=True)
     try:
         rt = Runtime(robot, dds_driver(dom), lockstep=True)
@@ -93,7 +94,7 @@ def test_bad_crcs_are_dropped_and_persistent_corruption_is_state_loss():
 def test_a_killed_bridge_is_state_loss():
     dom = domain()
     bridge = subprocess.Popen([sys.executable, "-m", "vertebra.runtime.cli", "sim-bridge", "--robot", "g1",
-                               "--domain", str(dom), "--lockstep", "--quiet"])
+                               "--domain", str(dom), "--lockstep", "--released", "--quiet"])
     rt = Runtime("g1", dds_driver(dom, lockstep_timeout_s=0.02), lockstep=True)
     try:
         hold_default_pose(rt, 0.4)
@@ -172,3 +173,21 @@ def test_the_remote_estop_combination_stops_the_robot_on_that_tick():
             assert max(cmd["kp"]) == 0.0  # no stiffness from that tick on
         finally:
             rt.close()
+
+
+@pytest.mark.parametrize("robot", ["g1", "go2"])
+def test_the_deployment_procedure_over_dds_stands_the_robot_on_its_state_estimate(robot, capsys):
+    """hoist -> stand -> release -> hold 10 s, the bridge in another process: no base truth reaches the
+    runtime; the supervisor's fall monitor and the report's estimator errors come from the estimate."""
+    from vertebra.runtime.cli import main
+
+    rc = main(["sim", "--robot", robot, "--driver", "unitree_dds", "--domain", str(domain()), "--lockstep",
+               "--duration", "10", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["faults"] == [] and out["mode"] == "hold", out
+    assert out["driver"] == "unitree_dds" and out["base"] == "estimate"
+    assert not out["hoist_engaged"]
+    lo, hi = out["hold_base_height_range_m"]
+    assert abs(lo - out["standing_height_m"]) < 0.03 and abs(hi - out["standing_height_m"]) < 0.03, out
+    assert out["max_tilt_deg"] < 5.0
+    assert out["sim_time_s"] > 10.0

@@ -179,3 +179,28 @@ def test_the_wireless_remote_is_decoded_from_its_published_offsets():
     assert r == {"buttons": 0x0120, "lx": 0.25, "rx": -0.5, "ry": 0.75, "l2": 1.0, "ly": -1.0}
     with pytest.raises(ValueError, match="40 bytes"):
         T.unitree_decode_remote(b"\0" * 39)
+
+
+def test_go2_foot_forces_round_trip_rounded_and_clamped_to_int16():
+    """The bridge's encode puts State.foot_force into LowState_.foot_force (int16: nearest, clamped,
+    NaN 0); the driver's decode reports them with has_foot_force (the Go2's message has them)."""
+    r = T.unitree_go_foot_force_round_trip([12.4, -3.6, 40000.0, float("nan")])
+    assert r["crc_ok"] and r["wire"] == [12, -4, 32767, 0]
+    assert r["has_foot_force"] and r["foot_force"] == [12.0, -4.0, 32767.0, 0.0]
+    r = T.unitree_go_foot_force_round_trip([-1e9, 0.5, 2.5, 100.0])
+    assert r["wire"] == [-32768, 1, 3, 100]  # halves round away from zero (std::lround)
+    r = T.unitree_go_foot_force_round_trip([50.0, 60.0, 70.0, 80.0], has_foot_force=False)
+    assert r["wire"] == [0, 0, 0, 0] and r["has_foot_force"]  # a simulator without them sends zeros
+
+
+
+# rt/sportmodestate, unitree_sdk2py/idl/unitree_go/msg/dds_/_SportModeState_.py (TimeSpec_, PathPoint_)
+GO_SPORT_MODE_STATE = "<iI" + "I" + GO_IMU + "B3xfB3xf3ff3ff4f4h12f12f" + "7f" * 10
+
+
+def test_the_rpc_and_sport_state_types_are_unitrees():
+    t = T.unitree_service_types()
+    assert t["api.Request_"] == "unitree_api::msg::dds_::Request_"
+    assert t["api.Response_"] == "unitree_api::msg::dds_::Response_"
+    assert t["go.SportModeState_"] == "unitree_go::msg::dds_::SportModeState_"
+    assert t["go.SportModeState_.size"] == struct.calcsize(GO_SPORT_MODE_STATE)

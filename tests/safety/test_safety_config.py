@@ -31,7 +31,7 @@ DEFAULT_RESPONSES = {
     "joint_velocity": "stop", "loop_overrun": "stop", "motor_error": "stop", "non_finite_command": "hold",
     "non_finite_state": "stop", "starvation_hold": "hold", "starvation_stop": "stop", "state_frozen": "stop",
     "state_loss": "stop", "temperature_derate": "derate", "temperature_stop": "stop", "temperature_warn": "warn",
-    "tilt": "warn", "torque": "stop", "event_log_write": "warn",
+    "tilt": "warn", "torque": "stop", "event_log_write": "warn", "lowcmd_conflict": "damp",
 }
 COMMON = {
     "clamp_quiet_ticks": 250, "derate_scale": 0.6, "estop_cut": False, "fall_tilt_deg": 40.0, "frozen_ms": 40.0,

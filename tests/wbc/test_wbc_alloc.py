@@ -1,4 +1,5 @@
-"""Zero heap allocations per tick: the whole-body update and the loop tick, under a counting allocator."""
+"""Zero heap allocations per tick: the whole-body update, the state estimator and the loop tick, under a
+counting allocator."""
 
 import json
 import subprocess
@@ -21,7 +22,7 @@ def test_tick_path_allocates_nothing(robot):
     h = rm.standing_base_height(cfg.column("default_rad"), cfg.foot_frames, cfg.sole_offset_m)
     args = [str(SELFTEST), str(cfg.urdf_path), "--joints", ",".join(cfg.joint_names), "--feet", ",".join(cfg.foot_frames),
             "--base", cfg.base_frame, "--sole", ",".join(map(str, cfg.wbc.sole_offset_m)),
-            "--pose", ",".join(map(str, cfg.column("default_rad"))), "--height", str(h)]
+            "--pose", ",".join(map(str, cfg.column("default_rad"))), "--height", str(h), "--imu", cfg.imu_frame]
     if cfg.hand_frames:
         args += ["--hands", ",".join(cfg.hand_frames)]
     if cfg.wbc.torso_frame:
@@ -33,4 +34,6 @@ def test_tick_path_allocates_nothing(robot):
     assert out["wbc_allocations"] == 0, out
     assert out["loop_allocations"] == 0, out
     assert out["failed_updates"] == 0, out
+    assert out["estimator_updates"] == 2000 and out["estimator_allocations"] == 0, out
+    assert out["estimator_failed_updates"] == 0, out
     assert r.returncode == 0

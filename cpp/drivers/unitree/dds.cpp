@@ -87,6 +87,10 @@ DdsWriter::DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, cons
   check(wr_, ("create writer " + topic).c_str());
 }
 
+DdsWriter::~DdsWriter() {
+  if (wr_ > 0) dds_delete(wr_);  // an error once the participant is gone (it deleted the writer)
+}
+
 int DdsWriter::matched_readers() const {
   dds_publication_matched_status_t st;
   return dds_get_publication_matched_status(wr_, &st) == DDS_RETCODE_OK ? static_cast<int>(st.current_count) : -1;
@@ -94,11 +98,19 @@ int DdsWriter::matched_readers() const {
 
 DdsReader::DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic,
                      size_t sample_size, std::function<void(const void*)> on_sample, bool reliable)
-    : size_(sample_size), on_sample_(std::move(on_sample)) {
+    : desc_(desc),
+      owns_contents_((desc->m_flagset & DDS_TOPIC_FIXED_SIZE) == 0),
+      size_(sample_size),
+      on_sample_(std::move(on_sample)) {
   dds_qos_t* q = dds_create_qos();
   dds_qset_reliability(q, reliable ? DDS_RELIABILITY_RELIABLE : DDS_RELIABILITY_BEST_EFFORT, DDS_MSECS(10));
   dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
-  rd_ = dds_create_reader(p.handle(), p.topic(desc, topic), q, nullptr);
+  // Matched writers as discovery changes them, into an atomic the tick can read (the status itself
+  // is not reset: matched_writers() still asks DDS).
+  dds_listener_t* l = dds_create_listener(this);
+  dds_lset_subscription_matched_arg(l, &DdsReader::on_matched, this, false);
+  rd_ = dds_create_reader(p.handle(), p.topic(desc, topic), q, l);
+  dds_delete_listener(l);
   dds_delete_qos(q);
   check(rd_, ("create reader " + topic).c_str());
   ws_ = dds_create_waitset(p.handle());
@@ -115,6 +127,14 @@ DdsReader::DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, cons
 DdsReader::~DdsReader() {
   dds_set_guardcondition(stop_, true);
   if (thread_.joinable()) thread_.join();
+  // Deleting the reader waits for a listener call in progress; errors once the participant is gone.
+  dds_delete(ws_);
+  dds_delete(stop_);
+  dds_delete(rd_);
+}
+
+void DdsReader::on_matched(dds_entity_t, const dds_subscription_matched_status_t status, void* self) {
+  static_cast<DdsReader*>(self)->matched_.store(static_cast<int>(status.current_count), std::memory_order_release);
 }
 
 int DdsReader::matched_writers() const {
@@ -139,6 +159,7 @@ void DdsReader::run() {
       if (got < 0) return;
       if (got == 0) break;
       if (info[0].valid_data) on_sample_(buf.data());
+      if (owns_contents_) dds_sample_free(buf.data(), desc_, DDS_FREE_CONTENTS);  // strings, sequences
     }
   }
 }

@@ -3,7 +3,9 @@
 // driver config, best-effort keep-last-1 readers (they match any writer: the robot's, Unitree's
 // SDK, ours) and reliable keep-last-1 writers (they match any reader), and a reader thread that
 // takes each new sample into a zeroed buffer (so the struct's padding is zero when its CRC is
-// checked) and hands it to a callback. Configuration time only, except write() (tick).
+// checked) and hands it to a callback. Configuration time only, except write() and
+// matched_writers_now() (tick). Types with strings or sequences (unitree_api Request_/Response_)
+// are taken the same way; the reader frees what DDS allocated for them after the callback.
 #pragma once
 
 #include <dds/dds.h>
@@ -42,6 +44,9 @@ class DdsParticipant {
 class DdsWriter {
  public:
   DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic);
+  ~DdsWriter();  // deletes the writer: its readers see it leave (discovery), e.g. a service stopping
+  DdsWriter(const DdsWriter&) = delete;
+  DdsWriter& operator=(const DdsWriter&) = delete;
   // [tick] 0 on success, else the DDS return code.
   int write(const void* sample) { return dds_write(wr_, sample); }
   int matched_readers() const;
@@ -58,13 +63,23 @@ class DdsReader {
   DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic, size_t sample_size,
             std::function<void(const void*)> on_sample, bool reliable = false);
   ~DdsReader();
+  DdsReader(const DdsReader&) = delete;
+  DdsReader& operator=(const DdsReader&) = delete;
+  // Writers matched now (DDS discovery; a writer of this participant counts too), asking DDS.
   int matched_writers() const;
+  // [tick] The same, as DDS's subscription-matched listener last reported it: one atomic load, no
+  // lock, so the tick can watch who else writes a topic.
+  int matched_writers_now() const { return matched_.load(std::memory_order_acquire); }
 
  private:
+  static void on_matched(dds_entity_t reader, const dds_subscription_matched_status_t status, void* self);
   void run();
   dds_entity_t rd_ = 0, ws_ = 0, stop_ = 0;
+  const dds_topic_descriptor_t* desc_;
+  bool owns_contents_;  // the type has strings/sequences: free them after each sample
   size_t size_;
   std::function<void(const void*)> on_sample_;
+  std::atomic<int> matched_{0};
   std::thread thread_;
 };
 

@@ -96,6 +96,8 @@ void decode_lowstate(const MotorMap& map, const HgLowState& in, State& s) {
   decode_imu(in.imu_state, s);
   s.has_battery = false;  // the G1's battery is on its own topic (BmsState_), not in LowState_
   s.has_base_truth = false;
+  s.has_foot_force = false;  // the G1 has no foot sensors in LowState_
+  s.foot_force = {};
 }
 
 void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s, std::array<double, 4>& foot_force_n) {
@@ -115,7 +117,15 @@ void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s, std::a
   s.has_battery = true;
   s.battery_v = in.power_v;
   s.has_base_truth = false;
-  for (int i = 0; i < 4; ++i) foot_force_n[i] = in.foot_force[i];
+  // The Go2's four foot sensors (LowState_.foot_force, int16, the sensor's raw units), in the
+  // message's foot order.
+  s.has_foot_force = true;
+  for (int i = 0; i < 4; ++i) s.foot_force[i] = foot_force_n[i] = in.foot_force[i];
+}
+
+void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s) {
+  std::array<double, 4> ff{};
+  decode_lowstate(map, in, s, ff);
 }
 
 namespace {
@@ -192,10 +202,38 @@ void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, const s
     ms.tau_est = f32(s.tau[j]);
     ms.temperature = static_cast<uint8_t>(std::clamp(s.has_motor_temp ? s.motor_temp_c[j] : 0.0, 0.0, 255.0));
   }
-  for (int i = 0; i < 4; ++i) out.foot_force[i] = out.foot_force_est[i] = static_cast<int16_t>(foot_force_n[i]);
+  for (int i = 0; i < 4; ++i) out.foot_force[i] = out.foot_force_est[i] = foot_force_int16(foot_force_n[i]);
   out.power_v = f32(s.has_battery ? s.battery_v : 0.0);
   encode_remote(remote, out.wireless_remote);
   seal(out);
+}
+
+void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, const RemoteState& remote, GoLowState& out) {
+  static const std::array<double, 4> none{};
+  encode_lowstate(map, s, tick, s.has_foot_force ? s.foot_force : none, remote, out);
+}
+
+void encode_sportmodestate(const State& s, GoSportModeState& out) {
+  std::memset(&out, 0, sizeof(out));
+  const int64_t ns = s.stamp_ns < 0 ? 0 : s.stamp_ns;
+  out.stamp.sec = static_cast<int32_t>(ns / 1'000'000'000);
+  out.stamp.nanosec = static_cast<uint32_t>(ns % 1'000'000'000);
+  encode_imu(s, out.imu_state);
+  if (s.has_base_truth) {
+    for (int i = 0; i < 3; ++i) {
+      out.position[i] = f32(s.base_pos[i]);
+      out.velocity[i] = f32(s.base_lin_vel[i]);
+    }
+    out.body_height = f32(s.base_pos[2]);
+    out.yaw_speed = f32(s.base_ang_vel[2]);
+  }
+  if (s.has_foot_force)
+    for (int i = 0; i < 4; ++i) out.foot_force[i] = foot_force_int16(s.foot_force[i]);
+}
+
+int16_t foot_force_int16(double v) {
+  if (!std::isfinite(v)) return v > 0 ? INT16_MAX : (v < 0 ? INT16_MIN : 0);  // NaN: 0
+  return static_cast<int16_t>(std::lround(std::clamp(v, static_cast<double>(INT16_MIN), static_cast<double>(INT16_MAX))));
 }
 
 }  // namespace vertebra::unitree

@@ -18,6 +18,7 @@ using HgLowCmd = unitree_hg_msg_dds__LowCmd_;
 using HgLowState = unitree_hg_msg_dds__LowState_;
 using GoLowCmd = unitree_go_msg_dds__LowCmd_;
 using GoLowState = unitree_go_msg_dds__LowState_;
+using GoSportModeState = unitree_go_msg_dds__SportModeState_;  // rt/sportmodestate (G1 and Go2)
 
 constexpr int kHgMotors = 35;
 constexpr int kGoMotors = 20;
@@ -51,8 +52,10 @@ void encode_lowcmd(const MotorMap& map, const Command& cmd, uint8_t mode_pr, uin
 void encode_lowcmd(const MotorMap& map, const Command& cmd, GoLowCmd& out);
 
 // The robot's state into `s` (q, dq, tau_est, IMU, motor temperature and error bits, battery
-// where the message has it). Does not check the CRC (crc_ok does) and leaves seq/stamp alone.
+// and foot forces where the message has them: Go2 has_foot_force with LowState_.foot_force, G1
+// none). Does not check the CRC (crc_ok does) and leaves seq/stamp/lowcmd_conflict alone.
 void decode_lowstate(const MotorMap& map, const HgLowState& in, State& s);
+void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s);
 void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s, std::array<double, 4>& foot_force_n);
 
 // The robot's side (the sim bridge): what the motor boards do with a LowCmd_, and the LowState_
@@ -62,7 +65,17 @@ void decode_lowcmd(const MotorMap& map, const HgLowCmd& in, Command& out);
 void decode_lowcmd(const MotorMap& map, const GoLowCmd& in, Command& out);
 void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, uint8_t mode_machine, const RemoteState& remote,
                      HgLowState& out);
+// Go2: foot_force (and foot_force_est) from State::foot_force when has_foot_force, else zero;
+// the explicit overload takes them as given. Each is rounded to the nearest int16 and clamped
+// (foot_force_int16).
+void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, const RemoteState& remote, GoLowState& out);
 void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, const std::array<double, 4>& foot_force_n,
                      const RemoteState& remote, GoLowState& out);
+// A force as LowState_ carries it: nearest int16, clamped to [-32768, 32767]; NaN is 0.
+int16_t foot_force_int16(double v);
+// The sim bridge's emulated motion service: a SportModeState_ from the simulated state (stamp,
+// IMU, base position, height and velocity where the simulator knows them, foot forces where it
+// has them; mode 0, no gait, no path). Fresh and zeroed like every encode.
+void encode_sportmodestate(const State& s, GoSportModeState& out);
 
 }  // namespace vertebra::unitree

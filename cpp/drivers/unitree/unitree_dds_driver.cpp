@@ -26,6 +26,8 @@ const dds_topic_descriptor_t* state_desc(Messages m) {
 UnitreeDdsDriver::UnitreeDdsDriver(UnitreeDdsOptions opt) : opt_(std::move(opt)) {}
 
 UnitreeDdsDriver::~UnitreeDdsDriver() {
+  motion_switcher_.reset();
+  sport_watch_.reset();
   cmd_watch_.reset();
   reader_.reset();
   writer_.reset();
@@ -51,6 +53,10 @@ void UnitreeDdsDriver::on_configure(const DriverInit& init) {
                                 "; valid: a 16-bit mask of remote buttons (0: none)");
   if (opt_.mode_pr < 0 || opt_.mode_pr > 1)
     throw std::invalid_argument("unitree_dds: mode_pr: found " + std::to_string(opt_.mode_pr) + "; valid: 0 (PR), 1 (AB)");
+  if (!(opt_.motion_service_timeout_s > 0) || !(opt_.release_timeout_s > 0))
+    throw std::invalid_argument("unitree_dds: motion_service_timeout_s and release_timeout_s: found " +
+                                seconds_text(opt_.motion_service_timeout_s) + ", " +
+                                seconds_text(opt_.release_timeout_s) + "; valid: > 0 s");
   damping_kd_ = init.damping_kd;
   pp_ = std::make_unique<DdsParticipant>(opt_.domain_id, opt_.network_interface);
   writer_ = std::make_unique<DdsWriter>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic);
@@ -62,10 +68,18 @@ void UnitreeDdsDriver::on_configure(const DriverInit& init) {
   cmd_watch_ = std::make_unique<DdsReader>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic,
                                            opt_.messages == Messages::kHg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
                                            [](const void*) {});
+  // Unitree's built-in motion service: its state topic (a publisher: the service runs) and the
+  // motion_switcher that starts and stops it. Made here so discovery runs while we wait for state.
+  sport_watch_ = std::make_unique<DdsReader>(*pp_, &unitree_go_msg_dds__SportModeState__desc, opt_.sportmodestate_topic,
+                                             sizeof(GoSportModeState),
+                                             [this](const void*) { sportmodestates_.fetch_add(1, std::memory_order_relaxed); });
+  motion_switcher_ = std::make_unique<RpcClient>(*pp_, kMotionSwitcherService);
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(opt_.state_timeout_s);
   while (states_.load(std::memory_order_acquire) == 0) {
     if (std::chrono::steady_clock::now() > end) {
       const uint64_t bad = crc_errors_.load();
+      motion_switcher_.reset();
+      sport_watch_.reset();
       cmd_watch_.reset();
       reader_.reset();
       writer_.reset();
@@ -134,6 +148,7 @@ Status UnitreeDdsDriver::read(State& out) {
   out = tick_sample_.state;
   const uint16_t mask = static_cast<uint16_t>(opt_.estop_buttons);
   out.remote_estop = mask != 0 && (tick_sample_.remote.buttons & mask) == mask;
+  out.lowcmd_conflict = lowcmd_conflict_now();
   foot_force_ = tick_sample_.foot_force;
   const bool fresh = v != last_seen_;
   last_seen_ = v;
@@ -162,17 +177,75 @@ Status UnitreeDdsDriver::write(const Command& cmd) {
   return Status::kOk;
 }
 
+bool UnitreeDdsDriver::lowcmd_conflict_now() const {
+  // [tick] Two atomic loads. Our own writer is one of rt/lowcmd's matched writers.
+  return (cmd_watch_ && cmd_watch_->matched_writers_now() > 1) ||
+         (sport_watch_ && sport_watch_->matched_writers_now() > 0);
+}
+
+void UnitreeDdsDriver::check_motion_service() {
+  namespace api = motion_switcher_api;
+  // CheckMode: {"form": "0", "name": "<mode>"}, name "" once released.
+  auto check = [this](std::string& mode) {
+    const auto a = motion_switcher_->call(api::kCheckMode, "{}", opt_.motion_service_timeout_s);
+    if (!a || a->code != kRpcOk) return false;
+    mode = json_field(a->data, "name").value_or("");
+    return true;
+  };
+  service_released_ = false;
+  service_mode_.clear();
+  service_answered_ = check(service_mode_);
+  const int sport = sport_watch_->matched_writers();
+  if (service_mode_.empty() && sport == 0) return;  // released, or no service (a robot or bridge without one)
+  const std::string found =
+      (service_answered_ ? "motion_switcher CheckMode names mode '" + service_mode_ + "'"
+                         : "motion_switcher did not answer CheckMode within " +
+                               seconds_text(opt_.motion_service_timeout_s) + " s") +
+      ", " + opt_.sportmodestate_topic + " has " + std::to_string(sport) + " publisher(s)";
+  if (!opt_.release_motion_service)
+    throw std::runtime_error(
+        "unitree_dds: Unitree's built-in motion service is active (" + found +
+        "): it commands the motors, so Vertebra does not take them. Release it first, with the robot in its "
+        "hoist or lying down: call motion_switcher ReleaseMode (unitree_sdk2 "
+        "unitree::robot::b2::MotionSwitcherClient::ReleaseMode(), unitree_sdk2py MotionSwitcherClient()."
+        "ReleaseMode(); on a G1 the remote's L2+B then L2+R2 enters debug mode) until CheckMode names no mode, "
+        "then activate again; or set the driver option release_motion_service: true to have Vertebra send "
+        "ReleaseMode itself (an explicit operator choice: the robot stops standing and its motors go limp)");
+  // The operator chose to release it: ReleaseMode, then wait until CheckMode names no mode (or goes
+  // unanswered: no service left) and nobody publishes rt/sportmodestate.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(opt_.release_timeout_s);
+  const auto released = motion_switcher_->call(api::kReleaseMode, "{}", opt_.motion_service_timeout_s);
+  for (;;) {
+    std::string mode;
+    const bool answered = check(mode);
+    if ((!answered || mode.empty()) && sport_watch_->matched_writers() == 0) break;
+    if (std::chrono::steady_clock::now() > end)
+      throw std::runtime_error(
+          "unitree_dds: release_motion_service: sent motion_switcher ReleaseMode (" +
+          std::string(released ? "answered with code " + std::to_string(released->code) : "unanswered") +
+          ") but after " + seconds_text(opt_.release_timeout_s) + " s " +
+          (answered ? "CheckMode still names mode '" + mode + "'" : "CheckMode goes unanswered") + " and " +
+          opt_.sportmodestate_topic + " has " + std::to_string(sport_watch_->matched_writers()) +
+          " publisher(s); release it by hand (ReleaseMode, or the remote) and activate again");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  service_released_ = true;
+  service_mode_.clear();
+}
+
 void UnitreeDdsDriver::on_activate() {
-  // Another publisher of rt/lowcmd: Unitree's motion service still controls the robot, or a second
-  // controller is connected. Give discovery a moment, then count writers other than ours.
+  // Give discovery a moment (the robot's endpoints, the motion service, other controllers).
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // 1. Unitree's motion service still controls the robot: refuse, or release it when told to.
+  check_motion_service();
+  // 2. Another publisher of rt/lowcmd: a second controller is connected (or a motion service that
+  // neither answers motion_switcher nor publishes its state). Count writers other than ours.
   const int writers = cmd_watch_->matched_writers();
   if (writers > 1)
     throw std::runtime_error(
         "unitree_dds: another participant publishes " + opt_.lowcmd_topic + " (" + std::to_string(writers - 1) +
-        " writer(s) besides Vertebra): release Unitree's built-in motion service first (the app or remote: "
-        "L2+B, then L2+R2 on a G1 to enter debug mode; on a Go2 the motion_switcher ReleaseMode), and stop "
-        "any other controller");
+        " writer(s) besides Vertebra): release Unitree's built-in motion service first (motion_switcher "
+        "ReleaseMode; on a G1 the remote's L2+B, then L2+R2 to enter debug mode), and stop any other controller");
 }
 
 void UnitreeDdsDriver::on_deactivate() {
@@ -190,6 +263,8 @@ void UnitreeDdsDriver::on_deactivate() {
 }
 
 void UnitreeDdsDriver::on_cleanup() {
+  motion_switcher_.reset();
+  sport_watch_.reset();
   cmd_watch_.reset();
   reader_.reset();
   writer_.reset();
@@ -207,7 +282,14 @@ DdsCounters UnitreeDdsDriver::counters() const {
   c.commands = commands_.load();
   c.write_errors = write_errors_.load();
   c.lockstep_timeouts = lockstep_timeouts_.load();
-  c.lowcmd_writers = cmd_watch_ ? cmd_watch_->matched_writers() - 1 : 0;
+  c.lowcmd_writers = cmd_watch_ ? cmd_watch_->matched_writers_now() - 1 : 0;
+  c.sportmodestate_writers = sport_watch_ ? sport_watch_->matched_writers_now() : 0;
+  c.sportmodestates = sportmodestates_.load();
+  c.motion_service_answered = service_answered_;
+  c.motion_service_mode = service_mode_;
+  c.motion_service_released = service_released_;
+  c.rpc_requests = motion_switcher_ ? motion_switcher_->requests_sent() : 0;
+  c.lowcmd_conflict = lowcmd_conflict_now();
   return c;
 }
 

@@ -8,9 +8,19 @@
 // Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state),
 // seals its CRC and publishes it.
 // Lifecycle: configure() joins the DDS domain (network configuration generated from the
-// interface) and waits for the robot's state; activate() refuses while another participant
-// publishes rt/lowcmd (Unitree's built-in motion service, or a second controller);
-// deactivate() hands the motors back damped (kd only) before it returns.
+// interface) and waits for the robot's state; deactivate() hands the motors back damped (kd only)
+// before it returns. activate() takes the motors only when nobody else commands them:
+//  1. Unitree's built-in motion service: it asks the motion_switcher service (CheckMode, RPC over
+//     DDS, motion_switcher.hpp) and watches rt/sportmodestate (published while that service runs).
+//     An active service, or a publisher of rt/sportmodestate, refuses activation with how to
+//     release it, unless release_motion_service is set: then activate() sends ReleaseMode and waits
+//     until CheckMode names no mode and rt/sportmodestate has no publisher. No answer within
+//     motion_service_timeout_s means no service (a robot or bridge without one): counted, not an error.
+//  2. Another rt/lowcmd writer (a second controller): refused.
+// While active, read() sets State::lowcmd_conflict when another participant writes rt/lowcmd or
+// publishes rt/sportmodestate (the motion service back): DDS discovery, read from an atomic the
+// subscription-matched listener keeps (no lock, no blocking); the supervisor raises lowcmd_conflict.
+// Go2 foot forces (LowState_.foot_force) arrive in State::foot_force (has_foot_force); the G1 has none.
 #pragma once
 
 #include <array>
@@ -24,6 +34,7 @@
 #include "core/exchange.hpp"
 #include "drivers/driver.hpp"
 #include "drivers/unitree/dds.hpp"
+#include "drivers/unitree/motion_switcher.hpp"
 #include "drivers/unitree/unitree_codec.hpp"
 
 namespace vertebra::unitree {
@@ -45,11 +56,29 @@ struct UnitreeDdsOptions {
   bool lockstep = false;              // read() waits for the state that answers the last command
   double state_timeout_s = 2.0;       // configure() waits this long for the first state
   double lockstep_timeout_s = 1.0;
+  std::string sportmodestate_topic = "rt/sportmodestate";
+  // activate(): how long to wait for motion_switcher's CheckMode answer (no answer: no service).
+  double motion_service_timeout_s = 0.5;
+  // An explicit operator choice, off by default: activate() releases Unitree's built-in motion
+  // service itself (ReleaseMode) instead of refusing. The robot stops standing or walking and its
+  // motors go limp or damped, so it must be in its hoist or lying down.
+  bool release_motion_service = false;
+  double release_timeout_s = 5.0;     // how long the release may take to show (CheckMode, discovery)
 };
 
 struct DdsCounters {
   uint64_t states = 0, crc_errors = 0, commands = 0, write_errors = 0, lockstep_timeouts = 0;
-  int lowcmd_writers = 0;  // other participants publishing rt/lowcmd (checked on activate)
+  int lowcmd_writers = 0;          // other participants publishing rt/lowcmd now
+  int sportmodestate_writers = 0;  // publishers of rt/sportmodestate now (the motion service)
+  uint64_t sportmodestates = 0;    // rt/sportmodestate samples seen
+  // motion_switcher, as the last activate() found it: answered (false: no service answered
+  // CheckMode within motion_service_timeout_s), the mode it named ("" released), and whether
+  // Vertebra released it (release_motion_service).
+  bool motion_service_answered = false;
+  std::string motion_service_mode;
+  bool motion_service_released = false;
+  uint64_t rpc_requests = 0;       // motion_switcher requests sent (resends included)
+  bool lowcmd_conflict = false;    // what read() reports now
 };
 
 class UnitreeDdsDriver final : public Driver {
@@ -63,6 +92,7 @@ class UnitreeDdsDriver final : public Driver {
   std::string name() const override { return "unitree_dds"; }
   DdsCounters counters() const;
   RemoteState remote() const;
+  // The foot forces of the newest state read on the tick (Go2; zeros on a G1). Tests and tools.
   const std::array<double, 4>& foot_force() const { return foot_force_; }
 
  protected:
@@ -80,14 +110,20 @@ class UnitreeDdsDriver final : public Driver {
   };
   void on_state(const void* msg);
   void publish(const Command& cmd);
+  void check_motion_service();
+  bool lowcmd_conflict_now() const;
   UnitreeDdsOptions opt_;
   MotorMap map_;
   std::vector<double> damping_kd_;
   std::unique_ptr<DdsParticipant> pp_;
   std::unique_ptr<DdsWriter> writer_;
-  std::unique_ptr<DdsReader> reader_, cmd_watch_;
+  std::unique_ptr<DdsReader> reader_, cmd_watch_, sport_watch_;
+  std::unique_ptr<RpcClient> motion_switcher_;
   SeqLock<Sample> latest_;
   std::atomic<uint64_t> states_{0}, crc_errors_{0}, commands_{0}, write_errors_{0}, lockstep_timeouts_{0};
+  std::atomic<uint64_t> sportmodestates_{0};
+  bool service_answered_ = false, service_released_ = false;  // configuration time (activate)
+  std::string service_mode_;
   std::atomic<int64_t> stamp_ns_{0};
   std::mutex answer_mutex_;               // lockstep only: read() waits for the answer to its write
   std::condition_variable answer_cv_;

@@ -20,6 +20,9 @@ UnitreeSimBridge::UnitreeSimBridge(std::shared_ptr<MujocoDriver> sim, BridgeOpti
     map_.motor[j] = opt_.motors[j];
   }
   if (!(opt_.rate_hz > 0)) throw std::invalid_argument("sim-bridge: rate_hz must be > 0");
+  if (!(opt_.sportmodestate_rate_hz > 0)) throw std::invalid_argument("sim-bridge: sportmodestate_rate_hz must be > 0");
+  if (opt_.motion_service && opt_.motion_service_mode.empty())
+    throw std::invalid_argument("sim-bridge: motion_service_mode: a mode name (\"normal\", \"ai\", ...) for the active service");
   current_.n = map_.n;  // zero gains: the robot hangs limp until commanded
 }
 
@@ -33,15 +36,82 @@ void UnitreeSimBridge::start() {
   writer_ = std::make_unique<DdsWriter>(*pp_, hg ? &unitree_hg_msg_dds__LowState__desc : &unitree_go_msg_dds__LowState__desc,
                                         opt_.lowstate_topic);
   sim_->read(state_);
+  has_foot_force_.store(state_.has_foot_force, std::memory_order_relaxed);
+  if (opt_.motion_service) select_motion_service(opt_.motion_service_mode);
   reader_ = std::make_unique<DdsReader>(*pp_, hg ? &unitree_hg_msg_dds__LowCmd__desc : &unitree_go_msg_dds__LowCmd__desc,
                                         opt_.lowcmd_topic, hg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
                                         [this](const void* m) { on_command(m); }, opt_.lockstep);
+  if (opt_.motion_switcher)
+    motion_switcher_ = std::make_unique<RpcServer>(
+      *pp_, kMotionSwitcherService, [this](int64_t api, const std::string& p) { return on_motion_switcher(api, p); });
   thread_ = std::thread([this] { run_realtime(); });
+}
+
+void UnitreeSimBridge::select_motion_service(const std::string& mode) {
+  std::lock_guard<std::mutex> lock(service_mutex_);
+  service_mode_ = mode;
+  if (!sport_writer_ && pp_)
+    sport_writer_ = std::make_unique<DdsWriter>(*pp_, &unitree_go_msg_dds__SportModeState__desc, opt_.sportmodestate_topic);
+  service_active_.store(true, std::memory_order_release);
+}
+
+void UnitreeSimBridge::release_motion_service() {
+  std::lock_guard<std::mutex> lock(service_mutex_);
+  service_active_.store(false, std::memory_order_release);
+  service_mode_.clear();
+  sport_writer_.reset();  // deleted: readers of rt/sportmodestate see the publisher go
+}
+
+RpcAnswer UnitreeSimBridge::on_motion_switcher(int64_t api_id, const std::string& parameter) {
+  namespace api = motion_switcher_api;
+  RpcAnswer a;
+  a.api_id = api_id;
+  if (api_id == api::kCheckMode) {
+    std::lock_guard<std::mutex> lock(service_mutex_);
+    a.data = "{\"form\":\"0\",\"name\":\"" + json_escape(service_mode_) + "\"}";  // form 0: standard (not wheeled)
+  } else if (api_id == api::kSelectMode) {
+    const std::string mode = json_field(parameter, "name").value_or("");
+    if (mode.empty()) a.code = api::kErrParameter;
+    else select_motion_service(mode);
+  } else if (api_id == api::kReleaseMode) {
+    release_motion_service();
+  } else if (api_id == api::kSetSilent) {
+    const auto v = json_field(parameter, "silent");
+    std::lock_guard<std::mutex> lock(service_mutex_);
+    if (!v || (*v != "true" && *v != "false")) a.code = api::kErrParameter;
+    else silent_ = *v == "true";
+  } else if (api_id == api::kGetSilent) {
+    std::lock_guard<std::mutex> lock(service_mutex_);
+    a.data = std::string("{\"silent\":") + (silent_ ? "true" : "false") + "}";
+  } else {
+    a.code = kRpcErrServerApiNotImpl;
+  }
+  return a;
+}
+
+void UnitreeSimBridge::maybe_publish_sportmodestate() {
+  if (!service_active_.load(std::memory_order_acquire)) return;
+  const int64_t now = steady_ns();
+  if (now - last_sport_ns_ < static_cast<int64_t>(1e9 / opt_.sportmodestate_rate_hz)) return;
+  last_sport_ns_ = now;
+  {
+    std::lock_guard<std::mutex> lock(step_mutex_);
+    encode_sportmodestate(state_, sport_);
+  }
+  std::lock_guard<std::mutex> lock(service_mutex_);
+  if (!sport_writer_) return;  // released meanwhile
+  sport_writer_->write(&sport_);
+  sportmodestates_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void UnitreeSimBridge::stop() {
   if (!running_.exchange(false)) return;
   if (thread_.joinable()) thread_.join();
+  motion_switcher_.reset();
+  {
+    std::lock_guard<std::mutex> lock(service_mutex_);
+    sport_writer_.reset();
+  }
   reader_.reset();
   writer_.reset();
   pp_.reset();
@@ -59,10 +129,15 @@ void UnitreeSimBridge::on_command(const void* msg) {
     ok = crc_ok(m);
     if (ok) decode_lowcmd(map_, m, c);
   }
-  if (!ok)
+  if (!ok) {
     crc_errors_.fetch_add(1, std::memory_order_relaxed);  // dropped, as the motor boards drop it
-  else
+  } else if (service_active_.load(std::memory_order_acquire)) {
+    // The motion service commands the motors: another controller's rt/lowcmd has no effect.
+    ignored_commands_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  } else {
     commands_.fetch_add(1, std::memory_order_relaxed);
+  }
   last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
   if (opt_.lockstep) {
     std::lock_guard<std::mutex> lock(step_mutex_);
@@ -76,6 +151,7 @@ void UnitreeSimBridge::on_command(const void* msg) {
 void UnitreeSimBridge::step_and_publish() {
   sim_->write(current_);
   sim_->read(state_);
+  has_foot_force_.store(state_.has_foot_force, std::memory_order_relaxed);
   ++tick_;
   RemoteState r;
   remote_.load(r);
@@ -92,8 +168,7 @@ void UnitreeSimBridge::step_and_publish() {
     if (corrupt) hg_.crc ^= 0x1u;
     writer_->write(&hg_);
   } else {
-    std::array<double, 4> ff{};
-    encode_lowstate(map_, state_, tick_ms(), ff, r, go_);
+    encode_lowstate(map_, state_, tick_ms(), r, go_);  // foot forces where the simulator has them
     if (corrupt) go_.crc ^= 0x1u;
     writer_->write(&go_);
   }
@@ -117,17 +192,18 @@ void UnitreeSimBridge::run_realtime() {
           encode_lowstate(map_, state_, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
           writer_->write(&hg_);
         } else {
-          std::array<double, 4> ff{};
-          encode_lowstate(map_, state_, tick_ms(), ff, r, go_);
+          encode_lowstate(map_, state_, tick_ms(), r, go_);
           writer_->write(&go_);
         }
         last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
       }
+      maybe_publish_sportmodestate();
       continue;
     }
     Command c;
     if (command_.read(c)) current_ = c;
     step_and_publish();
+    maybe_publish_sportmodestate();
     next += period;
     std::this_thread::sleep_until(next);
   }
@@ -140,6 +216,15 @@ BridgeCounters UnitreeSimBridge::counters() const {
   c.states = states_.load();
   c.corrupted_sent = corrupted_sent_.load();
   c.dropped_sent = dropped_sent_.load();
+  c.ignored_commands = ignored_commands_.load();
+  c.sportmodestates = sportmodestates_.load();
+  c.rpc_requests = motion_switcher_ ? motion_switcher_->requests() : 0;
+  c.motion_service_active = service_active_.load();
+  {
+    std::lock_guard<std::mutex> lock(service_mutex_);
+    c.motion_service_mode = service_mode_;
+  }
+  c.has_foot_force = has_foot_force_.load();
   return c;
 }
 

@@ -5,6 +5,17 @@
 // effort limits; motor mode 0 and the Go2's PosStopF/VelStopF are honoured (decode_lowcmd).
 // Real time: one control period per rate tick, with the newest command. Lockstep: one control
 // period per command received, so tests over real DDS are deterministic on a loaded machine.
+//
+// Unitree's built-in motion service (motion_service): a real robot boots with its sport service
+// commanding the motors, and a low-level controller must release it first. The bridge emulates
+// what a controller sees of it: the motion_switcher RPC (rt/api/motion_switcher/request|response:
+// CheckMode names the mode, SelectMode starts it, ReleaseMode stops it, Set/GetSilent keep a flag;
+// motion_switcher.hpp), rt/sportmodestate published at sportmodestate_rate_hz while it is active
+// (its writer deleted on release, so a watcher's discovery sees the publisher go), and every
+// rt/lowcmd ignored while it is active (counted; in lockstep an ignored command steps nothing).
+// It does not emulate the service's locomotion: the motors keep the command in force (limp at
+// start). The bridge answers motion_switcher (unless motion_switcher is false) whether or not the
+// service starts active.
 #pragma once
 
 #include <atomic>
@@ -17,6 +28,7 @@
 #include "core/exchange.hpp"
 #include "drivers/mujoco_driver.hpp"
 #include "drivers/unitree/dds.hpp"
+#include "drivers/unitree/motion_switcher.hpp"
 #include "drivers/unitree/unitree_codec.hpp"
 
 namespace vertebra::unitree {
@@ -31,10 +43,21 @@ struct BridgeOptions {
   bool lockstep = false;
   double rate_hz = 500.0;       // real time: states per second
   int mode_machine = 0;         // G1: reported in LowState_ (the robot's model id)
+  // The emulated built-in motion service starts active (the robot as it boots). Off: released.
+  bool motion_service = false;
+  std::string motion_service_mode = "normal";  // what CheckMode names while it is active
+  std::string sportmodestate_topic = "rt/sportmodestate";
+  double sportmodestate_rate_hz = 50.0;        // while the service is active
+  bool motion_switcher = true;  // answer motion_switcher; false: no such service (an older robot or bridge)
 };
 
 struct BridgeCounters {
   uint64_t commands = 0, crc_errors = 0, states = 0, corrupted_sent = 0, dropped_sent = 0;
+  uint64_t ignored_commands = 0;  // valid rt/lowcmd received while the motion service was active
+  uint64_t sportmodestates = 0, rpc_requests = 0;
+  bool motion_service_active = false;
+  std::string motion_service_mode;  // "" when released
+  bool has_foot_force = false;      // the simulator reports foot forces (Go2 LowState_.foot_force)
 };
 
 class UnitreeSimBridge {
@@ -49,8 +72,14 @@ class UnitreeSimBridge {
   // Fault injection: the next n states go out with a wrong CRC / are not sent at all.
   void corrupt_states(int n) { corrupt_.store(n, std::memory_order_relaxed); }
   void drop_states(int n) { drop_.store(n, std::memory_order_relaxed); }
+  // The emulated motion service, as motion_switcher SelectMode / ReleaseMode set it (after start()).
+  void select_motion_service(const std::string& mode);
+  void release_motion_service();
+  bool motion_service_active() const { return service_active_.load(std::memory_order_acquire); }
 
  private:
+  RpcAnswer on_motion_switcher(int64_t api_id, const std::string& parameter);
+  void maybe_publish_sportmodestate();
   void on_command(const void* msg);
   void step_and_publish();
   void run_realtime();
@@ -62,6 +91,14 @@ class UnitreeSimBridge {
   std::unique_ptr<DdsParticipant> pp_;
   std::unique_ptr<DdsWriter> writer_;
   std::unique_ptr<DdsReader> reader_;
+  std::unique_ptr<RpcServer> motion_switcher_;
+  mutable std::mutex service_mutex_;  // the service's state and its rt/sportmodestate writer
+  std::unique_ptr<DdsWriter> sport_writer_;  // exists while the service is active
+  std::string service_mode_;
+  bool silent_ = false;
+  GoSportModeState sport_{};
+  int64_t last_sport_ns_ = 0;
+  std::atomic<bool> service_active_{false};
   std::mutex step_mutex_;            // the lockstep reader thread and the idle republisher
   TripleBuffer<Command> command_;    // newest valid command (real time)
   Command current_{};                // the command in force (step_mutex_)
@@ -72,6 +109,8 @@ class UnitreeSimBridge {
   uint32_t tick_ = 0;
   std::atomic<int> corrupt_{0}, drop_{0};
   std::atomic<uint64_t> commands_{0}, crc_errors_{0}, states_{0}, corrupted_sent_{0}, dropped_sent_{0};
+  std::atomic<uint64_t> ignored_commands_{0}, sportmodestates_{0};
+  std::atomic<bool> has_foot_force_{false};
   std::atomic<int64_t> last_command_ns_{0};
   std::atomic<bool> running_{false};
   std::thread thread_;

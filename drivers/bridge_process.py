@@ -1,0 +1,223 @@
+"""The DDS sim bridge in a process of its own, with its world under control: the simulated robot
+speaks DDS exactly as the real one (rt/lowstate, rt/lowcmd), and the things a real robot's
+surroundings do — the hoist an engineer lowers and releases, a push, the truth a motion-capture
+system would measure — travel over the bridge process's stdin/stdout, one JSON object per line:
+
+    -> {"op": "truth"}                       <- {"ok": true, "time_s": .., "base_pos": [..], ...}
+    -> {"op": "hoist_lower_to", "z": 0.7, "speed": 0.1}
+    -> {"op": "hoist_release"}                   {"op": "push", "force": [fx, fy, fz], "duration_s": 0.2}
+    -> {"op": "info"}                        <- hoist state, standing height, counters
+    -> {"op": "corrupt_states", "n": 5}  /  {"op": "drop_states", "n": 5}  /  {"op": "quit"}
+
+Every reply is ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The process prints
+``{"ready": true, ...}`` once the bridge publishes. ``BridgeProcess`` starts one and offers the same
+methods as the in-process simulator driver (hoist_lower_to, hoist_release, push, base_truth), so the
+deployment procedure and the scenarios run unchanged against either.
+
+Run directly: ``python -m vertebra.drivers.bridge_process --robot g1 --domain 7 --lockstep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+class BridgeError(RuntimeError):
+    """The bridge process failed to start, answered an error or died."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: bool) -> int:
+    """The bridge process: start the bridge, then answer stdin's requests until quit or EOF."""
+    from vertebra.drivers.sim_bridge import SimBridge
+    from vertebra.runtime.config import RobotConfig
+
+    cfg = RobotConfig.load(robot)
+    bridge = SimBridge(cfg, domain_id=domain_id, network_interface=interface, lockstep=lockstep, noise=noise)
+    sim = bridge.sim
+    from vertebra import _rt
+
+    model = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    standing = float(model.standing_base_height(cfg.column("default_rad"), cfg.foot_frames, cfg.sole_offset_m))
+    bridge.start()
+    out = sys.stdout
+    out.write(json.dumps({"ready": True, "robot": cfg.name, "domain": domain_id, "interface": interface,
+                          "lockstep": lockstep, "pid": os.getpid()}) + "\n")
+    out.flush()
+    try:
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                req = json.loads(line)
+                op = req.get("op") if isinstance(req, dict) else None
+                if op == "quit":
+                    out.write(json.dumps({"ok": True}) + "\n")
+                    out.flush()
+                    break
+                if op == "truth":
+                    reply: dict[str, Any] = {"ok": True, **_jsonable(sim.base_truth())}
+                elif op == "hoist_lower_to":
+                    sim.hoist_lower_to(float(req["z"]), float(req["speed"]))
+                    reply = {"ok": True}
+                elif op == "hoist_release":
+                    sim.hoist_release()
+                    reply = {"ok": True}
+                elif op == "push":
+                    fx, fy, fz = (float(v) for v in req["force"])
+                    sim.push(fx, fy, fz, float(req["duration_s"]))
+                    reply = {"ok": True}
+                elif op == "corrupt_states":
+                    bridge.bridge.corrupt_states(int(req["n"]))
+                    reply = {"ok": True}
+                elif op == "drop_states":
+                    bridge.bridge.drop_states(int(req["n"]))
+                    reply = {"ok": True}
+                elif op == "info":
+                    reply = {"ok": True, "hoist_engaged": bool(sim.hoist_engaged), "hoist_anchor_z": float(sim.hoist_anchor_z),
+                             "standing_height_m": standing, "counters": _jsonable(bridge.counters())}
+                else:
+                    reply = {"ok": False, "error": f"unknown op {op!r}; ops are: truth, hoist_lower_to, hoist_release, "
+                                                   "push, corrupt_states, drop_states, info, quit"}
+            except (KeyError, TypeError, ValueError) as e:
+                reply = {"ok": False, "error": f"bad request {line[:200]!r}: {e}"}
+            out.write(json.dumps(reply) + "\n")
+            out.flush()
+    finally:
+        bridge.close()
+    return 0
+
+
+class BridgeProcess:
+    """A sim bridge in a child process (the robot, as a runtime in this process sees it over DDS)."""
+
+    def __init__(self, robot: str, *, domain_id: int, interface: str = "lo", lockstep: bool = True,
+                 noise: bool = False, start_timeout_s: float = 60.0, reply_timeout_s: float = 30.0):
+        cmd = [sys.executable, "-m", "vertebra.drivers.bridge_process", "--robot", robot, "--domain", str(domain_id),
+               "--interface", interface] + (["--lockstep"] if lockstep else []) + (["--noise"] if noise else [])
+        self.robot = robot
+        self.domain_id = domain_id
+        self.reply_timeout_s = reply_timeout_s
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        ready = self._read_line(start_timeout_s)
+        if not ready.get("ready"):
+            self.close()
+            raise BridgeError(f"the sim bridge did not start: {ready}")
+        self.info = ready
+
+    def _read_line(self, timeout_s: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        end = time.monotonic() + timeout_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise BridgeError(f"the sim bridge (pid {self.proc.pid}) did not answer within {timeout_s:g} s")
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                line = self.proc.stdout.readline()
+                if not line:
+                    err = self.proc.stderr.read() if self.proc.stderr else ""
+                    try:
+                        code = self.proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        code = None
+                    raise BridgeError(f"the sim bridge exited (code {code}): {err.strip()[-2000:]}")
+                return dict(json.loads(line))
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.proc.poll() is not None:
+            raise BridgeError(f"the sim bridge has exited (code {self.proc.returncode})")
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._read_line(self.reply_timeout_s)
+        if not reply.get("ok"):
+            raise BridgeError(f"sim bridge: {op}: {reply.get('error')}")
+        return reply
+
+    # -- the in-process simulator driver's world methods ---------------------------------------
+    def hoist_lower_to(self, z: float, speed: float) -> None:
+        self.call("hoist_lower_to", z=z, speed=speed)
+
+    def hoist_release(self) -> None:
+        self.call("hoist_release")
+
+    def push(self, fx: float, fy: float, fz: float, duration_s: float) -> None:
+        self.call("push", force=[fx, fy, fz], duration_s=duration_s)
+
+    @property
+    def hoist_engaged(self) -> bool:
+        return bool(self.call("info")["hoist_engaged"])
+
+    @property
+    def hoist_anchor_z(self) -> float:
+        return float(self.call("info")["hoist_anchor_z"])
+
+    def base_truth(self) -> dict[str, Any]:
+        t = self.call("truth")
+        return {k: np.asarray(v) if isinstance(v, list) else v for k, v in t.items() if k != "ok"}
+
+    def corrupt_states(self, n: int) -> None:
+        self.call("corrupt_states", n=n)
+
+    def drop_states(self, n: int) -> None:
+        self.call("drop_states", n=n)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+
+    def kill(self) -> None:
+        """The robot goes away at once (power cut, cable pulled)."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> BridgeProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vertebra.drivers.bridge_process",
+                                description="the DDS sim bridge with its world (hoist, pushes, truth) on stdin/stdout")
+    p.add_argument("--robot", required=True, help="robot config name (configs/robots/)")
+    p.add_argument("--domain", type=int, default=0, help="DDS domain id")
+    p.add_argument("--interface", default="lo", help="network interface (lo: one machine)")
+    p.add_argument("--lockstep", action="store_true", help="one control period per command received")
+    p.add_argument("--noise", action="store_true", help="the robot config's sensor noise")
+    a = p.parse_args(argv)
+    return serve(a.robot, a.domain, a.interface, a.lockstep, a.noise)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
