@@ -26,6 +26,7 @@ const dds_topic_descriptor_t* state_desc(Messages m) {
 UnitreeDdsDriver::UnitreeDdsDriver(UnitreeDdsOptions opt) : opt_(std::move(opt)) {}
 
 UnitreeDdsDriver::~UnitreeDdsDriver() {
+  stop_publisher();
   motion_switcher_.reset();
   sport_watch_.reset();
   cmd_watch_.reset();
@@ -155,19 +156,50 @@ Status UnitreeDdsDriver::read(State& out) {
   return fresh ? Status::kOk : Status::kNoNewData;
 }
 
-void UnitreeDdsDriver::publish(const Command& cmd) {
-  int rc;
-  if (opt_.messages == Messages::kHg) {
-    encode_lowcmd(map_, cmd, static_cast<uint8_t>(opt_.mode_pr), tick_sample_.mode_machine, hg_cmd_);
-    rc = writer_->write(&hg_cmd_);
-  } else {
-    encode_lowcmd(map_, cmd, go_cmd_);
-    rc = writer_->write(&go_cmd_);
-  }
+void UnitreeDdsDriver::publish_frame(const Frame& f) {
+  const int rc = writer_->write(opt_.messages == Messages::kHg ? static_cast<const void*>(&f.hg)
+                                                               : static_cast<const void*>(&f.go));
   if (rc < 0)
     write_errors_.fetch_add(1, std::memory_order_relaxed);
   else
     commands_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void UnitreeDdsDriver::publish(const Command& cmd) {
+  // [tick] Encode and seal here; the publisher thread sends it (directly while it is not running:
+  // the lifecycle's damping frames).
+  if (opt_.messages == Messages::kHg)
+    encode_lowcmd(map_, cmd, static_cast<uint8_t>(opt_.mode_pr), tick_sample_.mode_machine, frame_.hg);
+  else
+    encode_lowcmd(map_, cmd, frame_.go);
+  if (publishing_.load(std::memory_order_acquire)) {
+    outbox_.write(frame_);
+    sem_post(&outbox_sem_);
+  } else {
+    publish_frame(frame_);
+  }
+}
+
+void UnitreeDdsDriver::start_publisher() {
+  if (publishing_.load()) return;
+  sem_init(&outbox_sem_, 0, 0);
+  publishing_.store(true, std::memory_order_release);
+  publisher_ = std::thread([this] {
+    Frame f{};
+    while (true) {
+      while (sem_wait(&outbox_sem_) != 0) {
+      }
+      if (outbox_.read(f)) publish_frame(f);
+      if (!publishing_.load(std::memory_order_acquire)) break;
+    }
+  });
+}
+
+void UnitreeDdsDriver::stop_publisher() {
+  if (!publishing_.exchange(false, std::memory_order_acq_rel)) return;
+  sem_post(&outbox_sem_);
+  if (publisher_.joinable()) publisher_.join();
+  sem_destroy(&outbox_sem_);
 }
 
 Status UnitreeDdsDriver::write(const Command& cmd) {
@@ -246,9 +278,11 @@ void UnitreeDdsDriver::on_activate() {
         "unitree_dds: another participant publishes " + opt_.lowcmd_topic + " (" + std::to_string(writers - 1) +
         " writer(s) besides Vertebra): release Unitree's built-in motion service first (motion_switcher "
         "ReleaseMode; on a G1 the remote's L2+B, then L2+R2 to enter debug mode), and stop any other controller");
+  start_publisher();
 }
 
 void UnitreeDdsDriver::on_deactivate() {
+  stop_publisher();  // the last tick's frame is sent first; the damping frames go out from here
   // Hand the motors back damped: kd only, no stiffness, a few times over 50 ms.
   Command c{};
   c.n = map_.n;
@@ -263,6 +297,7 @@ void UnitreeDdsDriver::on_deactivate() {
 }
 
 void UnitreeDdsDriver::on_cleanup() {
+  stop_publisher();
   motion_switcher_.reset();
   sport_watch_.reset();
   cmd_watch_.reset();

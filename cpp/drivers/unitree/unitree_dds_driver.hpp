@@ -5,8 +5,9 @@
 // dropped, so persistent corruption becomes state loss in the supervisor) and stores the decoded
 // State in a seqlock; read() on the tick copies the newest one (no blocking), or, in lockstep
 // (the bridge advances one control period per command), waits for the answer to the last write.
-// Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state),
-// seals its CRC and publishes it.
+// Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state) and
+// seals its CRC on the tick; a publisher thread sends it (dds_write: serialisation and the UDP
+// send stay off the tick, which only hands the frame over, newest wins, and posts a semaphore).
 // Lifecycle: configure() joins the DDS domain (network configuration generated from the
 // interface) and waits for the robot's state; deactivate() hands the motors back damped (kd only)
 // before it returns. activate() takes the motors only when nobody else commands them:
@@ -29,7 +30,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <semaphore.h>
 
 #include "core/exchange.hpp"
 #include "drivers/driver.hpp"
@@ -130,8 +134,20 @@ class UnitreeDdsDriver final : public Driver {
   uint64_t last_seen_ = 0, written_at_ = 0;  // tick-owned: the state version read / current when last written
   Sample tick_sample_{};                       // tick-owned scratch (no allocation)
   std::array<double, 4> foot_force_{};
-  HgLowCmd hg_cmd_{};
-  GoLowCmd go_cmd_{};
+  // The tick never touches the network: write() seals the frame and hands it to a publisher thread
+  // (newest wins) that calls dds_write (Cyclone's serialisation and the UDP send).
+  struct Frame {
+    HgLowCmd hg;
+    GoLowCmd go;
+  };
+  void start_publisher();
+  void stop_publisher();
+  void publish_frame(const Frame& f);
+  Frame frame_{};                 // tick-owned scratch
+  TripleBuffer<Frame> outbox_;
+  sem_t outbox_sem_{};
+  std::atomic<bool> publishing_{false};
+  std::thread publisher_;
 };
 
 }  // namespace vertebra::unitree
