@@ -278,7 +278,10 @@ void UnitreeDdsDriver::on_activate() {
         "unitree_dds: another participant publishes " + opt_.lowcmd_topic + " (" + std::to_string(writers - 1) +
         " writer(s) besides Vertebra): release Unitree's built-in motion service first (motion_switcher "
         "ReleaseMode; on a G1 the remote's L2+B, then L2+R2 to enter debug mode), and stop any other controller");
-  start_publisher();
+  // Real time: the network send leaves the tick (its cost and jitter are the publisher thread's;
+  // the frame leaves a thread wake-up later). Lockstep: the loop waits for the answer anyway, so
+  // the tick sends it itself and the round trip has no extra hand-off.
+  if (!opt_.lockstep) start_publisher();
 }
 
 void UnitreeDdsDriver::on_deactivate() {

@@ -6,8 +6,9 @@
 // State in a seqlock; read() on the tick copies the newest one (no blocking), or, in lockstep
 // (the bridge advances one control period per command), waits for the answer to the last write.
 // Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state) and
-// seals its CRC on the tick; a publisher thread sends it (dds_write: serialisation and the UDP
-// send stay off the tick, which only hands the frame over, newest wins, and posts a semaphore).
+// seals its CRC on the tick. In real time a publisher thread sends it (dds_write: serialisation and
+// the UDP send stay off the tick, which only hands the frame over, newest wins, and posts a
+// semaphore); in lockstep the tick sends it itself (the loop waits for the answer anyway).
 // Lifecycle: configure() joins the DDS domain (network configuration generated from the
 // interface) and waits for the robot's state; deactivate() hands the motors back damped (kd only)
 // before it returns. activate() takes the motors only when nobody else commands them:
