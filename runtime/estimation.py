@@ -54,18 +54,6 @@ def build_estimator(robot: RobotConfig, model: Any, rate_hz: float) -> Any:
         raise ConfigError(robot.file, "estimator", "<invalid>", str(err)) from None
 
 
-def estimator_report(rt: Any) -> dict[str, Any] | None:
-    """The estimator's errors against truth since the last reset (None without an estimator)."""
-    est = getattr(rt, "estimator", None)
-    if est is None:
-        return None
-    e = est.errors()
-    return {"samples": e["samples"], "vel_rmse_m_s": round(e["vel_rmse_m_s"], 4),
-            "height_err_max_m": round(e["height_err_max_m"], 4), "height_err_last_m": round(e["height_err_last_m"], 4),
-            "xy_drift_m": round(e["xy_drift_last_m"], 4), "xy_drift_max_m": round(e["xy_drift_max_m"], 4),
-            "tilt_err_max_deg": round(e["tilt_err_max_rad"] * 57.29578, 3)}
-
-
 class EstimatorErrorTracker:
     """Errors of the estimate the loop published against the simulated world's truth, sampled by a
     scenario (in process or across the DDS bridge alike): base velocity RMSE, height error, the

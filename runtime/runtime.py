@@ -28,7 +28,6 @@ from typing import Any
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, loop_config, robot_params
 from vertebra.runtime.controllers import BUILTIN_CONTROLLERS, controller_class
-from vertebra.runtime.estimation import estimator_report
 from vertebra.runtime.errors import VertebraError
 from vertebra.safety.config import SafetySettings
 
@@ -224,7 +223,6 @@ class Runtime:
             "faults": list(snap["faults"]),
             "limiter_clamps": int(snap["clamps"]),
             "base": snap["base"]["source"],
-            **({"estimator": estimator_report(self)} if self.estimator is not None else {}),
             "loop": {
                 "rate_hz": self.rate_hz,
                 "ticks": int(stats["ticks"]),

@@ -965,17 +965,11 @@ class StateEstimator:
     """
     def __init__(self, robot: RobotModel, config: EstimatorConfig) -> None:
         ...
-    def errors(self) -> dict:
-        """
-        errors against the simulator's truth since the last reset_errors()
-        """
     def reset(self) -> None:
-        ...
-    def reset_errors(self) -> None:
         ...
     def update(self, state: dict, plan: typing.Any = None) -> dict:
         """
-        one filter step on a state dict (q, dq, tau, imu_*; base_* truth for the error report); plan: contact weights
+        one filter step on a state dict (q, dq, tau, imu_*, foot_force); plan: contact weights per foot
         """
     @property
     def last_update_us(self) -> float:

@@ -245,7 +245,6 @@ void expose_drivers(py::module_& m) {
         r["rpc_requests"] = c.rpc_requests;
         r["motion_service_active"] = c.motion_service_active;
         r["motion_service_mode"] = c.motion_service_mode;
-        r["has_foot_force"] = c.has_foot_force;
         return r;
       })
       .def("select_motion_service", &uni::UnitreeSimBridge::select_motion_service, py::arg("mode") = "normal",

@@ -6,20 +6,6 @@
 
 namespace vertebra::bindings {
 
-namespace {
-py::dict errors_dict(const EstimatorErrors& e) {
-  py::dict d;
-  d["samples"] = e.samples;
-  d["vel_rmse_m_s"] = e.vel_rmse();
-  d["height_err_max_m"] = e.height_err_max;
-  d["height_err_last_m"] = e.height_err_last;
-  d["xy_drift_last_m"] = e.xy_drift_last;
-  d["xy_drift_max_m"] = e.xy_drift_max;
-  d["tilt_err_max_rad"] = e.tilt_err_max;
-  return d;
-}
-}  // namespace
-
 void expose_estimation(py::module_& m) {
   py::enum_<ContactSource>(m, "ContactSource")
       .value("joint_torque", ContactSource::kJointTorque)
@@ -53,7 +39,6 @@ void expose_estimation(py::module_& m) {
       .def("update", [](StateEstimator& e, py::dict state, py::object plan) {
         const int n = static_cast<int>(py::len(state["q"]));
         State s = state_from_dict(n, state);
-        if (state.contains("has_base_truth")) s.has_base_truth = state["has_base_truth"].cast<bool>();
         ContactPlan p;
         if (!plan.is_none()) {
           const auto w = plan.cast<std::vector<double>>();
@@ -68,14 +53,8 @@ void expose_estimation(py::module_& m) {
         d["status"] = status_name(st);
         return d;
       }, py::arg("state"), py::arg("plan") = py::none(),
-         "one filter step on a state dict (q, dq, tau, imu_*; base_* truth for the error report); plan: contact weights")
+         "one filter step on a state dict (q, dq, tau, imu_*, foot_force); plan: contact weights per foot")
       .def("reset", &StateEstimator::reset)
-      .def("errors", [](const StateEstimator& e) {
-        EstimatorErrors x;
-        e.errors(x);
-        return errors_dict(x);
-      }, "errors against the simulator's truth since the last reset_errors()")
-      .def("reset_errors", &StateEstimator::reset_errors)
       .def_property_readonly("n_feet", &StateEstimator::n_feet)
       .def_property_readonly("last_update_us", &StateEstimator::last_update_us);
 }

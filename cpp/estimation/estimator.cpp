@@ -34,8 +34,6 @@ using Clock = std::chrono::steady_clock;
 constexpr double kHuge = 1e6;  // variance of a measurement that does not apply (m², m²/s²)
 }  // namespace
 
-double EstimatorErrors::vel_rmse() const { return samples ? std::sqrt(vel_sq_sum / samples) : 0.0; }
-
 struct StateEstimator::Impl {
   pinocchio::Model model;
   pinocchio::Data data;
@@ -311,20 +309,6 @@ Status StateEstimator::update(const State& s, const ContactPlan& plan, Estimate&
   out.valid = true;
   ++out.updates;
 
-  if (reset_errors_.exchange(false, std::memory_order_acq_rel)) acc_ = EstimatorErrors{};
-  if (s.has_base_truth) {
-    double ve = 0;
-    for (int k = 0; k < 3; ++k) ve += (out.base_lin_vel[k] - s.base_lin_vel[k]) * (out.base_lin_vel[k] - s.base_lin_vel[k]);
-    acc_.vel_sq_sum += ve;
-    ++acc_.samples;
-    acc_.height_err_last = out.base_pos[2] - s.base_pos[2];
-    acc_.height_err_max = std::max(acc_.height_err_max, std::abs(acc_.height_err_last));
-    acc_.xy_drift_last = std::hypot(out.base_pos[0] - s.base_pos[0], out.base_pos[1] - s.base_pos[1]);
-    acc_.xy_drift_max = std::max(acc_.xy_drift_max, acc_.xy_drift_last);
-    const Eigen::Quaterniond qt(s.base_quat[0], s.base_quat[1], s.base_quat[2], s.base_quat[3]);
-    acc_.tilt_err_max = std::max(acc_.tilt_err_max, q_wb.angularDistance(qt.normalized()));
-    errors_.store(acc_);
-  }
   last_us_.store(std::chrono::duration<double, std::micro>(Clock::now() - t0).count(), std::memory_order_relaxed);
   return Status::kOk;
 }

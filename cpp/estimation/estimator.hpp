@@ -34,7 +34,6 @@
 #include <string>
 #include <vector>
 
-#include "core/exchange.hpp"
 #include "core/robot_model.hpp"
 #include "core/types.hpp"
 
@@ -77,18 +76,6 @@ struct Estimate {
   std::array<std::array<double, 3>, kMaxFeet> foot_pos{};  // m, world (contact point)
 };
 
-// Error against the simulator's truth, accumulated while truth exists (reset_errors() restarts).
-struct EstimatorErrors {
-  uint64_t samples = 0;
-  double vel_sq_sum = 0;       // sum over samples of |v_est - v_true|^2 (m²/s²)
-  double height_err_max = 0;   // max |z_est - z_true| (m)
-  double height_err_last = 0;  // signed z_est - z_true (m), last sample
-  double xy_drift_last = 0;    // |xy_est - xy_true| (m), last sample
-  double xy_drift_max = 0;
-  double tilt_err_max = 0;     // rad, angle between estimated and true base orientation
-  double vel_rmse() const;     // m/s
-};
-
 // The contact plan of the active controller (ControllerMode::contact_plan), per foot: 0..1.
 struct ContactPlan {
   bool valid = false;
@@ -107,9 +94,6 @@ class StateEstimator {
   Status update(const State& s, const ContactPlan& plan, Estimate& out);
   // [tick] Restart from the next state (a new run, a robot put down somewhere else).
   void reset() { initialised_ = false; }
-  // Errors against truth: accumulated by update() when the state has base truth.
-  void errors(EstimatorErrors& out) const { errors_.load(out); }
-  void reset_errors() { reset_errors_.store(true, std::memory_order_release); }
   const EstimatorConfig& config() const { return cfg_; }
   int n_feet() const { return nf_; }
   // Cost of the last update (µs), for `vertebra bench wbc`.
@@ -122,9 +106,6 @@ class StateEstimator {
   int nf_ = 0;
   bool initialised_ = false;
   std::unique_ptr<Impl> impl_;
-  EstimatorErrors acc_{};
-  SeqLock<EstimatorErrors> errors_;
-  std::atomic<bool> reset_errors_{false};
   std::atomic<double> last_us_{0};
 };
 

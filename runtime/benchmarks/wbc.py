@@ -404,12 +404,13 @@ def bench_wbc(robot: str, ticks: int = 10_000, say: Callable[[str], None] | None
     from vertebra.runtime.estimation import build_estimator
 
     est = build_estimator(cfg, model, cfg.control_rate_hz)
-    est_us = []
+    est_us, vel_err, height_err = [], [], []
     for s_, plan in zip(states, plans):
-        est.update(s_, plan)
+        e = est.update(s_, plan)
         est_us.append(est.last_update_us)
+        vel_err.append(float(np.sum((np.asarray(e["base_lin_vel"]) - s_["base_lin_vel"]) ** 2)))
+        height_err.append(abs(float(e["base_pos"][2]) - s_["base_pos"][2]))
     est_us_a = np.asarray(est_us)
-    est_err = est.errors()
 
     n_py = python_ticks or ticks
     say(f"Python implementation (pinocchio + proxsuite bindings) on {n_py} of the same states ...")
@@ -436,8 +437,8 @@ def bench_wbc(robot: str, ticks: int = 10_000, say: Callable[[str], None] | None
         "cpp_called_from_python_us": summary(from_py),
         "estimator_us": summary(est_us_a),
         "estimator_plus_cpp_us": summary(est_us_a + cpp_total),
-        "estimator_vs_truth": {"vel_rmse_m_s": round(est_err["vel_rmse_m_s"], 4),
-                               "height_err_max_m": round(est_err["height_err_max_m"], 4)},
+        "estimator_vs_truth": {"vel_rmse_m_s": round(float(np.sqrt(np.mean(vel_err))), 4),
+                               "height_err_max_m": round(max(height_err), 4)},
         "cpp_solves_on_fast_path": int(status["eliminated_solves"]),
         "python_us": pys,
         "ratio_p50_python_over_cpp": round(pys["p50"] / cpp["p50"], 2),

@@ -170,16 +170,7 @@ void LowCmdEcho::stop() {
 
 void LowCmdEcho::on_command(const void* msg) {
   Command c{};
-  bool ok;
-  if (messages_ == Messages::kHg) {
-    const auto& m = *static_cast<const HgLowCmd*>(msg);
-    ok = crc_ok(m);
-    if (ok) decode_lowcmd(map_, m, c);
-  } else {
-    const auto& m = *static_cast<const GoLowCmd*>(msg);
-    ok = crc_ok(m);
-    if (ok) decode_lowcmd(map_, m, c);
-  }
+  const bool ok = decode_checked_lowcmd(messages_, map_, msg, c);
   last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
   if (!ok) {
     crc_errors_.fetch_add(1, std::memory_order_relaxed);

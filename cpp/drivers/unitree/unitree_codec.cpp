@@ -236,4 +236,17 @@ int16_t foot_force_int16(double v) {
   return static_cast<int16_t>(std::lround(std::clamp(v, static_cast<double>(INT16_MIN), static_cast<double>(INT16_MAX))));
 }
 
+bool decode_checked_lowcmd(Messages messages, const MotorMap& map, const void* msg, Command& out) {
+  if (messages == Messages::kHg) {
+    const auto& m = *static_cast<const HgLowCmd*>(msg);
+    if (!crc_ok(m)) return false;
+    decode_lowcmd(map, m, out);
+  } else {
+    const auto& m = *static_cast<const GoLowCmd*>(msg);
+    if (!crc_ok(m)) return false;
+    decode_lowcmd(map, m, out);
+  }
+  return true;
+}
+
 }  // namespace vertebra::unitree

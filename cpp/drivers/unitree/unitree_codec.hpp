@@ -63,6 +63,9 @@ void decode_lowstate(const MotorMap& map, const GoLowState& in, State& s, std::a
 // Go2 a q of PosStopF or a dq of VelStopF turns that term's gain off.
 void decode_lowcmd(const MotorMap& map, const HgLowCmd& in, Command& out);
 void decode_lowcmd(const MotorMap& map, const GoLowCmd& in, Command& out);
+// [any thread] A received LowCmd_ of either message set (`msg` points at an HgLowCmd or a
+// GoLowCmd): false, and `out` untouched, when its CRC is wrong (the robot drops such a frame).
+bool decode_checked_lowcmd(Messages messages, const MotorMap& map, const void* msg, Command& out);
 void encode_lowstate(const MotorMap& map, const State& s, uint32_t tick, uint8_t mode_machine, const RemoteState& remote,
                      HgLowState& out);
 // Go2: foot_force (and foot_force_est) from State::foot_force when has_foot_force, else zero;

@@ -25,15 +25,7 @@ const dds_topic_descriptor_t* state_desc(Messages m) {
 
 UnitreeDdsDriver::UnitreeDdsDriver(UnitreeDdsOptions opt) : opt_(std::move(opt)) {}
 
-UnitreeDdsDriver::~UnitreeDdsDriver() {
-  stop_publisher();
-  motion_switcher_.reset();
-  sport_watch_.reset();
-  cmd_watch_.reset();
-  reader_.reset();
-  writer_.reset();
-  pp_.reset();
-}
+UnitreeDdsDriver::~UnitreeDdsDriver() { on_cleanup(); }
 
 void UnitreeDdsDriver::on_configure(const DriverInit& init) {
   const int n = static_cast<int>(init.joint_names.size());

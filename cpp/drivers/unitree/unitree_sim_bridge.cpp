@@ -36,7 +36,6 @@ void UnitreeSimBridge::start() {
   writer_ = std::make_unique<DdsWriter>(*pp_, hg ? &unitree_hg_msg_dds__LowState__desc : &unitree_go_msg_dds__LowState__desc,
                                         opt_.lowstate_topic);
   sim_->read(state_);
-  has_foot_force_.store(state_.has_foot_force, std::memory_order_relaxed);
   if (opt_.motion_service) select_motion_service(opt_.motion_service_mode);
   reader_ = std::make_unique<DdsReader>(*pp_, hg ? &unitree_hg_msg_dds__LowCmd__desc : &unitree_go_msg_dds__LowCmd__desc,
                                         opt_.lowcmd_topic, hg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
@@ -119,16 +118,7 @@ void UnitreeSimBridge::stop() {
 
 void UnitreeSimBridge::on_command(const void* msg) {
   Command c{};
-  bool ok;
-  if (opt_.messages == Messages::kHg) {
-    const auto& m = *static_cast<const HgLowCmd*>(msg);
-    ok = crc_ok(m);
-    if (ok) decode_lowcmd(map_, m, c);
-  } else {
-    const auto& m = *static_cast<const GoLowCmd*>(msg);
-    ok = crc_ok(m);
-    if (ok) decode_lowcmd(map_, m, c);
-  }
+  const bool ok = decode_checked_lowcmd(opt_.messages, map_, msg, c);
   if (!ok) {
     crc_errors_.fetch_add(1, std::memory_order_relaxed);  // dropped, as the motor boards drop it
   } else if (service_active_.load(std::memory_order_acquire)) {
@@ -151,7 +141,6 @@ void UnitreeSimBridge::on_command(const void* msg) {
 void UnitreeSimBridge::step_and_publish() {
   sim_->write(current_);
   sim_->read(state_);
-  has_foot_force_.store(state_.has_foot_force, std::memory_order_relaxed);
   ++tick_;
   RemoteState r;
   remote_.load(r);
@@ -224,7 +213,6 @@ BridgeCounters UnitreeSimBridge::counters() const {
     std::lock_guard<std::mutex> lock(service_mutex_);
     c.motion_service_mode = service_mode_;
   }
-  c.has_foot_force = has_foot_force_.load();
   return c;
 }
 

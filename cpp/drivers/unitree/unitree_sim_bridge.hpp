@@ -57,7 +57,6 @@ struct BridgeCounters {
   uint64_t sportmodestates = 0, rpc_requests = 0;
   bool motion_service_active = false;
   std::string motion_service_mode;  // "" when released
-  bool has_foot_force = false;      // the simulator reports foot forces (Go2 LowState_.foot_force)
 };
 
 class UnitreeSimBridge {
@@ -110,7 +109,6 @@ class UnitreeSimBridge {
   std::atomic<int> corrupt_{0}, drop_{0};
   std::atomic<uint64_t> commands_{0}, crc_errors_{0}, states_{0}, corrupted_sent_{0}, dropped_sent_{0};
   std::atomic<uint64_t> ignored_commands_{0}, sportmodestates_{0};
-  std::atomic<bool> has_foot_force_{false};
   std::atomic<int64_t> last_command_ns_{0};
   std::atomic<bool> running_{false};
   std::thread thread_;
