@@ -14,11 +14,12 @@ another process, on the loopback interface).
    another process: each LowCmd_ with a valid CRC answered at once with one LowState_, no
    simulation): the exchange and the two ends' code alone.
 2. Per-tick cost on the real-time thread, real-time bridge (publishing at the control rate): the
-   time of read() (non-blocking: the newest state from the seqlock) + write() (encode, CRC, publish)
-   per tick, ticks paced at the control rate, timed in C++.
+   time of read() (non-blocking: the newest state from the seqlock) + write() (encode, CRC, hand-over
+   to the driver's publisher thread) per tick, ticks paced at the control rate, timed in C++.
 
 Nothing here asserts a time: the JSON reports the numbers, the ratio and whether the goals are met
-(round trip p50 at least 10x lower than the SDK's; tick cost p99 at most 10 us).
+(round trip p50 at least 10x lower than the SDK's, through the bridge and through the echo robot;
+tick cost p99 at most 10 us).
 """
 
 from __future__ import annotations
@@ -240,6 +241,11 @@ def bench_dds(robot: str = "g1", samples: int = 2000, progress: Callable[[str], 
         "tick_read_write_us": tick_part,
         "goals": {
             f"round_trip_p50_at_least_{GOAL_RATIO_P50:g}x_lower": None if ratio is None else ratio >= GOAL_RATIO_P50,
+            # The exchange alone: through the bridge both sides also wait for its physics step (the
+            # same ~50-90 µs), which bounds the ratio there whatever either side does.
+            f"echo_round_trip_p50_at_least_{GOAL_RATIO_P50:g}x_lower": (
+                None if via_echo["ratio_p50_sdk_over_vertebra"] is None
+                else via_echo["ratio_p50_sdk_over_vertebra"] >= GOAL_RATIO_P50),
             f"tick_p99_at_most_{GOAL_TICK_P99_US:g}us": tick_part["p99"] <= GOAL_TICK_P99_US,
         },
     }

@@ -97,11 +97,13 @@ int DdsWriter::matched_readers() const {
 }
 
 DdsReader::DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic,
-                     size_t sample_size, std::function<void(const void*)> on_sample, bool reliable)
+                     size_t sample_size, std::function<void(const void*)> on_sample, bool reliable,
+                     Delivery delivery)
     : desc_(desc),
       owns_contents_((desc->m_flagset & DDS_TOPIC_FIXED_SIZE) == 0),
       size_(sample_size),
-      on_sample_(std::move(on_sample)) {
+      on_sample_(std::move(on_sample)),
+      buf_(sample_size) {
   dds_qos_t* q = dds_create_qos();
   dds_qset_reliability(q, reliable ? DDS_RELIABILITY_RELIABLE : DDS_RELIABILITY_BEST_EFFORT, DDS_MSECS(10));
   dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
@@ -109,28 +111,44 @@ DdsReader::DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, cons
   // is not reset: matched_writers() still asks DDS).
   dds_listener_t* l = dds_create_listener(this);
   dds_lset_subscription_matched_arg(l, &DdsReader::on_matched, this, false);
+  if (delivery == Delivery::kReceiveThread) dds_lset_data_available_arg(l, &DdsReader::on_data, this, false);
   rd_ = dds_create_reader(p.handle(), p.topic(desc, topic), q, l);
   dds_delete_listener(l);
   dds_delete_qos(q);
   check(rd_, ("create reader " + topic).c_str());
-  ws_ = dds_create_waitset(p.handle());
-  check(ws_, "create waitset");
-  const dds_entity_t rc = dds_create_readcondition(rd_, DDS_ANY_STATE);
-  check(rc, "create read condition");
-  check(dds_waitset_attach(ws_, rc, rd_), "attach read condition");
-  stop_ = dds_create_guardcondition(p.handle());
-  check(stop_, "create guard condition");
-  check(dds_waitset_attach(ws_, stop_, stop_), "attach guard condition");
-  thread_ = std::thread([this] { run(); });
+  if (delivery == Delivery::kOwnThread) {
+    ws_ = dds_create_waitset(p.handle());
+    check(ws_, "create waitset");
+    const dds_entity_t rc = dds_create_readcondition(rd_, DDS_ANY_STATE);
+    check(rc, "create read condition");
+    check(dds_waitset_attach(ws_, rc, rd_), "attach read condition");
+    stop_ = dds_create_guardcondition(p.handle());
+    check(stop_, "create guard condition");
+    check(dds_waitset_attach(ws_, stop_, stop_), "attach guard condition");
+    thread_ = std::thread([this] { run(); });
+  }
 }
 
 DdsReader::~DdsReader() {
-  dds_set_guardcondition(stop_, true);
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    dds_set_guardcondition(stop_, true);
+    thread_.join();
+    dds_delete(ws_);
+    dds_delete(stop_);
+  }
   // Deleting the reader waits for a listener call in progress; errors once the participant is gone.
-  dds_delete(ws_);
-  dds_delete(stop_);
   dds_delete(rd_);
+}
+
+void DdsReader::run() {
+  for (;;) {
+    dds_attach_t hit[2];
+    const dds_return_t n = dds_waitset_wait(ws_, hit, 2, DDS_MSECS(100));
+    bool triggered = false;
+    // Stop when asked, and when the entities are gone (Cyclone deletes everything at process exit).
+    if (n < 0 || dds_read_guardcondition(stop_, &triggered) != DDS_RETCODE_OK || triggered) return;
+    if (n > 0) on_data(rd_, this);
+  }
 }
 
 void DdsReader::on_matched(dds_entity_t, const dds_subscription_matched_status_t status, void* self) {
@@ -142,25 +160,17 @@ int DdsReader::matched_writers() const {
   return dds_get_subscription_matched_status(rd_, &st) == DDS_RETCODE_OK ? static_cast<int>(st.current_count) : -1;
 }
 
-void DdsReader::run() {
-  std::vector<unsigned char> buf(size_);
+void DdsReader::on_data(dds_entity_t reader, void* arg) {
+  auto* self = static_cast<DdsReader*>(arg);
+  unsigned char* buf = self->buf_.data();
   for (;;) {
-    dds_attach_t hit[2];
-    const dds_return_t n = dds_waitset_wait(ws_, hit, 2, DDS_MSECS(100));
-    bool triggered = false;
-    // Stop when asked, and when the entities are gone (Cyclone deletes everything at process exit).
-    if (n < 0 || dds_read_guardcondition(stop_, &triggered) != DDS_RETCODE_OK || triggered) return;
-    if (n == 0) continue;
-    for (;;) {
-      std::memset(buf.data(), 0, size_);  // padding stays zero: the CRC covers it
-      void* samples[1] = {buf.data()};
-      dds_sample_info_t info[1];
-      const dds_return_t got = dds_take(rd_, samples, info, 1, 1);
-      if (got < 0) return;
-      if (got == 0) break;
-      if (info[0].valid_data) on_sample_(buf.data());
-      if (owns_contents_) dds_sample_free(buf.data(), desc_, DDS_FREE_CONTENTS);  // strings, sequences
-    }
+    std::memset(buf, 0, self->size_);  // padding stays zero: the CRC covers it
+    void* samples[1] = {buf};
+    dds_sample_info_t info[1];
+    const dds_return_t got = dds_take(reader, samples, info, 1, 1);
+    if (got <= 0) return;
+    if (info[0].valid_data) self->on_sample_(buf);
+    if (self->owns_contents_) dds_sample_free(buf, self->desc_, DDS_FREE_CONTENTS);  // strings, sequences
   }
 }
 

@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace vertebra::unitree {
 
@@ -55,13 +56,21 @@ class DdsWriter {
   dds_entity_t wr_ = 0;
 };
 
-// Calls on_sample(buffer) on its own thread for every valid sample, the buffer zeroed first.
+// Calls on_sample(buffer) for every valid sample, the buffer zeroed first.
+//  - kReceiveThread: on the thread Cyclone received it on (a data-available listener: no hand-off,
+//    which on a small machine costs a wake-up per sample). on_sample must be short and must not
+//    create or delete DDS entities (Cyclone's listener rule). The state and command paths.
+//  - kOwnThread: on a thread of the reader's own (a waitset), where a handler may do anything
+//    (an RPC server whose request releases a service and deletes its writer).
+enum class Delivery { kReceiveThread, kOwnThread };
+
 class DdsReader {
  public:
   // reliable: only for a peer known to write reliably (the bridge and the driver in lockstep, where
   // no sample may be lost); best effort matches every writer (a robot's, Unitree's SDK).
   DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic, size_t sample_size,
-            std::function<void(const void*)> on_sample, bool reliable = false);
+            std::function<void(const void*)> on_sample, bool reliable = false,
+            Delivery delivery = Delivery::kReceiveThread);
   ~DdsReader();
   DdsReader(const DdsReader&) = delete;
   DdsReader& operator=(const DdsReader&) = delete;
@@ -73,14 +82,16 @@ class DdsReader {
 
  private:
   static void on_matched(dds_entity_t reader, const dds_subscription_matched_status_t status, void* self);
-  void run();
+  static void on_data(dds_entity_t reader, void* self);
+  void run();  // kOwnThread
   dds_entity_t rd_ = 0, ws_ = 0, stop_ = 0;
   const dds_topic_descriptor_t* desc_;
   bool owns_contents_;  // the type has strings/sequences: free them after each sample
   size_t size_;
   std::function<void(const void*)> on_sample_;
   std::atomic<int> matched_{0};
-  std::thread thread_;
+  std::vector<unsigned char> buf_;  // the sample buffer (of the one thread that takes)
+  std::thread thread_;               // kOwnThread
 };
 
 }  // namespace vertebra::unitree

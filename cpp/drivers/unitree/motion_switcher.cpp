@@ -114,8 +114,11 @@ std::optional<RpcAnswer> RpcClient::call(int64_t api_id, const std::string& para
 
 RpcServer::RpcServer(DdsParticipant& p, const std::string& service, Handler handler) : handler_(std::move(handler)) {
   writer_ = std::make_unique<DdsWriter>(p, &unitree_api_msg_dds__Response__desc, rpc_response_topic(service));
+  // Handlers may create and delete entities (a release deletes the service's state writer): their
+  // own thread, not Cyclone's receive thread.
   reader_ = std::make_unique<DdsReader>(p, &unitree_api_msg_dds__Request__desc, rpc_request_topic(service),
-                                        sizeof(ApiRequest), [this](const void* m) { on_request(m); });
+                                        sizeof(ApiRequest), [this](const void* m) { on_request(m); }, false,
+                                        Delivery::kOwnThread);
 }
 
 RpcServer::~RpcServer() {

@@ -1,5 +1,8 @@
 #include "drivers/unitree/unitree_dds_driver.hpp"
 
+#include <time.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <stdexcept>
@@ -10,6 +13,9 @@
 namespace vertebra::unitree {
 
 namespace {
+constexpr int64_t kLockstepPollNs = 100'000;
+constexpr int64_t kPublishLeadNs = 60'000;   // the publisher wakes this long before the next write is due
+constexpr int64_t kPublishSpinNs = 400'000;  // and watches for it at most this long
 std::string seconds_text(double s) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%g", s);
@@ -51,6 +57,10 @@ void UnitreeDdsDriver::on_configure(const DriverInit& init) {
                                 seconds_text(opt_.motion_service_timeout_s) + ", " +
                                 seconds_text(opt_.release_timeout_s) + "; valid: > 0 s");
   damping_kd_ = init.damping_kd;
+  if (!(init.control_rate_hz >= 1.0 && init.control_rate_hz <= 10000.0))
+    throw std::invalid_argument("unitree_dds: control_rate_hz: found " + std::to_string(init.control_rate_hz) +
+                                "; valid: 1 to 10000 Hz");
+  period_ns_ = static_cast<int64_t>(1e9 / init.control_rate_hz);
   pp_ = std::make_unique<DdsParticipant>(opt_.domain_id, opt_.network_interface);
   writer_ = std::make_unique<DdsWriter>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic);
   const size_t size = opt_.messages == Messages::kHg ? sizeof(HgLowState) : sizeof(GoLowState);
@@ -128,9 +138,14 @@ void UnitreeDdsDriver::on_state(const void* msg) {
 Status UnitreeDdsDriver::read(State& out) {
   uint64_t v = latest_.load(tick_sample_);
   if (opt_.lockstep && written_at_ != 0) {
-    // Lockstep: the bridge answers each command with one state; wait for it (bounded).
-    // Blocks (no spinning: the wait is not the tick's CPU time); only the bridge runs lockstep.
-    if (v == written_at_) {
+    // Lockstep: the bridge answers each command with one state; wait for it (bounded). A short
+    // poll first (an answer on the same machine comes within tens of µs, and a thread woken from a
+    // condition variable costs as much again), then block: a longer wait is not the tick's CPU time.
+    // Only the bridge runs lockstep.
+    const int64_t poll_until = steady_ns() + kLockstepPollNs;
+    while (latest_.version() == written_at_ && steady_ns() < poll_until) {
+    }
+    if (latest_.version() == written_at_) {
       std::unique_lock<std::mutex> lock(answer_mutex_);
       const bool answered = answer_cv_.wait_for(lock, std::chrono::duration<double>(opt_.lockstep_timeout_s),
                                                 [&] { return latest_.version() != written_at_; });
@@ -165,8 +180,8 @@ void UnitreeDdsDriver::publish(const Command& cmd) {
   else
     encode_lowcmd(map_, cmd, frame_.go);
   if (publishing_.load(std::memory_order_acquire)) {
-    outbox_.write(frame_);
-    sem_post(&outbox_sem_);
+    outbox_.write(frame_);  // no system call: the publisher is already watching for it
+    last_write_ns_.store(steady_ns(), std::memory_order_release);
   } else {
     publish_frame(frame_);
   }
@@ -174,24 +189,37 @@ void UnitreeDdsDriver::publish(const Command& cmd) {
 
 void UnitreeDdsDriver::start_publisher() {
   if (publishing_.load()) return;
-  sem_init(&outbox_sem_, 0, 0);
   publishing_.store(true, std::memory_order_release);
   publisher_ = std::thread([this] {
+    // Time-triggered: the tick writes once a period, so sleep until shortly before the next write
+    // is due (the last one + a period - kPublishLeadNs), then watch the outbox for up to
+    // kPublishSpinNs and send the frame the moment it appears. The tick never makes a system call
+    // to wake this thread; the cost is this watch (about a tenth of a period of one core, the same
+    // trade as the loop's own spin before its deadline). No write for two periods (the loop
+    // stopped, or not started): poll every quarter period instead.
     Frame f{};
-    while (true) {
-      while (sem_wait(&outbox_sem_) != 0) {
+    while (publishing_.load(std::memory_order_acquire)) {
+      const int64_t now = steady_ns();
+      const int64_t last = last_write_ns_.load(std::memory_order_acquire);
+      int64_t wake = last + period_ns_ - kPublishLeadNs;
+      if (last == 0 || now - last > 2 * period_ns_) wake = now + period_ns_ / 4;
+      if (wake > now) {
+        timespec ts{static_cast<time_t>(wake / 1'000'000'000), static_cast<long>(wake % 1'000'000'000)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+        }
       }
-      if (outbox_.read(f)) publish_frame(f);
-      if (!publishing_.load(std::memory_order_acquire)) break;
+      const int64_t until = steady_ns() + kPublishSpinNs;
+      bool got = outbox_.read(f);
+      while (!got && steady_ns() < until && publishing_.load(std::memory_order_relaxed)) got = outbox_.read(f);
+      if (got) publish_frame(f);
     }
+    if (outbox_.read(f)) publish_frame(f);  // the last tick's frame
   });
 }
 
 void UnitreeDdsDriver::stop_publisher() {
   if (!publishing_.exchange(false, std::memory_order_acq_rel)) return;
-  sem_post(&outbox_sem_);
   if (publisher_.joinable()) publisher_.join();
-  sem_destroy(&outbox_sem_);
 }
 
 Status UnitreeDdsDriver::write(const Command& cmd) {

@@ -7,8 +7,9 @@
 // (the bridge advances one control period per command), waits for the answer to the last write.
 // Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state) and
 // seals its CRC on the tick. In real time a publisher thread sends it (dds_write: serialisation and
-// the UDP send stay off the tick, which only hands the frame over, newest wins, and posts a
-// semaphore); in lockstep the tick sends it itself (the loop waits for the answer anyway).
+// the UDP send stay off the tick, which only hands the frame over, newest wins, without a system
+// call: the publisher wakes shortly before each write is due and watches for it); in lockstep the
+// tick sends it itself (the loop waits for the answer anyway).
 // Lifecycle: configure() joins the DDS domain (network configuration generated from the
 // interface) and waits for the robot's state; deactivate() hands the motors back damped (kd only)
 // before it returns. activate() takes the motors only when nobody else commands them:
@@ -34,7 +35,6 @@
 #include <thread>
 #include <vector>
 
-#include <semaphore.h>
 
 #include "core/exchange.hpp"
 #include "drivers/driver.hpp"
@@ -146,7 +146,8 @@ class UnitreeDdsDriver final : public Driver {
   void publish_frame(const Frame& f);
   Frame frame_{};                 // tick-owned scratch
   TripleBuffer<Frame> outbox_;
-  sem_t outbox_sem_{};
+  std::atomic<int64_t> last_write_ns_{0};  // steady_ns() of the tick's last hand-over
+  int64_t period_ns_ = 2'000'000;           // the control period (configure)
   std::atomic<bool> publishing_{false};
   std::thread publisher_;
 };
