@@ -1,10 +1,11 @@
 // The Unitree G1 / Go2 over DDS (rt/lowcmd, rt/lowstate): the driver a real robot runs with, and
 // the one that talks to `vertebra sim-bridge`.
 //
-// Reading: a DDS thread takes every rt/lowstate sample, checks its CRC (a bad one is counted and
-// dropped, so persistent corruption becomes state loss in the supervisor) and stores the decoded
-// State in a seqlock; read() on the tick copies the newest one (no blocking), or, in lockstep
-// (the bridge advances one control period per command), waits for the answer to the last write.
+// Reading: Cyclone's receive thread takes every rt/lowstate sample, checks its CRC (a bad one is
+// counted and dropped, so persistent corruption becomes state loss in the supervisor) and stores
+// the decoded State in a seqlock; read() on the tick copies the newest one (no blocking), or, in
+// lockstep (the bridge advances one control period per command), waits for the answer to the last
+// write (a 100 µs poll, then a condition variable).
 // Writing: write() builds a fresh zeroed LowCmd_ (G1: mode_machine echoed from the last state) and
 // seals its CRC on the tick. In real time a publisher thread sends it (dds_write: serialisation and
 // the UDP send stay off the tick, which only hands the frame over, newest wins, without a system
