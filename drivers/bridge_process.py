@@ -8,6 +8,12 @@ system would measure — travel over the bridge process's stdin/stdout, one JSON
     -> {"op": "hoist_release"}                   {"op": "push", "force": [fx, fy, fz], "duration_s": 0.2}
     -> {"op": "info"}                        <- hoist state, standing height, counters
     -> {"op": "corrupt_states", "n": 5}  /  {"op": "drop_states", "n": 5}  /  {"op": "quit"}
+    -> {"op": "command_stream", "reset": false}  <- {"ok": true, "samples": .., "max_gap_ms": .., ...}
+    -> {"op": "last_command"}                <- {"ok": true, "q": [..], "kp": [..], "kd": [..], ...}
+
+``command_stream`` is the rt/lowcmd stream as the robot received it since the last reset (valid
+frames from any writer; the largest gap between two consecutive ones: what a guard's takeover looks
+like from the motors' side); ``"reset": true`` answers the stream so far, then starts a new one.
 
 Every reply is ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The process prints
 ``{"ready": true, ...}`` once the bridge publishes. ``BridgeProcess`` starts one and offers the same
@@ -90,12 +96,16 @@ def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: boo
                 elif op == "drop_states":
                     bridge.bridge.drop_states(int(req["n"]))
                     reply = {"ok": True}
+                elif op == "command_stream":
+                    reply = {"ok": True, **bridge.command_stream(reset=bool(req.get("reset", False)))}
+                elif op == "last_command":
+                    reply = {"ok": True, **_jsonable(bridge.last_command())}
                 elif op == "info":
                     reply = {"ok": True, "hoist_engaged": bool(sim.hoist_engaged), "hoist_anchor_z": float(sim.hoist_anchor_z),
                              "standing_height_m": standing, "counters": _jsonable(bridge.counters())}
                 else:
                     reply = {"ok": False, "error": f"unknown op {op!r}; ops are: truth, hoist_lower_to, hoist_release, "
-                                                   "push, corrupt_states, drop_states, info, quit"}
+                                                   "push, corrupt_states, drop_states, command_stream, last_command, info, quit"}
             except (KeyError, TypeError, ValueError) as e:
                 reply = {"ok": False, "error": f"bad request {line[:200]!r}: {e}"}
             out.write(json.dumps(reply) + "\n")
@@ -177,6 +187,17 @@ class BridgeProcess:
 
     def corrupt_states(self, n: int) -> None:
         self.call("corrupt_states", n=n)
+
+    def command_stream(self, reset: bool = False) -> dict[str, Any]:
+        """The received rt/lowcmd stream since the last reset (samples, max_gap_ms, last_age_ms, ...);
+        `reset`: then start a new one."""
+        r = self.call("command_stream", reset=reset)
+        r.pop("ok", None)
+        return r
+
+    def last_command(self) -> dict[str, np.ndarray]:
+        """The newest valid command the robot received, decoded (q, dq, kp, kd, tau_ff per joint)."""
+        return {k: np.asarray(v) for k, v in self.call("last_command").items() if k != "ok"}
 
     def drop_states(self, n: int) -> None:
         self.call("drop_states", n=n)

@@ -55,6 +55,19 @@ class SimBridge:
     def counters(self) -> dict[str, Any]:
         return dict(self.bridge.counters())
 
+    def command_stream(self, reset: bool = False) -> dict[str, Any]:
+        """Valid rt/lowcmd received since the last reset: samples, max_gap_ms (the largest gap between
+        two consecutive ones, from any writer), last_age_ms, since_reset_s. `reset`: answer, then
+        start a new stream."""
+        s = dict(self.bridge.command_stream())
+        if reset:
+            self.bridge.reset_command_stream()
+        return s
+
+    def last_command(self) -> dict[str, Any]:
+        """The newest valid command received, decoded (q, dq, kp, kd, tau_ff per joint)."""
+        return dict(self.bridge.last_command())
+
     def close(self) -> None:
         self.bridge.stop()
 

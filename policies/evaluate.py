@@ -49,15 +49,22 @@ class ServerProcess:
     """A `vertebra serve` process for packages {name: path} (the first is active) serving `robot`,
     on a private ipc:// endpoint (a folder removed on close, with the server's socket in it)."""
 
-    def __init__(self, packages: dict[str, Path], robot: str):
+    def __init__(self, packages: dict[str, Path] | None = None, robot: str | None = None, *,
+                 config: dict[str, Any] | None = None, prefix: str = "eval-"):
+        """`packages` and `robot`, or a whole server `config` (a ServerConfig's mapping, package paths
+        absolute; its bind is replaced by the private endpoint)."""
         from vertebra.policies.endpoint import runtime_dir
 
-        self.dir = tempfile.mkdtemp(prefix="eval-", dir=runtime_dir())
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir=runtime_dir())
         self.endpoint = f"ipc://{self.dir}/policy.sock"
         self.outages: list[dict[str, Any]] = []
         self._client: Any = None
-        cfg = {"robot": robot, "bind": self.endpoint, "default": next(iter(packages)),
-               "policies": {n: {"kind": "package", "path": str(Path(p).resolve())} for n, p in packages.items()}}
+        if config is not None:
+            cfg = {**config, "bind": self.endpoint}
+        else:
+            assert packages is not None and robot is not None
+            cfg = {"robot": robot, "bind": self.endpoint, "default": next(iter(packages)),
+                   "policies": {n: {"kind": "package", "path": str(Path(p).resolve())} for n, p in packages.items()}}
         cfg_path = Path(self.dir) / "server.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         exe = os.path.join(os.path.dirname(sys.executable), "vertebra")

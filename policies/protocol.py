@@ -274,16 +274,41 @@ def _build(obj: Any, depth: int = 0, finite: bool = False) -> Any:
     return obj
 
 
-def _check_request(t: str, msg: dict[str, Any]) -> None:
-    if t not in REQUEST_TYPES:
-        raise ProtocolError("unknown_type", f"unknown message type '{t}'; types are: {', '.join(REQUEST_TYPES)}")
-    for field, kind in REQUEST_TYPES[t].items():
-        if not is_kind(msg.get(field), kind):
-            raise ProtocolError("schema", f"'{t}' needs field '{field}' of kind {getattr(kind, '__name__', kind)}")
-    for field, kind in {**COMMON_FIELDS, **OPTIONAL_FIELDS.get(t, {})}.items():
-        if field in msg and not is_kind(msg[field], kind):
-            raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}, "
-                                          f"found {type(msg[field]).__name__}")
+class RequestSchema:
+    """What a protocol's requests may be: type -> required fields and their kinds, the fields any
+    request may carry, optional fields per type, and (optionally) `check(type, msg)` for what kinds
+    cannot say. `strict`: a field the schema does not name is refused. The policy protocol's is
+    POLICY_SCHEMA; the control API (vertebra.runtime.service.protocol) declares its own."""
+
+    def __init__(self, required: dict[str, dict[str, type | tuple[type, ...]]],
+                 common: dict[str, type | tuple[type, ...]],
+                 optional: dict[str, dict[str, type | tuple[type, ...]]] | None = None,
+                 check: Any = None, strict: bool = False):
+        self.required, self.common, self.optional = required, common, optional or {}
+        self.extra_check, self.strict = check, strict
+
+    def check(self, t: str, msg: dict[str, Any]) -> None:
+        if t not in self.required:
+            raise ProtocolError("unknown_type", f"unknown message type '{t}'; types are: {', '.join(self.required)}")
+        for field, kind in self.required[t].items():
+            if not is_kind(msg.get(field), kind):
+                raise ProtocolError("schema", f"'{t}' needs field '{field}' of kind {getattr(kind, '__name__', kind)}")
+        allowed = {**self.common, **self.optional.get(t, {})}
+        for field, kind in allowed.items():
+            if field in msg and not is_kind(msg[field], kind):
+                raise ProtocolError("schema", f"'{t}' field '{field}' must be of kind {getattr(kind, '__name__', kind)}, "
+                                              f"found {type(msg[field]).__name__}")
+        if self.strict:
+            known = {"v", "type", *self.required[t], *allowed}
+            extra = sorted(str(k) for k in msg if k not in known)
+            if extra:
+                raise ProtocolError("schema", f"'{t}' has unknown field(s) {', '.join(extra)}; its fields are: "
+                                              f"{', '.join(sorted(known - {'v', 'type'}))}")
+        if self.extra_check is not None:
+            self.extra_check(t, msg)
+
+
+def _check_policy_request(t: str, msg: dict[str, Any]) -> None:
     if t == "hello" and "joint_names" in msg:
         names = msg["joint_names"]
         if len(names) > MAX_JOINT_NAMES or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS
@@ -294,10 +319,14 @@ def _check_request(t: str, msg: dict[str, Any]) -> None:
             raise ProtocolError("schema", "'hello' field 'joint_names': a joint is named twice")
 
 
+POLICY_SCHEMA = RequestSchema(REQUEST_TYPES, COMMON_FIELDS, OPTIONAL_FIELDS, _check_policy_request)
+
+
 def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = True,
-           arena: memoryview | None = None) -> dict[str, Any]:
-    """Check and decode one frame. `requests`: the frame must be a request (server side).
-    `arena`: the shared-memory channel's arena the frame came with (arrays may point into it)."""
+           arena: memoryview | None = None, schema: RequestSchema | None = None) -> dict[str, Any]:
+    """Check and decode one frame. `requests`: the frame must be a request (server side), checked
+    against `schema` (default: the policy protocol's). `arena`: the shared-memory channel's arena
+    the frame came with (arrays may point into it)."""
     if len(frame) > max_bytes:
         raise ProtocolError("too_large", f"message of {len(frame)} bytes exceeds the limit of {max_bytes}")
     try:
@@ -322,7 +351,7 @@ def decode(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES, requests: bool = Tr
         rid = msg.get("id")
         rid = rid if type(rid) is int else 0
         try:
-            _check_request(t, msg)
+            (schema or POLICY_SCHEMA).check(t, msg)
         except ProtocolError as e:
             e.id = rid
             raise

@@ -56,13 +56,6 @@ HEARTBEAT_MS = 1000  # ZMQ heartbeats on both sides: a dead peer is noticed in H
 HEARTBEAT_TIMEOUT_MS = 3000
 
 
-class _Refused(Exception):
-    """A decoded request refused before it is handled (its id still goes into the error reply)."""
-
-    def __init__(self, msg: dict[str, Any], error: ProtocolError):
-        self.msg, self.error = msg, error
-
-
 def _warn(msg: str) -> None:
     print(f"vertebra serve: WARNING: {msg}", file=sys.stderr, flush=True)
 
@@ -133,35 +126,19 @@ class PolicyServer(ShmChannels):
 
     # -- security --------------------------------------------------------------------------------
     def _setup_curve(self) -> None:
-        import zmq
-        import zmq.auth
-        from zmq.auth.thread import ThreadAuthenticator
+        from vertebra.policies.curve import CurveAllowlist
 
         c = self.cfg.curve
-        self.reload_allowlist()
-        self.auth = ThreadAuthenticator(self.ctx)
-        self.auth.start()
-        # The authenticator thread asks us at each handshake: the allowlist is ours, so reloading it is a
-        # plain swap of a set on the serving thread (no call into the authenticator's thread).
-        self.auth.configure_curve_callback(domain="*", credentials_provider=self)
-        pub, sec = zmq.auth.load_certificate(str(c.server_secret_key))
-        self.sock.curve_secretkey = sec
-        self.sock.curve_publickey = pub
-        self.sock.curve_server = True
+        self.auth = CurveAllowlist(self.ctx, str(c.server_secret_key), str(c.allowed_clients))
+        self.allowed = self.auth.allowed
+        self.auth.attach(self.sock)
 
     def reload_allowlist(self) -> int:
         """Re-read the allowed clients' keys: a key removed from the directory is refused from now on,
         on connections already open too (every request's CURVE identity is checked). How many."""
-        import zmq.auth
-
-        keys = zmq.auth.load_certificates(str(self.cfg.curve.allowed_clients))
-        self.allowed = {k.decode() if isinstance(k, bytes) else str(k) for k in keys}
-        return len(self.allowed)
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        """The CURVE handshake's question (zmq.auth credentials provider): is this z85 key allowed?"""
-        allowed = self.allowed
-        return allowed is not None and (key.decode() if isinstance(key, bytes) else str(key)) in allowed
+        n = self.auth.reload()
+        self.allowed = self.auth.allowed
+        return n
 
     def request_reload(self) -> None:
         """From a signal handler (SIGHUP): reload the allowlist before the next request."""
@@ -334,11 +311,7 @@ class PolicyServer(ShmChannels):
         t0 = time.perf_counter_ns()
         rid = 0
         try:
-            try:
-                msg = read()
-            except _Refused as r:
-                rid = r.msg.get("id", 0)
-                raise r.error from None
+            msg = read()
             rid = msg.get("id", 0)
             deadline = msg.get("deadline_ns")
             if deadline is not None and time.time_ns() > deadline:
@@ -394,17 +367,10 @@ class PolicyServer(ShmChannels):
         def read() -> dict[str, Any]:
             if len(frames) not in (2, 3):
                 raise ProtocolError("malformed", f"expected one message part, found {len(frames) - 1}")
-            msg = decode(frames[-1].buffer, self.cfg.max_message_bytes)
-            if self.allowed is not None:
-                try:
-                    user = frames[-1].get("User-Id")
-                except zmq.ZMQError:
-                    user = None
-                if user not in self.allowed:
-                    self.unauthorized += 1
-                    raise _Refused(msg, ProtocolError("unauthorized", "this client's key is not (or no longer) in "
-                                                                      "the allowlist"))
-            return msg
+            if self.auth is not None and not self.auth.allowed_frame(frames[-1]):
+                self.unauthorized += 1  # checked before the frame is decoded
+                raise ProtocolError("unauthorized", "this client's key is not (or no longer) in the allowlist")
+            return decode(frames[-1].buffer, self.cfg.max_message_bytes)
 
         data = self._respond(ident, read)
         if data is not None:

@@ -24,6 +24,7 @@ from typing import Any
 from vertebra.drivers.registry import driver_types
 from vertebra.runtime.config import CONFIG_DIR, RobotConfig, available_robots, loop_config
 from vertebra.runtime.errors import ConfigError
+from vertebra.policies.server_config import CurveSettings
 from vertebra.runtime.schema import Section, Variant, field, read_yaml
 
 DEPLOY_DIR = CONFIG_DIR / "deploy"
@@ -51,6 +52,73 @@ class LoopOptions(Section):
     cpu = field(int, default=None, lo=0, hi=4095, doc="the loop thread's core (null: the last one, in real time)")
 
 
+class GuardOptions(Section):
+    """The guard (`vertebra guard`): an independent process that takes the robot over with damping when
+    the runtime's real-time thread stops writing its heartbeat (shared memory, every tick)."""
+
+    enabled = field(bool, default=True,
+                    doc="watch this runtime (a robot driver); the service refuses to arm while an enabled guard "
+                        "is not watching. false: no guard (a simulator in-process dies with its runtime)")
+    heartbeat = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}",
+                      doc="the heartbeat's shared-memory name (/dev/shm/<name>; null: vertebra-<deploy name>)")
+    timeout_ms = field(float, default=20.0, lo=2.0, hi=1000.0,
+                       doc="a heartbeat older than this (or the runtime's process gone) is a dead runtime")
+    rate_hz = field(float, default=500.0, lo=50.0, hi=2000.0, doc="the guard's damping command rate")
+    settle = field(bool, default=True,
+                   doc="when the last heartbeat shows the robot standing (HOLD/ACTIVE), run the safety config's "
+                       "settle-then-cut poses before damping; false: damping at once")
+
+
+class ControlOptions(Section):
+    """The control API of `vertebra run` (docs/deploy.md): ZMQ on a Unix socket; TCP + CURVE optional."""
+
+    socket = field(str, default=None, doc="the Unix socket (null: control-<deploy name>.sock in $RUNTIME_DIRECTORY "
+                                          "when systemd gives one, else the per-user runtime directory)")
+    group = field(str, default=None, doc="the group given access to the socket (mode 0660; null: the service's own)")
+    tcp = field(str, default=None, pattern=r"tcp://[^\s]+:[0-9]+",
+                doc="also serve tcp://HOST:PORT, CURVE-encrypted with a client allowlist (curve: required)")
+    curve = field(CurveSettings, default={}, doc="the TCP endpoint's encryption and client allowlist")
+    status_rate_hz = field(float, default=20.0, lo=10.0, hi=50.0, doc="the status stream's rate")
+    lease_timeout_s = field(float, default=1.0, lo=0.1, hi=30.0,
+                            doc="a lease not retained for this long goes stale: an ACTIVE robot goes to HOLD, "
+                                "then (after as long again) a controlled stop")
+    max_message_bytes = field(int, default=1 << 20, lo=1024, hi=1 << 26,
+                              doc="larger requests get an error reply before they are decoded")
+
+    def check(self, context: Any) -> None:
+        if self.tcp is not None and not self.curve.enabled:
+            raise self.error("tcp", self.tcp, "a TCP endpoint only with curve.enabled (encryption + allowlist)")
+
+
+class ServiceOptions(Section):
+    """The systemd units `vertebra service install` writes (docs/deploy.md)."""
+
+    user = field(str, default="vertebra", doc="the user the units run as")
+    group = field(str, default=None, doc="the units' group (null: the user's)")
+    watchdog_s = field(float, default=1.0, lo=0.1, hi=60.0, doc="WatchdogSec: pinged at half of it while the loop ticks")
+    rtprio = field(int, default=95, lo=1, hi=99, doc="LimitRTPRIO (the loop asks SCHED_FIFO below it)")
+    cpu_affinity = field(list, item=int, default=None, doc="CPUAffinity of the runtime (null: the loop's cpu, if set)")
+    restart_s = field(float, default=2.0, lo=0.1, hi=600.0, doc="RestartSec after a failure")
+    start_limit_burst = field(int, default=5, lo=1, hi=100, doc="restarts allowed within start_limit_interval_s")
+    start_limit_interval_s = field(float, default=120.0, lo=1.0, hi=86400.0, doc="StartLimitIntervalSec")
+    stop_margin_s = field(float, default=30.0, lo=5.0, hi=3600.0,
+                          doc="TimeoutStopSec = the settle-then-cut time + this (the recorder's close)")
+
+
+class PolicyRemote(Section):
+    """A policy server elsewhere (an off-board GPU box), over tcp:// with CURVE."""
+
+    endpoint = field(str, pattern=r"(tcp|ipc)://[^\s]+", doc="the server's endpoint")
+    server_public_key = field(str, default=None, doc="the server's public key file (tcp://)")
+    client_secret_key = field(str, default=None, doc="this runtime's key pair file (tcp://)")
+
+    def check(self, context: Any) -> None:
+        if self.endpoint.startswith("tcp://"):
+            for name in ("server_public_key", "client_secret_key"):
+                if getattr(self, name) is None:
+                    raise self.error(name, "<missing>", "a key file (a tcp:// policy server is reached with CURVE)")
+
+
 class DeployConfig(Section):
     """A deployment: robot, driver, safety, controller, policy and loop options."""
 
@@ -59,9 +127,18 @@ class DeployConfig(Section):
     safety = field(str, default=None,
                    doc="safety config: a name in configs/safety/ or a path (null: configs/safety/<robot>.yaml)")
     controller = field(str, default="pd", pattern=r"[a-z][a-z0-9_]*", doc="the controller mode to run (pd, wbc, ...)")
-    policy = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
-                   doc="a policy server config in configs/policies/, by name (optional)")
+    policy = field(str, default=None, pattern=r"[A-Za-z0-9_./~][A-Za-z0-9_./~-]*",
+                   doc="a policy server config: a name in configs/policies/ or a YAML path (optional); "
+                       "`vertebra run` starts and supervises `vertebra serve` with it")
     loop = field(LoopOptions, default={}, doc="control loop options")
+    active_policy = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+                          doc="which of the policy server's policies `vertebra run` runs (null: the server's default); "
+                              "edit it and `vertebra reload` to swap")
+    policy_remote = field(PolicyRemote, default=None,
+                          doc="run the policies of a server elsewhere instead of starting `vertebra serve` here")
+    guard = field(GuardOptions, default={}, doc="the guard process that takes over when the runtime dies")
+    control = field(ControlOptions, default={}, doc="the control API of `vertebra run`")
+    service = field(ServiceOptions, default={}, doc="the systemd units (vertebra service install)")
     use_estimator = field(bool, default=False,
                           doc="the controller uses the state estimator's base even where the driver has truth "
                               "(simulation as on hardware); without truth (a real robot) it always does")
@@ -93,19 +170,38 @@ class DeployConfig(Section):
             raise self.error("controller", self.controller, "one of: " + ", ".join(ctx.controllers))
         self.policy_path = None
         if self.policy is not None:
-            p = CONFIG_DIR / "policies" / f"{self.policy}.yaml"
+            p = (self._resolve(self.policy, ctx) if Path(self.policy).suffix
+                 else CONFIG_DIR / "policies" / f"{self.policy}.yaml")
             if not p.is_file():
                 have = sorted(x.stem for x in (CONFIG_DIR / "policies").glob("*.yaml"))
                 raise self.error("policy", self.policy,
                                  "a policy server config in configs/policies/: " + ", ".join(have))
             from vertebra.policies.server_config import ServerConfig
 
-            served = ServerConfig.load(p).robot
+            server = ServerConfig.load(p)
+            served = server.robot
             if served is not None and served != self._robot.name:
                 raise self.error("policy", self.policy, f"a policy server for {self._robot.name} ({p.name} serves {served})")
+            if self.active_policy is not None and self.active_policy not in server.policies:
+                raise self.error("active_policy", self.active_policy, f"a policy of {p.name}: " + ", ".join(server.policies))
             self.policy_path = p
+        elif self.active_policy is not None:
+            raise self.error("active_policy", self.active_policy, "null unless `policy` names a policy server config")
+        if self.policy is not None and self.policy_remote is not None:
+            raise self.error("policy_remote", "<set>", "either policy (a local server) or policy_remote, not both")
         if self.loop.rate_hz is None:
             self.loop.rate_hz = self._robot.control_rate_hz
+
+    @property
+    def name(self) -> str:
+        """The deploy config's name: its file's stem (``g1_dds``), or ``deploy`` when built in memory."""
+        f = Path(self.file)
+        return f.stem if f.suffix in (".yaml", ".yml") else "deploy"
+
+    @property
+    def heartbeat_name(self) -> str:
+        """The guard heartbeat's shared-memory name."""
+        return self.guard.heartbeat or f"vertebra-{self.name}"
 
     def robot_config(self) -> RobotConfig:
         """The robot config the file names (loaded and validated by load())."""

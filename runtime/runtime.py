@@ -47,13 +47,19 @@ class Runtime:
                  safety: SafetySettings | None = None, rate_hz: float | None = None, lockstep: bool = False,
                  realtime_priority: bool = True, cpu: int | None = None, fault_injection: bool = False,
                  event_log: str | os.PathLike[str] | None = None, model: Any = None,
-                 use_estimator: bool = False):
+                 use_estimator: bool = False, configure: Callable[[Runtime], None] | None = None,
+                 heartbeat: str | None = None):
         """`driver`: a registered driver config (its ``build(robot, rate_hz)`` makes the C++ driver) or
         a C++ driver already built. `controller`: ``pd`` or a registered controller name.
         `fault_injection`: a FaultInjector between the driver and the loop (``self.injector``).
         `event_log`: append the safety events to this JSON-lines file (always kept in memory too).
         `use_estimator`: the controller and monitors use the state estimator's base even where the
-        driver has truth (simulation as on hardware); a driver without truth always gets it."""
+        driver has truth (simulation as on hardware); a driver without truth always gets it.
+        `configure`: called with this runtime after everything is built and before the loop first
+        ticks (configuration-time additions: a chunk scheduler, a registered mode).
+        `heartbeat`: write the guard's heartbeat (``/dev/shm/<heartbeat>``, cpp/safety/heartbeat.hpp)
+        after every tick's driver write, for ``vertebra guard``; real time only (lockstep has no
+        steady heartbeat). Opened before the driver is built, so a bad segment touches nothing."""
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
         cfg = self.cfg
         self.rate_hz = float(rate_hz or cfg.control_rate_hz)
@@ -61,6 +67,17 @@ class Runtime:
         self.model = model if model is not None else _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
         self.default_pose = cfg.column("default_rad")
         self.safety = safety if safety is not None else SafetySettings.load(cfg)
+        self.heartbeat: Any = None
+        if heartbeat is not None:
+            if lockstep:
+                from vertebra.runtime.errors import ConfigError
+
+                raise ConfigError(cfg.file, "heartbeat", heartbeat, "no heartbeat with lockstep: true (a lockstep loop "
+                                  "ticks only when asked, so a guard would take over between calls)")
+            try:
+                self.heartbeat = _rt.Heartbeat(heartbeat)
+            except (RuntimeError, ValueError) as e:
+                raise VertebraError(str(e)) from None
         self.driver_config = driver if hasattr(driver, "build") else None
         self.driver = driver.build(cfg, self.rate_hz) if self.driver_config is not None else driver
         if self.driver.lifecycle_state == "unconfigured":
@@ -71,6 +88,8 @@ class Runtime:
         self.loop = _rt.RtLoop(self.injector or self.driver, robot_params(cfg),
                                loop_config(self.rate_hz, lockstep, realtime_priority, cpu), self.safety.to_cpp(cfg))
         self.events = _rt.EventLog(self.loop, str(event_log) if event_log else "")
+        if self.heartbeat is not None:
+            self.loop.set_heartbeat(self.heartbeat)  # attached when the loop starts, detached by close()
         # The state estimator, for every legged robot with a floating base (not the mock's rotors).
         self.use_estimator = use_estimator
         self.estimator: Any = None
@@ -92,6 +111,14 @@ class Runtime:
         self.handle: Any = self._controller.attach(self) if self._controller is not None else None
         self._targets_seq = 0
         self._closed = False
+        if configure is not None:
+            try:
+                configure(self)
+            except BaseException:
+                self.events.stop()
+                if self.driver.lifecycle_state == "active":
+                    self.driver.deactivate()
+                raise
         if not lockstep:
             self.events.start()
             self.loop.start()
@@ -104,8 +131,21 @@ class Runtime:
         d = deploy if isinstance(deploy, DeployConfig) else DeployConfig.load(deploy)
         robot, kw = cls.deploy_arguments(d)
         kw["cpu"] = d.loop.cpu
+        hb = cls.heartbeat_name_for(d)
+        if hb is not None:
+            kw["heartbeat"] = hb
         kw.update(overrides)
         return cls(robot, d.driver, **kw)
+
+    @staticmethod
+    def heartbeat_name_for(d: Any) -> str | None:
+        """The guard heartbeat a deploy config's runtime writes: ``d.heartbeat_name`` when its guard is
+        enabled, its driver is a robot driver (unitree_dds) and its loop runs in real time; else None
+        (an in-process simulator dies with its runtime; lockstep has no steady heartbeat)."""
+        driver = getattr(d.driver, "driver_name", "")
+        if not d.guard.enabled or driver != "unitree_dds" or d.loop.lockstep or getattr(d.driver, "lockstep", False):
+            return None
+        return str(d.heartbeat_name)
 
     @staticmethod
     def deploy_arguments(d: Any) -> tuple[RobotConfig, dict[str, Any]]:

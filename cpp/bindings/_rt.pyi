@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_survey', 'fault_names', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
+__all__: list[str] = ['BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'Heartbeat', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
 class Mode:
     """
     Members:
@@ -780,16 +780,26 @@ class UnitreeSimBridge:
     """
     def __init__(self, sim: MujocoDriver, options: BridgeOptions) -> None:
         ...
+    def command_stream(self) -> dict:
+        """
+        valid rt/lowcmd received since reset_command_stream(): samples, the largest gap between two (ms)
+        """
     def corrupt_states(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def counters(self) -> dict:
         ...
     def drop_states(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def last_command(self) -> dict:
+        """
+        the newest valid command received, decoded (q, dq, kp, kd, tau_ff per joint)
+        """
     def release_motion_service(self) -> None:
         """
         stop the emulated motion service (as motion_switcher ReleaseMode)
         """
+    def reset_command_stream(self) -> None:
+        ...
     def select_motion_service(self, mode: str = 'normal') -> None:
         """
         start the emulated motion service (as motion_switcher SelectMode)
@@ -1051,6 +1061,10 @@ class RtLoop:
         """
         configuration time: run the state estimator every tick; its base replaces the driver's when the driver has no truth, and always when `always` (a simulator run as on hardware)
         """
+    def set_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """
+        real time, configuration time: write the guard's heartbeat after every driver write (None: none)
+        """
     def set_targets(self, q: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], dq: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], kp: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], kd: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], tau_ff: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seq: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def snapshot(self) -> dict:
@@ -1065,6 +1079,9 @@ class RtLoop:
         ...
     @property
     def estimator(self) -> StateEstimator:
+        ...
+    @property
+    def heartbeat(self) -> Heartbeat:
         ...
     @property
     def limiter(self) -> CommandLimiter:
@@ -1103,6 +1120,127 @@ class EventLog:
         ...
     @property
     def written(self) -> int:
+        ...
+class Heartbeat:
+    """
+    the runtime/guard heartbeat segment /dev/shm/<name> (cpp/safety/heartbeat.hpp)
+    """
+    @staticmethod
+    def exists(name: str) -> bool:
+        ...
+    @staticmethod
+    def unlink(name: str) -> bool:
+        """
+        remove /dev/shm/<name>; True when it was there
+        """
+    def __init__(self, name: str, create: bool = True) -> None:
+        """
+        open /dev/shm/<name> (created, mode 0660, when `create` and missing); refuses another layout
+        """
+    def attach_runtime(self, period_ns: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        this process becomes the segment's runtime (what RtLoop.start() does)
+        """
+    def beat(self, tick: typing.SupportsInt | typing.SupportsIndex, safety_mode: str, standing: bool, command: dict) -> None:
+        """
+        one tick's heartbeat as RtLoop writes it (tests and tools): command {q, dq, kp, kd, tau_ff}
+        """
+    def detach_runtime(self) -> None:
+        """
+        a clean close (what RtLoop.stop() does)
+        """
+    def last_command(self) -> dict:
+        """
+        the last command the runtime wrote (q, kp, kd, tau_ff; dq is not kept)
+        """
+    def read(self) -> dict:
+        """
+        every field as a dict: runtime, guard, last_takeover (None before one), ack
+        """
+    def request_ack(self) -> int:
+        """
+        ask the guard for an acknowledgement (it releases a hold); the request's number (done when ack.done reaches it)
+        """
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def path(self) -> str:
+        ...
+class GuardOptions:
+    """
+    the DDS guard's options (cpp/drivers/unitree/dds_guard.hpp)
+    """
+    heartbeat: str
+    lowcmd_topic: str
+    lowstate_topic: str
+    messages: str
+    network_interface: str
+    realtime_priority: bool
+    settle: bool
+    def __init__(self) -> None:
+        ...
+    @property
+    def domain_id(self) -> int:
+        ...
+    @domain_id.setter
+    def domain_id(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def fifo_priority(self) -> int:
+        ...
+    @fifo_priority.setter
+    def fifo_priority(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def mode_pr(self) -> int:
+        ...
+    @mode_pr.setter
+    def mode_pr(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def motors(self) -> list[int]:
+        ...
+    @motors.setter
+    def motors(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def rate_hz(self) -> float:
+        ...
+    @rate_hz.setter
+    def rate_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def timeout_ms(self) -> float:
+        ...
+    @timeout_ms.setter
+    def timeout_ms(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def watch_hz(self) -> float:
+        ...
+    @watch_hz.setter
+    def watch_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class DdsGuard:
+    """
+    takes rt/lowcmd over with damping when the runtime stops (cpp/drivers/unitree/dds_guard.hpp)
+    """
+    def __init__(self, options: GuardOptions, params: RobotParams, safety: SafetyConfig) -> None:
+        ...
+    def start(self) -> None:
+        ...
+    def status(self) -> dict:
+        """
+        state, phase, counters, the last takeover's writer creation time, what the OS granted
+        """
+    def stop(self) -> None:
+        ...
+    @property
+    def heartbeat(self) -> Heartbeat:
+        ...
+    @property
+    def running(self) -> bool:
         ...
 class ChunkScheduler:
     """
@@ -1491,6 +1629,10 @@ def fault_names() -> list[str]:
     """
     every fault the supervisor's monitors can raise
     """
+def heartbeat_clock_ns() -> int:
+    """
+    CLOCK_MONOTONIC in ns (the heartbeat's timestamps)
+    """
 def known_modes() -> str:
     """
     built-in mode names and every name registered in this process
@@ -1505,5 +1647,8 @@ def set_chunk_scheduler(loop: RtLoop, scheduler: ChunkScheduler, mode: str = 'jo
     """
     configuration time: attach an action-chunk scheduler. mode='joints': chunks are joint targets (motor order). Else the name of a registered mode with a target sink (e.g. 'wbc'): target_names[k] names the task target column k drives (a policy's action names), resolved by name now; an unknown name is refused listing the valid ones
     """
+HEARTBEAT_MAGIC: int = 1447580244
+HEARTBEAT_SIZE: int = 1848
+HEARTBEAT_VERSION: int = 1
 MAX_JOINTS: int = 48
 testing: typing.Any  # vertebra._rt.testing: hooks for tests only (untyped)

@@ -117,6 +117,14 @@ void RtLoop::set_estimator(std::shared_ptr<StateEstimator> est, bool always) {
   estimate_always_ = always;
 }
 
+void RtLoop::set_heartbeat(std::shared_ptr<Heartbeat> hb) {
+  check_configurable("set_heartbeat()");
+  if (hb && cfg_.lockstep)
+    throw std::invalid_argument("RtLoop: set_heartbeat(): a lockstep loop ticks only when asked, so its heartbeat "
+                                "would stop between calls; valid: a real-time loop (lockstep: false), or no heartbeat");
+  hb_ = std::move(hb);
+}
+
 void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s) {
   check_configurable("set_chunk_scheduler()");
   if (s && s->config().dim != params_.n)
@@ -198,6 +206,12 @@ void RtLoop::tick() {
   // 1. read
   const Status rs = driver_->read(state_);
   snap_.last_read = rs;
+  // The guard holds the robot (it took over from a runtime it thought dead: this one, frozen, or a
+  // predecessor): another participant commands the motors, whatever DDS discovery shows (the
+  // guard's writer is silent until it takes over, so the driver does not count it). Two atomic loads
+  // in shared memory and a vDSO clock read.
+  const bool guard_holds = hb_ && hb_->guard_holding(mono_ns());
+  if (guard_holds) state_.lowcmd_conflict = true;
   const State* seen = &state_;
   if (estimator_) {
     // The active controller's contact plan (last tick's), then the estimate. A read without a new
@@ -251,10 +265,17 @@ void RtLoop::tick() {
   const int64_t now = driver_->now_ns();
   supervisor_.step(t, now, *seen, rs, last_write_, last_tick_ns_, period_ns_, targets_, inputs_, cmd_);
 
-  // 4. write
-  const Status ws = driver_->write(cmd_);
+  // 4. write -- withheld while the guard holds: the guard alone commands the motors then (its
+  // settle-then-cut poses must not be interleaved with this runtime's frames, damped or not). The
+  // heartbeat still beats, so that the guard re-arms on this runtime after the acknowledgement.
+  const Status ws = guard_holds ? Status::kOk : driver_->write(cmd_);
   snap_.last_write = ws;
   last_write_ = ws;
+  if (hb_) {  // the guard's heartbeat: atomic stores into shared memory (no system call)
+    const SafetyMode m = supervisor_.status().mode;
+    hb_->beat(t, mono_ns(), static_cast<int32_t>(m),
+              m == SafetyMode::kStandup || m == SafetyMode::kHold || m == SafetyMode::kActive, cmd_);
+  }
 
   // 5. publish
   const SupervisorStatus& ss = supervisor_.status();
@@ -294,8 +315,16 @@ void RtLoop::start() {
   check_driver_active("start()");
   std::lock_guard<std::mutex> lock(lifecycle_mutex_);
   if (running_.load(std::memory_order_acquire)) return;
+  if (hb_ && hb_->guard_holding(mono_ns())) {
+    const HeartbeatView v = hb_->view();
+    throw std::runtime_error("RtLoop: start(): the guard (vertebra guard, pid " + std::to_string(v.guard_pid) +
+                             ", heartbeat " + hb_->path() + ") holds the robot since it took over from runtime pid " +
+                             std::to_string(v.takeover_runtime_pid) + " (" + takeover_reason_name(v.takeover_reason) +
+                             "); valid: start after an operator's `vertebra guard ack --config <deploy>`");
+  }
   running_.store(true, std::memory_order_release);
   reported_.store(false);
+  if (hb_) hb_->attach_runtime(period_ns_);  // this process is the heartbeat's runtime (armed at its first tick)
   thread_ = std::thread([this] { thread_main(); });
   // Wait until the thread reported what the OS granted.
   while (!reported_.load(std::memory_order_acquire)) std::this_thread::yield();
@@ -305,7 +334,9 @@ void RtLoop::start() {
 void RtLoop::stop() {
   std::lock_guard<std::mutex> lock(lifecycle_mutex_);
   running_.store(false, std::memory_order_release);
+  const bool was_running = thread_.joinable();
   if (thread_.joinable()) thread_.join();
+  if (was_running && hb_) hb_->detach_runtime();  // a clean stop, not a death: the guard stands down
   reported_.store(false);
 }
 

@@ -30,6 +30,7 @@
 #include "core/modes.hpp"
 #include "drivers/driver.hpp"
 #include "estimation/estimator.hpp"
+#include "safety/heartbeat.hpp"
 #include "safety/supervisor.hpp"
 
 namespace vertebra {
@@ -140,6 +141,13 @@ class RtLoop {
   void set_estimator(std::shared_ptr<StateEstimator> est, bool always);
   std::shared_ptr<StateEstimator> estimator() const { return estimator_; }
   const LoopConfig& config() const { return cfg_; }
+  // Configuration time, real time only: after each tick's driver write, write the guard's heartbeat
+  // (safety/heartbeat.hpp: tick, write time, safety mode, standing, the command; a few atomic
+  // stores). start() attaches this process as the segment's runtime, stop() detaches it (a clean
+  // close: the guard does not take over). A lockstep loop is refused: it ticks only when asked, so
+  // its heartbeat would stop between calls. nullptr removes it.
+  void set_heartbeat(std::shared_ptr<Heartbeat> hb);
+  std::shared_ptr<Heartbeat> heartbeat() const { return hb_; }
 
  private:
   void tick();
@@ -160,6 +168,7 @@ class RtLoop {
   void check_driver_active(const char* what) const;
   std::shared_ptr<ChunkScheduler> chunks_;
   std::shared_ptr<StateEstimator> estimator_;
+  std::shared_ptr<Heartbeat> hb_;
   bool estimate_always_ = false;
   State ctl_state_{};      // what the controller and monitors see (the estimate's base, when used)
   ContactPlan plan_{};

@@ -38,7 +38,9 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
   for (double v : s.imu_gyro) if (!std::isfinite(v)) raise(FaultId::kNonFiniteState, -1, 0, cond);
 
   // attitude: armed modes, and STOPPING (a settle that tips over escalates); the base height only
-  // when armed (a settle lowers it on purpose). A robot hanging limp may be anywhere.
+  // when armed (a settle lowers it on purpose) and, in STANDUP, once the stand-up pose is reached (a
+  // stand-up rises from wherever the robot was: a crouch on the floor is below the fall height; tilt
+  // and rotation rate are watched all along). A robot hanging limp may be anywhere.
   const bool stopping = st_.mode == SafetyMode::kStopping;
   const uint64_t attitude_bits = fault_bit(FaultId::kTilt) | fault_bit(FaultId::kFall);
   const uint64_t joint_bits = fault_bit(FaultId::kJointSoftLimit) | fault_bit(FaultId::kJointHardLimit) |
@@ -51,7 +53,8 @@ void Supervisor::monitors(const State& s, Status read_status, Status write_statu
     const double rate = std::sqrt(s.imu_gyro[0] * s.imu_gyro[0] + s.imu_gyro[1] * s.imu_gyro[1] + s.imu_gyro[2] * s.imu_gyro[2]);
     if (cfg_.fall_tilt_deg > 0 && tilt_deg > cfg_.fall_tilt_deg) raise(FaultId::kFall, -1, tilt_deg, cond);
     else if (cfg_.fall_rate_rad_s > 0 && rate > cfg_.fall_rate_rad_s) raise(FaultId::kFall, -1, rate, cond);
-    else if (armed_now && cfg_.fall_height_m > 0 && (s.has_base_truth || s.base_estimated) && s.base_pos[2] < cfg_.fall_height_m)
+    else if (armed_now && !(st_.mode == SafetyMode::kStandup && !st_.pose_interpolated) && cfg_.fall_height_m > 0 &&
+             (s.has_base_truth || s.base_estimated) && s.base_pos[2] < cfg_.fall_height_m)
       raise(FaultId::kFall, -1, s.base_pos[2], cond);
   }
   // joints: armed modes and STOPPING (and while one of their faults is latched)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-COMMANDS = ("sim", "sim_bridge", "dds", "bench", "config", "serve", "policy", "train", "eval", "faults", "events")
+COMMANDS = ("run", "status", "teleop", "recover", "estop", "reload", "sim", "sim_bridge", "dds", "bench", "config", "serve", "policy", "train", "eval", "faults", "events", "service", "guard")
 
 
 def progress(enabled: bool) -> Callable[[str], None] | None:

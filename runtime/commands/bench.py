@@ -118,6 +118,37 @@ def run_dds(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_guard(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.guard import bench_guard
+    from vertebra.runtime.errors import VertebraError
+
+    if args.kills < 1 or args.no_settle_kills < 0:
+        print("vertebra bench guard: --kills must be >= 1 and --no-settle-kills >= 0", file=sys.stderr)
+        return 2
+    try:
+        out = bench_guard(args.robot, kills=args.kills, no_settle_kills=args.no_settle_kills, domain=args.domain,
+                          timeout_ms=args.timeout_ms, progress=progress(True))
+    except (VertebraError, RuntimeError, ValueError) as e:
+        print(f"vertebra bench guard: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{out['robot']}: SIGKILL of the standing runtime, {out['kills']} kills, heartbeat timeout "
+          f"{out['timeout_ms']:g} ms; rt/lowcmd writer {out['writer']}")
+    print(f"{'takeover (ms)':<44}{'p50':>9}{'p90':>9}{'max':>9}")
+    for key, label in (("takeover_ms_guard", "guard: first write - runtime's last write"),
+                       ("command_gap_ms_robot", "robot: largest gap between commands")):
+        r = out[key]
+        print(f"{label:<44}{r.get('p50', '-'):>9}{r.get('p90', '-'):>9}{r.get('max', '-'):>9}")
+    for phase, p in out["phases"].items():
+        v, h = p["peak_down_velocity_m_s"], p["height_drop_m"]
+        print(f"{phase:<10} {p['kills']} kills ({', '.join(p['reasons'])}): peak sink p50 {v.get('p50')} max "
+              f"{v.get('max')} m/s, height drop p50 {h.get('p50')} max {h.get('max')} m")
+    print("goals:", out["goals"])
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     robots = robot_names()
     b = subparsers.add_parser("bench", help="benchmarks that print JSON and compare against an in-run baseline",
@@ -172,3 +203,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bd.add_argument("--no-sdk", action="store_true", help="leave out the Unitree SDK part")
     bd.add_argument("--json", action="store_true", help="print one JSON object")
     bd.set_defaults(func=run_dds)
+
+    bg = bsub.add_parser("guard", help="the guard's takeover after a SIGKILL of the standing runtime (DDS, sim bridge)",
+                         description="A real-time sim bridge, the guard process and, per kill, a runtime child process "
+                                     "(real time, unitree_dds driver, heartbeat) that stands the G1 on the ground "
+                                     "(hoist procedure) and is then SIGKILLed. Reports the takeover time at the guard "
+                                     "(its first rt/lowcmd write minus the runtime's last driver write) and as the "
+                                     "robot sees it (the bridge's largest gap between consecutive commands), p50/max, "
+                                     "and the robot's peak downward velocity and height drop after the kill, with a "
+                                     "guard that settles first and one that damps at once.")
+    bg.add_argument("--robot", choices=["g1"], default="g1", help="robot (g1)")
+    bg.add_argument("--kills", type=int, default=20, help="kills with guard.settle on (default 20)")
+    bg.add_argument("--no-settle-kills", type=int, default=5, help="kills with guard.settle off (default 5)")
+    bg.add_argument("--timeout-ms", type=float, default=20.0, help="the guard's heartbeat timeout (default 20)")
+    bg.add_argument("--domain", type=int, default=None, help="DDS domain id (default: one of 220-232 for this run)")
+    bg.add_argument("--json", action="store_true", help="print one JSON object")
+    bg.set_defaults(func=run_guard)

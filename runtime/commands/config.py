@@ -32,6 +32,14 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"ok: deploy {deploy.file}: driver {deploy.driver.driver_name}, controller {deploy.controller}, "
               f"policy {deploy.policy or 'none'}, {deploy.rate_hz:g} Hz, "
               f"{'lockstep' if deploy.loop.lockstep else 'real time'}")
+        if deploy.driver.driver_name == "unitree_dds":
+            g = deploy.guard
+            print(f"ok: guard on heartbeat {deploy.heartbeat_name}: takes over after {g.timeout_ms:g} ms, "
+                  f"{'settle-then-cut, then ' if g.settle else ''}damping at {g.rate_hz:g} Hz" if g.enabled else
+                  "guard OFF (guard.enabled: false): nothing takes over if the runtime dies")
+        c = deploy.control
+        print(f"ok: control API: lease timeout {c.lease_timeout_s:g} s, status {c.status_rate_hz:g} Hz"
+              + (f", TCP {c.tcp} with CURVE" if c.tcp else ", Unix socket only"))
     print(f"ok: {cfg.name} ({cfg.description}), {cfg.n_joints} joints, URDF {cfg.urdf_path}")
     print(f"ok: safety {safety.file}: {len(safety.settle)} settle keyframes "
           f"({safety.settle_duration_s():g} s), e-stop {safety.estop}")

@@ -45,8 +45,37 @@ def run_check(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def run_service_swap(args: argparse.Namespace) -> int:
+    """The swap through the running service: checked against the robot and its chunk layout, an event."""
+    from vertebra.runtime.errors import VertebraError
+    from vertebra.tools.operator import connect, fail, with_lease
+
+    try:
+        c = connect(args, "policy-swap")
+    except VertebraError as e:
+        return fail("policy swap", e, 2)
+    try:
+        acquired = with_lease(c, args)
+        try:
+            reply = c.call("policy_swap", timeout_s=args.timeout, name=args.name)
+        finally:
+            if acquired:
+                c.give_back()
+    except VertebraError as e:
+        return fail("policy swap", e)
+    finally:
+        c.close()
+    print(json.dumps({"policy": reply["policy"], "changed": reply["changed"], "from": reply.get("from")})
+          if args.json else f"active: {reply['policy']}" + (f" (was {reply['from']})" if reply.get("changed") else
+                                                            " (unchanged)"))
+    return 0
+
+
 def run_swap(args: argparse.Namespace) -> int:
     from vertebra.policies.client import PolicyClient, PolicyError
+
+    if args.config or args.socket or args.tcp:
+        return run_service_swap(args)
 
     from vertebra.policies.endpoint import default_endpoint
 
@@ -79,13 +108,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pc.add_argument("--json", action="store_true", help="print one JSON object")
     pc.set_defaults(func=run_check)
 
-    ps = posub.add_parser("swap", help="switch the server's active policy (the runtime blends it in)",
-                          description="Load, then activate, a policy on a running server. The runtime's chunk "
-                                      "scheduler keeps executing the current chunk and cross-fades into the new "
-                                      "policy's first chunk, so no tick is left without a target.")
+    ps = posub.add_parser("swap", help="switch the running policy (the runtime blends it in)",
+                          description="With --config (or --socket/--tcp): through the running service (`vertebra "
+                                      "run`), which checks the package against the robot and its chunk layout, swaps "
+                                      "it in at a chunk boundary and logs the swap (needs the lease: acquired here, or "
+                                      "--lease). With --server: load, then activate, a policy on a bare policy server. "
+                                      "Either way the chunk scheduler keeps executing the current chunk and "
+                                      "cross-fades into the new policy's first chunk, so no tick is left without a "
+                                      "target.")
     ps.add_argument("name", help="policy name from the server config")
     ps.add_argument("--server", default=None,
-                    help="server endpoint (default: the server's default, ipc:// in the per-user runtime directory)")
-    ps.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the load (default 30)")
+                    help="a bare server's endpoint (default: the server's default, ipc:// in the per-user runtime "
+                         "directory)")
+    from vertebra.tools.operator import add_connection_arguments
+
+    add_connection_arguments(ps, lease=True)
+    ps.set_defaults(timeout=30.0)
     ps.add_argument("--json", action="store_true", help="print the new policy's metadata as JSON")
     ps.set_defaults(func=run_swap)

@@ -78,10 +78,12 @@ dds_entity_t DdsParticipant::topic(const dds_topic_descriptor_t* desc, const std
   return t;
 }
 
-DdsWriter::DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic) {
+DdsWriter::DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic,
+                     const std::string& user_data) {
   dds_qos_t* q = dds_create_qos();
   dds_qset_reliability(q, DDS_RELIABILITY_RELIABLE, DDS_MSECS(10));
   dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
+  if (!user_data.empty()) dds_qset_userdata(q, user_data.data(), user_data.size());
   wr_ = dds_create_writer(p.handle(), p.topic(desc, topic), q, nullptr);
   dds_delete_qos(q);
   check(wr_, ("create writer " + topic).c_str());
@@ -98,11 +100,12 @@ int DdsWriter::matched_readers() const {
 
 DdsReader::DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic,
                      size_t sample_size, std::function<void(const void*)> on_sample, bool reliable,
-                     Delivery delivery)
+                     Delivery delivery, std::string ignore_user_data_prefix)
     : desc_(desc),
       owns_contents_((desc->m_flagset & DDS_TOPIC_FIXED_SIZE) == 0),
       size_(sample_size),
       on_sample_(std::move(on_sample)),
+      ignore_prefix_(std::move(ignore_user_data_prefix)),
       buf_(sample_size) {
   dds_qos_t* q = dds_create_qos();
   dds_qset_reliability(q, reliable ? DDS_RELIABILITY_RELIABLE : DDS_RELIABILITY_BEST_EFFORT, DDS_MSECS(10));
@@ -151,8 +154,59 @@ void DdsReader::run() {
   }
 }
 
-void DdsReader::on_matched(dds_entity_t, const dds_subscription_matched_status_t status, void* self) {
-  static_cast<DdsReader*>(self)->matched_.store(static_cast<int>(status.current_count), std::memory_order_release);
+namespace {
+// The user_data of one matched writer ("" when it has none or it is no longer matched).
+std::string writer_user_data(dds_entity_t reader, dds_instance_handle_t ih) {
+  std::string out;
+  dds_builtintopic_endpoint_t* ep = dds_get_matched_publication_data(reader, ih);
+  if (!ep) return out;
+  void* value = nullptr;
+  size_t sz = 0;
+  if (ep->qos && dds_qget_userdata(ep->qos, &value, &sz) && value) out.assign(static_cast<const char*>(value), sz);
+  if (value) dds_free(value);  // dds_qget_userdata allocates a copy (sz + 1 bytes), or leaves it null
+  dds_builtintopic_free_endpoint(ep);
+  return out;
+}
+constexpr size_t kMaxMatched = 64;  // writers looked at per recount; more are counted, never ignored
+}  // namespace
+
+void DdsReader::on_matched(dds_entity_t reader, const dds_subscription_matched_status_t status, void* arg) {
+  auto* self = static_cast<DdsReader*>(arg);
+  const int current = static_cast<int>(status.current_count);
+  if (self->ignore_prefix_.empty())
+    self->matched_.store(current, std::memory_order_release);
+  else
+    self->recount(reader, current);
+}
+
+void DdsReader::recount(dds_entity_t reader, int current) {
+  // Cyclone's listener thread (not the tick): the matched set has already changed when the
+  // listener runs (the reader's connection is added or dropped before the status callback).
+  dds_instance_handle_t h[kMaxMatched];
+  const dds_return_t n = dds_get_matched_publications(reader, h, kMaxMatched);
+  if (n < 0) {  // the reader is going away: count what the status says, ignore nothing
+    matched_.store(current, std::memory_order_release);
+    ignored_.store(0, std::memory_order_release);
+    return;
+  }
+  int ignored = 0;
+  const size_t seen = static_cast<size_t>(n) < kMaxMatched ? static_cast<size_t>(n) : kMaxMatched;
+  for (size_t i = 0; i < seen; ++i)
+    if (writer_user_data(reader, h[i]).compare(0, ignore_prefix_.size(), ignore_prefix_) == 0) ++ignored;
+  matched_.store(static_cast<int>(n) - ignored, std::memory_order_release);
+  ignored_.store(ignored, std::memory_order_release);
+}
+
+std::vector<std::string> DdsReader::matched_writer_user_data() const {
+  std::vector<dds_instance_handle_t> h(kMaxMatched);
+  dds_return_t n = dds_get_matched_publications(rd_, h.data(), h.size());
+  if (n > static_cast<dds_return_t>(h.size())) {
+    h.resize(static_cast<size_t>(n));
+    n = dds_get_matched_publications(rd_, h.data(), h.size());
+  }
+  std::vector<std::string> out;
+  for (dds_return_t i = 0; i < n && i < static_cast<dds_return_t>(h.size()); ++i) out.push_back(writer_user_data(rd_, h[i]));
+  return out;
 }
 
 int DdsReader::matched_writers() const {

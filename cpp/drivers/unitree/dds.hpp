@@ -3,8 +3,8 @@
 // driver config, best-effort keep-last-1 readers (they match any writer: the robot's, Unitree's
 // SDK, ours) and reliable keep-last-1 writers (they match any reader), and a reader thread that
 // takes each new sample into a zeroed buffer (so the struct's padding is zero when its CRC is
-// checked) and hands it to a callback. Configuration time only, except write() and
-// matched_writers_now() (tick). Types with strings or sequences (unitree_api Request_/Response_)
+// checked) and hands it to a callback. Configuration time only, except write(),
+// matched_writers_now() and ignored_writers_now() (tick). Types with strings or sequences (unitree_api Request_/Response_)
 // are taken the same way; the reader frees what DDS allocated for them after the callback.
 #pragma once
 
@@ -42,15 +42,25 @@ class DdsParticipant {
   dds_entity_t domain_ = 0, pp_ = 0;
 };
 
+// The guard's rt/lowcmd writer carries this prefix in its QoS user_data, then its heartbeat's name
+// ("vertebra-guard/1 vertebra-g1"; cpp/drivers/unitree/dds_guard.hpp). The driver's conflict
+// detection does not count such a writer (it publishes only while the guard holds, and the runtime
+// learns that from the heartbeat segment, not from DDS).
+inline constexpr const char* kGuardUserDataPrefix = "vertebra-guard/1 ";
+
 class DdsWriter {
  public:
-  DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic);
+  // `user_data`: the writer's USER_DATA QoS (dds_qset_userdata; readers see it in the matched
+  // publication's QoS), "" for none.
+  DdsWriter(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic,
+            const std::string& user_data = "");
   ~DdsWriter();  // deletes the writer: its readers see it leave (discovery), e.g. a service stopping
   DdsWriter(const DdsWriter&) = delete;
   DdsWriter& operator=(const DdsWriter&) = delete;
   // [tick] 0 on success, else the DDS return code.
   int write(const void* sample) { return dds_write(wr_, sample); }
   int matched_readers() const;
+  dds_entity_t handle() const { return wr_; }
 
  private:
   dds_entity_t wr_ = 0;
@@ -68,20 +78,30 @@ class DdsReader {
  public:
   // reliable: only for a peer known to write reliably (the bridge and the driver in lockstep, where
   // no sample may be lost); best effort matches every writer (a robot's, Unitree's SDK).
+  // ignore_user_data_prefix: matched writers whose QoS user_data starts with it are not counted by
+  // matched_writers_now() (they are by ignored_writers_now()); "" counts every writer.
   DdsReader(DdsParticipant& p, const dds_topic_descriptor_t* desc, const std::string& topic, size_t sample_size,
             std::function<void(const void*)> on_sample, bool reliable = false,
-            Delivery delivery = Delivery::kReceiveThread);
+            Delivery delivery = Delivery::kReceiveThread, std::string ignore_user_data_prefix = "");
   ~DdsReader();
   DdsReader(const DdsReader&) = delete;
   DdsReader& operator=(const DdsReader&) = delete;
-  // Writers matched now (DDS discovery; a writer of this participant counts too), asking DDS.
+  // Writers matched now (DDS discovery; a writer of this participant counts too), asking DDS;
+  // ignored ones included.
   int matched_writers() const;
-  // [tick] The same, as DDS's subscription-matched listener last reported it: one atomic load, no
-  // lock, so the tick can watch who else writes a topic.
+  // Configuration time: the QoS user_data of each writer matched now ("" for a writer without),
+  // asking DDS (dds_get_matched_publications, dds_get_matched_publication_data).
+  std::vector<std::string> matched_writer_user_data() const;
+  // [tick] The matched writers, less the ignored ones, as DDS's subscription-matched listener last
+  // counted them: one atomic load, no lock, so the tick can watch who else writes a topic. With an
+  // ignore prefix the listener (Cyclone's thread, off the tick) recounts from the matched
+  // publications' QoS on every change.
   int matched_writers_now() const { return matched_.load(std::memory_order_acquire); }
+  int ignored_writers_now() const { return ignored_.load(std::memory_order_acquire); }
 
  private:
   static void on_matched(dds_entity_t reader, const dds_subscription_matched_status_t status, void* self);
+  void recount(dds_entity_t reader, int current);  // the listener, with an ignore prefix
   static void on_data(dds_entity_t reader, void* self);
   void run();  // kOwnThread
   dds_entity_t rd_ = 0, ws_ = 0, stop_ = 0;
@@ -89,7 +109,8 @@ class DdsReader {
   bool owns_contents_;  // the type has strings/sequences: free them after each sample
   size_t size_;
   std::function<void(const void*)> on_sample_;
-  std::atomic<int> matched_{0};
+  std::string ignore_prefix_;
+  std::atomic<int> matched_{0}, ignored_{0};
   std::vector<unsigned char> buf_;  // the sample buffer (of the one thread that takes)
   std::thread thread_;               // kOwnThread
 };

@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "drivers/unitree/unitree_crc.hpp"
+#include "safety/heartbeat.hpp"
 
 namespace vertebra::unitree {
 
@@ -67,10 +69,12 @@ void UnitreeDdsDriver::on_configure(const DriverInit& init) {
   reader_ = std::make_unique<DdsReader>(*pp_, state_desc(opt_.messages), opt_.lowstate_topic, size,
                                         [this](const void* m) { on_state(m); }, opt_.lockstep);
   // Who else publishes rt/lowcmd (the built-in motion service, a second controller): a reader of
-  // our own that counts matched writers (ours included).
+  // our own that counts matched writers (ours included), less the guard's (its user_data names it:
+  // it is silent until it takes over, and the loop sees that in the heartbeat segment).
   cmd_watch_ = std::make_unique<DdsReader>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic,
                                            opt_.messages == Messages::kHg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
-                                           [](const void*) {});
+                                           [](const void*) {}, false, Delivery::kReceiveThread,
+                                           kGuardUserDataPrefix);
   // Unitree's built-in motion service: its state topic (a publisher: the service runs) and the
   // motion_switcher that starts and stops it. Made here so discovery runs while we wait for state.
   sport_watch_ = std::make_unique<DdsReader>(*pp_, &unitree_go_msg_dds__SportModeState__desc, opt_.sportmodestate_topic,
@@ -285,14 +289,45 @@ void UnitreeDdsDriver::check_motion_service() {
   service_mode_.clear();
 }
 
+void UnitreeDdsDriver::check_guard(const std::string& heartbeat) {
+  // A guard's writer on rt/lowcmd: silent while it watches, publishing while it holds. Its segment
+  // (same machine: the guard reads the runtime's heartbeat in /dev/shm) says which.
+  if (!Heartbeat::exists(heartbeat)) return;  // a guard of another machine's runtime: not ours to ask
+  std::unique_ptr<Heartbeat> hb;
+  try {
+    hb = std::make_unique<Heartbeat>(heartbeat, false);
+  } catch (const std::exception&) {
+    return;  // not a segment of this layout: that guard cannot be holding for this runtime either
+  }
+  const HeartbeatView v = hb->view();
+  const ProcessInfo p = process_info(v.guard_pid);
+  const bool alive = v.guard_pid != 0 && p.exists && !p.exiting() && p.start_time == v.guard_start_time;
+  if (!alive || !hb->guard_holding(v.now_ns)) return;
+  throw std::runtime_error(
+      "unitree_dds: the guard (vertebra guard, pid " + std::to_string(v.guard_pid) + ", heartbeat " + hb->path() +
+      ") holds the robot: it took over " + opt_.lowcmd_topic + " from runtime pid " +
+      std::to_string(v.takeover_runtime_pid) + " (" + takeover_reason_name(v.takeover_reason) +
+      ") and commands the motors until an operator acknowledges. With the robot safe, run `vertebra guard ack "
+      "--config <deploy>`, then activate again");
+}
+
 void UnitreeDdsDriver::on_activate() {
   // Give discovery a moment (the robot's endpoints, the motion service, other controllers).
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   // 1. Unitree's motion service still controls the robot: refuse, or release it when told to.
   check_motion_service();
   // 2. Another publisher of rt/lowcmd: a second controller is connected (or a motion service that
-  // neither answers motion_switcher nor publishes its state). Count writers other than ours.
-  const int writers = cmd_watch_->matched_writers();
+  // neither answers motion_switcher nor publishes its state). Count writers other than ours and the
+  // guard's; a guard that holds the robot (its heartbeat segment, named by its user_data) refuses.
+  int writers = 0;
+  for (const std::string& ud : cmd_watch_->matched_writer_user_data()) {
+    const std::string prefix = kGuardUserDataPrefix;
+    if (ud.compare(0, prefix.size(), prefix) != 0) {
+      ++writers;
+      continue;
+    }
+    check_guard(ud.substr(prefix.size()));
+  }
   if (writers > 1)
     throw std::runtime_error(
         "unitree_dds: another participant publishes " + opt_.lowcmd_topic + " (" + std::to_string(writers - 1) +
@@ -340,7 +375,7 @@ DdsCounters UnitreeDdsDriver::counters() const {
   c.commands = commands_.load();
   c.write_errors = write_errors_.load();
   c.lockstep_timeouts = lockstep_timeouts_.load();
-  c.lowcmd_writers = cmd_watch_ ? cmd_watch_->matched_writers_now() - 1 : 0;
+  c.lowcmd_writers = cmd_watch_ ? std::max(0, cmd_watch_->matched_writers_now() - 1) : 0;  // the guard's not counted
   c.sportmodestate_writers = sport_watch_ ? sport_watch_->matched_writers_now() : 0;
   c.sportmodestates = sportmodestates_.load();
   c.motion_service_answered = service_answered_;

@@ -20,10 +20,18 @@
 //     release it, unless release_motion_service is set: then activate() sends ReleaseMode and waits
 //     until CheckMode names no mode and rt/sportmodestate has no publisher. No answer within
 //     motion_service_timeout_s means no service (a robot or bridge without one): counted, not an error.
-//  2. Another rt/lowcmd writer (a second controller): refused.
+//  2. Another rt/lowcmd writer (a second controller): refused. The guard's writer (`vertebra
+//     guard`, dds_guard.hpp) is not another controller: it exists from the guard's start, silent
+//     while it watches, and carries QoS user_data "vertebra-guard/1 <heartbeat name>"
+//     (kGuardUserDataPrefix). It is not counted; instead activate() opens that heartbeat segment and
+//     refuses while the guard holds the robot (state holding, guard process alive and beating).
 // While active, read() sets State::lowcmd_conflict when another participant writes rt/lowcmd or
 // publishes rt/sportmodestate (the motion service back): DDS discovery, read from an atomic the
-// subscription-matched listener keeps (no lock, no blocking); the supervisor raises lowcmd_conflict.
+// subscription-matched listener keeps (no lock, no blocking; the listener recounts from the
+// matched publications' user_data, on Cyclone's thread); the supervisor raises lowcmd_conflict.
+// The guard's writer never counts here: a guard holding the robot is the loop's business, which
+// reads it from the heartbeat segment every tick (RtLoop: lowcmd_conflict, and no write).
+// counters().lowcmd_writers counts the other writers, the guard's not included.
 // Go2 foot forces (LowState_.foot_force) arrive in State::foot_force (has_foot_force); the G1 has none.
 #pragma once
 
@@ -74,7 +82,7 @@ struct UnitreeDdsOptions {
 
 struct DdsCounters {
   uint64_t states = 0, crc_errors = 0, commands = 0, write_errors = 0, lockstep_timeouts = 0;
-  int lowcmd_writers = 0;          // other participants publishing rt/lowcmd now
+  int lowcmd_writers = 0;          // other participants publishing rt/lowcmd now (a guard's writer not counted)
   int sportmodestate_writers = 0;  // publishers of rt/sportmodestate now (the motion service)
   uint64_t sportmodestates = 0;    // rt/sportmodestate samples seen
   // motion_switcher, as the last activate() found it: answered (false: no service answered
@@ -117,6 +125,7 @@ class UnitreeDdsDriver final : public Driver {
   void on_state(const void* msg);
   void publish(const Command& cmd);
   void check_motion_service();
+  void check_guard(const std::string& heartbeat);  // activate(): throws while that guard holds
   bool lowcmd_conflict_now() const;
   UnitreeDdsOptions opt_;
   MotorMap map_;

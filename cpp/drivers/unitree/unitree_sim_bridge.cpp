@@ -129,6 +129,17 @@ void UnitreeSimBridge::on_command(const void* msg) {
     commands_.fetch_add(1, std::memory_order_relaxed);
   }
   last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
+  if (ok) {
+    const int64_t now = steady_ns();
+    std::lock_guard<std::mutex> lock(stream_mutex_);
+    if (stream_last_ns_ != 0 && now - stream_last_ns_ > stream_max_gap_ns_) {
+      stream_max_gap_ns_ = now - stream_last_ns_;
+      stream_max_end_ns_ = now;
+    }
+    stream_last_ns_ = now;
+    ++stream_samples_;
+    last_valid_ = c;
+  }
   if (opt_.lockstep) {
     std::lock_guard<std::mutex> lock(step_mutex_);
     if (ok) current_ = c;
@@ -214,6 +225,32 @@ BridgeCounters UnitreeSimBridge::counters() const {
     c.motion_service_mode = service_mode_;
   }
   return c;
+}
+
+CommandStream UnitreeSimBridge::command_stream() const {
+  const int64_t now = steady_ns();
+  std::lock_guard<std::mutex> lock(stream_mutex_);
+  CommandStream c;
+  c.samples = stream_samples_;
+  c.max_gap_ms = stream_max_gap_ns_ * 1e-6;
+  c.max_gap_end_ns = stream_max_end_ns_;
+  c.since_reset_s = stream_reset_ns_ ? (now - stream_reset_ns_) * 1e-9 : 0.0;
+  c.last_age_ms = stream_samples_ ? (now - stream_last_ns_) * 1e-6 : -1.0;
+  return c;
+}
+
+void UnitreeSimBridge::reset_command_stream() {
+  std::lock_guard<std::mutex> lock(stream_mutex_);
+  // The newest sample's time stays: the first gap after a reset is measured from the last command
+  // before it (a reset just before a kill still sees the whole gap).
+  stream_reset_ns_ = steady_ns();
+  stream_max_gap_ns_ = stream_max_end_ns_ = 0;
+  stream_samples_ = 0;
+}
+
+Command UnitreeSimBridge::last_command() const {
+  std::lock_guard<std::mutex> lock(stream_mutex_);
+  return last_valid_;
 }
 
 void UnitreeSimBridge::set_remote(const RemoteState& r) { remote_.store(r); }

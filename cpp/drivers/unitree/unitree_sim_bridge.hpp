@@ -59,6 +59,17 @@ struct BridgeCounters {
   std::string motion_service_mode;  // "" when released
 };
 
+// The command stream as the robot received it (valid rt/lowcmd frames, from every writer), since
+// the last reset_command_stream(): what a takeover looks like from the motors' side. The first gap
+// after a reset is measured from the newest command before it.
+struct CommandStream {
+  uint64_t samples = 0;           // valid commands received
+  double max_gap_ms = 0;          // the largest gap between two consecutive ones
+  int64_t max_gap_end_ns = 0;     // steady_ns() of the command that ended it
+  double since_reset_s = 0;
+  double last_age_ms = -1;        // since the newest one (-1: none since the reset)
+};
+
 class UnitreeSimBridge {
  public:
   // `sim`: a configured MujocoDriver; the bridge activates it.
@@ -75,6 +86,11 @@ class UnitreeSimBridge {
   void select_motion_service(const std::string& mode);
   void release_motion_service();
   bool motion_service_active() const { return service_active_.load(std::memory_order_acquire); }
+  // The received command stream (largest gap between consecutive valid commands), and the newest
+  // valid command as decoded (per joint q, dq, kp, kd, tau_ff), for measurements and tests.
+  CommandStream command_stream() const;
+  void reset_command_stream();
+  Command last_command() const;
 
  private:
   RpcAnswer on_motion_switcher(int64_t api_id, const std::string& parameter);
@@ -110,6 +126,10 @@ class UnitreeSimBridge {
   std::atomic<uint64_t> commands_{0}, crc_errors_{0}, states_{0}, corrupted_sent_{0}, dropped_sent_{0};
   std::atomic<uint64_t> ignored_commands_{0}, sportmodestates_{0};
   std::atomic<int64_t> last_command_ns_{0};
+  mutable std::mutex stream_mutex_;  // the stream statistics (the receive thread and the caller)
+  int64_t stream_reset_ns_ = 0, stream_last_ns_ = 0, stream_max_gap_ns_ = 0, stream_max_end_ns_ = 0;
+  uint64_t stream_samples_ = 0;
+  Command last_valid_{};
   std::atomic<bool> running_{false};
   std::thread thread_;
 };

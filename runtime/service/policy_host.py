@@ -1,0 +1,254 @@
+"""The service's policies: the policy server (a local `vertebra serve` the service starts and
+supervises, or a remote endpoint), the runner that turns observations into action chunks for the
+C++ chunk scheduler, and swaps.
+
+The runner is a Python thread at the policy's rate, never on the tick: each step it reads the loop's
+snapshot, sends the observation, and pushes the reply's chunk, time-stamped from the observation's
+time, into the scheduler, which interpolates it at tick rate (and blends one chunk into the next).
+While a step is late the scheduler keeps playing the previous chunk; when chunks run out the
+supervisor's starvation monitor holds, then stops, the robot.
+
+Swaps keep the scheduler (its action layout is fixed when the loop is configured): the new package
+is checked against the robot and against that layout, loaded by the server next to the old one,
+then made active; the runner's next chunk comes from it and is blended in at a chunk boundary, so
+no tick goes without a target. A package with another layout is refused (restart the service).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vertebra.runtime.errors import VertebraError
+
+
+class PolicyRefused(VertebraError):
+    """A policy that cannot run here (wrong robot, layout, inputs this runtime cannot give)."""
+
+
+def _layout(spec: Any) -> tuple[str, tuple[str, ...]]:
+    return spec.action_space, tuple(spec.targets)
+
+
+class PolicyHost:
+    def __init__(self, deploy: Any, robot: Any, event: Callable[..., None], say: Callable[[str], None]):
+        from vertebra.policies.server_config import ServerConfig
+
+        self.deploy, self.robot, self.event, self.say = deploy, robot, event, say
+        if deploy.policy_path is None:
+            raise PolicyRefused("the deploy config names no policy server (policy:); remote servers are named by "
+                                "policy_remote")
+        self.server_cfg = ServerConfig.load(deploy.policy_path)
+        self.active = deploy.active_policy or self.server_cfg.default
+        self.specs: dict[str, Any] = {}
+        self.spec = self.check(self.active)
+        self.layout = _layout(self.spec)
+        self.sched: Any = None
+        self.server: Any = None
+        self.client: Any = None
+        self.running = False         # the runner pushes chunks
+        self.command = np.zeros(len(self.spec.command_names), np.float32)
+        self.instruction = ""
+        self.steps = self.outages = self.restarts = 0
+        self.latency_us: list[float] = []
+        self.last_error = ""
+        self.server_state = "stopped"
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- checks -------------------------------------------------------------------------------
+    def check(self, name: str) -> Any:
+        """The package `name` of the server config, checked against the robot (PolicyRefused says why)."""
+        from vertebra.policies.actions import wbc_target_names
+        from vertebra.policies.package import PolicyPackage, check_against_robot
+
+        if name not in self.server_cfg.policies:
+            raise PolicyRefused(f"no policy '{name}' in {self.deploy.policy_path}; policies: "
+                                + ", ".join(self.server_cfg.policies))
+        entry = self.server_cfg.policies[name]
+        if entry["kind"] != "package":
+            raise PolicyRefused(f"policy '{name}' is a {entry['kind']} entry, not a package: it cannot drive a robot")
+        spec = PolicyPackage.load(entry["path"]).spec
+        problems = check_against_robot(spec, self.robot, wbc_targets=wbc_target_names(self.robot))
+        if spec.cameras:
+            problems.append(f"inputs.cameras: the package needs camera(s) {', '.join(c.name for c in spec.cameras)}; "
+                            "this runtime has no camera source")
+        if spec.action_space == "wbc_targets" and self.deploy.controller != "wbc":
+            problems.append(f"outputs.action_space: wbc_targets needs controller: wbc (the deploy config runs "
+                            f"{self.deploy.controller})")
+        if problems:
+            raise PolicyRefused(f"policy '{name}' does not fit {self.robot.name}: " + "; ".join(problems))
+        self.specs[name] = spec
+        return spec
+
+    # -- configuration (before the loop ticks) ------------------------------------------------
+    def configure(self, rt: Any) -> None:
+        from vertebra import _rt
+
+        spec = self.spec
+        self.sched = _rt.ChunkScheduler(len(spec.targets), mode="keep_prefix", prefix_s=0.0, blend_s=0.04)
+        if spec.action_space == "joint_targets":
+            _rt.set_chunk_scheduler(rt.loop, self.sched)
+        else:
+            _rt.set_chunk_scheduler(rt.loop, self.sched, rt.active_mode, list(spec.targets))
+        self.rt = rt
+
+    # -- the server ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._start_server()
+        for target, name in ((self._supervise, "vertebra-policy-supervisor"), (self._run, "vertebra-policy-runner")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _server_config(self) -> dict[str, Any]:
+        cfg = self.server_cfg.to_dict()
+        cfg["default"] = self.active
+        return cfg
+
+    def _start_server(self) -> None:
+        from vertebra.policies.evaluate import ServerProcess
+
+        self.server_state = "starting"
+        server = ServerProcess(config=self._server_config(), prefix=f"run-{os.getpid()}-")
+        try:
+            client = server.client(list(self.robot.joint_names), timeout_s=60.0, shared_memory=True)
+        except BaseException:
+            server.close()
+            self.server_state = "failed"
+            raise
+        with self._lock:
+            self.server, self.client = server, client
+        self.server_state = "running"
+        self.event("policy_server", state="running", policy=self.active, pid=server.proc.pid)
+
+    def _supervise(self) -> None:
+        backoff = 1.0
+        while not self._stop.wait(0.2):
+            server = self.server
+            if server is None or server.proc.poll() is None:
+                continue
+            code = server.proc.returncode
+            self.server_state = "restarting"
+            self.event("policy_server", state="exited", code=code, restart_in_s=backoff)
+            self.say(f"the policy server exited with code {code}; restarting it in {backoff:g} s")
+            with self._lock:
+                self.client = None
+            try:
+                server.close()
+            except Exception:  # noqa: BLE001
+                pass
+            if self._stop.wait(backoff):
+                return
+            try:
+                self._start_server()
+                self.restarts += 1
+                backoff = 1.0
+            except Exception as e:  # noqa: BLE001 - keep trying, slower
+                self.last_error = f"restart failed: {e}"
+                self.event("policy_server", state="restart_failed", error=str(e))
+                backoff = min(30.0, backoff * 2)
+
+    # -- the runner ---------------------------------------------------------------------------
+    def observation(self, snap: dict[str, Any]) -> dict[str, Any]:
+        st = snap["state"]
+        obs: dict[str, Any] = {"state": {"q": np.asarray(st["q"], np.float32), "dq": np.asarray(st["dq"], np.float32)}}
+        if self.spec.command_names:
+            obs["command"] = self.command
+        if self.spec.instruction_input:
+            obs["instruction"] = self.instruction
+        return obs
+
+    def step(self) -> bool:
+        """One policy step now: observation -> chunk -> scheduler. False when no chunk came."""
+        from vertebra.policies.client import PolicyError
+
+        client = self.client
+        if client is None:
+            return False
+        snap = self.rt.loop.snapshot()
+        t_obs = int(round(float(snap["time_s"]) * 1e9))
+        dt_ns = int(round(1e9 / self.spec.rate_hz))
+        t0 = time.perf_counter_ns()
+        try:
+            with self._lock:
+                reply = client.infer(self.observation(snap), timeout_s=max(0.05, self.spec.chunk_length / self.spec.rate_hz / 2))
+        except (TimeoutError, PolicyError, RuntimeError, OSError) as e:
+            self.outages += 1
+            self.last_error = str(e)
+            return False
+        self.latency_us.append((time.perf_counter_ns() - t0) / 1e3)
+        del self.latency_us[:-500]
+        actions = np.asarray(reply["actions"], np.float64)
+        start = t_obs + dt_ns if self.spec.action_space == "joint_targets" else t_obs
+        self.sched.push(start, dt_ns, actions)
+        self.steps += 1
+        return True
+
+    def _run(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            period = 1.0 / self.spec.rate_hz
+            if not self.running:
+                self._stop.wait(period)
+                next_t = time.monotonic()
+                continue
+            self.step()
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_t = time.monotonic()
+
+    # -- swaps --------------------------------------------------------------------------------
+    def swap(self, name: str) -> dict[str, Any]:
+        """Make `name` the running policy (checked first; the old one runs until the new one answers)."""
+        if name == self.active:
+            return {"policy": name, "changed": False}
+        spec = self.check(name)
+        if _layout(spec) != self.layout:
+            raise PolicyRefused(f"policy '{name}' drives {spec.action_space} {list(spec.targets)[:4]}...; this runtime's "
+                                f"chunk scheduler was configured for {self.layout[0]} of '{self.spec.name}': restart "
+                                "the service to run it")
+        client = self.client
+        if client is None:
+            raise PolicyRefused("the policy server is not running (restarting); try again")
+        old = self.active
+        t0 = time.monotonic()
+        client.call({"type": "load", "name": name}, timeout_s=60.0)  # built next to the running one
+        with self._lock:
+            client.call({"type": "swap", "name": name}, timeout_s=10.0)
+            client.hello(list(self.robot.joint_names))  # the new policy's metadata and mapping
+            self.active, self.spec = name, spec
+            if len(spec.command_names) != len(self.command):
+                self.command = np.zeros(len(spec.command_names), np.float32)
+        self.event("policy_swap", **{"from": old, "to": name, "package_sha256": spec.model_sha256,
+                                     "took_s": round(time.monotonic() - t0, 3)})
+        return {"policy": name, "changed": True, "from": old}
+
+    def status(self) -> dict[str, Any]:
+        lat = np.asarray(self.latency_us[-200:]) if self.latency_us else None
+        return {"name": self.active, "version": self.spec.version, "action_space": self.spec.action_space,
+                "rate_hz": self.spec.rate_hz, "running": self.running, "server": self.server_state,
+                "steps": self.steps, "outages": self.outages, "restarts": self.restarts,
+                "latency_us": None if lat is None else {"p50": round(float(np.percentile(lat, 50)), 1),
+                                                       "max": round(float(lat.max()), 1)},
+                "last_error": self.last_error, "available": list(self.server_cfg.policies)}
+
+    def close(self) -> None:
+        self.running = False
+        self._stop.set()
+        for t in self._threads:
+            t.join(3.0)
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        self.server_state = "stopped"

@@ -1,0 +1,324 @@
+"""The service (`vertebra run`) in this process, on the in-process simulator in real time (the Go2
+hanging in its hoist): the control API's
+leases and gates, e-stop without a lease, bad and fuzzed requests, episodes and policy swaps, the
+systemd watchdog against a stalled driver, and the TCP endpoint's client allowlist.
+
+The end-to-end test over DDS, in separate processes, is test_service_e2e.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import yaml
+
+from vertebra.runtime.config import REPO_ROOT
+from vertebra.runtime.deploy import DeployConfig
+from vertebra.runtime.service.client import ControlClient, ControlError, ServiceUnreachable
+from vertebra.runtime.service.notify import Notifier, NotifyListener
+from vertebra.runtime.service.service import Service, ServiceError
+
+
+def second_package(tmp: Path) -> Path:
+    """A second policy for swaps: the shipped go2_pose package under another name."""
+    dst = tmp / "go2_pose_b"
+    shutil.copytree(REPO_ROOT / "policies" / "packages" / "go2_pose", dst)
+    meta = yaml.safe_load((dst / "policy.yaml").read_text())
+    meta["name"], meta["version"] = "go2_pose_b", "2"
+    (dst / "policy.yaml").write_text(yaml.safe_dump(meta))
+    return dst
+
+
+def write_deploy(tmp: Path, **extra) -> Path:
+    server = {"robot": "go2", "default": "go2_pose",
+              "policies": {"go2_pose": {"kind": "package", "path": str(REPO_ROOT / "policies/packages/go2_pose")},
+                           "go2_pose_b": {"kind": "package", "path": str(second_package(tmp))}}}
+    (tmp / "server.yaml").write_text(yaml.safe_dump(server))
+    d = {"robot": "go2", "driver": {"type": "mujoco"}, "controller": "pd", "policy": str(tmp / "server.yaml"),
+         "active_policy": "go2_pose", "guard": {"enabled": False},
+         "control": {"socket": str(tmp / "ctl.sock"), "lease_timeout_s": 0.5},
+         "loop": {"rate_hz": 500, "lockstep": False, "realtime_priority": False}, **extra}
+    path = tmp / "deploy.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+@pytest.fixture
+def service(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERTEBRA_LOG_DIR", str(tmp_path / "log"))
+    listener = NotifyListener()
+    svc = Service(DeployConfig.load(write_deploy(tmp_path)),
+                  notifier=Notifier(listener.env(watchdog_usec=400_000, watchdog_pid=os.getpid())),
+                  runtime_overrides={"fault_injection": True})
+    svc.start()
+    svc.listener = listener
+    clients: list[ControlClient] = []
+
+    def client(name: str) -> ControlClient:
+        c = ControlClient(f"ipc://{tmp_path / 'ctl.sock'}", name, timeout_s=5.0)
+        clients.append(c)
+        return c
+
+    svc.client = client
+    yield svc
+    for c in clients:
+        c.close()
+    svc.stop()
+    listener.close()
+
+
+def wait_for(pred, timeout_s=10.0, what="condition"):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def events(svc, text=None):
+    out = svc.rt.event_list()
+    return [e for e in out if text is None or e.get("text") == text]
+
+
+def test_boots_passive_ready_and_never_arms_without_an_operator(service):
+    ready = service.listener.wait_for("READY", "1")
+    assert "PASSIVE" in ready.get("STATUS", "")
+    c = service.client("viewer")
+    s = c.request("status")
+    assert s["safety_mode"] == "PASSIVE" and not s["enabled"] and s["lease"] is None
+    assert s["policy"]["name"] == "go2_pose" and s["policy"]["server"] == "running"
+    time.sleep(0.3)
+    assert c.request("status")["safety_mode"] == "PASSIVE"
+    service.listener.wait_for("WATCHDOG", "1")
+
+
+def test_moving_needs_the_lease_and_estop_needs_none(service):
+    op, other = service.client("operator"), service.client("visitor")
+    for t in ("enable", "stand", "activate", "hold"):
+        with pytest.raises(ControlError) as e:
+            other.request(t, lease="0" * 32)
+        assert e.value.code == "no_lease"
+    op.acquire()
+    with pytest.raises(ControlError) as e:
+        other.acquire()
+    assert e.value.code == "lease_held" and "operator" in str(e.value)
+    op.call("enable")
+    op.call("stand", duration_s=1.0)
+    wait_for(lambda: op.request("status")["safety_mode"] == "HOLD", what="HOLD after stand")
+    # e-stop from a client without the lease: the next tick
+    assert other.request("estop")["safety_mode"] == "ESTOP"
+    wait_for(lambda: op.request("status")["safety_mode"] == "ESTOP", 2.0, "ESTOP")
+    with pytest.raises(ControlError) as e:  # releasing needs the lease
+        other.request("estop_release", lease="0" * 32)
+    assert e.value.code == "no_lease"
+    op.call("estop_release")
+    assert op.request("status")["safety_mode"] == "DAMP"
+    assert [ev["by"] for ev in events(service, "estop")] == ["visitor"]
+
+
+def test_lease_take_over_is_an_event_and_the_old_token_is_dead(service):
+    a, b = service.client("alice"), service.client("bob")
+    a.acquire(keep_alive=False)
+    old = a.token
+    b.acquire(force=True)
+    with pytest.raises(ControlError) as e:
+        a.request("enable", lease=old)
+    assert e.value.code == "no_lease"
+    taken = events(service, "lease_taken")
+    assert taken and taken[-1]["holder"] == "bob" and taken[-1]["previous"] == "alice"
+
+
+def test_a_stale_lease_holds_then_stops_an_active_robot(service):
+    c = service.client("operator")
+    c.acquire(keep_alive=False)  # retained by hand below, until the client "dies"
+    c.call("enable")
+    c.call("stand", duration_s=1.0)
+
+    def holding() -> bool:
+        c.call("lease_retain")
+        return c.request("status")["safety_mode"] == "HOLD"
+
+    wait_for(holding, what="HOLD")
+    c.call("episode_start", instruction="hold a pose", command=[0.0, 0.0, 0.0, 0.0])
+    assert c.request("status")["safety_mode"] == "ACTIVE"
+    # no retain from now on: stale after 0.5 s -> HOLD; after as long again -> controlled stop
+    wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", 3.0, "HOLD on a stale lease")
+    wait_for(lambda: c.request("status")["safety_mode"] in ("STOPPING", "DAMP"), 3.0, "the controlled stop")
+    actions = [e["action"] for e in events(service, "lease_stale")]
+    assert actions == ["hold", "controlled stop"]
+    assert events(service, "episode_end")[-1]["outcome"] == "aborted"
+
+
+def test_episode_and_swap_through_reload_leave_no_tick_without_a_target(service, tmp_path):
+    c = service.client("operator")
+    c.acquire()
+    c.call("enable")
+    c.call("stand", duration_s=1.0)
+    wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", what="HOLD")
+    c.call("episode_start", instruction="pitch", command=[0.0, 0.1, 0.0, 0.0])
+    time.sleep(0.5)
+    s0 = c.request("status")
+    assert s0["safety_mode"] == "ACTIVE" and s0["mode"] == "joint_pd" and s0["policy"]["running"]
+    starved0 = s0["chunks"]["starved_ticks"]
+    # edit the deploy config's active policy, then reload
+    path = tmp_path / "deploy.yaml"
+    d = yaml.safe_load(path.read_text())
+    d["active_policy"] = "go2_pose_b"
+    d["loop"]["rate_hz"] = 250
+    path.write_text(yaml.safe_dump(d))
+    r = c.call("reload", timeout_s=60)
+    assert r["changed"] and r["policy"] == "go2_pose_b" and r["restart_needed_for"] == ["loop"]
+    time.sleep(0.5)
+    s1 = c.request("status")
+    assert s1["policy"]["name"] == "go2_pose_b" and s1["safety_mode"] == "ACTIVE" and not s1["faults"]
+    assert s1["chunks"]["starved_ticks"] == starved0, "a tick went without a target across the swap"
+    swaps = events(service, "policy_swapped")
+    assert swaps[-1]["from"] == "go2_pose" and swaps[-1]["to"] == "go2_pose_b" and swaps[-1]["during_episode"]
+    ep = c.call("episode_stop", outcome="success")["episode"]
+    assert ep["outcome"] == "success" and ep["policy"] == "go2_pose"
+    assert c.request("status")["safety_mode"] == "HOLD"
+
+
+def test_a_package_that_does_not_fit_is_refused_at_swap(service, tmp_path):
+    bad = tmp_path / "g1_server.yaml"
+    c = service.client("operator")
+    c.acquire()
+    with pytest.raises(ControlError) as e:
+        c.call("policy_swap", name="nope")
+    assert e.value.code == "refused" and "go2_pose_b" in str(e.value)
+    assert bad.exists() is False
+    assert c.request("policy_list")["active"] == "go2_pose"
+
+
+def test_bad_and_fuzzed_requests_get_errors_and_the_service_keeps_running(service):
+    import random
+
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"ipc://{service.server.socket_path}")
+    cases = [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"v": 2, "type": "status"}),
+             msgpack.packb({"v": 1, "type": "nope"}), msgpack.packb({"v": 1, "type": "targets", "lease": "x"}),
+             msgpack.packb({"v": 1, "type": "status", "extra": 1}),
+             msgpack.packb({"v": 1, "type": "targets", "lease": "x", "targets": {"com": [float("nan")] * 3}}),
+             msgpack.packb({"v": 1, "type": "estop", "id": True}), b"\x00" * (2 << 20)]
+    rng = random.Random(7)
+    good = msgpack.packb({"v": 1, "type": "status", "id": 5})
+    for _ in range(200):
+        b = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        cases.append(bytes(b))
+    codes = set()
+    for frame in cases:
+        sock.send(frame)
+        assert sock.poll(5000), "no answer"
+        reply = msgpack.unpackb(sock.recv(), raw=False)
+        assert reply["type"] in ("error", "status_reply")
+        if reply["type"] == "error":
+            codes.add(reply["code"])
+    sock.close(0)
+    assert {"malformed", "version", "unknown_type", "schema", "too_large"} <= codes
+    s = service.client("after").request("status")
+    assert s["service"] == "running" and s["safety_mode"] == "PASSIVE"
+
+
+def test_the_watchdog_stops_when_the_loop_is_stalled(service):
+    lis = service.listener
+    lis.wait_for("WATCHDOG", "1")
+    pings = service.pinger.pings
+    wait_for(lambda: service.pinger.pings >= pings + 2, 3.0, "regular pings")
+    service.rt.injector.set_read_stall_us(3_000_000)  # the driver's read hangs: each tick takes 3 s
+    time.sleep(0.3)
+    stalled = service.pinger.pings
+    time.sleep(1.2)  # three watchdog periods (0.2 s each) at least
+    assert service.pinger.pings <= stalled + 1 and service.pinger.skipped >= 2
+    service.rt.injector.set_read_stall_us(0)
+    wait_for(lambda: service.pinger.pings > stalled + 1, 10.0, "pings again once the loop ticks")
+
+
+def test_a_lockstep_deploy_config_is_refused(tmp_path):
+    path = write_deploy(tmp_path)
+    d = yaml.safe_load(path.read_text())
+    d["loop"]["lockstep"] = True
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ServiceError, match="real time"):
+        Service(DeployConfig.load(path), notifier=Notifier({}))
+
+
+def test_an_unknown_tcp_client_is_refused_before_its_request_is_decoded(tmp_path, monkeypatch):
+    import zmq.auth
+
+    monkeypatch.setenv("VERTEBRA_LOG_DIR", str(tmp_path / "log"))
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    zmq.auth.create_certificates(str(keys), "server")
+    zmq.auth.create_certificates(str(keys), "friend")
+    zmq.auth.create_certificates(str(keys), "stranger")
+    shutil.copy(keys / "friend.key", allowed / "friend.key")
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    path = write_deploy(tmp_path)
+    d = yaml.safe_load(path.read_text())
+    d["control"].update(tcp=f"tcp://127.0.0.1:{port}",
+                        curve={"enabled": True, "server_secret_key": str(keys / "server.key_secret"),
+                               "allowed_clients": str(allowed)})
+    d.pop("policy"), d.pop("active_policy")
+    path.write_text(yaml.safe_dump(d))
+    svc = Service(DeployConfig.load(path), notifier=Notifier({}))
+    svc.start()
+    try:
+        ep = f"tcp://127.0.0.1:{port}"
+        friend = ControlClient(ep, "friend", server_public_key=str(keys / "server.key"),
+                               client_secret_key=str(keys / "friend.key_secret"), timeout_s=5.0)
+        assert friend.request("status")["safety_mode"] == "PASSIVE"
+        before = svc.server.requests
+        stranger = ControlClient(ep, "stranger", server_public_key=str(keys / "server.key"),
+                                 client_secret_key=str(keys / "stranger.key_secret"), timeout_s=1.0)
+        with pytest.raises(ServiceUnreachable):
+            stranger.request("estop")
+        assert svc.server.requests == before, "the stranger's request reached the decoder"
+        assert friend.request("status")["safety_mode"] == "PASSIVE"
+        stranger.close()
+        friend.close()
+    finally:
+        svc.stop()
+
+
+def test_sigterm_stops_in_a_controlled_way_and_a_second_one_damps_at_once(service):
+    import signal
+
+    old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        service.install_signals()
+        c = service.client("operator")
+        c.acquire()
+        c.call("enable")
+        c.call("stand", duration_s=1.0)
+        wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", what="HOLD")
+        signal.raise_signal(signal.SIGTERM)  # the first: the controlled stop (run() would call stop())
+        assert service._stop.is_set() and service.rt.loop.snapshot()["safety_mode"] == "HOLD"
+        signal.raise_signal(signal.SIGTERM)  # the second: damping at once
+        wait_for(lambda: service.rt.loop.snapshot()["safety_mode"] == "ESTOP", 2.0, "ESTOP")
+        service.stop()
+        ev = service.rt.event_list()
+        modes = [e["to"] for e in ev if e.get("kind") == "mode"]
+        assert "STOPPING" not in modes and modes[-1] == "ESTOP"
+        stop = [e for e in ev if e.get("text") == "service_stop"][-1]
+        assert stop["cut"] is True and stop["safety_mode"] == "ESTOP"
+        assert service.listener.wait_for("STOPPING", "1")
+    finally:
+        signal.signal(signal.SIGTERM, old[0])
+        signal.signal(signal.SIGINT, old[1])
