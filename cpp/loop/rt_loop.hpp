@@ -146,6 +146,10 @@ class RtLoop {
   // stores). start() attaches this process as the segment's runtime, stop() detaches it (a clean
   // close: the guard does not take over). A lockstep loop is refused: it ticks only when asked, so
   // its heartbeat would stop between calls. nullptr removes it.
+  // The guard's side of the segment is read too, every tick (Heartbeat::guard_holding: two atomic
+  // loads): while the guard holds the robot, the tick reports State::lowcmd_conflict (the
+  // supervisor's latched, damped fault; arming and reset refused while it lasts) and withholds its
+  // driver write (the guard alone commands the motors); start() throws while it holds.
   void set_heartbeat(std::shared_ptr<Heartbeat> hb);
   std::shared_ptr<Heartbeat> heartbeat() const { return hb_; }
 

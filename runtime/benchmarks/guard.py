@@ -88,6 +88,7 @@ def child_main(deploy: str) -> int:
         stats = rt.loop.stats()
         return {"ok": True, "tick": int(s["tick"]), "safety_mode": s["safety_mode"], "faults": list(s["faults"]),
                 "lowcmd_conflict": bool(c["lowcmd_conflict"]), "lowcmd_writers": int(c["lowcmd_writers"]),
+                "state_lowcmd_conflict": bool(s["state"]["lowcmd_conflict"]), "commands": int(c["commands"]),
                 "overruns": int(stats["overruns"]), "lateness_max_us": round(float(stats["lateness_us"]["max"]), 1),
                 "compute_max_us": round(float(stats["compute_us"]["max"]), 1)}
 
@@ -399,7 +400,7 @@ def bench_guard(robot: str = "g1", kills: int = 20, no_settle_kills: int = 5, do
         "robot": robot, "domain": dom, "timeout_ms": timeout_ms, "kills": len(every),
         "takeover_ms_guard": _stats(guard_ms), "command_gap_ms_robot": _stats(robot_ms),
         "phases": phases,
-        "writer": "created at takeover (no rt/lowcmd writer while watching)",
+        "writer": "created at the guard's start (user_data names it; silent until a takeover)",
         "goals": {
             "p50_le_50ms_robot": bool(robot_ms) and float(np.percentile(robot_ms, 50)) <= GOALS_MS["goal"],
             "max_le_50ms_robot": bool(robot_ms) and max(robot_ms) <= GOALS_MS["goal"],

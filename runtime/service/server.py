@@ -4,8 +4,9 @@ and a PUB status stream next to each, served by one thread of their own.
 Every frame is checked before it is decoded (size; on TCP the sender's CURVE key against the
 allowlist, so an unknown client never gets a byte deserialised — its handshake is refused anyway),
 then decoded against the control schema (vertebra.runtime.service.protocol), then handed to the
-service's ``handle(msg, peer) -> reply``. Any failure becomes an error reply; the thread never dies
-on a request. Nothing here touches the real-time loop: the service's handlers talk to it through
+service's ``handle(msg, peer) -> reply`` (or a Future of it, for a slow request such as a policy
+load: its reply goes out when it is done, and the thread keeps answering meanwhile — an e-stop is
+never queued behind a swap). Any failure becomes an error reply; the thread never dies on a request. Nothing here touches the real-time loop: the service's handlers talk to it through
 its lock-free buffers and never wait on it for long.
 """
 
@@ -16,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,7 @@ class ControlServer:
         self.max_bytes = int(max_message_bytes)
         self.period_s = 1.0 / float(status_rate_hz)
         self.requests = self.errors = self.unauthorized = self.published = 0
+        self.pending: list[tuple[Any, bytes, Future]] = []
         self.ctx = zmq.Context.instance()
         self.socks: list[tuple[Any, str, Any]] = []  # (router, transport name, CurveAllowlist or None)
         self.pubs: list[Any] = []
@@ -196,6 +199,9 @@ class ControlServer:
         next_pub = time.monotonic()
         while not self._stop.is_set():
             timeout = max(0.0, next_pub - time.monotonic())
+            if self.pending:
+                self._finish_pending()
+                timeout = min(timeout, 0.005)
             try:
                 ready = dict(poller.poll(int(timeout * 1000) + 1))
             except zmq.ZMQError:
@@ -219,12 +225,39 @@ class ControlServer:
                 return
             ident = frames[0].bytes
             reply = self._answer(frames, transport, auth)
-            try:
-                sock.send_multipart([ident, encode(reply)], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass  # the client went away: nothing to answer
+            if isinstance(reply, Future):  # a slow request (a policy load): answered when it is done
+                self.pending.append((sock, ident, reply))
+                continue
+            self._send(sock, ident, reply)
 
-    def _answer(self, frames: list[Any], transport: str, auth: Any) -> dict[str, Any]:
+    def _send(self, sock: Any, ident: bytes, reply: dict[str, Any]) -> None:
+        import zmq
+
+        try:
+            sock.send_multipart([ident, encode(reply)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the client went away: nothing to answer
+
+    def _finish_pending(self) -> None:
+        still = []
+        for sock, ident, fut in self.pending:
+            if not fut.done():
+                still.append((sock, ident, fut))
+                continue
+            rid = getattr(fut, "request_id", 0)
+            try:
+                reply = fut.result()
+            except ProtocolError as e:
+                self.errors += 1
+                reply = {"type": "error", "code": e.code, "message": str(e)}
+            except Exception as e:  # noqa: BLE001
+                self.errors += 1
+                reply = {"type": "error", "code": "internal", "message": f"{type(e).__name__}: {e}"}
+            reply.setdefault("id", rid)
+            self._send(sock, ident, reply)
+        self.pending = still
+
+    def _answer(self, frames: list[Any], transport: str, auth: Any) -> dict[str, Any] | Future:
         self.requests += 1
         rid = 0
         try:
@@ -236,6 +269,9 @@ class ControlServer:
             msg = decode_request(frames[-1].bytes, self.max_bytes)
             rid = msg.get("id", 0)
             reply = self.handle(msg, transport)
+            if isinstance(reply, Future):
+                reply.request_id = rid  # type: ignore[attr-defined]
+                return reply
         except ProtocolError as e:
             self.errors += 1
             reply = {"type": "error", "code": e.code, "message": str(e)}

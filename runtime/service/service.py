@@ -38,7 +38,7 @@ from vertebra.runtime.service.leases import LeaseManager
 from vertebra.runtime.service.protocol import API_VERSION, LEASE_FREE, ProtocolError
 
 ARMED = ("STANDUP", "HOLD", "ACTIVE")
-JOB_KINDS = ("stand", "reset", "swap", "reload")
+SLOW = frozenset({"policy_swap", "reload"})  # a policy load may take seconds: off the API thread
 
 
 class ServiceError(VertebraError):
@@ -101,6 +101,9 @@ class Service:
         self._started = time.time()
         self._monitor: threading.Thread | None = None
         self._rt_report: dict[str, Any] = {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertebra-slow")
         self._run_file = state_dir() / f"{deploy.name}.run.json"
         self.uses_guard = bool(deploy.guard.enabled and getattr(deploy.driver, "driver_name", "") == "unitree_dds")
         if deploy.loop.lockstep:
@@ -375,6 +378,13 @@ class Service:
                 raise ProtocolError("busy", f"the service is {self.state}")
             self.leases.check(msg["lease"])
         fn = getattr(self, f"_req_{t}")
+        if t == "estop":  # never waits for another request's lock
+            return {"type": "estop_reply", **fn(msg, client)}
+        if t in SLOW:  # answered when done; the API keeps serving (e-stops above all) meanwhile
+            def slow() -> dict[str, Any]:
+                return {"type": f"{t}_reply", **(fn(msg, client) or {})}
+
+            return self._slow.submit(slow)
         with self._lock:
             out = fn(msg, client)
         return {"type": f"{t}_reply", **(out or {})}
@@ -674,7 +684,8 @@ class Service:
         if self.episode is not None:
             raise ProtocolError("busy", f"episode {self.episode['id']} runs; stop it first")
         if "policy" in msg and msg["policy"] != pol.active:
-            self._swap(msg["policy"], client)
+            raise _refused(f"the running policy is {pol.active}; swap to {msg['policy']} first (policy_swap, or "
+                           "vertebra policy swap): a load takes a while, an episode start does not wait for one")
         s = self.rt.loop.snapshot()
         if s["safety_mode"] not in ("HOLD", "ACTIVE"):
             raise _refused(f"an episode starts from a standing robot (HOLD or ACTIVE); it is {s['safety_mode']}")
@@ -806,6 +817,7 @@ class Service:
                     self.notifier.extend_timeout(5.0)
                     time.sleep(0.02)
             end_mode = self.rt.loop.snapshot()["safety_mode"]
+        self._slow.shutdown(wait=True, cancel_futures=True)
         if self.pinger is not None:
             self.pinger.stop()
         if self.server is not None:

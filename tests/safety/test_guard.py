@@ -215,6 +215,8 @@ def armed_child(rig) -> RuntimeChild:
     except RuntimeError as e:
         raise AssertionError(f"{e}; runtime status: {child.call('status')}") from None
     assert st["safety_mode"] == "HOLD" and not st["faults"], st
+    # The guard's writer exists while it watches; the driver does not count it (its user_data).
+    assert st["lowcmd_writers"] == 0 and not st["lowcmd_conflict"] and not st["state_lowcmd_conflict"], st
     return child
 
 
@@ -278,7 +280,7 @@ def test_sigkill_of_the_runtime_is_taken_over_with_damping_until_acknowledged(ri
     assert cli_main(["guard", "ack", "--config", str(rig["deploy"])]) == 0
     g = guard_state(name)
     assert g["state"] == "watching" and g["last_takeover"]["released_ns"] > 0 and not g["armed"]
-    # Its writer is gone: nothing commands the robot any more.
+    # It stops publishing (its writer stays, silent, for the next takeover): nothing commands the robot.
     wait_until(lambda: bridge.command_stream()["last_age_ms"] > 100, "the guard's commands stopping")
     n = bridge.command_stream()["samples"]
     time.sleep(0.2)
@@ -298,13 +300,22 @@ def test_a_frozen_runtime_is_taken_over_and_its_driver_then_sees_the_conflict(ri
         stream_advances(rig["bridge"], "the guard's commands")
     finally:
         child.kill(signal.SIGCONT)
-    # Running again, the runtime's driver sees a second rt/lowcmd writer: lowcmd_conflict (damping,
-    # latched). Both damp: fail-safe. The guard keeps holding until the operator acknowledges.
+    # Running again, the runtime's tick reads the segment's guard_state (holding) as lowcmd_conflict
+    # (damping, latched) and withholds its driver writes: the guard alone commands the motors. DDS
+    # does not show it: the guard's writer (there since the guard started) is not counted.
     st = wait_until(lambda: (s := child.call("status")) and "lowcmd_conflict" in s["faults"] and s,
                     "the runtime's lowcmd_conflict fault")
-    assert st["lowcmd_writers"] >= 1 and st["safety_mode"] in ("FAULT", "STOPPING", "DAMP")
+    assert st["state_lowcmd_conflict"] and not st["lowcmd_conflict"] and st["lowcmd_writers"] == 0
+    assert st["safety_mode"] in ("FAULT", "STOPPING", "DAMP")
+    sent = child.call("status")["commands"]
+    stream_advances(rig["bridge"], "the guard's commands continuing")
+    assert child.call("status")["commands"] == sent  # nothing from the runtime while the guard holds
     assert guard_state(name)["state"] == "holding"
     assert acknowledge(name, 5.0)
+    # Released: the runtime writes again (its latched fault damps until an operator resets it).
+    wait_until(lambda: child.call("status")["commands"] > sent, "the runtime writing again after the ack")
+    st = child.call("status")
+    assert not st["state_lowcmd_conflict"] and "lowcmd_conflict" in st["faults"]
     # Its heartbeat is fresh again: the guard arms on it; a clean close then is no takeover.
     wait_until(lambda: guard_state(name)["armed"], "the guard re-arming on the live runtime")
     child.close()
@@ -326,9 +337,24 @@ def test_a_runtime_restarted_while_the_guard_holds_does_not_take_the_robot(rig):
     again = RuntimeChild(rig["deploy"])
     try:
         assert not again.ready
-        assert "another participant publishes rt/lowcmd" in again.error  # the guard's writer: activation refused
+        # The driver's activate() finds the guard's writer by its user_data, opens the heartbeat it
+        # names and refuses while that guard holds.
+        assert "the guard (vertebra guard, pid" in again.error and "holds the robot" in again.error, again.error
+        assert "vertebra guard ack" in again.error
     finally:
         again.close()
+    # A bare loop with the heartbeat (any driver) is refused at start() too.
+    cfg = RobotConfig.load("g1")
+    drv = _rt.MockDriver(0.05, 0.1, 0.0)
+    drv.configure(cfg.joint_names, 500.0, cfg.column("kd_damping"))
+    drv.activate()
+    lc = _rt.LoopConfig()
+    lc.rate_hz, lc.lockstep, lc.realtime_priority, lc.lock_memory = 500.0, False, False, False
+    loop = _rt.RtLoop(drv, robot_params(cfg), lc, _rt.SafetyConfig())
+    loop.set_heartbeat(_rt.Heartbeat(name, False))
+    with pytest.raises(RuntimeError, match=r"start\(\): the guard .*holds the robot"):
+        loop.start()
+    drv.deactivate()
     assert guard_state(name)["state"] == "holding" and guard_state(name)["takeovers"] == takeovers0 + 1
     assert acknowledge(name, 5.0)
     # After the acknowledgement a new runtime takes the robot (its commands reach it), and the guard

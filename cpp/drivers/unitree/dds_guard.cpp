@@ -83,14 +83,20 @@ DdsGuard::DdsGuard(GuardOptions opt, const RobotParams& params, const SafetyConf
   cmd_.n = params_.n;
   sample_.state.n = params_.n;
   pp_ = std::make_unique<DdsParticipant>(opt_.domain_id, opt_.network_interface);
-  cmd_topic_ = pp_->topic(cmd_desc(opt_.messages), opt_.lowcmd_topic);  // the writer comes at takeover
   const size_t size = opt_.messages == Messages::kHg ? sizeof(HgLowState) : sizeof(GoLowState);
   reader_ = std::make_unique<DdsReader>(*pp_, state_desc(opt_.messages), opt_.lowstate_topic, size,
                                         [this](const void* m) { on_state(m); });
+  // The rt/lowcmd writer, now: discovered by the robot's reader (and the runtime's driver, which
+  // does not count it: its user_data names the guard) long before any takeover, and silent until one.
+  const int64_t t0 = steady_ns();
+  writer_ = std::make_unique<DdsWriter>(*pp_, cmd_desc(opt_.messages), opt_.lowcmd_topic,
+                                        std::string(kGuardUserDataPrefix) + opt_.heartbeat);  // throws naming the topic
+  status_.writer_create_ns = steady_ns() - t0;
 }
 
 DdsGuard::~DdsGuard() {
   stop();
+  writer_.reset();  // the robot's reader and the runtime's driver see it leave
   reader_.reset();
   pp_.reset();
 }
@@ -146,13 +152,7 @@ void DdsGuard::publish_status() {
   status_.runtime_pid = following_ ? pid_ : 0;
   status_.pidfd = pidfd_ >= 0;
   status_.phase = holding_ ? (settling_ ? "settle" : "damping") : "";
-  if (writer_ > 0) {
-    dds_publication_matched_status_t st;
-    status_.matched_readers = dds_get_publication_matched_status(writer_, &st) == DDS_RETCODE_OK
-                                  ? static_cast<int>(st.current_count) : -1;
-  } else {
-    status_.matched_readers = -1;
-  }
+  status_.matched_readers = writer_ ? writer_->matched_readers() : -1;
 }
 
 void DdsGuard::follow(int pid, uint64_t start_time, uint64_t epoch) {
@@ -232,22 +232,12 @@ void DdsGuard::take_over(TakeoverReason why, const HeartbeatView& v, int64_t now
   h.guard_armed.store(0, std::memory_order_relaxed);
   h.guard_state.store(static_cast<int32_t>(GuardState::kHolding), std::memory_order_release);
   h.takeovers.fetch_add(1, std::memory_order_acq_rel);
-  // The writer (reliable, keep-last-1, as DdsWriter): the robot's reader is already known to this
-  // participant, so the writer matches it at once; the robot learns of the writer from its SEDP
-  // announcement, sent on creation.
-  const int64_t t0 = steady_ns();
-  dds_qos_t* q = dds_create_qos();
-  dds_qset_reliability(q, DDS_RELIABILITY_RELIABLE, DDS_MSECS(10));
-  dds_qset_history(q, DDS_HISTORY_KEEP_LAST, 1);
-  writer_ = dds_create_writer(pp_->handle(), cmd_topic_, q, nullptr);
-  dds_delete_qos(q);
-  const int64_t created = steady_ns() - t0;
+  // The writer exists since construction and the robot's reader matched it then: the first frame
+  // needs no discovery. (The runtime's loop reads guard_state holding, stored above, every tick.)
   {
     std::lock_guard<std::mutex> lock(status_mutex_);
     ++status_.takeovers;
-    status_.writer_create_ns = created;
     status_.matched_readers_at_first_write = -1;
-    if (writer_ < 0) status_.notes += std::string("creating the rt/lowcmd writer failed: ") + dds_strretcode(writer_) + "; ";
   }
   first_write_pending_ = true;
   next_publish_ns_ = steady_ns();
@@ -265,13 +255,13 @@ void DdsGuard::publish_one() {
     damping_.update(params_, sample_.state, Targets{}, dt, cmd_);
   }
   int rc = DDS_RETCODE_ERROR;
-  if (writer_ > 0) {
+  if (writer_) {
     if (opt_.messages == Messages::kHg) {
       encode_lowcmd(map_, cmd_, static_cast<uint8_t>(opt_.mode_pr), sample_.mode_machine, hg_);
-      rc = dds_write(writer_, &hg_);
+      rc = writer_->write(&hg_);
     } else {
       encode_lowcmd(map_, cmd_, go_);
-      rc = dds_write(writer_, &go_);
+      rc = writer_->write(&go_);
     }
   }
   const int64_t done = steady_ns();
@@ -284,9 +274,7 @@ void DdsGuard::publish_one() {
     if (first_write_pending_) {
       first_write_pending_ = false;
       h.takeover_first_write_ns.store(done, std::memory_order_release);
-      dds_publication_matched_status_t st;
-      status_.matched_readers_at_first_write =
-          dds_get_publication_matched_status(writer_, &st) == DDS_RETCODE_OK ? static_cast<int>(st.current_count) : -1;
+      status_.matched_readers_at_first_write = writer_->matched_readers();
     }
   } else {
     ++status_.write_errors;
@@ -294,9 +282,7 @@ void DdsGuard::publish_one() {
 }
 
 void DdsGuard::release(int64_t now) {
-  if (writer_ > 0) dds_delete(writer_);  // the robot's reader and the runtime's driver see it leave
-  writer_ = 0;
-  holding_ = false;
+  holding_ = false;  // the writer stays (silent): the next takeover needs no discovery either
   settling_ = false;
   HeartbeatLayout& h = hb_->layout();
   h.takeover_released_ns.store(now, std::memory_order_relaxed);
@@ -400,9 +386,7 @@ void DdsGuard::thread_main() {
       sleep_until_ns(now + watch_ns_);
     }
   }
-  if (writer_ > 0) dds_delete(writer_);
-  writer_ = 0;
-  holding_ = false;
+  holding_ = false;  // the writer stays until destruction (silent)
   forget();
   h.guard_armed.store(0, std::memory_order_relaxed);
   h.guard_state.store(static_cast<int32_t>(GuardState::kOff), std::memory_order_release);

@@ -88,7 +88,7 @@ struct GuardStatus {
   uint64_t takeovers = 0, releases = 0;
   uint64_t commands = 0, settle_commands = 0, write_errors = 0;
   uint64_t states = 0, crc_errors = 0;
-  int64_t writer_create_ns = 0;     // last takeover: creating the rt/lowcmd writer took this long
+  int64_t writer_create_ns = 0;     // creating the rt/lowcmd writer took this long (at construction)
   int matched_readers_at_first_write = -1;
   int matched_readers = -1;         // the writer's matched readers now (-1: no writer)
   bool sched_fifo = false;
@@ -103,7 +103,7 @@ class DdsGuard {
   DdsGuard(const DdsGuard&) = delete;
   DdsGuard& operator=(const DdsGuard&) = delete;
   void start();
-  void stop();  // stops publishing (deletes its writer) and marks the segment off
+  void stop();  // stops publishing and marks the segment off (the writer goes with the destructor)
   bool running() const { return running_.load(std::memory_order_acquire); }
   GuardStatus status() const;
   const GuardOptions& options() const { return opt_; }
@@ -133,7 +133,7 @@ class DdsGuard {
   std::shared_ptr<Heartbeat> hb_;
   std::unique_ptr<DdsParticipant> pp_;
   std::unique_ptr<DdsReader> reader_;
-  dds_entity_t cmd_topic_ = 0, writer_ = 0;
+  std::unique_ptr<DdsWriter> writer_;  // rt/lowcmd, user_data kGuardUserDataPrefix + heartbeat name
   SeqLock<Sample> latest_;
   std::atomic<uint64_t> states_{0}, crc_errors_{0};
 
