@@ -199,6 +199,7 @@ class DeviceContext:
     keys: KeyReader
     status: Mapping[str, Any] = field(default_factory=dict)
     gamepad: str | None = None
+    client: Any = None  # the session's ControlClient (the Unitree remote reads its status stream)
 
 
 class TeleopDevice(ABC):
@@ -379,21 +380,62 @@ class GamepadDevice(TeleopDevice):
             self.dev = None
 
 
+# The Unitree wireless remote's buttons (unitree_sdk2 example unitree_joystick.h, xKeySwitchUnion:
+# R1 bit 0, L1 1, start 2, select 3, R2 4, L2 5, F1 6, F2 7, A 8, B 9, X 10, Y 11, up 12, right 13,
+# down 14, left 15). Deadman: L1 or R1 held, as on the gamepad.
+REMOTE_DEADMAN = (1 << 0) | (1 << 1)
+REMOTE_KEYS = {1 << 11: "\t", 1 << 2: "p", 1 << 3: "q"}  # Y switch hand, start resume, select quit
+STICK_DEADBAND = 0.05
+
+
 @register_device("unitree-remote")
 class UnitreeRemoteDevice(TeleopDevice):
-    help = "the Unitree wireless remote (not supported yet: the service does not expose its sticks)"
+    help = ("the Unitree wireless remote, read by the runtime from rt/lowstate (hold L1 or R1 and move: left stick "
+            "x/y, right stick z; Y switch hand, start resume the policy, select quit; L2+B stays the robot's own "
+            "e-stop)")
+
+    def __init__(self) -> None:
+        self.stream: Any = None
+        self.keys: Any = None
+        self._buttons = 0
 
     def open(self, ctx: DeviceContext) -> None:
-        if "remote" not in ctx.status:
-            raise DeviceUnavailable(
-                "unitree-remote is not supported yet: the Unitree wireless remote is read by the runtime from "
-                "rt/lowstate, but the service's status carries no remote data (no 'remote' field), so teleop has "
-                "no sticks to read. Use --device keyboard or --device gamepad.")
-        raise DeviceUnavailable("unitree-remote is not supported yet: the service reports a 'remote' field, but this "
-                                "version of teleop does not read it. Use --device keyboard or --device gamepad.")
+        if ctx.status.get("remote") is None:
+            raise DeviceUnavailable("this service's driver reads no Unitree wireless remote (the remote arrives in "
+                                    "rt/lowstate with the unitree_dds driver); use --device keyboard or gamepad")
+        if ctx.client is None:
+            raise DeviceUnavailable("unitree-remote reads the service's status stream: no client given")
+        self.stream = ctx.client.stream()
+        self.keys = ctx.keys
 
     def poll(self, timeout_s: float) -> list[TeleopInput]:
-        raise DeviceUnavailable("unitree-remote is not supported yet")
+        out: list[TeleopInput] = []
+        if self.keys is not None and getattr(self.keys, "fd", None) is not None:
+            out += [KeyPress(k) for k in self.keys.read(0.0) if k in (" ", "q", "Q")]
+        try:
+            st = next(self.stream)
+        except Exception as e:  # noqa: BLE001 - the stream's end or a lost service
+            raise DeviceUnavailable(f"the service's status stream stopped: {e}") from None
+        r = st.get("remote") or {}
+        buttons = int(r.get("buttons", 0))
+        for bit, key in REMOTE_KEYS.items():
+            if buttons & bit and not self._buttons & bit:
+                out.append(KeyPress(key))
+        self._buttons = buttons
+
+        def stick(v: Any) -> float:
+            x = float(v or 0.0)
+            return 0.0 if abs(x) < STICK_DEADBAND else max(-1.0, min(1.0, x))
+
+        # forward = left stick up (ly), left = left stick left (-lx), up = right stick up (ry)
+        out.append(Sticks((stick(r.get("ly")), -stick(r.get("lx")), stick(r.get("ry"))),
+                          bool(buttons & REMOTE_DEADMAN)))
+        return out
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
 
 # -- the session ---------------------------------------------------------------------------------

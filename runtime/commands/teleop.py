@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         with KeyReader() as keys:
             try:
                 status = session.prepare()
-                device.open(DeviceContext(keys=keys, status=status, gamepad=args.gamepad))
+                device.open(DeviceContext(keys=keys, status=status, gamepad=args.gamepad, client=client))
             except DeviceUnavailable as e:
                 say(f"vertebra teleop: {e}")
                 return 2

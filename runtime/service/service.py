@@ -300,6 +300,7 @@ class Service:
             "hands": self._hand_positions(s), "hand_targets": self._hands, "com": self._com(s),
             "contacts": [bool(c) for c in s["estimate"]["contact"][:len(self.robot.foot_frames)]],
             "clamps": int(s["clamps"]),
+            "remote": self._remote(),
             "watchdog": None if self.pinger is None else {"pings": self.pinger.pings, "skipped": self.pinger.skipped},
             "guard": self._guard_status(),
         })
@@ -577,6 +578,15 @@ class Service:
         self._activate_controller()
         self.event("activate", by=client, controller=self.deploy.controller)
         return {"safety_mode": "ACTIVE", "mode": self.rt.active_mode}
+
+    def _remote(self) -> dict[str, Any] | None:
+        """The Unitree wireless remote in the robot's newest state (sticks -1..1, the button bits of
+        unitree_sdk2's xKeySwitchUnion); None for a driver without one."""
+        remote = getattr(self.rt.driver, "remote", None)
+        if remote is None:
+            return None
+        r = remote()
+        return {k: (int(v) if k == "buttons" else round(float(v), 4)) for k, v in r.items()}
 
     def _com(self, s: dict[str, Any]) -> list[float]:
         """The centre of mass (on the base the controller uses), world frame, m."""

@@ -167,6 +167,7 @@ def test_service_end_to_end_over_dds(stack_factory):
     wait_for(lambda: s.notify.count("WATCHDOG", "1") >= first + 3, 5, "watchdog pings")
     st = json.loads(cli("status", "--config", str(s.deploy), "--json").stdout)
     assert st["safety_mode"] == "PASSIVE" and st["guard"]["watching"] and st["lease"] is None
+    assert set(st["remote"]) >= {"buttons", "lx", "ly", "rx", "ry"}  # the wireless remote, for teleop
 
     op = s.client("operator")
     op.acquire()

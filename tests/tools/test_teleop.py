@@ -413,10 +413,28 @@ def test_gamepad_with_evdev_finds_no_gamepad_or_one(monkeypatch: pytest.MonkeyPa
         dev.open(DeviceContext(keys=keys))
 
 
-def test_unitree_remote_is_not_supported_yet() -> None:
+def test_unitree_remote_needs_a_driver_that_reads_one() -> None:
     dev = make_device("unitree-remote")
-    with KeyReader(io.StringIO()) as keys, pytest.raises(DeviceUnavailable, match="not supported yet.*no remote data"):
+    with KeyReader(io.StringIO()) as keys, pytest.raises(DeviceUnavailable, match="reads no Unitree wireless remote"):
         dev.open(DeviceContext(keys=keys, status=g1_status()))
+
+
+def test_unitree_remote_sticks_and_buttons_from_the_status_stream() -> None:
+    frames = [{"remote": {"buttons": 0, "lx": 0.5, "ly": 0.8, "rx": 0.0, "ry": -0.02, "l2": 0.0}},
+              {"remote": {"buttons": (1 << 1) | (1 << 11), "lx": -0.5, "ly": 0.03, "rx": 0.0, "ry": 0.6, "l2": 0.0}},
+              {"remote": {"buttons": (1 << 1) | (1 << 11), "lx": 0.0, "ly": 0.0, "rx": 0.0, "ry": 0.0, "l2": 0.0}}]
+
+    class Client:
+        def stream(self):
+            yield from frames
+
+    dev = make_device("unitree-remote")
+    with KeyReader(io.StringIO()) as keys:
+        dev.open(DeviceContext(keys=keys, status={"remote": frames[0]["remote"]}, client=Client()))
+        first, second, third = dev.poll(0.1), dev.poll(0.1), dev.poll(0.1)
+    assert first == [Sticks((0.8, -0.5, 0.0), False)]  # no deadman; ry inside the dead band
+    assert KeyPress("\t") in second and Sticks((0.0, 0.5, 0.6), True) in second  # L1 held, Y pressed
+    assert all(not isinstance(i, KeyPress) for i in third)  # Y still held: one press, not two
 
 
 def test_keyboard_needs_a_terminal() -> None:
@@ -444,7 +462,7 @@ def test_cli_unitree_remote_exits_2_without_taking_the_lease(capsys: pytest.Capt
                                                              fake_service: Any) -> None:
     svc, deploy = fake_service
     assert main(["teleop", "--config", str(deploy), "--device", "unitree-remote", "--force"]) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    assert "reads no Unitree wireless remote" in capsys.readouterr().err
     assert "lease_acquire" not in svc.types()
 
 
