@@ -8,6 +8,7 @@ system would measure — travel over the bridge process's stdin/stdout, one JSON
     -> {"op": "hoist_release"}                   {"op": "push", "force": [fx, fy, fz], "duration_s": 0.2}
     -> {"op": "info"}                        <- hoist state, standing height, counters
     -> {"op": "corrupt_states", "n": 5}  /  {"op": "drop_states", "n": 5}  /  {"op": "quit"}
+    -> {"op": "set_remote", "buttons": 0x0002, "lx": 0.0, "ly": 0.5, "rx": 0.0, "ry": 0.0, "l2": 0.0}
     -> {"op": "command_stream", "reset": false}  <- {"ok": true, "samples": .., "max_gap_ms": .., ...}
     -> {"op": "last_command"}                <- {"ok": true, "q": [..], "kp": [..], "kd": [..], ...}
 
@@ -90,6 +91,10 @@ def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: boo
                     fx, fy, fz = (float(v) for v in req["force"])
                     sim.push(fx, fy, fz, float(req["duration_s"]))
                     reply = {"ok": True}
+                elif op == "set_remote":  # the wireless remote's state in the next rt/lowstate samples
+                    bridge.bridge.set_remote(int(req.get("buttons", 0)), *(float(req.get(k, 0.0)) for k in
+                                                                          ("lx", "rx", "ry", "l2", "ly")))
+                    reply = {"ok": True}
                 elif op == "corrupt_states":
                     bridge.bridge.corrupt_states(int(req["n"]))
                     reply = {"ok": True}
@@ -105,7 +110,7 @@ def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: boo
                              "standing_height_m": standing, "counters": _jsonable(bridge.counters())}
                 else:
                     reply = {"ok": False, "error": f"unknown op {op!r}; ops are: truth, hoist_lower_to, hoist_release, "
-                                                   "push, corrupt_states, drop_states, command_stream, last_command, info, quit"}
+                                                   "push, set_remote, corrupt_states, drop_states, command_stream, last_command, info, quit"}
             except (KeyError, TypeError, ValueError) as e:
                 reply = {"ok": False, "error": f"bad request {line[:200]!r}: {e}"}
             out.write(json.dumps(reply) + "\n")

@@ -84,6 +84,12 @@ class ControlOptions(Section):
                                 "then (after as long again) a controlled stop")
     max_message_bytes = field(int, default=1 << 20, lo=1024, hi=1 << 26,
                               doc="larger requests get an error reply before they are decoded")
+    remote_enable_buttons = field(int, default=0, lo=0, hi=0xFFFF,
+                                  doc="the Unitree wireless remote's buttons that, held together for remote_enable_s, "
+                                      "give the operator's enable (a mask of unitree_sdk2's xKeySwitchUnion bits: R1 0, "
+                                      "L1 1, start 2, select 3, R2 4, L2 5, A 8, B 9, X 10, Y 11; e.g. 0x0104 = "
+                                      "start + A); 0: enable only through the control API")
+    remote_enable_s = field(float, default=1.0, lo=0.2, hi=10.0, doc="how long the enable combination is held")
 
     def check(self, context: Any) -> None:
         if self.tcp is not None and not self.curve.enabled:

@@ -323,10 +323,36 @@ class Service:
                 "takeovers": g.get("takeovers")}
 
     # -- the monitor (lease, episode, events) -------------------------------------------------
+    def _remote_enable(self, held_since: list[float | None]) -> None:
+        """The configured remote combination, held for remote_enable_s, is the operator's enable (an
+        event). It never moves the robot: standing still needs a request with the lease."""
+        c = self.deploy.control
+        mask = int(c.remote_enable_buttons)
+        r = self._remote() if mask else None
+        if r is None:
+            return
+        if (r["buttons"] & mask) != mask:
+            held_since[0] = None
+            return
+        now = time.monotonic()
+        if held_since[0] is None:
+            held_since[0] = now
+        elif now - held_since[0] >= c.remote_enable_s and held_since[0] > 0:
+            held_since[0] = -1.0  # once per press
+            try:
+                self._guard_ok()
+            except ProtocolError as e:
+                self.event("enable_refused", by="remote", reason=str(e))
+                return
+            self.rt.enable(True)
+            self.event("enable", by="remote", buttons=mask)
+
     def _watch(self) -> None:
         reacted = ""
+        held: list[float | None] = [None]
         while not self._stop.wait(0.02):
             try:
+                self._remote_enable(held)
                 self._scan_events()
                 state = self.leases.state()
                 s = self.rt.loop.snapshot()

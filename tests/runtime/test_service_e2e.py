@@ -52,13 +52,17 @@ def wait_for(pred, timeout_s=15.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+REMOTE_ENABLE = (1 << 2) | (1 << 8)  # start + A
+
+
 def write_deploy(tmp: Path, robot: str, dom: int, with_policy: bool) -> Path:
     d: dict = {"robot": robot, "driver": {"type": "unitree_dds", "network_interface": "lo", "domain_id": dom},
                "controller": "wbc", "use_estimator": True,
                # a stalled (alive) runtime is taken over after 200 ms: a loaded CI machine's hiccups are not
                # takeovers; a killed one is seen at once whatever the timeout (the guard watches its process)
                "guard": {"enabled": True, "heartbeat": f"vertebra-test-{os.getpid()}-{dom}", "timeout_ms": 200},
-               "control": {"socket": str(tmp / "ctl.sock")},
+               "control": {"socket": str(tmp / "ctl.sock"), "remote_enable_buttons": REMOTE_ENABLE,
+                           "remote_enable_s": 0.5},
                "loop": {"rate_hz": 500, "lockstep": False, "realtime_priority": True}}
     if with_policy:
         b = tmp / "go2_pose_b"
@@ -228,6 +232,16 @@ def test_g1_teleop_hand_then_a_killed_runtime_is_guarded_and_comes_back_passive(
     s.notify.wait_for("READY", "1", timeout_s=60)
     op = s.client("operator")
     op.acquire()
+    # the enable from the robot's wireless remote: start + A held (a moment is not enough)
+    s.bridge.call("set_remote", buttons=REMOTE_ENABLE)
+    time.sleep(0.2)
+    s.bridge.call("set_remote", buttons=0)
+    time.sleep(0.8)
+    assert not op.request("status")["enabled"]
+    s.bridge.call("set_remote", buttons=REMOTE_ENABLE)
+    wait_for(lambda: op.request("status")["enabled"], 5, "the remote's enable")
+    s.bridge.call("set_remote", buttons=0)
+    assert [e["by"] for e in s.events("enable")] == ["remote"]
     stand(s, op, lower=False)
     with pytest.raises(ControlError, match="no foot carries the robot"):  # hanging: no whole-body control
         op.call("activate")
