@@ -303,6 +303,10 @@ def _one_kill(k: int, deploy: Path, name: str, domain: int, settle_s: float, aft
             "takeover_ms_guard": round(float(t["takeover_ms"]), 3) if t["takeover_ms"] is not None else None,
             "detect_ms_guard": round(float(t["detect_ms"]), 3) if t["detect_ms"] is not None else None,
             "command_gap_ms_robot": round(float(stream["max_gap_ms"]), 3),
+            # Where the largest gap ended, from the guard's first write (both CLOCK_MONOTONIC): about 0
+            # when the gap is the takeover itself, larger when it came later, while the guard held.
+            "gap_end_after_first_write_ms": (round((int(stream["max_gap_end_ns"]) - int(t["guard_first_write_ns"])) * 1e-6, 3)
+                                             if stream.get("max_gap_end_ns") and t.get("guard_first_write_ns") else None),
             "commands_after_kill": int(stream["samples"]),
             "last_command_kp_max": round(float(np.max(last["kp"])), 3),
             "peak_down_velocity_m_s": round(max(0.0, -min(vzs)), 3),
@@ -314,7 +318,8 @@ def _one_kill(k: int, deploy: Path, name: str, domain: int, settle_s: float, aft
         if not ok:
             raise RuntimeError(f"kill {k}: the guard did not answer the acknowledgement: {guard_state(name)}")
         say(f"  kill {k}: {result['reason']}, guard {result['takeover_ms_guard']} ms, robot gap "
-            f"{result['command_gap_ms_robot']} ms, peak sink {result['peak_down_velocity_m_s']} m/s, "
+            f"{result['command_gap_ms_robot']} ms (ending {result['gap_end_after_first_write_ms']} ms after the guard's first "
+            f"write), peak sink {result['peak_down_velocity_m_s']} m/s, "
             f"drop {result['height_drop_m']} m")
         return result
     finally:

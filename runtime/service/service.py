@@ -360,15 +360,15 @@ class Service:
                 if state == "stale":
                     if mode == "ACTIVE" and reacted == "":
                         reacted = "hold"
+                        self.event("lease_stale", holder=self.leases.lease.holder if self.leases.lease else None,
+                                   action="hold")
                         with self._lock:
                             self._end_policy("aborted", "the lease went stale")
                             self._try(lambda: self.rt.request(_rt.Mode.HOLD))
-                        self.event("lease_stale", holder=self.leases.lease.holder if self.leases.lease else None,
-                                   action="hold")
                     if self.leases.stale_for_s() > self.leases.timeout_s and mode in ARMED and reacted != "stop":
                         reacted = "stop"
-                        self.rt.stop()
                         self.event("lease_stale", action="controlled stop")
+                        self.rt.stop()
                 else:
                     reacted = ""
                 if self.episode is not None and (s["faults"] or mode not in ARMED):

@@ -322,3 +322,14 @@ def test_sigterm_stops_in_a_controlled_way_and_a_second_one_damps_at_once(servic
     finally:
         signal.signal(signal.SIGTERM, old[0])
         signal.signal(signal.SIGINT, old[1])
+
+
+def test_a_dead_policy_server_is_restarted(service):
+    c = service.client("viewer")
+    pid = service.policy.server.proc.pid
+    os.kill(pid, 9)
+    wait_for(lambda: c.request("status")["policy"]["restarts"] == 1 and
+             c.request("status")["policy"]["server"] == "running", 60, "the policy server back")
+    assert service.policy.server.proc.pid != pid
+    states = [e["state"] for e in events(service, "policy_server")]
+    assert states[:3] == ["running", "exited", "running"]

@@ -202,7 +202,20 @@ def test_service_end_to_end_over_dds(stack_factory):
     st = op.request("status")
     assert st["policy"]["name"] == "go2_pose_b" and st["safety_mode"] == "ACTIVE" and not st["faults"]
     assert st["chunks"]["starved_ticks"] == starved, "ticks went without a target across the swap"
-    op.call("episode_stop", outcome="success")
+    # teleop input during the episode is an intervention: the policy pauses, the operator drives
+    base = st["base"]
+    op.call("targets", targets={"base": [*map(float, base["pos"]), *base["quat"]]})
+    st = op.request("status")
+    assert st["intervention"] and st["mode"] == "wbc" and not st["policy"]["running"]
+    time.sleep(0.5)
+    op.call("intervention", on=False)  # back to the policy
+    st = op.request("status")
+    assert not st["intervention"] and st["mode"] == "joint_pd" and st["policy"]["running"]
+    time.sleep(0.5)
+    ep = op.call("episode_stop", outcome="success")["episode"]
+    assert ep["outcome"] == "success" and len(ep["interventions"]) == 1 and "end" in ep["interventions"][0]
+    assert [e.get("text") for e in s.events() if "intervention" in str(e.get("text"))] == \
+        ["intervention_start", "intervention_end"]
     # e-stop from a second client without the lease
     cli("estop", "--config", str(s.deploy))
     wait_for(lambda: op.request("status")["safety_mode"] == "ESTOP", 2, "ESTOP")
