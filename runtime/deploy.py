@@ -62,7 +62,11 @@ class GuardOptions(Section):
     heartbeat = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}",
                       doc="the heartbeat's shared-memory name (/dev/shm/<name>; null: vertebra-<deploy name>)")
     timeout_ms = field(float, default=20.0, lo=2.0, hi=1000.0,
-                       doc="a heartbeat older than this (or the runtime's process gone) is a dead runtime")
+                       doc="a heartbeat older than this while the robot stands (STANDUP/HOLD/ACTIVE) is a frozen "
+                           "runtime; a runtime whose process ends is taken over at once, whatever this says")
+    idle_timeout_ms = field(float, default=None, lo=2.0, hi=10000.0,
+                            doc="the same for a runtime that holds nothing up (PASSIVE, DAMP, FAULT...); null: "
+                                "10 x timeout_ms, at least 250 ms")
     rate_hz = field(float, default=500.0, lo=50.0, hi=2000.0, doc="the guard's damping command rate")
     settle = field(bool, default=True,
                    doc="when the last heartbeat shows the robot standing (HOLD/ACTIVE), run the safety config's "

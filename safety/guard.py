@@ -10,9 +10,12 @@ when the last heartbeat showed the robot standing and ``guard.settle`` is set --
 until an operator acknowledges (``vertebra guard ack``). The C++ side is
 ``cpp/drivers/unitree/dds_guard.hpp``; this module builds it from a deploy config and runs it.
 
-While the guard holds, a restarted runtime does not take the robot: the guard's ``rt/lowcmd``
-writer exists, and the ``unitree_dds`` driver refuses to activate while another writer publishes
-there. The service waits first: ``guard_state(name)["state"] == "holding"`` means "wait for the ack".
+The guard's ``rt/lowcmd`` writer exists from its start (so a takeover needs no DDS discovery),
+silent while it watches, its QoS user_data ``vertebra-guard/1 <heartbeat name>``: the ``unitree_dds``
+driver does not count it as another controller. While the guard holds, a restarted runtime does not
+take the robot: the driver's activation opens the heartbeat that user_data names and refuses, and a
+running runtime's tick reads the segment's holding state as ``lowcmd_conflict`` and withholds its
+writes. The service waits first: ``guard_state(name)["state"] == "holding"`` means "wait for the ack".
 
 Functions for the service and tools::
 
@@ -77,6 +80,7 @@ def guard_options(d: Any) -> Any:
     o.mode_pr = int(drv.mode_pr)
     o.heartbeat = d.heartbeat_name
     o.timeout_ms = float(d.guard.timeout_ms)
+    o.idle_timeout_ms = float(d.guard.idle_timeout_ms or 0.0)
     o.rate_hz = float(d.guard.rate_hz)
     o.settle = bool(d.guard.settle)
     o.realtime_priority = bool(d.loop.realtime_priority)
@@ -165,7 +169,7 @@ def guard_state(name: str) -> dict[str, Any] | None:
 
 
 def acknowledge(name: str, timeout_s: float = 5.0) -> bool:
-    """The operator's acknowledgement: the guard releases a hold (deletes its writer) and goes back to
+    """The operator's acknowledgement: the guard releases a hold (stops publishing) and goes back to
     watching. True once the guard has answered within `timeout_s`; False when there is no segment, no
     live guard, or no answer in time (nothing is held by a guard that does not run)."""
     hb = _segment(name)

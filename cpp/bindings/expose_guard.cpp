@@ -184,6 +184,7 @@ void expose_guard(py::module_& m) {
       .def_readwrite("mode_pr", &uni::GuardOptions::mode_pr)
       .def_readwrite("heartbeat", &uni::GuardOptions::heartbeat)
       .def_readwrite("timeout_ms", &uni::GuardOptions::timeout_ms)
+      .def_readwrite("idle_timeout_ms", &uni::GuardOptions::idle_timeout_ms)
       .def_readwrite("rate_hz", &uni::GuardOptions::rate_hz)
       .def_readwrite("settle", &uni::GuardOptions::settle)
       .def_readwrite("watch_hz", &uni::GuardOptions::watch_hz)

@@ -289,10 +289,23 @@ def _one_kill(k: int, deploy: Path, name: str, domain: int, settle_s: float, aft
         t_kill = time.monotonic()
         zs, vzs = [z0], [float(before["base_lin_vel"][2])]
         end = t_kill + settle_s + after_s
+        # The takeover as the robot sees it: the command stream read once, 20 ms after the guard's
+        # first write (its largest gap is then the kill's, not a later one of the hold's).
+        early: dict[str, Any] | None = None
+        first_write_ns = 0
+        from vertebra import _rt
+
         while time.monotonic() < end:
             t = bridge.base_truth()
             zs.append(float(t["base_pos"][2]))
             vzs.append(float(t["base_lin_vel"][2]))
+            if early is None:
+                if not first_write_ns:
+                    s = guard_state(name) or {}
+                    if int(s.get("takeovers", 0)) > takeovers0:
+                        first_write_ns = int((s.get("last_takeover") or {}).get("guard_first_write_ns") or 0)
+                if first_write_ns and _rt.heartbeat_clock_ns() > first_write_ns + 20_000_000:
+                    early = bridge.command_stream()
             time.sleep(0.004)
         g = wait_until(lambda: (s := guard_state(name)) and int(s["takeovers"]) > takeovers0 and s, "the takeover", 5.0)
         stream = bridge.command_stream()
@@ -302,6 +315,9 @@ def _one_kill(k: int, deploy: Path, name: str, domain: int, settle_s: float, aft
             "reason": t["reason"], "settle": bool(t["settle"]),
             "takeover_ms_guard": round(float(t["takeover_ms"]), 3) if t["takeover_ms"] is not None else None,
             "detect_ms_guard": round(float(t["detect_ms"]), 3) if t["detect_ms"] is not None else None,
+            "takeover_gap_ms_robot": round(float(early["max_gap_ms"]), 3) if early else None,
+            "takeover_gap_end_after_first_write_ms": (
+                round((int(early["max_gap_end_ns"]) - first_write_ns) * 1e-6, 3) if early and first_write_ns else None),
             "command_gap_ms_robot": round(float(stream["max_gap_ms"]), 3),
             # Where the largest gap ended, from the guard's first write (both CLOCK_MONOTONIC): about 0
             # when the gap is the takeover itself, larger when it came later, while the guard held.
@@ -317,7 +333,9 @@ def _one_kill(k: int, deploy: Path, name: str, domain: int, settle_s: float, aft
         result["acknowledged"] = bool(ok)
         if not ok:
             raise RuntimeError(f"kill {k}: the guard did not answer the acknowledgement: {guard_state(name)}")
-        say(f"  kill {k}: {result['reason']}, guard {result['takeover_ms_guard']} ms, robot gap "
+        say(f"  kill {k}: {result['reason']}, guard {result['takeover_ms_guard']} ms, robot takeover gap "
+            f"{result['takeover_gap_ms_robot']} ms (ending {result['takeover_gap_end_after_first_write_ms']} ms after "
+            f"the guard's first write), robot gap over the hold "
             f"{result['command_gap_ms_robot']} ms (ending {result['gap_end_after_first_write_ms']} ms after the guard's first "
             f"write), peak sink {result['peak_down_velocity_m_s']} m/s, "
             f"drop {result['height_drop_m']} m")
@@ -372,6 +390,8 @@ def _run_phases(phases: dict[str, Any], kills: int, no_settle_kills: int, dom: i
                 "takeover_ms_guard": _stats([r["takeover_ms_guard"] for r in done if r["takeover_ms_guard"] is not None]),
                 "detect_ms_guard": _stats([r["detect_ms_guard"] for r in done if r["detect_ms_guard"] is not None]),
                 "command_gap_ms_robot": _stats([r["command_gap_ms_robot"] for r in done]),
+                "takeover_gap_ms_robot": _stats([r["takeover_gap_ms_robot"] for r in done
+                                                 if r.get("takeover_gap_ms_robot") is not None]),
                 "peak_down_velocity_m_s": _stats([r["peak_down_velocity_m_s"] for r in done]),
                 "height_drop_m": _stats([r["height_drop_m"] for r in done]),
                 "reasons": sorted({r["reason"] for r in done}),
@@ -404,6 +424,8 @@ def bench_guard(robot: str = "g1", kills: int = 20, no_settle_kills: int = 5, do
     out = {
         "robot": robot, "domain": dom, "timeout_ms": timeout_ms, "kills": len(every),
         "takeover_ms_guard": _stats(guard_ms), "command_gap_ms_robot": _stats(robot_ms),
+        "takeover_gap_ms_robot": _stats([r["takeover_gap_ms_robot"] for r in every
+                                         if r.get("takeover_gap_ms_robot") is not None]),
         "phases": phases,
         "writer": "created at the guard's start (user_data names it; silent until a takeover)",
         "goals": {

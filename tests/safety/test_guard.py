@@ -325,6 +325,27 @@ def test_a_frozen_runtime_is_taken_over_and_its_driver_then_sees_the_conflict(ri
     assert g["takeovers"] == takeovers0 + 1 and g["state"] == "watching" and g["runtime"]["pid"] == 0
 
 
+def test_a_runtime_holding_nothing_up_gets_the_longer_idle_timeout(rig):
+    name = rig["name"]
+    child = started_child(rig)  # PASSIVE: the robot hangs limp, the heartbeat does not show it standing
+    try:
+        takeovers0 = guard_state(name)["takeovers"]
+        child.kill(signal.SIGSTOP)  # a 0.6 s stall: beyond timeout_ms (200), inside the idle timeout (2 s)
+        time.sleep(0.6)
+        child.kill(signal.SIGCONT)
+        wait_until(lambda: guard_state(name)["runtime"]["heartbeat_age_ms"] < 100, "the heartbeat fresh again")
+        assert guard_state(name)["takeovers"] == takeovers0 and guard_state(name)["state"] == "watching"
+        child.kill(signal.SIGSTOP)  # frozen for good: taken over after the idle timeout
+        try:
+            g = takeover_after(rig, takeovers0)
+            assert g["last_takeover"]["reason"] == "heartbeat_timeout"
+        finally:
+            child.kill(signal.SIGCONT)
+        assert acknowledge(name, 5.0)
+    finally:
+        child.close()
+
+
 def test_a_runtime_restarted_while_the_guard_holds_does_not_take_the_robot(rig):
     name = rig["name"]
     child = armed_child(rig)

@@ -73,6 +73,11 @@ DdsGuard::DdsGuard(GuardOptions opt, const RobotParams& params, const SafetyConf
   period_ns_ = static_cast<int64_t>(1e9 / opt_.rate_hz);
   watch_ns_ = static_cast<int64_t>(1e9 / opt_.watch_hz);
   timeout_ns_ = static_cast<int64_t>(opt_.timeout_ms * 1e6);
+  if (opt_.idle_timeout_ms < 0 || !std::isfinite(opt_.idle_timeout_ms))
+    throw std::invalid_argument("guard: idle_timeout_ms: found " + num(opt_.idle_timeout_ms) +
+                                "; valid: >= 0 ms (0: 10 x timeout_ms, at least 250 ms)");
+  idle_timeout_ns_ = opt_.idle_timeout_ms > 0 ? static_cast<int64_t>(opt_.idle_timeout_ms * 1e6)
+                                              : std::max<int64_t>(10 * timeout_ns_, 250'000'000);
   hb_ = std::make_shared<Heartbeat>(opt_.heartbeat, true);  // throws naming the segment
   const HeartbeatView v = hb_->view();
   if (v.guard_pid != 0 && v.guard_pid != static_cast<int>(getpid()) && v.guard_start_time != 0 &&
@@ -361,7 +366,7 @@ void DdsGuard::thread_main() {
       if (armed_ && !exited && late && runtime_exiting()) exited = true;
       if (armed_ && exited) {
         take_over(TakeoverReason::kProcessExit, v, now);
-      } else if (armed_ && v.last_write_ns != 0 && now - v.last_write_ns >= timeout_ns_) {
+      } else if (armed_ && v.last_write_ns != 0 && now - v.last_write_ns >= (v.standing ? timeout_ns_ : idle_timeout_ns_)) {
         take_over(TakeoverReason::kHeartbeatTimeout, v, now);
       } else if (exited) {
         // Gone before it was armed (never ticked, or its hold was acknowledged): nothing to hold.

@@ -13,7 +13,8 @@
 //             the robot standing (STANDUP/HOLD/ACTIVE) and `settle` is set (SettleMode: the safety
 //             config's keyframes by minimum jerk from the entry pose of the runtime's last command,
 //             with the robot's PD gains), then damping. Until an acknowledgement (ack_requested >
-//             ack_done): then it deletes its writer, answers (ack_done) and goes back to watching.
+//             ack_done): then it stops publishing (the writer stays), answers (ack_done) and goes
+//             back to watching.
 //   off       stopped (stop(), or the guard process gone: see guard_pid / guard_beat_ns).
 // A takeover is either
 //   process_exit       the runtime's process is ending: as soon as its heartbeat is one period
@@ -24,22 +25,30 @@
 //                      which for an mlockall'ed runtime takes 5-20+ ms after a SIGKILL (measured),
 //                      longer than the heartbeat timeout itself. Or
 //   heartbeat_timeout  the heartbeat is older than timeout_ms while the process lives (a frozen
-//                      runtime). Then two writers command the motors: the runtime's driver, when
-//                      it runs again, sees the guard's writer and raises lowcmd_conflict (damping,
-//                      latched): both damp, which is fail-safe.
+//                      runtime) and its last beat showed the robot standing (STANDUP, HOLD, ACTIVE);
+//                      for a runtime that holds nothing up (PASSIVE, DAMP, FAULT, ...) the timeout is
+//                      idle_timeout_ms (default 10 x timeout_ms, at least 250 ms): a stall there
+//                      endangers nothing, and a hiccup of a busy machine is not a takeover (a death
+//                      is seen at once by its process either way). When it runs again, its loop reads guard_state holding from the
+//                      segment on its first tick: lowcmd_conflict (damping, latched) and its driver
+//                      writes withheld while the guard holds (rt_loop.cpp), so the guard alone
+//                      commands the motors.
 //
-// The rt/lowcmd writer is created at takeover, not before: while the guard merely watches it has
-// no writer on rt/lowcmd, so the runtime's driver (which refuses to activate, and raises
-// lowcmd_conflict, while another rt/lowcmd writer exists; unitree_dds_driver.hpp) sees none, and a
-// runtime restarted while the guard holds does not activate. The participant, the topic and the
-// rt/lowstate reader exist from construction, so the writer is matched by the robot's reader
-// through one SEDP announcement. Measured (`vertebra bench guard`, 30 SIGKILLs of a standing G1 on
-// the sim bridge, docs/safety.md): creating the writer takes ~0.2 ms; the guard's first write comes
-// 3.0 ms (p50; max 3.2) after the runtime's last; the robot's largest gap between consecutive
-// commands is 5.1 ms p50, with a discovery tail (p90 12 ms, max 60 ms on a loaded 2-core machine).
-// Chosen: the writer at takeover. The alternative, should a robot show that tail: a writer made in
-// advance that the driver's conflict detection ignores by its user_data, with the tick reading the
-// segment's holding state as lowcmd_conflict.
+// The rt/lowcmd writer is created with the guard (constructor), not at takeover, so the robot's
+// reader has discovered it (SEDP) long before a takeover and takes its first frame at once. Its
+// QoS user_data is kGuardUserDataPrefix + the heartbeat's name ("vertebra-guard/1 vertebra-g1";
+// dds_qset_userdata). It publishes nothing while watching. The runtime's driver
+// (unitree_dds_driver.hpp) finds it among the matched rt/lowcmd publications by that user_data
+// (dds_get_matched_publications, dds_get_matched_publication_data, dds_qget_userdata; on Cyclone's
+// listener thread, the tick reads an atomic) and does not count it as a second controller. What the
+// writer's existence used to say, "the guard holds", the segment says instead: activate() opens the
+// heartbeat the user_data names and refuses while its guard holds; RtLoop::start() refuses too; and
+// the loop's tick reads guard_state (Heartbeat::guard_holding, two atomic loads) as lowcmd_conflict
+// and withholds its writes. Measured (`vertebra bench guard`, SIGKILLs of a standing G1 on the sim
+// bridge, 2-core machine, docs/safety.md): the guard's first write comes 2.7 ms (p50; max 3.1)
+// after the runtime's last; at the robot, the gap across the kill is p50 ~5 ms with no discovery
+// tail; the largest gap over a whole hold (the guard's 500 Hz stream on a loaded machine, not the
+// takeover) is p50 9 ms, max 40 ms. Before (writer at takeover): robot gap p50 5.1 ms, max 59.8 ms.
 //
 // Threads: the guard thread (SCHED_FIFO when permitted) watches at watch_hz and publishes at
 // rate_hz; Cyclone's receive thread decodes rt/lowstate into a seqlock. Configuration (the
@@ -72,6 +81,7 @@ struct GuardOptions {
   int mode_pr = 0;                 // G1 ankle mode
   std::string heartbeat;           // the segment's name (/dev/shm/<name>)
   double timeout_ms = 20.0;        // a heartbeat older than this (the process alive) is a frozen runtime
+  double idle_timeout_ms = 0.0;    // the same for a runtime not standing (0: max(10 x timeout_ms, 250 ms))
   double rate_hz = 500.0;          // damping command rate while holding
   bool settle = true;              // settle-then-cut first when the runtime was standing
   double watch_hz = 2000.0;        // heartbeat checks per second while watching (>= 1000)
@@ -147,7 +157,7 @@ class DdsGuard {
   Command cmd_{};
   HgLowCmd hg_{};
   GoLowCmd go_{};
-  int64_t period_ns_ = 2'000'000, watch_ns_ = 500'000, timeout_ns_ = 20'000'000;
+  int64_t period_ns_ = 2'000'000, watch_ns_ = 500'000, timeout_ns_ = 20'000'000, idle_timeout_ns_ = 250'000'000;
   int64_t next_publish_ns_ = 0;
   bool first_write_pending_ = false;
 
