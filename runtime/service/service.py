@@ -436,10 +436,12 @@ class Service:
 
     def _req_lease_acquire(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         force = bool(msg.get("force", False))
+        before = self.leases.takeovers
         lease, old = self.leases.acquire(client, force)
-        if old is not None:
-            self.event("lease_taken" if force and old else "lease_acquired", holder=client, previous=old.holder,
-                       forced=force)
+        if self.leases.takeovers > before:  # a held, fresh lease taken by force
+            self.event("lease_taken", holder=client, previous=old.holder if old else None)
+        elif old is not None:  # a stale one
+            self.event("lease_acquired", holder=client, previous=old.holder, previous_state="stale")
         else:
             self.event("lease_acquired", holder=client)
         return {"lease": lease.token, "holder": client, "timeout_s": self.leases.timeout_s,
