@@ -420,12 +420,14 @@ def bench_guard(robot: str = "g1", kills: int = 20, no_settle_kills: int = 5, do
         _rt.Heartbeat.unlink(name)  # this run's segment (the runtime children and the guard are gone)
     every = [r for p in phases.values() for r in p["rows"] if "skipped" not in r]
     guard_ms = [r["takeover_ms_guard"] for r in every if r["takeover_ms_guard"] is not None]
-    robot_ms = [r["command_gap_ms_robot"] for r in every]
+    hold_ms = [r["command_gap_ms_robot"] for r in every]
+    # The goal is the takeover as the motors see it: the gap across the kill (last runtime frame ->
+    # first guard frame). The largest gap over the whole hold is reported too (the guard's stream).
+    robot_ms = [r["takeover_gap_ms_robot"] for r in every if r.get("takeover_gap_ms_robot") is not None]
     out = {
         "robot": robot, "domain": dom, "timeout_ms": timeout_ms, "kills": len(every),
-        "takeover_ms_guard": _stats(guard_ms), "command_gap_ms_robot": _stats(robot_ms),
-        "takeover_gap_ms_robot": _stats([r["takeover_gap_ms_robot"] for r in every
-                                         if r.get("takeover_gap_ms_robot") is not None]),
+        "takeover_ms_guard": _stats(guard_ms), "command_gap_ms_robot": _stats(hold_ms),
+        "takeover_gap_ms_robot": _stats(robot_ms),
         "phases": phases,
         "writer": "created at the guard's start (user_data names it; silent until a takeover)",
         "goals": {
@@ -433,6 +435,7 @@ def bench_guard(robot: str = "g1", kills: int = 20, no_settle_kills: int = 5, do
             "max_le_50ms_robot": bool(robot_ms) and max(robot_ms) <= GOALS_MS["goal"],
             "max_le_10ms_robot_moonshot": bool(robot_ms) and max(robot_ms) <= GOALS_MS["moonshot"],
             "max_le_10ms_guard_moonshot": bool(guard_ms) and max(guard_ms) <= GOALS_MS["moonshot"],
+            "hold_max_le_50ms_robot": bool(hold_ms) and max(hold_ms) <= GOALS_MS["goal"],
         },
     }
     return out

@@ -138,7 +138,8 @@ def run_guard(args: argparse.Namespace) -> int:
           f"{out['timeout_ms']:g} ms; rt/lowcmd writer {out['writer']}")
     print(f"{'takeover (ms)':<44}{'p50':>9}{'p90':>9}{'max':>9}")
     for key, label in (("takeover_ms_guard", "guard: first write - runtime's last write"),
-                       ("command_gap_ms_robot", "robot: largest gap between commands")):
+                       ("takeover_gap_ms_robot", "robot: the command gap across the kill"),
+                       ("command_gap_ms_robot", "robot: largest command gap, whole hold")):
         r = out[key]
         print(f"{label:<44}{r.get('p50', '-'):>9}{r.get('p90', '-'):>9}{r.get('max', '-'):>9}")
     for phase, p in out["phases"].items():

@@ -45,10 +45,10 @@
 // heartbeat the user_data names and refuses while its guard holds; RtLoop::start() refuses too; and
 // the loop's tick reads guard_state (Heartbeat::guard_holding, two atomic loads) as lowcmd_conflict
 // and withholds its writes. Measured (`vertebra bench guard`, SIGKILLs of a standing G1 on the sim
-// bridge, 2-core machine, docs/safety.md): the guard's first write comes 2.7 ms (p50; max 3.1)
-// after the runtime's last; at the robot, the gap across the kill is p50 ~5 ms with no discovery
-// tail; the largest gap over a whole hold (the guard's 500 Hz stream on a loaded machine, not the
-// takeover) is p50 9 ms, max 40 ms. Before (writer at takeover): robot gap p50 5.1 ms, max 59.8 ms.
+// bridge, 2-core machine, 25 kills, docs/safety.md): the guard's first write comes 2.8 ms (p50;
+// max 3.1) after the runtime's last; at the robot, the gap across the kill is p50 2.9 ms, max 5.8 ms,
+// with no discovery tail; the largest gap over a whole hold is p50 4.9 ms, max 11.5 ms. Before
+// (writer at takeover): robot gap p50 5.1 ms, max 59.8 ms.
 //
 // Threads: the guard thread (SCHED_FIFO when permitted) watches at watch_hz and publishes at
 // rate_hz; Cyclone's receive thread decodes rt/lowstate into a seqlock. Configuration (the
