@@ -115,20 +115,6 @@ class ServiceOptions(Section):
                           doc="TimeoutStopSec = the settle-then-cut time + this (the recorder's close)")
 
 
-class PolicyRemote(Section):
-    """A policy server elsewhere (an off-board GPU box), over tcp:// with CURVE."""
-
-    endpoint = field(str, pattern=r"(tcp|ipc)://[^\s]+", doc="the server's endpoint")
-    server_public_key = field(str, default=None, doc="the server's public key file (tcp://)")
-    client_secret_key = field(str, default=None, doc="this runtime's key pair file (tcp://)")
-
-    def check(self, context: Any) -> None:
-        if self.endpoint.startswith("tcp://"):
-            for name in ("server_public_key", "client_secret_key"):
-                if getattr(self, name) is None:
-                    raise self.error(name, "<missing>", "a key file (a tcp:// policy server is reached with CURVE)")
-
-
 class DeployConfig(Section):
     """A deployment: robot, driver, safety, controller, policy and loop options."""
 
@@ -144,8 +130,6 @@ class DeployConfig(Section):
     active_policy = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
                           doc="which of the policy server's policies `vertebra run` runs (null: the server's default); "
                               "edit it and `vertebra reload` to swap")
-    policy_remote = field(PolicyRemote, default=None,
-                          doc="run the policies of a server elsewhere instead of starting `vertebra serve` here")
     guard = field(GuardOptions, default={}, doc="the guard process that takes over when the runtime dies")
     control = field(ControlOptions, default={}, doc="the control API of `vertebra run`")
     service = field(ServiceOptions, default={}, doc="the systemd units (vertebra service install)")
@@ -197,8 +181,7 @@ class DeployConfig(Section):
             self.policy_path = p
         elif self.active_policy is not None:
             raise self.error("active_policy", self.active_policy, "null unless `policy` names a policy server config")
-        if self.policy is not None and self.policy_remote is not None:
-            raise self.error("policy_remote", "<set>", "either policy (a local server) or policy_remote, not both")
+
         if self.loop.rate_hz is None:
             self.loop.rate_hz = self._robot.control_rate_hz
 

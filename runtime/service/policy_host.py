@@ -1,5 +1,5 @@
 """The service's policies: the policy server (a local `vertebra serve` the service starts and
-supervises, or a remote endpoint), the runner that turns observations into action chunks for the
+supervises; a remote server is not supported by the service yet), the runner that turns observations into action chunks for the
 C++ chunk scheduler, and swaps.
 
 The runner is a Python thread at the policy's rate, never on the tick: each step it reads the loop's
@@ -42,8 +42,7 @@ class PolicyHost:
 
         self.deploy, self.robot, self.event, self.say = deploy, robot, event, say
         if deploy.policy_path is None:
-            raise PolicyRefused("the deploy config names no policy server (policy:); remote servers are named by "
-                                "policy_remote")
+            raise PolicyRefused("the deploy config names no policy server config (policy:)")
         self.server_cfg = ServerConfig.load(deploy.policy_path)
         self.active = deploy.active_policy or self.server_cfg.default
         self.specs: dict[str, Any] = {}
