@@ -115,6 +115,23 @@ class ServiceOptions(Section):
                           doc="TimeoutStopSec = the settle-then-cut time + this (the recorder's close)")
 
 
+class PolicyRemote(Section):
+    """A policy server this service does not start: elsewhere (an off-board GPU box over tcp:// with
+    CURVE), or one run by its own unit on this machine (ipc://)."""
+
+    endpoint = field(str, pattern=r"(tcp|ipc)://\S+", doc="the server's endpoint")
+    server_public_key = field(str, default=None, doc="tcp://: the server's public key file (zmq.auth)")
+    client_secret_key = field(str, default=None,
+                              doc="tcp://: this runtime's key pair file (its public key in the server's allowlist)")
+    timeout_s = field(float, default=10.0, lo=0.1, hi=600.0, doc="how long start-up waits for the server's answer")
+
+    def check(self, context: Any) -> None:
+        if self.endpoint.startswith("tcp://"):
+            for name in ("server_public_key", "client_secret_key"):
+                if getattr(self, name) is None:
+                    raise self.error(name, "<missing>", "a key file: a tcp:// policy server is reached with CURVE")
+
+
 class DeployConfig(Section):
     """A deployment: robot, driver, safety, controller, policy and loop options."""
 
@@ -130,6 +147,8 @@ class DeployConfig(Section):
     active_policy = field(str, default=None, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
                           doc="which of the policy server's policies `vertebra run` runs (null: the server's default); "
                               "edit it and `vertebra reload` to swap")
+    policy_remote = field(PolicyRemote, default=None,
+                          doc="run the policies of a server `vertebra run` does not start (instead of `policy`)")
     guard = field(GuardOptions, default={}, doc="the guard process that takes over when the runtime dies")
     control = field(ControlOptions, default={}, doc="the control API of `vertebra run`")
     service = field(ServiceOptions, default={}, doc="the systemd units (vertebra service install)")
@@ -179,8 +198,12 @@ class DeployConfig(Section):
             if self.active_policy is not None and self.active_policy not in server.policies:
                 raise self.error("active_policy", self.active_policy, f"a policy of {p.name}: " + ", ".join(server.policies))
             self.policy_path = p
-        elif self.active_policy is not None:
-            raise self.error("active_policy", self.active_policy, "null unless `policy` names a policy server config")
+        elif self.active_policy is not None and self.policy_remote is None:
+            raise self.error("active_policy", self.active_policy,
+                             "null unless `policy` or `policy_remote` names a policy server")
+        if self.policy is not None and self.policy_remote is not None:
+            raise self.error("policy_remote", self.policy_remote.endpoint,
+                             "either policy (a server this service starts) or policy_remote, not both")
 
         if self.loop.rate_hz is None:
             self.loop.rate_hz = self._robot.control_rate_hz

@@ -36,31 +36,131 @@ def _layout(spec: Any) -> tuple[str, tuple[str, ...]]:
     return spec.action_space, tuple(spec.targets)
 
 
+class RemoteSpec:
+    """What a remote server's metadata (its hello/swap reply) says of the policy it runs: the fields
+    of a PolicySpec the service uses (the package itself is the server's, checked there)."""
+
+    def __init__(self, meta: dict[str, Any]):
+        self.name, self.version = str(meta.get("name", "?")), str(meta.get("version", "?"))
+        self.robots = list(meta.get("robots") or [])
+        self.action_space = str(meta.get("action_space", "none"))
+        self.targets = [str(t) for t in meta.get("targets") or []]
+        self.chunk_length = int(meta.get("chunk_length", 1))
+        self.rate_hz = float(meta.get("rate_hz", 0.0))
+        self.command_names = [str(c) for c in meta.get("command") or []]
+        self.instruction_input = "instruction" if meta.get("instruction") else None
+        self.cameras = list(meta.get("cameras") or [])
+        self.state_fields = [(f.get("kind"), list(f.get("joints") or [])) for f in meta.get("state_fields") or []]
+        self.model_sha256 = str(meta.get("sha256", "remote"))
+
+
 class PolicyHost:
     def __init__(self, deploy: Any, robot: Any, event: Callable[..., None], say: Callable[[str], None]):
         from vertebra.policies.server_config import ServerConfig
 
         self.deploy, self.robot, self.event, self.say = deploy, robot, event, say
-        if deploy.policy_path is None:
-            raise PolicyRefused("the deploy config names no policy server config (policy:)")
-        self.server_cfg = ServerConfig.load(deploy.policy_path)
-        self.active = deploy.active_policy or self.server_cfg.default
+        self.remote = deploy.policy_remote
         self.specs: dict[str, Any] = {}
-        self.spec = self.check(self.active)
-        self.layout = _layout(self.spec)
-        self.sched: Any = None
         self.server: Any = None
         self.client: Any = None
+        self.server_state = "stopped"
+        if self.remote is not None:
+            self.server_cfg = None
+            self.spec = self._connect_remote()
+            self.active = self.spec.name
+            if deploy.active_policy is not None and deploy.active_policy != self.active:
+                self.spec = self._remote_swap(deploy.active_policy)
+                self.active = deploy.active_policy
+        elif deploy.policy_path is None:
+            raise PolicyRefused("the deploy config names no policy server (policy: or policy_remote:)")
+        else:
+            self.server_cfg = ServerConfig.load(deploy.policy_path)
+            self.active = deploy.active_policy or self.server_cfg.default
+            self.spec = self.check(self.active)
+        self.layout = _layout(self.spec)
+        self.sched: Any = None
         self.running = False         # the runner pushes chunks
         self.command = np.zeros(len(self.spec.command_names), np.float32)
         self.instruction = ""
         self.steps = self.outages = self.restarts = 0
         self.latency_us: list[float] = []
         self.last_error = ""
-        self.server_state = "stopped"
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    # -- a remote server ----------------------------------------------------------------------
+    def _connect_remote(self) -> Any:
+        """Connect to the remote server and check what it runs (start-up: unreachable is an error)."""
+        from vertebra.policies.client import PolicyClient
+
+        r = self.remote
+        keys: dict[str, Any] = {}
+        if r.endpoint.startswith("tcp://"):
+            import zmq.auth
+
+            spub, _ = zmq.auth.load_certificate(r.server_public_key)
+            cpub, csec = zmq.auth.load_certificate(r.client_secret_key)
+            if not csec:
+                raise PolicyRefused(f"policy_remote.client_secret_key {r.client_secret_key} holds no secret key")
+            keys = {"server_public_key": spub, "public_key": cpub, "secret_key": csec}
+        client = PolicyClient(r.endpoint, **keys)
+        try:
+            hello = client.hello(list(self.robot.joint_names), timeout_s=r.timeout_s)
+        except TimeoutError:
+            client.close()
+            raise PolicyRefused(f"the policy server at {r.endpoint} did not answer within {r.timeout_s:g} s") from None
+        self.client = client
+        self.server_state = "remote"
+        listing = client.call({"type": "list"}, timeout_s=r.timeout_s)
+        self.remote_policies = list(listing.get("policies") or [])
+        self.remote_default = str(hello["policy"].get("name", ""))
+        return self.check_remote(hello["policy"])
+
+    def check_remote(self, meta: dict[str, Any]) -> RemoteSpec:
+        """What the remote server runs, against this robot (PolicyRefused says what disagrees)."""
+        from vertebra.policies.actions import wbc_target_names
+
+        spec = RemoteSpec(meta)
+        problems = []
+        if self.robot.name not in spec.robots:
+            problems.append(f"robots: the server's policy is for {', '.join(spec.robots) or 'no robot'}, not "
+                            f"{self.robot.name}")
+        if spec.action_space == "joint_targets" and spec.targets != list(self.robot.joint_names):
+            problems.append(f"outputs.targets: not {self.robot.name}'s joints in motor order")
+        elif spec.action_space == "wbc_targets":
+            bad = [t for t in spec.targets if t not in wbc_target_names(self.robot)]
+            if bad:
+                problems.append(f"outputs.targets: {', '.join(bad)} are not whole-body targets of {self.robot.name}")
+            if self.deploy.controller != "wbc":
+                problems.append("outputs.action_space: wbc_targets needs controller: wbc")
+        elif spec.action_space not in ("joint_targets", "wbc_targets"):
+            problems.append(f"outputs.action_space: {spec.action_space} cannot drive a robot")
+        if spec.cameras:
+            problems.append("inputs.cameras: this runtime has no camera source")
+        if not spec.rate_hz > 0:
+            problems.append(f"outputs.rate_hz: {spec.rate_hz}")
+        if problems:
+            raise PolicyRefused(f"the remote policy '{spec.name}' does not fit {self.robot.name}: " + "; ".join(problems))
+        self.specs[spec.name] = spec
+        return spec
+
+    def _remote_swap(self, name: str) -> RemoteSpec:
+        """Swap on the remote server, then check what it runs; a misfit is swapped back and refused."""
+        old = self.spec.name if hasattr(self, "spec") else None
+        self.client.call({"type": "load", "name": name}, timeout_s=60.0)
+        reply = self.client.call({"type": "swap", "name": name}, timeout_s=10.0)
+        try:
+            spec = self.check_remote(reply["policy"])
+            if hasattr(self, "layout") and _layout(spec) != self.layout:
+                raise PolicyRefused(f"policy '{name}' drives {spec.action_space}; this runtime's chunk scheduler was "
+                                    f"configured for {self.layout[0]}: restart the service to run it")
+        except PolicyRefused:
+            if old is not None:
+                self.client.call({"type": "swap", "name": old}, timeout_s=10.0)
+            raise
+        self.client.hello(list(self.robot.joint_names))
+        return spec
 
     # -- checks -------------------------------------------------------------------------------
     def check(self, name: str) -> Any:
@@ -101,7 +201,10 @@ class PolicyHost:
 
     # -- the server ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._start_server()
+        if self.remote is None:
+            self._start_server()
+        else:
+            self.event("policy_server", state="remote", endpoint=self.remote.endpoint, policy=self.active)
         for target, name in ((self._supervise, "vertebra-policy-supervisor"), (self._run, "vertebra-policy-runner")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
@@ -132,8 +235,8 @@ class PolicyHost:
         backoff = 1.0
         while not self._stop.wait(0.2):
             server = self.server
-            if server is None or server.proc.poll() is None:
-                continue
+            if self.remote is not None or server is None or server.proc.poll() is None:
+                continue  # a remote server is its own unit's to restart (the client reconnects)
             code = server.proc.returncode
             self.server_state = "restarting"
             self.event("policy_server", state="exited", code=code, restart_in_s=backoff)
@@ -212,6 +315,13 @@ class PolicyHost:
         """Make `name` the running policy (checked first; the old one runs until the new one answers)."""
         if name == self.active:
             return {"policy": name, "changed": False}
+        if self.remote is not None:
+            old = self.active
+            with self._lock:  # the runner waits: no chunk of a misfit reaches the scheduler
+                spec = self._remote_swap(name)
+                self.active, self.spec = name, spec
+            self.event("policy_swap", **{"from": old, "to": name, "remote": self.remote.endpoint})
+            return {"policy": name, "changed": True, "from": old}
         spec = self.check(name)
         if _layout(spec) != self.layout:
             raise PolicyRefused(f"policy '{name}' drives {spec.action_space} {list(spec.targets)[:4]}...; this runtime's "
@@ -240,7 +350,15 @@ class PolicyHost:
                 "steps": self.steps, "outages": self.outages, "restarts": self.restarts,
                 "latency_us": None if lat is None else {"p50": round(float(np.percentile(lat, 50)), 1),
                                                        "max": round(float(lat.max()), 1)},
-                "last_error": self.last_error, "available": list(self.server_cfg.policies)}
+                "last_error": self.last_error,
+                "available": self.available()}
+
+    def available(self) -> list[str]:
+        """The policies the server may run (a remote server's, as it said at connection)."""
+        return list(self.server_cfg.policies) if self.server_cfg is not None else list(self.remote_policies)
+
+    def default(self) -> str:
+        return self.server_cfg.default if self.server_cfg is not None else self.remote_default
 
     def close(self) -> None:
         self.running = False
@@ -250,4 +368,7 @@ class PolicyHost:
         if self.server is not None:
             self.server.close()
             self.server = None
+        elif self.client is not None:
+            self.client.close()
+            self.client = None
         self.server_state = "stopped"

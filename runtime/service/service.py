@@ -126,7 +126,7 @@ class Service:
         self._write_run_file({"pid": os.getpid(), "started": time.time(), "clean": False})
         if self.uses_guard:
             self._wait_for_guard()
-        if d.policy_path is not None:
+        if d.policy_path is not None or d.policy_remote is not None:
             from vertebra.runtime.service.policy_host import PolicyHost
 
             self.policy = PolicyHost(d, self.robot, self.event, self.say)  # checked before the bus is touched
@@ -680,7 +680,7 @@ class Service:
     def _req_policy_list(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if self.policy is None:
             return {"active": None, "policies": []}
-        return {"active": self.policy.active, "policies": list(self.policy.server_cfg.policies)}
+        return {"active": self.policy.active, "policies": self.policy.available()}
 
     def _req_policy_swap(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         return self._swap(msg["name"], client)
@@ -711,7 +711,7 @@ class Service:
         old_d, new_d = self.deploy.to_dict(), new.to_dict()
         changed = sorted(k for k in set(old_d) | set(new_d) if old_d.get(k) != new_d.get(k) and k != "active_policy")
         out: dict[str, Any] = {"restart_needed_for": changed}
-        want = new.active_policy or (self.policy.server_cfg.default if self.policy else None)
+        want = new.active_policy or (self.policy.default() if self.policy else None)
         if self.policy is not None and want is not None and want != self.policy.active:
             out.update(self._swap(want, client))
         self.event("reload", by=client, restart_needed_for=changed, policy=self.policy.active if self.policy else None)

@@ -333,3 +333,51 @@ def test_a_dead_policy_server_is_restarted(service):
     assert service.policy.server.proc.pid != pid
     states = [e["state"] for e in events(service, "policy_server")]
     assert states[:3] == ["running", "exited", "running"]
+
+
+def test_a_remote_policy_server_runs_episodes_and_swaps(tmp_path, monkeypatch):
+    """A server this service does not start (its own unit, or an off-board box): reached, checked
+    against the robot from what it says it runs, swapped there."""
+    from vertebra.policies.evaluate import ServerProcess
+    from vertebra.runtime.service.policy_host import PolicyRefused
+
+    monkeypatch.setenv("VERTEBRA_LOG_DIR", str(tmp_path / "log"))
+    path = write_deploy(tmp_path)
+    server_cfg = yaml.safe_load((tmp_path / "server.yaml").read_text())
+    server = ServerProcess(config=server_cfg, prefix="remote-")
+    try:
+        server.client(["x"], shared_memory=False).close()  # wait until it answers
+        server._client = None
+        d = yaml.safe_load(path.read_text())
+        d.pop("policy")
+        d["policy_remote"] = {"endpoint": server.endpoint}
+        path.write_text(yaml.safe_dump(d))
+        svc = Service(DeployConfig.load(path), notifier=Notifier({}))
+        svc.start()
+        try:
+            c = ControlClient(f"ipc://{tmp_path / 'ctl.sock'}", "operator", timeout_s=10)
+            c.acquire()
+            s = c.request("status")
+            assert s["policy"]["server"] == "remote" and s["policy"]["name"] == "go2_pose"
+            assert set(s["policy"]["available"]) == {"go2_pose", "go2_pose_b"}
+            c.call("enable")
+            c.call("stand", duration_s=1.0)
+            wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", what="HOLD")
+            c.call("episode_start", instruction="pose", command=[0.0, 0.0, 0.05, 0.0])
+            r = c.call("policy_swap", name="go2_pose_b", timeout_s=60)
+            assert r["changed"] and r["from"] == "go2_pose"
+            steps = c.request("status")["policy"]["steps"]
+            wait_for(lambda: c.request("status")["policy"]["steps"] > steps + 10, 5, "chunks from the new policy")
+            s = c.request("status")
+            assert s["policy"]["name"] == "go2_pose_b" and s["safety_mode"] == "ACTIVE" and not s["faults"]
+            c.close()
+        finally:
+            svc.stop()
+        d["policy_remote"] = {"endpoint": f"ipc://{tmp_path / 'nobody.sock'}", "timeout_s": 0.5}
+        path.write_text(yaml.safe_dump(d))
+        nobody = Service(DeployConfig.load(path), notifier=Notifier({}))
+        with pytest.raises(PolicyRefused, match="did not answer"):
+            nobody.start()
+        nobody.stop()
+    finally:
+        server.close()
