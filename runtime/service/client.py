@@ -43,6 +43,8 @@ class ControlClient:
         import zmq
 
         self.endpoint, self.name, self.timeout_s = endpoint, client, float(timeout_s)
+        self._args = dict(server_public_key=server_public_key, client_secret_key=client_secret_key,
+                          timeout_s=timeout_s)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -129,18 +131,24 @@ class ControlClient:
         period = max(0.05, timeout_s / 4)
 
         def keep() -> None:
-            while not self._keep.wait(period):
-                token = self.token
-                if token is None:
-                    return
-                try:
-                    self.request("lease_retain", lease=token)
-                except ControlError as e:
-                    self.lease_lost = str(e)
-                    self.token = None
-                    return
-                except ServiceUnreachable as e:
-                    self.lease_lost = str(e)
+            # A connection of its own: a long request on the main one (a policy load) never holds up
+            # the keep-alive, so the lease does not go stale meanwhile.
+            side = ControlClient(self.endpoint, self.name, **self._args)
+            try:
+                while not self._keep.wait(period):
+                    token = self.token
+                    if token is None:
+                        return
+                    try:
+                        side.request("lease_retain", lease=token)
+                    except ControlError as e:
+                        self.lease_lost = str(e)
+                        self.token = None
+                        return
+                    except ServiceUnreachable as e:
+                        self.lease_lost = str(e)
+            finally:
+                side.sock.close(0)
 
         self._keeper = threading.Thread(target=keep, name="vertebra-lease", daemon=True)
         self._keeper.start()

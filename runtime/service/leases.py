@@ -62,7 +62,7 @@ class LeaseManager:
     def check(self, token: str) -> Lease:
         """The lease `token` names, when it is the current one (refused: ``no_lease``)."""
         lease = self.lease
-        if lease is None or not secrets.compare_digest(lease.token, token):
+        if lease is None or not secrets.compare_digest(lease.token.encode(), token.encode()):
             holder = f"; it is held by '{lease.holder}'" if lease is not None else "; nobody holds it"
             raise ProtocolError("no_lease", "this request needs the lease (motion authority) and the token given is "
                                             f"not the current one{holder}")

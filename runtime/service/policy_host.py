@@ -68,9 +68,15 @@ class PolicyHost:
             self.server_cfg = None
             self.spec = self._connect_remote()
             self.active = self.spec.name
+            self.layout: Any = None  # the chunk scheduler is not configured yet: any layout may start
+            self.command = np.zeros(len(self.spec.command_names), np.float32)
+            self._lock = threading.RLock()
             if deploy.active_policy is not None and deploy.active_policy != self.active:
-                self.spec = self._remote_swap(deploy.active_policy)
-                self.active = deploy.active_policy
+                try:
+                    self.commit(deploy.active_policy, self.prepare(deploy.active_policy))
+                except BaseException:
+                    self.client.close()
+                    raise
         elif deploy.policy_path is None:
             raise PolicyRefused("the deploy config names no policy server (policy: or policy_remote:)")
         else:
@@ -104,6 +110,7 @@ class PolicyHost:
             if not csec:
                 raise PolicyRefused(f"policy_remote.client_secret_key {r.client_secret_key} holds no secret key")
             keys = {"server_public_key": spub, "public_key": cpub, "secret_key": csec}
+        self._keys = keys
         client = PolicyClient(r.endpoint, **keys)
         try:
             hello = client.hello(list(self.robot.joint_names), timeout_s=r.timeout_s)
@@ -112,10 +119,15 @@ class PolicyHost:
             raise PolicyRefused(f"the policy server at {r.endpoint} did not answer within {r.timeout_s:g} s") from None
         self.client = client
         self.server_state = "remote"
-        listing = client.call({"type": "list"}, timeout_s=r.timeout_s)
-        self.remote_policies = list(listing.get("policies") or [])
-        self.remote_default = str(hello["policy"].get("name", ""))
-        return self.check_remote(hello["policy"])
+        try:
+            listing = client.call({"type": "list"}, timeout_s=r.timeout_s)
+            self.remote_policies = list(listing.get("policies") or [])
+            self.remote_default = str(hello["policy"].get("name", ""))
+            return self.check_remote(hello["policy"])
+        except BaseException:
+            self.client = None
+            client.close()
+            raise
 
     def check_remote(self, meta: dict[str, Any]) -> RemoteSpec:
         """What the remote server runs, against this robot (PolicyRefused says what disagrees)."""
@@ -143,23 +155,6 @@ class PolicyHost:
         if problems:
             raise PolicyRefused(f"the remote policy '{spec.name}' does not fit {self.robot.name}: " + "; ".join(problems))
         self.specs[spec.name] = spec
-        return spec
-
-    def _remote_swap(self, name: str) -> RemoteSpec:
-        """Swap on the remote server, then check what it runs; a misfit is swapped back and refused."""
-        old = self.spec.name if hasattr(self, "spec") else None
-        self.client.call({"type": "load", "name": name}, timeout_s=60.0)
-        reply = self.client.call({"type": "swap", "name": name}, timeout_s=10.0)
-        try:
-            spec = self.check_remote(reply["policy"])
-            if hasattr(self, "layout") and _layout(spec) != self.layout:
-                raise PolicyRefused(f"policy '{name}' drives {spec.action_space}; this runtime's chunk scheduler was "
-                                    f"configured for {self.layout[0]}: restart the service to run it")
-        except PolicyRefused:
-            if old is not None:
-                self.client.call({"type": "swap", "name": old}, timeout_s=10.0)
-            raise
-        self.client.hello(list(self.robot.joint_names))
         return spec
 
     # -- checks -------------------------------------------------------------------------------
@@ -269,28 +264,39 @@ class PolicyHost:
         return obs
 
     def step(self) -> bool:
-        """One policy step now: observation -> chunk -> scheduler. False when no chunk came."""
+        """One policy step now: observation -> chunk -> scheduler. False when no chunk came (counted)."""
         from vertebra.policies.client import PolicyError
 
-        client = self.client
-        if client is None:
-            return False
-        snap = self.rt.loop.snapshot()
-        t_obs = int(round(float(snap["time_s"]) * 1e9))
-        dt_ns = int(round(1e9 / self.spec.rate_hz))
-        t0 = time.perf_counter_ns()
-        try:
-            with self._lock:
-                reply = client.infer(self.observation(snap), timeout_s=max(0.05, self.spec.chunk_length / self.spec.rate_hz / 2))
-        except (TimeoutError, PolicyError, RuntimeError, OSError) as e:
+        with self._lock:  # one thread on the server's connection; the spec the chunk was made by
+            client, spec = self.client, self.spec
+            if client is None:
+                return False
+            snap = self.rt.loop.snapshot()
+            t_obs = int(round(float(snap["time_s"]) * 1e9))
+            dt_ns = int(round(1e9 / spec.rate_hz))
+            t0 = time.perf_counter_ns()
+            try:
+                reply = client.infer(self.observation(snap), timeout_s=max(0.05, spec.chunk_length / spec.rate_hz / 2))
+                actions = np.asarray(reply["actions"], np.float64)
+            except (TimeoutError, PolicyError, RuntimeError, OSError, KeyError, TypeError, ValueError) as e:
+                self.outages += 1
+                self.last_error = str(e)
+                return False
+        if actions.ndim != 2 or actions.shape[1] != len(spec.targets) or actions.shape[0] < 1 \
+                or not np.all(np.isfinite(actions)):
             self.outages += 1
-            self.last_error = str(e)
+            self.last_error = (f"a chunk of shape {list(actions.shape)} (finite: {bool(np.all(np.isfinite(actions)))}) "
+                               f"from {spec.name}, which declares [chunk, {len(spec.targets)}]: dropped")
             return False
         self.latency_us.append((time.perf_counter_ns() - t0) / 1e3)
         del self.latency_us[:-500]
-        actions = np.asarray(reply["actions"], np.float64)
-        start = t_obs + dt_ns if self.spec.action_space == "joint_targets" else t_obs
-        self.sched.push(start, dt_ns, actions)
+        start = t_obs + dt_ns if spec.action_space == "joint_targets" else t_obs
+        try:
+            self.sched.push(start, dt_ns, actions)
+        except (ValueError, RuntimeError) as e:
+            self.outages += 1
+            self.last_error = f"the chunk scheduler refused a chunk: {e}"
+            return False
         self.steps += 1
         return True
 
@@ -302,7 +308,11 @@ class PolicyHost:
                 self._stop.wait(period)
                 next_t = time.monotonic()
                 continue
-            self.step()
+            try:
+                self.step()
+            except Exception as e:  # noqa: BLE001 - the runner outlives any one step (starvation holds)
+                self.outages += 1
+                self.last_error = f"runner: {type(e).__name__}: {e}"
             next_t += period
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -311,37 +321,77 @@ class PolicyHost:
                 next_t = time.monotonic()
 
     # -- swaps --------------------------------------------------------------------------------
-    def swap(self, name: str) -> dict[str, Any]:
-        """Make `name` the running policy (checked first; the old one runs until the new one answers)."""
+    def _side_client(self) -> Any:
+        """A second connection to the server for slow requests (loads): the runner keeps its own."""
+        from vertebra.policies.client import PolicyClient
+
+        if self.remote is not None and self.remote.endpoint.startswith("tcp://"):
+            return PolicyClient(self.remote.endpoint, **self._keys)
+        endpoint = self.remote.endpoint if self.remote is not None else self.server.endpoint
+        return PolicyClient(endpoint)
+
+    def prepare(self, name: str) -> Any:
+        """Check `name` and have the server build it next to the running one (slow: no lock held; the
+        runner keeps running). Returns what commit() needs."""
         if name == self.active:
-            return {"policy": name, "changed": False}
-        if self.remote is not None:
-            old = self.active
-            with self._lock:  # the runner waits: no chunk of a misfit reaches the scheduler
-                spec = self._remote_swap(name)
-                self.active, self.spec = name, spec
-            self.event("policy_swap", **{"from": old, "to": name, "remote": self.remote.endpoint})
-            return {"policy": name, "changed": True, "from": old}
-        spec = self.check(name)
-        if _layout(spec) != self.layout:
-            raise PolicyRefused(f"policy '{name}' drives {spec.action_space} {list(spec.targets)[:4]}...; this runtime's "
-                                f"chunk scheduler was configured for {self.layout[0]} of '{self.spec.name}': restart "
-                                "the service to run it")
-        client = self.client
-        if client is None:
-            raise PolicyRefused("the policy server is not running (restarting); try again")
+            return None
+        if self.remote is None:
+            spec = self.check(name)
+            if _layout(spec) != self.layout:
+                raise PolicyRefused(f"policy '{name}' drives {spec.action_space} {list(spec.targets)[:4]}...; this "
+                                    f"runtime's chunk scheduler was configured for {self.layout[0]} of "
+                                    f"'{self.spec.name}': restart the service to run it")
+            if self.client is None or self.server is None:
+                raise PolicyRefused("the policy server is not running (restarting); try again")
+        side = self._side_client()
+        try:
+            side.call({"type": "load", "name": name}, timeout_s=60.0)
+        finally:
+            side.close()
+        return self.specs.get(name)
+
+    def commit(self, name: str, spec: Any) -> dict[str, Any]:
+        """Swap to the loaded `name` (under the runner's lock: ms). A remote server's policy is checked
+        from its swap reply; a misfit is swapped back and refused. Any other failure leaves the server's
+        active policy unknown: `server_state` says so and the caller stops the policy."""
         old = self.active
-        t0 = time.monotonic()
-        client.call({"type": "load", "name": name}, timeout_s=60.0)  # built next to the running one
         with self._lock:
-            client.call({"type": "swap", "name": name}, timeout_s=10.0)
-            client.hello(list(self.robot.joint_names))  # the new policy's metadata and mapping
+            client = self.client
+            if client is None:
+                raise PolicyRefused("the policy server is not running (restarting); try again")
+            try:
+                reply = client.call({"type": "swap", "name": name}, timeout_s=10.0)
+                if self.remote is not None:
+                    try:
+                        spec = self.check_remote(reply["policy"])
+                        if self.layout is not None and _layout(spec) != self.layout:
+                            raise PolicyRefused(f"policy '{name}' drives {spec.action_space}; this runtime's chunk "
+                                                f"scheduler was configured for {self.layout[0]}: restart the service "
+                                                "to run it")
+                    except PolicyRefused:
+                        client.call({"type": "swap", "name": old}, timeout_s=10.0)
+                        raise
+                client.hello(list(self.robot.joint_names))  # the new policy's metadata and mapping
+            except PolicyRefused:
+                raise
+            except Exception as e:  # noqa: BLE001 - a timeout, a dead server: which policy runs is unknown
+                self.server_state = "unknown (a swap failed)"
+                raise PolicyRefused(f"the swap to '{name}' failed ({e}); the server's active policy is unknown") from None
             self.active, self.spec = name, spec
             if len(spec.command_names) != len(self.command):
                 self.command = np.zeros(len(spec.command_names), np.float32)
-        self.event("policy_swap", **{"from": old, "to": name, "package_sha256": spec.model_sha256,
-                                     "took_s": round(time.monotonic() - t0, 3)})
-        return {"policy": name, "changed": True, "from": old}
+        return {"policy": name, "changed": True, "from": old, "package_sha256": getattr(spec, "model_sha256", "")}
+
+    def swap(self, name: str) -> dict[str, Any]:
+        """prepare() then commit(): the old policy runs until the new one answers."""
+        if name == self.active:
+            return {"policy": name, "changed": False}
+        return self.commit(name, self.prepare(name))
+
+    def set_episode(self, command: Any, instruction: str) -> None:
+        with self._lock:
+            self.command = np.asarray(command, np.float32)
+            self.instruction = instruction
 
     def status(self) -> dict[str, Any]:
         lat = np.asarray(self.latency_us[-200:]) if self.latency_us else None

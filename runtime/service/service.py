@@ -38,7 +38,9 @@ from vertebra.runtime.service.leases import LeaseManager
 from vertebra.runtime.service.protocol import API_VERSION, LEASE_FREE, ProtocolError
 
 ARMED = ("STANDUP", "HOLD", "ACTIVE")
-SLOW = frozenset({"policy_swap", "reload"})  # a policy load may take seconds: off the API thread
+# Off the API thread: a policy load may take seconds; an episode start or an intervention's end waits
+# for the policy's first chunk.
+SLOW = frozenset({"policy_swap", "reload", "episode_start", "intervention"})
 
 
 class ServiceError(VertebraError):
@@ -101,6 +103,7 @@ class Service:
         self._started = time.time()
         self._monitor: threading.Thread | None = None
         self._rt_report: dict[str, Any] = {}
+        self._file_active_policy = deploy.active_policy
         from concurrent.futures import ThreadPoolExecutor
 
         self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vertebra-slow")
@@ -403,18 +406,26 @@ class Service:
         if t not in LEASE_FREE:
             if self.state != "running":
                 raise ProtocolError("busy", f"the service is {self.state}")
-            self.leases.check(msg["lease"])
+            self._check_lease(t, msg["lease"])
         fn = getattr(self, f"_req_{t}")
         if t == "estop":  # never waits for another request's lock
             return {"type": "estop_reply", **fn(msg, client)}
         if t in SLOW:  # answered when done; the API keeps serving (e-stops above all) meanwhile
             def slow() -> dict[str, Any]:
+                self._check_lease(t, msg["lease"])  # still the holder when its turn comes
                 return {"type": f"{t}_reply", **(fn(msg, client) or {})}
 
             return self._slow.submit(slow)
         with self._lock:
             out = fn(msg, client)
         return {"type": f"{t}_reply", **(out or {})}
+
+    def _check_lease(self, t: str, token: str) -> None:
+        """The current lease, and fresh: a stale holder may retain or return it, nothing else."""
+        self.leases.check(token)
+        if t not in ("lease_retain", "lease_return") and self.leases.state() == "stale":
+            raise ProtocolError("lease_stale", "the lease went stale (not retained within "
+                                               f"{self.leases.timeout_s:g} s): retain it again before moving the robot")
 
     def _req_hello(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         from vertebra.policies.actions import wbc_target_names
@@ -520,6 +531,8 @@ class Service:
         s = self.rt.loop.snapshot()
         if s["safety_mode"] in ("HOLD", "ACTIVE"):
             return {"job": None, "safety_mode": s["safety_mode"]}
+        if self.job is not None and self.job["state"] == "running":
+            raise ProtocolError("busy", f"a {self.job['kind']} is in progress")
         duration = float(msg.get("duration_s", 2.0))
         if not s["enabled"]:
             self.rt.enable(True)
@@ -689,13 +702,24 @@ class Service:
         from vertebra.runtime.service.policy_host import PolicyRefused
 
         pol = self._need_policy()
+        if name == pol.active:
+            return {"policy": name, "changed": False}
         try:
-            out = pol.swap(name)
+            loaded = pol.prepare(name)  # slow, no lock: the running policy keeps running
         except PolicyRefused as e:
             raise _refused(str(e)) from None
-        if out.get("changed"):
+        except Exception as e:  # noqa: BLE001 - a load that failed on the server: nothing changed
+            raise _refused(f"the server could not load '{name}': {e}; the running policy stays") from None
+        with self._lock:
+            try:
+                out = pol.commit(name, loaded)
+            except PolicyRefused as e:
+                if pol.server_state.startswith("unknown"):  # which policy runs is unknown: stop it
+                    self._end_policy("aborted", str(e))
+                    self._try(lambda: self._request(_rt.Mode.HOLD))
+                raise _refused(str(e)) from None
             self.event("policy_swapped", by=client, **{"from": out["from"], "to": name},
-                       during_episode=self.episode is not None)
+                       during_episode=self.episode is not None, package_sha256=out.get("package_sha256"))
         return out
 
     def _req_reload(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
@@ -711,13 +735,19 @@ class Service:
         old_d, new_d = self.deploy.to_dict(), new.to_dict()
         changed = sorted(k for k in set(old_d) | set(new_d) if old_d.get(k) != new_d.get(k) and k != "active_policy")
         out: dict[str, Any] = {"restart_needed_for": changed}
-        want = new.active_policy or (self.policy.default() if self.policy else None)
-        if self.policy is not None and want is not None and want != self.policy.active:
+        # Only an edit of the file swaps: a reload of an unchanged file never undoes a manual swap.
+        if self.policy is not None and new.active_policy != self._file_active_policy:
+            want = new.active_policy or self.policy.default()
             out.update(self._swap(want, client))
+        self._file_active_policy = new.active_policy
         self.event("reload", by=client, restart_needed_for=changed, policy=self.policy.active if self.policy else None)
         return out
 
     def _req_episode_start(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
+        with self._lock:
+            return self._episode_start(msg, client)
+
+    def _episode_start(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         pol = self._need_policy()
         if self.episode is not None:
             raise ProtocolError("busy", f"episode {self.episode['id']} runs; stop it first")
@@ -731,18 +761,12 @@ class Service:
         if len(cmd) not in (0, len(pol.spec.command_names)):
             raise ProtocolError("schema", f"'command': {len(pol.spec.command_names)} values "
                                           f"({', '.join(pol.spec.command_names)}) for {pol.active}")
-        pol.command = np.asarray(cmd or np.zeros(len(pol.spec.command_names)), np.float32)
-        pol.instruction = msg["instruction"]
+        if pol.spec.action_space != "joint_targets":
+            self._feet_loaded(s)  # the policy drives the whole-body controller
+        pol.set_episode(cmd or np.zeros(len(pol.spec.command_names)), msg["instruction"])
         if not pol.step():
             raise _refused(f"the policy server gave no first chunk: {pol.last_error or pol.server_state}")
-        if s["safety_mode"] == "ACTIVE":
-            self._request(_rt.Mode.HOLD)
-        if pol.spec.action_space == "joint_targets":
-            self._request(_rt.Mode.JOINT_PD, stream=True)
-        else:
-            if self.rt._controller is not None:
-                self.rt._controller.before_activate(self.rt.handle)
-            self._request(self.rt.active_mode)
+        self._enter_policy_mode(s["safety_mode"])
         pol.running = True
         self.episodes += 1
         self.episode = {"id": self.episodes, "instruction": msg["instruction"], "policy": pol.active,
@@ -751,6 +775,17 @@ class Service:
         self.event("episode_start", episode=self.episode["id"], instruction=msg["instruction"], policy=pol.active,
                    by=client)
         return {"episode": self.episode["id"]}
+
+    def _enter_policy_mode(self, mode_now: str) -> None:
+        """HOLD -> the mode the running policy's chunks drive (joint PD streaming, or the controller)."""
+        if mode_now == "ACTIVE":
+            self._request(_rt.Mode.HOLD)
+        if self.policy.spec.action_space == "joint_targets":
+            self._request(_rt.Mode.JOINT_PD, stream=True)
+        else:
+            if self.rt._controller is not None:
+                self.rt._controller.before_activate(self.rt.handle)
+            self._request(self.rt.active_mode)
 
     def _end_policy(self, outcome: str, reason: str) -> dict[str, Any] | None:
         """Stop the runner and end the episode, if one runs (the robot stays in its mode)."""
@@ -793,17 +828,17 @@ class Service:
             self.intervening = False
             self.event("intervention_end", episode=ep["id"], by=client)
             # back to the policy
+            s = self.rt.loop.snapshot()
+            if self.policy.spec.action_space != "joint_targets":
+                self._feet_loaded(s)
             if not self.policy.step():
                 raise _refused(f"the policy gave no chunk to resume with: {self.policy.last_error}")
-            self._request(_rt.Mode.HOLD)
-            if self.policy.spec.action_space == "joint_targets":
-                self._request(_rt.Mode.JOINT_PD, stream=True)
-            else:
-                self._request(self.rt.active_mode)
+            self._enter_policy_mode(s["safety_mode"])
             self.policy.running = True
 
     def _req_intervention(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        self._intervention(bool(msg["on"]), client, "marked by the operator")
+        with self._lock:
+            self._intervention(bool(msg["on"]), client, "marked by the operator")
         return {"intervention": self.intervening}
 
     # -- run and stop -------------------------------------------------------------------------
@@ -855,7 +890,9 @@ class Service:
                     self.notifier.extend_timeout(5.0)
                     time.sleep(0.02)
             end_mode = self.rt.loop.snapshot()["safety_mode"]
-        self._slow.shutdown(wait=True, cancel_futures=True)
+        self._slow.shutdown(wait=False, cancel_futures=True)  # a load in progress finishes on its own
+        if self._monitor is not None:
+            self._monitor.join(2.0)
         if self.pinger is not None:
             self.pinger.stop()
         if self.server is not None:

@@ -80,7 +80,8 @@ def test_the_mujoco_driver_finds_its_standing_height_when_not_given():
     ({"loop": {"rate_hz": 10}}, "loop.rate_hz", ">= 50.0"),
     ({"loop": {"lockstep": "yes please"}}, "loop.lockstep", "true or false"),
     ({"loop": {"period_s": 0.002}}, "loop.period_s", "a known field: cpu, lockstep, rate_hz, realtime_priority"),
-    ({"speed": 1}, "speed", "a known field: active_policy, control, controller, driver, guard, loop, policy, robot, safety, service, "
+    ({"speed": 1}, "speed", "a known field: active_policy, control, controller, driver, guard, loop, policy, policy_remote, robot, safety, "
+     "service, "
      "use_estimator"),
 ])
 def test_bad_deploy_fields_are_named(tmp_path, fields, field, valid):

@@ -41,7 +41,7 @@ def write_deploy(tmp: Path, **extra) -> Path:
     d = {"robot": "go2", "driver": {"type": "mujoco"}, "controller": "pd", "policy": str(tmp / "server.yaml"),
          "active_policy": "go2_pose", "guard": {"enabled": False},
          "control": {"socket": str(tmp / "ctl.sock"), "lease_timeout_s": 0.5},
-         "loop": {"rate_hz": 500, "lockstep": False, "realtime_priority": False}, **extra}
+         "loop": {"rate_hz": 500, "lockstep": False, "realtime_priority": True}, **extra}
     path = tmp / "deploy.yaml"
     path.write_text(yaml.safe_dump(d))
     return path
@@ -153,6 +153,16 @@ def test_a_stale_lease_holds_then_stops_an_active_robot(service):
     actions = [e["action"] for e in events(service, "lease_stale")]
     assert actions == ["hold", "controlled stop"]
     assert events(service, "episode_end")[-1]["outcome"] == "aborted"
+    # a stale lease moves nothing until it is retained again
+    wait_for(lambda: c.request("status")["safety_mode"] == "DAMP", 10, "DAMP after the stop")
+    with pytest.raises(ControlError) as e:
+        c.call("stand", duration_s=1.0)
+    assert e.value.code == "lease_stale"
+    c.call("lease_retain")
+    c.call("stand", duration_s=1.0)
+    with pytest.raises(ControlError) as e:  # one stand at a time: the second moves nothing
+        c.call("stand", duration_s=3.0)
+    assert e.value.code == "busy"
 
 
 def test_episode_and_swap_through_reload_leave_no_tick_without_a_target(service, tmp_path):
@@ -180,6 +190,10 @@ def test_episode_and_swap_through_reload_leave_no_tick_without_a_target(service,
     assert s1["chunks"]["starved_ticks"] == starved0, "a tick went without a target across the swap"
     swaps = events(service, "policy_swapped")
     assert swaps[-1]["from"] == "go2_pose" and swaps[-1]["to"] == "go2_pose_b" and swaps[-1]["during_episode"]
+    # a manual swap back, then a reload of the unchanged file: the file does not undo it
+    assert c.call("policy_swap", name="go2_pose", timeout_s=60)["changed"]
+    r = c.call("reload", timeout_s=60)
+    assert "changed" not in r and c.request("status")["policy"]["name"] == "go2_pose"
     ep = c.call("episode_stop", outcome="success")["episode"]
     assert ep["outcome"] == "success" and ep["policy"] == "go2_pose"
     assert c.request("status")["safety_mode"] == "HOLD"
