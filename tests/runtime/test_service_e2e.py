@@ -268,6 +268,33 @@ def test_g1_teleop_hand_then_a_killed_runtime_is_guarded_and_comes_back_passive(
     p1 = np.asarray(op.request("status")["hands"][hand])
     assert np.linalg.norm(p1 - goal) < 0.02, f"the hand is at {p1}, its target {goal}"
     op.call("hold")
+    # `vertebra teleop` itself, at a terminal (a pty): w moves the hand forward, q quits
+    op.give_back()
+    import pty
+
+    before = {h: np.asarray(v) for h, v in op.request("status")["hands"].items()}
+    master, slave = pty.openpty()
+    tele = subprocess.Popen([VERTEBRA, "teleop", "--config", str(s.deploy), "--step-m", "0.02"], stdin=slave,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=s.env)
+    os.close(slave)
+    try:
+        time.sleep(2.0)  # connected, lease taken
+        for _ in range(3):
+            os.write(master, b"w")
+            time.sleep(0.15)
+        time.sleep(1.0)
+        after = {h: np.asarray(v) for h, v in op.request("status")["hands"].items()}
+        moved = max(float(after[h][0] - before[h][0]) for h in before)
+        os.write(master, b"q")
+        assert tele.wait(15) == 0, tele.stderr.read().decode()
+    finally:
+        if tele.poll() is None:
+            tele.kill()
+        os.close(master)
+    assert moved > 0.03, f"teleop moved a hand {moved:.3f} m forward (3 presses of 0.02 m)"
+    st = op.request("status")
+    assert st["safety_mode"] == "HOLD" and st["lease"] is None
+    op.acquire()
     # the runtime dies while the robot stands: the guard takes the bus and damps it
     takeovers = guard_state(s.heartbeat)["takeovers"]
     s.service.send_signal(signal.SIGKILL)
