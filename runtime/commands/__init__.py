@@ -10,6 +10,7 @@ the order ``vertebra --help`` lists them in.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -26,3 +27,17 @@ def robot_names() -> list[str]:
     from vertebra.runtime.config import available_robots
 
     return available_robots()
+
+
+def bounded_float(lo: float, hi: float, unit: str) -> Callable[[str], float]:
+    """An argparse ``type``: a number in [lo, hi] (`unit` names it in the error)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"found '{text}'; valid: {unit} in [{lo:g}, {hi:g}]") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"found {v:g}; valid: {unit} in [{lo:g}, {hi:g}]")
+        return v
+
+    return parse

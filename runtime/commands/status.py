@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from vertebra.runtime.commands import bounded_float
+
 
 def client_name(tool: str) -> str:
     """`user@tool`: how the service's event log names this client."""
@@ -77,16 +79,6 @@ def run(args: argparse.Namespace) -> int:
         client.close()
 
 
-def _interval(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"found '{text}'; valid: seconds in [0.05, 60]") from None
-    if not 0.05 <= v <= 60.0:
-        raise argparse.ArgumentTypeError(f"found {v:g}; valid: seconds in [0.05, 60]")
-    return v
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status", help="live view of a running robot service (mode, faults, lease, policy, joints); e-stop key",
@@ -100,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="deploy config: a name in configs/deploy/ or a YAML path")
     p.add_argument("--json", action="store_true", help="print one status snapshot as JSON and exit")
     p.add_argument("--once", action="store_true", help="print one rendered snapshot and exit (no live view)")
-    p.add_argument("--interval-s", type=_interval, default=None,
+    p.add_argument("--interval-s", type=bounded_float(0.05, 60.0, "seconds"), default=None,
                    help="redraw period in seconds (default: 0.15 on a terminal, 1 otherwise)")
     p.add_argument("--timeout-s", type=float, default=1.0,
                    help="how long to wait for the service's answer to one request (default: 1)")

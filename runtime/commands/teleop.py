@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from vertebra.runtime.commands import bounded_float
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,19 +72,6 @@ def run(args: argparse.Namespace) -> int:
         client.close()
 
 
-def _bounded(lo: float, hi: float, unit: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"found '{text}'; valid: {unit} in [{lo:g}, {hi:g}]") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"found {v:g}; valid: {unit} in [{lo:g}, {hi:g}]")
-        return v
-
-    return parse
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from vertebra.tools.teleop import DEVICES, GAMEPAD_HELP, KEY_HELP
 
@@ -104,13 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input: " + "; ".join(f"{n}: {c.help}" for n, c in DEVICES.items()))
     p.add_argument("--hand", choices=["left", "right", "both"], default="left",
                    help="the hand to move first (tab switches); ignored on a robot without hands (the CoM moves)")
-    p.add_argument("--step-m", type=_bounded(1e-4, 0.1, "metres"), default=0.01,
+    p.add_argument("--step-m", type=bounded_float(1e-4, 0.1, "metres"), default=0.01,
                    help="target displacement per key press, m (default: 0.01)")
-    p.add_argument("--max-speed-m-s", type=_bounded(1e-3, 1.0, "m/s"), default=0.2,
+    p.add_argument("--max-speed-m-s", type=bounded_float(1e-3, 1.0, "m/s"), default=0.2,
                    help="the targets' speed limit, m/s (default: 0.2; a full stick deflection)")
-    p.add_argument("--deadman-s", type=_bounded(0.05, 5.0, "seconds"), default=0.5,
+    p.add_argument("--deadman-s", type=bounded_float(0.05, 5.0, "seconds"), default=0.5,
                    help="no motion input for this long -> hold (default: 0.5)")
-    p.add_argument("--max-offset-m", type=_bounded(0.0, 1.0, "metres"), default=0.3,
+    p.add_argument("--max-offset-m", type=bounded_float(0.0, 1.0, "metres"), default=0.3,
                    help="how far each target may go from where it started, per axis, m (default: 0.3)")
     p.add_argument("--gamepad", default=None, metavar="/dev/input/eventN",
                    help="the gamepad's evdev device (default: the first device with absolute axes)")
