@@ -114,6 +114,11 @@ def _check(t: str, msg: dict[str, Any]) -> None:
 SCHEMA = RequestSchema(REQUESTS, COMMON, OPTIONAL, _check, strict=True)
 
 
+def refused(message: str) -> ProtocolError:
+    """The service's answer to a request a gate said no to (the loop, the guard, the robot's state)."""
+    return ProtocolError("refused", message)
+
+
 def decode_request(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """Check and decode one control request (raises ProtocolError with the reply's code)."""
     return decode(frame, max_bytes, requests=True, schema=SCHEMA)
@@ -124,4 +129,4 @@ def decode_reply(frame: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, 
 
 
 __all__ = ["API_VERSION", "LEASE_FREE", "OUTCOMES", "REQUESTS", "SCHEMA", "ProtocolError", "decode_reply",
-           "decode_request", "encode"]
+           "decode_request", "encode", "refused"]

@@ -14,7 +14,9 @@ Lifecycle (docs/deploy.md has the operator's side):
   stopping  SIGTERM or SIGINT: STOPPING=1, the configured controlled stop (settle-then-cut) when
             armed, then the driver hands the motors back damped; a second SIGTERM e-stops at once.
 
-The service never arms itself: enabling, standing and activating are operator requests.
+The service never arms itself: enabling, standing and activating are operator requests. This module
+holds the lifecycle, the monitor and the motion requests; the status is service_status.py, the policy,
+episode and intervention requests episodes.py.
 Everything here is off the tick: requests reach the loop through its lock-free buffers.
 """
 
@@ -33,9 +35,10 @@ import numpy as np
 
 from vertebra import _rt
 from vertebra.runtime.errors import VertebraError
-from vertebra.runtime.numerics import tilt_deg
+from vertebra.runtime.service.episodes import PolicyRequests
 from vertebra.runtime.service.leases import LeaseManager
-from vertebra.runtime.service.protocol import API_VERSION, LEASE_FREE, ProtocolError
+from vertebra.runtime.service.protocol import API_VERSION, LEASE_FREE, ProtocolError, refused
+from vertebra.runtime.service.service_status import ServiceStatus
 
 ARMED = ("STANDUP", "HOLD", "ACTIVE")
 # Off the API thread: a policy load may take seconds; an episode start or an intervention's end waits
@@ -45,10 +48,6 @@ SLOW = frozenset({"policy_swap", "reload", "episode_start", "intervention"})
 
 class ServiceError(VertebraError):
     """The service cannot start (configuration, guard, bus)."""
-
-
-def _refused(message: str) -> ProtocolError:
-    return ProtocolError("refused", message)
 
 
 def state_dir() -> Path:
@@ -63,7 +62,7 @@ def state_dir() -> Path:
     return d
 
 
-class Service:
+class Service(ServiceStatus, PolicyRequests):
     """One robot's service. ``start()`` brings it up; ``run()`` serves until signalled; ``stop()``."""
 
     def __init__(self, deploy: Any, *, notifier: Any = None, say: Callable[[str], None] | None = None,
@@ -247,84 +246,6 @@ class Service:
             self.pinger = WatchdogPinger(self.notifier, healthy, self.status_text)
             self.pinger.start()
 
-    # -- status -------------------------------------------------------------------------------
-    def status_text(self) -> str:
-        if self.rt is None:
-            return self.state
-        s = self.rt.loop.snapshot()
-        faults = ",".join(s["faults"]) or "none"
-        lease = self.leases.describe()
-        who = f"lease {lease['holder']} ({lease['state']})" if lease else "lease free"
-        pol = f"policy {self.policy.active}{' running' if self.policy.running else ''}" if self.policy else "no policy"
-        return f"{s['safety_mode']} ({s['mode']}), faults: {faults}, {who}, {pol}"
-
-    def _joints(self, s: dict[str, Any]) -> list[dict[str, Any]]:
-        st, cfg = s["state"], self.robot
-        lo, hi = np.asarray(cfg.column("q_min_rad")), np.asarray(cfg.column("q_max_rad"))
-        q, tau = np.asarray(st["q"]), np.asarray(st["tau"])
-        tmax = np.asarray(cfg.column("tau_max_nm"))
-        out = []
-        for i, name in enumerate(cfg.joint_names):
-            out.append({"name": name, "q": round(float(q[i]), 4), "tau": round(float(tau[i]), 2),
-                        "temp_c": round(float(st["motor_temp_c"][i]), 1) if st["has_motor_temp"] else None,
-                        "limit_margin_rad": round(float(min(q[i] - lo[i], hi[i] - q[i])), 4),
-                        "torque_margin": round(float(1 - abs(tau[i]) / tmax[i]), 3),
-                        "error": int(st["motor_error"][i])})
-        return out
-
-    def status(self) -> dict[str, Any]:
-        rt = self.rt
-        base: dict[str, Any] = {"api": API_VERSION, "service": self.state, "deploy": self.deploy.name,
-                                "robot": self.robot.name, "pid": os.getpid(), "uptime_s": round(time.time() - self._started, 1),
-                                "lease": self.leases.describe(), "previous_run": self.previous_run, "job": self.job}
-        if rt is None:
-            return base
-        s = rt.loop.snapshot()
-        stats = rt.loop.stats()
-        lat = stats["lateness_us"]
-        base.update({
-            "time_s": round(float(s["time_s"]), 3), "tick": int(s["tick"]),
-            "mode": s["mode"], "safety_mode": s["safety_mode"], "progress": round(float(s["mode_progress"]), 3),
-            "enabled": bool(s["enabled"]), "pose_interpolated": bool(s["pose_interpolated"]),
-            "faults": [self._fault(f, s) for f in sorted(set(s["faults"]) | set(s["active_faults"]))],
-            "request": {"status": s["request_status"], "reason": s["request_reason"]},
-            "loop": {"rate_hz": rt.rate_hz, "overruns": int(stats["overruns"]),
-                     "lateness_us": {k: round(float(lat[k]), 1) for k in ("p50", "p99", "max")},
-                     "last_read": s["last_read"], "last_write": s["last_write"], "os": self._rt_report},
-            "battery_v": round(float(s["state"]["battery_v"]), 2) if s["state"]["has_battery"] else None,
-            "base": {"source": s["base"]["source"], "pos": [round(float(v), 4) for v in s["base"]["pos"]],
-                     "quat": [round(float(v), 5) for v in s["base"]["quat"]],
-                     "tilt_deg": round(float(tilt_deg(s["base"]["quat"])), 2)},
-            "joints": self._joints(s),
-            "chunks": {k: (int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v)
-                       for k, v in s["chunks"].items()},
-            "policy": self.policy.status() if self.policy else None,
-            "episode": self.episode, "episodes": self.episodes, "intervention": self.intervening,
-            "hands": self._hand_positions(s), "hand_targets": self._hands, "com": self._com(s),
-            "contacts": [bool(c) for c in s["estimate"]["contact"][:len(self.robot.foot_frames)]],
-            "clamps": int(s["clamps"]),
-            "remote": self._remote(),
-            "watchdog": None if self.pinger is None else {"pings": self.pinger.pings, "skipped": self.pinger.skipped},
-            "guard": self._guard_status(),
-        })
-        return base
-
-    def _fault(self, name: str, s: dict[str, Any]) -> dict[str, Any]:
-        d = {"fault": name, "latched": name in s["faults"], "present": name in s["active_faults"]}
-        d.update(self.fault_details.get(name, {}))
-        return d
-
-    def _guard_status(self) -> dict[str, Any] | None:
-        if not self.uses_guard:
-            return None
-        from vertebra.safety.guard import guard_state
-
-        g = guard_state(self.deploy.heartbeat_name)
-        if g is None:
-            return {"state": "not running", "watching": False}
-        return {"state": g.get("state"), "watching": bool(g.get("guard_alive")) and g.get("state") == "watching",
-                "takeovers": g.get("takeovers")}
-
     # -- the monitor (lease, episode, events) -------------------------------------------------
     def _remote_enable(self, held_since: list[float | None]) -> None:
         """The configured remote combination, held for remote_enable_s, is the operator's enable (an
@@ -386,18 +307,6 @@ class Service:
             return True
         except VertebraError:
             return False
-
-    def _scan_events(self) -> None:
-        lines = self.rt.events.recent(self._events_seen)
-        for n, j in lines:
-            self._events_seen = max(self._events_seen, n)
-            try:
-                ev = json.loads(j)
-            except ValueError:
-                continue
-            if ev.get("kind") == "fault" and ev.get("fault"):
-                self.fault_details[ev["fault"]] = {k: ev[k] for k in ("joint", "value", "response", "wall_time")
-                                                   if k in ev}
 
     # -- requests -----------------------------------------------------------------------------
     def handle(self, msg: dict[str, Any], transport: str) -> dict[str, Any]:
@@ -479,7 +388,7 @@ class Service:
     def _req_estop_release(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         s = self.rt.loop.snapshot()
         if s["safety_mode"] != "ESTOP":
-            raise _refused(f"the robot is not e-stopped ({s['safety_mode']})")
+            raise refused(f"the robot is not e-stopped ({s['safety_mode']})")
         self._reset(client, "estop_release")
         return {"safety_mode": self.rt.loop.snapshot()["safety_mode"]}
 
@@ -489,7 +398,7 @@ class Service:
         s = self.rt.loop.snapshot()
         if s["resets_refused"] > before:
             present = ", ".join(s["active_faults"]) or "a fault"
-            raise _refused(f"reset refused: {present} still present")
+            raise refused(f"reset refused: {present} still present")
         self.event(what, by=client, safety_mode=s["safety_mode"])
 
     def _req_reset_faults(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
@@ -501,7 +410,7 @@ class Service:
             return
         g = self._guard_status()
         if not g or not g["watching"]:
-            raise _refused(f"the guard is not watching this runtime (guard: {g['state'] if g else 'none'}); start "
+            raise refused(f"the guard is not watching this runtime (guard: {g['state'] if g else 'none'}); start "
                            "`vertebra guard` (its unit) before arming — guard.enabled: false turns this off")
 
     def _req_enable(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
@@ -522,7 +431,7 @@ class Service:
         try:
             self.rt.request(mode, *args, **kw)
         except ModeRequestRefused as e:
-            raise _refused(str(e)) from None
+            raise refused(str(e)) from None
 
     def _req_stand(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         """enable (if needed) -> STANDUP to the default pose -> HOLD when reached (a job: the reply
@@ -610,38 +519,15 @@ class Service:
             return
         contact = [bool(c) for c in s["estimate"]["contact"][:len(self.robot.foot_frames)]]
         if not any(contact):
-            raise _refused("the whole-body controller balances on the feet, and no foot carries the robot "
+            raise refused("the whole-body controller balances on the feet, and no foot carries the robot "
                            f"(estimated contacts {contact}): lower the hoist until the feet carry it")
 
     def _req_activate(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if self.episode is not None and not self.intervening:
-            raise _refused("a policy episode runs; stop it, or mark an intervention")
+            raise refused("a policy episode runs; stop it, or mark an intervention")
         self._activate_controller()
         self.event("activate", by=client, controller=self.deploy.controller)
         return {"safety_mode": "ACTIVE", "mode": self.rt.active_mode}
-
-    def _remote(self) -> dict[str, Any] | None:
-        """The Unitree wireless remote in the robot's newest state (sticks -1..1, the button bits of
-        unitree_sdk2's xKeySwitchUnion); None for a driver without one."""
-        remote = getattr(self.rt.driver, "remote", None)
-        if remote is None:
-            return None
-        r = remote()
-        return {k: (int(v) if k == "buttons" else round(float(v), 4)) for k, v in r.items()}
-
-    def _com(self, s: dict[str, Any]) -> list[float]:
-        """The centre of mass (on the base the controller uses), world frame, m."""
-        b = s["base"]
-        q = self.rt.model.full_configuration(b["pos"], b["quat"], s["state"]["q"])
-        return [round(float(v), 4) for v in self.rt.model.center_of_mass(q)]
-
-    def _hand_positions(self, s: dict[str, Any]) -> dict[str, list[float]]:
-        """Where the hands are (forward kinematics on the base the controller uses), world frame, m."""
-        if not self.robot.hand_frames:
-            return {}
-        b = s["base"]
-        q = self.rt.model.full_configuration(b["pos"], b["quat"], s["state"]["q"])
-        return {h: [round(float(v), 4) for v in self.rt.model.frame_translation(q, h)] for h in self.robot.hand_frames}
 
     def _capture_hands(self) -> None:
         """The hands' current poses: targets given as a position keep the orientation they had."""
@@ -656,12 +542,12 @@ class Service:
 
     def _req_targets(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if self.rt.handle is None:
-            raise _refused(f"controller {self.deploy.controller} takes no task targets (use controller: wbc)")
+            raise refused(f"controller {self.deploy.controller} takes no task targets (use controller: wbc)")
         if self.episode is not None and not self.intervening:
             self._intervention(True, client, "teleop input during the episode")
         s = self.rt.loop.snapshot()
         if s["safety_mode"] != "ACTIVE" or s["mode"] != self.rt.active_mode:
-            raise _refused(f"targets need ACTIVE under {self.deploy.controller} (now {s['safety_mode']}/{s['mode']}): "
+            raise refused(f"targets need ACTIVE under {self.deploy.controller} (now {s['safety_mode']}/{s['mode']}): "
                            "activate first")
         wb = self.rt.handle
         for name, value in msg["targets"].items():
@@ -683,163 +569,6 @@ class Service:
             except ValueError as e:
                 raise ProtocolError("schema", str(e)) from None
         return {"applied": list(msg["targets"])}
-
-    # -- policies and episodes ----------------------------------------------------------------
-    def _need_policy(self) -> Any:
-        if self.policy is None:
-            raise _refused("this deploy config names no policy")
-        return self.policy
-
-    def _req_policy_list(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        if self.policy is None:
-            return {"active": None, "policies": []}
-        return {"active": self.policy.active, "policies": self.policy.available()}
-
-    def _req_policy_swap(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        return self._swap(msg["name"], client)
-
-    def _swap(self, name: str, client: str) -> dict[str, Any]:
-        from vertebra.runtime.service.policy_host import PolicyRefused
-
-        pol = self._need_policy()
-        if name == pol.active:
-            return {"policy": name, "changed": False}
-        try:
-            loaded = pol.prepare(name)  # slow, no lock: the running policy keeps running
-        except PolicyRefused as e:
-            raise _refused(str(e)) from None
-        except Exception as e:  # noqa: BLE001 - a load that failed on the server: nothing changed
-            raise _refused(f"the server could not load '{name}': {e}; the running policy stays") from None
-        with self._lock:
-            try:
-                out = pol.commit(name, loaded)
-            except PolicyRefused as e:
-                if pol.server_state.startswith("unknown"):  # which policy runs is unknown: stop it
-                    self._end_policy("aborted", str(e))
-                    self._try(lambda: self._request(_rt.Mode.HOLD))
-                raise _refused(str(e)) from None
-            self.event("policy_swapped", by=client, **{"from": out["from"], "to": name},
-                       during_episode=self.episode is not None, package_sha256=out.get("package_sha256"))
-        return out
-
-    def _req_reload(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        """Re-read the deploy file: a changed active_policy is swapped in; any other change is named
-        (it needs a restart)."""
-        from vertebra.runtime.deploy import DeployConfig
-        from vertebra.runtime.errors import ConfigError
-
-        try:
-            new = DeployConfig.load(self.deploy.file)
-        except (ConfigError, VertebraError) as e:
-            raise _refused(f"the deploy config does not load: {e}") from None
-        old_d, new_d = self.deploy.to_dict(), new.to_dict()
-        changed = sorted(k for k in set(old_d) | set(new_d) if old_d.get(k) != new_d.get(k) and k != "active_policy")
-        out: dict[str, Any] = {"restart_needed_for": changed}
-        # Only an edit of the file swaps: a reload of an unchanged file never undoes a manual swap.
-        if self.policy is not None and new.active_policy != self._file_active_policy:
-            want = new.active_policy or self.policy.default()
-            out.update(self._swap(want, client))
-        self._file_active_policy = new.active_policy
-        self.event("reload", by=client, restart_needed_for=changed, policy=self.policy.active if self.policy else None)
-        return out
-
-    def _req_episode_start(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        with self._lock:
-            return self._episode_start(msg, client)
-
-    def _episode_start(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        pol = self._need_policy()
-        if self.episode is not None:
-            raise ProtocolError("busy", f"episode {self.episode['id']} runs; stop it first")
-        if "policy" in msg and msg["policy"] != pol.active:
-            raise _refused(f"the running policy is {pol.active}; swap to {msg['policy']} first (policy_swap, or "
-                           "vertebra policy swap): a load takes a while, an episode start does not wait for one")
-        s = self.rt.loop.snapshot()
-        if s["safety_mode"] not in ("HOLD", "ACTIVE"):
-            raise _refused(f"an episode starts from a standing robot (HOLD or ACTIVE); it is {s['safety_mode']}")
-        cmd = msg.get("command") or []
-        if len(cmd) not in (0, len(pol.spec.command_names)):
-            raise ProtocolError("schema", f"'command': {len(pol.spec.command_names)} values "
-                                          f"({', '.join(pol.spec.command_names)}) for {pol.active}")
-        if pol.spec.action_space != "joint_targets":
-            self._feet_loaded(s)  # the policy drives the whole-body controller
-        pol.set_episode(cmd or np.zeros(len(pol.spec.command_names)), msg["instruction"])
-        if not pol.step():
-            raise _refused(f"the policy server gave no first chunk: {pol.last_error or pol.server_state}")
-        self._enter_policy_mode(s["safety_mode"])
-        pol.running = True
-        self.episodes += 1
-        self.episode = {"id": self.episodes, "instruction": msg["instruction"], "policy": pol.active,
-                        "command": [float(v) for v in pol.command], "by": client, "started": time.time(),
-                        "interventions": [], "faults": []}
-        self.event("episode_start", episode=self.episode["id"], instruction=msg["instruction"], policy=pol.active,
-                   by=client)
-        return {"episode": self.episode["id"]}
-
-    def _enter_policy_mode(self, mode_now: str) -> None:
-        """HOLD -> the mode the running policy's chunks drive (joint PD streaming, or the controller)."""
-        if mode_now == "ACTIVE":
-            self._request(_rt.Mode.HOLD)
-        if self.policy.spec.action_space == "joint_targets":
-            self._request(_rt.Mode.JOINT_PD, stream=True)
-        else:
-            if self.rt._controller is not None:
-                self.rt._controller.before_activate(self.rt.handle)
-            self._request(self.rt.active_mode)
-
-    def _end_policy(self, outcome: str, reason: str) -> dict[str, Any] | None:
-        """Stop the runner and end the episode, if one runs (the robot stays in its mode)."""
-        if self.policy is not None:
-            self.policy.running = False
-        ep, self.episode = self.episode, None
-        if ep is None:
-            return None
-        if self.intervening:
-            ep["interventions"][-1]["end"] = time.time()
-            self.intervening = False
-        ep.update(outcome=outcome, reason=reason, ended=time.time(),
-                  faults=list(self.rt.loop.snapshot()["faults"]))
-        self.event("episode_end", episode=ep["id"], outcome=outcome, reason=reason, policy=ep["policy"],
-                   interventions=len(ep["interventions"]), faults=ep["faults"])
-        self.last_episode = ep
-        return ep
-
-    def _req_episode_stop(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        if self.episode is None:
-            raise _refused("no episode runs")
-        ep = self._end_policy(msg.get("outcome", "success"), msg.get("reason", f"stopped by {client}"))
-        self._request(_rt.Mode.HOLD)
-        return {"episode": ep}
-
-    def _intervention(self, on: bool, client: str, why: str) -> None:
-        ep = self.episode
-        if ep is None:
-            raise _refused("no episode runs: an intervention is a take-over of a running policy")
-        if on == self.intervening:
-            return
-        if on:
-            self.policy.running = False
-            self.intervening = True
-            ep["interventions"].append({"start": time.time(), "by": client, "why": why})
-            self.event("intervention_start", episode=ep["id"], by=client, why=why)
-            self._activate_controller()
-        else:
-            ep["interventions"][-1]["end"] = time.time()
-            self.intervening = False
-            self.event("intervention_end", episode=ep["id"], by=client)
-            # back to the policy
-            s = self.rt.loop.snapshot()
-            if self.policy.spec.action_space != "joint_targets":
-                self._feet_loaded(s)
-            if not self.policy.step():
-                raise _refused(f"the policy gave no chunk to resume with: {self.policy.last_error}")
-            self._enter_policy_mode(s["safety_mode"])
-            self.policy.running = True
-
-    def _req_intervention(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
-        with self._lock:
-            self._intervention(bool(msg["on"]), client, "marked by the operator")
-        return {"intervention": self.intervening}
 
     # -- run and stop -------------------------------------------------------------------------
     def install_signals(self) -> None:
