@@ -11,10 +11,15 @@ system would measure — travel over the bridge process's stdin/stdout, one JSON
     -> {"op": "set_remote", "buttons": 0x0002, "lx": 0.0, "ly": 0.5, "rx": 0.0, "ry": 0.0, "l2": 0.0}
     -> {"op": "command_stream", "reset": false}  <- {"ok": true, "samples": .., "max_gap_ms": .., ...}
     -> {"op": "last_command"}                <- {"ok": true, "q": [..], "kp": [..], "kd": [..], ...}
+    -> {"op": "set_faults", "faults": {"joints": {"left_knee_joint": {"sign": -1}}, "command_latency_ms": 20}}
+    -> {"op": "faults"}                      <- {"ok": true, "faults": {"joints": {..}, "seed": 1, ...}}
 
 ``command_stream`` is the rt/lowcmd stream as the robot received it since the last reset (valid
 frames from any writer; the largest gap between two consecutive ones: what a guard's takeover looks
 like from the motors' side); ``"reset": true`` answers the stream so far, then starts a new one.
+``set_faults`` replaces the emulated hardware faults (the mapping of drivers/bridge_faults.py, joints
+by name; ``{}``: none; a bad one is refused and changes nothing), ``faults`` answers those in force
+in the same form. ``--faults JSON`` (``BridgeProcess(faults=...)``) sets them from the start.
 
 Every reply is ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The process prints
 ``{"ready": true, ...}`` once the bridge publishes. ``BridgeProcess`` starts one and offers the same
@@ -50,13 +55,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: bool) -> int:
+OPS = ("truth", "hoist_lower_to", "hoist_release", "push", "set_remote", "corrupt_states", "drop_states",
+       "command_stream", "last_command", "set_faults", "faults", "info", "quit")
+
+
+def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: bool,
+          faults: dict[str, Any] | None = None) -> int:
     """The bridge process: start the bridge, then answer stdin's requests until quit or EOF."""
     from vertebra.drivers.sim_bridge import SimBridge
     from vertebra.runtime.config import RobotConfig
 
     cfg = RobotConfig.load(robot)
-    bridge = SimBridge(cfg, domain_id=domain_id, network_interface=interface, lockstep=lockstep, noise=noise)
+    bridge = SimBridge(cfg, domain_id=domain_id, network_interface=interface, lockstep=lockstep, noise=noise,
+                       faults=faults)
     sim = bridge.sim
     from vertebra import _rt
 
@@ -105,12 +116,19 @@ def serve(robot: str, domain_id: int, interface: str, lockstep: bool, noise: boo
                     reply = {"ok": True, **bridge.command_stream(reset=bool(req.get("reset", False)))}
                 elif op == "last_command":
                     reply = {"ok": True, **_jsonable(bridge.last_command())}
+                elif op == "set_faults":  # the whole set: joints by name (drivers/bridge_faults.py)
+                    wanted = req.get("faults") or {}
+                    if not isinstance(wanted, dict):
+                        raise ValueError(f"faults: found {wanted!r}; valid: a mapping (drivers/bridge_faults.py)")
+                    bridge.set_faults(wanted)
+                    reply = {"ok": True}
+                elif op == "faults":
+                    reply = {"ok": True, "faults": bridge.faults()}
                 elif op == "info":
                     reply = {"ok": True, "hoist_engaged": bool(sim.hoist_engaged), "hoist_anchor_z": float(sim.hoist_anchor_z),
                              "standing_height_m": standing, "counters": _jsonable(bridge.counters())}
                 else:
-                    reply = {"ok": False, "error": f"unknown op {op!r}; ops are: truth, hoist_lower_to, hoist_release, "
-                                                   "push, set_remote, corrupt_states, drop_states, command_stream, last_command, info, quit"}
+                    reply = {"ok": False, "error": f"unknown op {op!r}; ops are: {', '.join(OPS)}"}
             except (KeyError, TypeError, ValueError) as e:
                 reply = {"ok": False, "error": f"bad request {line[:200]!r}: {e}"}
             out.write(json.dumps(reply) + "\n")
@@ -124,9 +142,13 @@ class BridgeProcess:
     """A sim bridge in a child process (the robot, as a runtime in this process sees it over DDS)."""
 
     def __init__(self, robot: str, *, domain_id: int, interface: str = "lo", lockstep: bool = True,
-                 noise: bool = False, start_timeout_s: float = 60.0, reply_timeout_s: float = 30.0):
+                 noise: bool = False, faults: dict[str, Any] | None = None, start_timeout_s: float = 60.0,
+                 reply_timeout_s: float = 30.0):
+        """`faults`: the emulated hardware faults from the start (the mapping of drivers/bridge_faults.py,
+        joints by name); a bad one makes the process exit and this raise BridgeError with the reason."""
         cmd = [sys.executable, "-m", "vertebra.drivers.bridge_process", "--robot", robot, "--domain", str(domain_id),
-               "--interface", interface] + (["--lockstep"] if lockstep else []) + (["--noise"] if noise else [])
+               "--interface", interface] + (["--lockstep"] if lockstep else []) + (["--noise"] if noise else []) + (
+               ["--faults", json.dumps(faults)] if faults else [])
         self.robot = robot
         self.domain_id = domain_id
         self.reply_timeout_s = reply_timeout_s
@@ -207,6 +229,15 @@ class BridgeProcess:
     def drop_states(self, n: int) -> None:
         self.call("drop_states", n=n)
 
+    def set_faults(self, faults: dict[str, Any] | None) -> None:
+        """Replace the emulated hardware faults (drivers/bridge_faults.py mapping; None or {}: none).
+        BridgeError with the config error for a bad one (nothing changed then)."""
+        self.call("set_faults", faults=faults or {})
+
+    def faults(self) -> dict[str, Any]:
+        """The emulated hardware faults in force, as the mapping (faulty joints by name)."""
+        return dict(self.call("faults")["faults"])
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -241,8 +272,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interface", default="lo", help="network interface (lo: one machine)")
     p.add_argument("--lockstep", action="store_true", help="one control period per command received")
     p.add_argument("--noise", action="store_true", help="the robot config's sensor noise")
+    p.add_argument("--faults", default=None, metavar="JSON",
+                   help="emulated hardware faults from the start, as a JSON object (drivers/bridge_faults.py)")
     a = p.parse_args(argv)
-    return serve(a.robot, a.domain, a.interface, a.lockstep, a.noise)
+    faults = None
+    if a.faults:
+        try:
+            faults = json.loads(a.faults)
+        except json.JSONDecodeError as e:
+            p.error(f"--faults: not a JSON object ({e})")
+        if not isinstance(faults, dict):
+            p.error(f"--faults: found {a.faults!r}; valid: a JSON object (drivers/bridge_faults.py)")
+    from vertebra.runtime.errors import VertebraError
+
+    try:
+        return serve(a.robot, a.domain, a.interface, a.lockstep, a.noise, faults)
+    except VertebraError as e:  # a bad robot or faults config: say what, without a traceback
+        print(f"bridge_process: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'Heartbeat', 'HoldMode', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
+__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
 class Mode:
     """
     Members:
@@ -574,6 +574,31 @@ class SimOptions:
     @sim_rate_hz.setter
     def sim_rate_hz(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class MotorThermal:
+    """
+    first-order motor thermal model, off while either coefficient is 0 (cpp/drivers/mujoco_driver.hpp)
+    """
+    def __init__(self, heating_c_per_nm2_s: typing.SupportsFloat | typing.SupportsIndex = 0.0, time_constant_s: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    @property
+    def enabled(self) -> bool:
+        ...
+    @property
+    def heating_c_per_nm2_s(self) -> float:
+        """
+        °C/s per (N·m)² of motor torque
+        """
+    @heating_c_per_nm2_s.setter
+    def heating_c_per_nm2_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def time_constant_s(self) -> float:
+        """
+        s, cooling towards the ambient motor_temp_c
+        """
+    @time_constant_s.setter
+    def time_constant_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
 class MujocoDriver(Driver):
     """
     simulated robot (cpp/drivers/mujoco_driver.hpp)
@@ -584,10 +609,26 @@ class MujocoDriver(Driver):
         """
         the floating base's truth after the latest write (time_s, base_pos, base_quat, base_lin_vel world, base_ang_vel base frame); safe while the loop or a bridge runs
         """
+    def effort_limit(self, joint: typing.SupportsInt | typing.SupportsIndex) -> float:
+        ...
+    def heat_scale(self, joint: typing.SupportsInt | typing.SupportsIndex) -> float:
+        ...
     def hoist_lower_to(self, anchor_z_m: typing.SupportsFloat | typing.SupportsIndex, speed_m_s: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     def hoist_release(self) -> None:
         ...
+    def joint_friction(self, joint: typing.SupportsInt | typing.SupportsIndex) -> dict:
+        """
+        {damping_nm_s_rad, frictionloss_nm} as last set
+        """
+    def nominal_effort_limit(self, joint: typing.SupportsInt | typing.SupportsIndex) -> float:
+        """
+        the model's (the URDF's effort limit)
+        """
+    def nominal_joint_friction(self, joint: typing.SupportsInt | typing.SupportsIndex) -> dict:
+        """
+        {damping_nm_s_rad, frictionloss_nm} of the model as loaded (the robot config's sim.joint_dynamics)
+        """
     def push(self, fx: typing.SupportsFloat | typing.SupportsIndex, fy: typing.SupportsFloat | typing.SupportsIndex, fz: typing.SupportsFloat | typing.SupportsIndex, duration_s: typing.SupportsFloat | typing.SupportsIndex) -> None:
         """
         apply an external force (N, world) on the base's centre of mass for duration_s of sim time
@@ -595,6 +636,22 @@ class MujocoDriver(Driver):
     def qpos(self) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
         """
         (sim time, full MuJoCo qpos) after the latest write; safe while the loop runs
+        """
+    def set_effort_limit(self, joint: typing.SupportsInt | typing.SupportsIndex, limit_nm: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        the motor's torque saturation (N·m, > 0), in force from the next physics step
+        """
+    def set_heat_scale(self, joint: typing.SupportsInt | typing.SupportsIndex, scale: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        multiplier (>= 0) of the joint motor's heating in the thermal model
+        """
+    def set_joint_friction(self, joint: typing.SupportsInt | typing.SupportsIndex, damping_nm_s_rad: typing.SupportsFloat | typing.SupportsIndex, frictionloss_nm: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        joint (motor order): viscous damping and dry friction (MuJoCo dof_damping, dof_frictionloss), in force from the next physics step; safe while the loop or a bridge steps
+        """
+    def set_motor_thermal(self, thermal: MotorThermal) -> None:
+        """
+        the motor thermal model (MotorThermal; both coefficients > 0: on, every motor starting at motor_temp_c)
         """
     @property
     def acc_bias(self) -> list[float]:
@@ -614,6 +671,9 @@ class MujocoDriver(Driver):
         ...
     @property
     def hoist_tension_n(self) -> float:
+        ...
+    @property
+    def motor_thermal(self) -> MotorThermal:
         ...
     @property
     def pushing(self) -> bool:
@@ -735,6 +795,14 @@ class BridgeOptions:
     def domain_id(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def faults(self) -> HardwareFaults:
+        """
+        the emulated hardware faults at start (HardwareFaults)
+        """
+    @faults.setter
+    def faults(self, arg0: HardwareFaults) -> None:
+        ...
+    @property
     def mode_machine(self) -> int:
         ...
     @mode_machine.setter
@@ -755,6 +823,14 @@ class BridgeOptions:
         """
     @motion_switcher.setter
     def motion_switcher(self, arg0: bool) -> None:
+        ...
+    @property
+    def motor_thermal(self) -> MotorThermal:
+        """
+        the motors' thermal model (MotorThermal; off by default: constant temperature)
+        """
+    @motor_thermal.setter
+    def motor_thermal(self, arg0: MotorThermal) -> None:
         ...
     @property
     def motors(self) -> list[int]:
@@ -790,6 +866,10 @@ class UnitreeSimBridge:
         ...
     def drop_states(self, n: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+    def faults(self) -> HardwareFaults:
+        """
+        the emulated hardware faults in force (HardwareFaults)
+        """
     def last_command(self) -> dict:
         """
         the newest valid command received, decoded (q, dq, kp, kd, tau_ff per joint)
@@ -803,6 +883,10 @@ class UnitreeSimBridge:
     def select_motion_service(self, mode: str = 'normal') -> None:
         """
         start the emulated motion service (as motion_switcher SelectMode)
+        """
+    def set_faults(self, faults: HardwareFaults) -> None:
+        """
+        the emulated hardware faults from the next control period (checked: ValueError naming the field); the random generator restarts from faults.seed
         """
     def set_remote(self, buttons: typing.SupportsInt | typing.SupportsIndex = 0, lx: typing.SupportsFloat | typing.SupportsIndex = 0.0, rx: typing.SupportsFloat | typing.SupportsIndex = 0.0, ry: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, ly: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
@@ -831,6 +915,103 @@ class MotionSwitcherClient:
         """
         SelectMode: the answer's code (0: done); None: no answer
         """
+class JointFault:
+    """
+    one joint's emulated hardware faults, healthy by default (cpp/drivers/unitree/bridge_faults.hpp)
+    """
+    def __init__(self) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def friction_scale(self) -> float:
+        """
+        x the joint's damping and frictionloss (the robot config's sim.joint_dynamics)
+        """
+    @friction_scale.setter
+    def friction_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def healthy(self) -> bool:
+        ...
+    @property
+    def heat_scale(self) -> float:
+        """
+        x the heating of the motor thermal model
+        """
+    @heat_scale.setter
+    def heat_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_rad(self) -> float:
+        """
+        encoder offset: reported q = sign * theta + offset
+        """
+    @offset_rad.setter
+    def offset_rad(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def sign(self) -> int:
+        """
+        1, or -1: the motor wired reversed (motor frame)
+        """
+    @sign.setter
+    def sign(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def torque_limit_scale(self) -> float:
+        """
+        (0, 1]: the motor saturates at this fraction of its effort limit
+        """
+    @torque_limit_scale.setter
+    def torque_limit_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class HardwareFaults:
+    """
+    the sim bridge's emulated hardware faults, none by default (cpp/drivers/unitree/bridge_faults.hpp)
+    """
+    def __init__(self) -> None:
+        ...
+    @property
+    def command_latency_ms(self) -> float:
+        """
+        received rt/lowcmd take effect this much later (0 to 200 ms)
+        """
+    @command_latency_ms.setter
+    def command_latency_ms(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def crc_corrupt_probability(self) -> float:
+        """
+        each rt/lowstate sample goes out with a wrong CRC with this probability (0 to 0.5)
+        """
+    @crc_corrupt_probability.setter
+    def crc_corrupt_probability(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def joints(self) -> list[JointFault]:
+        """
+        empty (none), or one JointFault per joint, robot joint order
+        """
+    @joints.setter
+    def joints(self, arg0: collections.abc.Sequence[JointFault]) -> None:
+        ...
+    @property
+    def seed(self) -> int:
+        """
+        the random bus faults' generator seed
+        """
+    @seed.setter
+    def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def state_drop_probability(self) -> float:
+        """
+        each rt/lowstate sample is not sent with this probability (0 to 0.5)
+        """
+    @state_drop_probability.setter
+    def state_drop_probability(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
 class ContactSource:
     """
     Members:
@@ -1248,6 +1429,40 @@ class DdsGuard:
     @property
     def running(self) -> bool:
         ...
+class BenchMode(ControllerMode):
+    """
+    the bench harness's mode (cpp/hil/bench_mode.hpp): holds the entry pose, plays one joint's per-tick program and records the state each tick
+    """
+    def __init__(self, n: typing.SupportsInt | typing.SupportsIndex, hold_kp: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], hold_kd: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], capacity_ticks: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def abort(self) -> None:
+        """
+        stop the program at the next tick; the joint holds its last target
+        """
+    def load(self, joint: typing.SupportsInt | typing.SupportsIndex, kp: typing.SupportsFloat | typing.SupportsIndex, kd: typing.SupportsFloat | typing.SupportsIndex, q: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], dq: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], tau_ff: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        """
+        a program for one joint (per tick: position target, velocity target, feed-forward torque); not while one plays
+        """
+    def start(self) -> None:
+        """
+        play the loaded program from the next tick (the mode must be active)
+        """
+    def trace(self) -> dict:
+        """
+        the finished program's samples: stamp_ns, seq, q/dq/tau/temp_c [ticks, n], gyro/acc [ticks, 3], quat [ticks, 4], cmd_q/cmd_dq/cmd_tau_ff [ticks]
+        """
+    @property
+    def capacity_ticks(self) -> int:
+        ...
+    @property
+    def hold_pose(self) -> list[float]:
+        ...
+    @property
+    def progress(self) -> float:
+        ...
+    @property
+    def state(self) -> str:
+        ...
 class ChunkScheduler:
     """
     time-stamped action chunks -> one target per tick (cpp/core/chunk_scheduler.hpp)
@@ -1627,6 +1842,10 @@ class WholeBodyController(ControllerMode):
     @property
     def solver_variables(self) -> int:
         ...
+def dds_lockstep_exchange(driver: Driver, command: dict, steps: typing.SupportsInt | typing.SupportsIndex = 1) -> dict:
+    """
+    Outside any loop (no limiter, no safety): `steps` times driver.write(command) then driver.read(), which in lockstep waits for the bridge's answer (one control period per command). command: {q, dq, kp, kd, tau_ff}, one value per joint. Returns the last state read (state dict, with status and write_status). Refuses a driver that is not simulated (a real robot). For bench tests against the sim bridge.
+    """
 def dds_survey(domain_id: typing.SupportsInt | typing.SupportsIndex, network_interface: str, seconds: typing.SupportsFloat | typing.SupportsIndex, lowstate_topic: str = 'rt/lowstate', lowcmd_topic: str = 'rt/lowcmd') -> dict:
     """
     Listen on a DDS domain through an interface for `seconds` without writing anything, and report: participants (guid, host, process, pid), endpoints (publications and subscriptions: topic, type name, participant), the traffic on lowstate_topic and lowcmd_topic decoded as unitree_hg and as unitree_go (samples, CRC errors, rate, arrival gaps p50/p99/max) and this machine's interfaces. The doctor's own participant is left out (cpp/drivers/unitree/dds_doctor.hpp). ValueError for a bad domain, interface or window.

@@ -1,8 +1,15 @@
-// vertebra._rt bindings: DDS tools that are not a driver (the survey behind `vertebra dds doctor`).
+// vertebra._rt bindings: DDS tools that are not a driver (the survey behind `vertebra dds doctor`),
+// the sim bridge's emulated hardware faults (added to UnitreeSimBridge and BridgeOptions, which
+// expose_drivers.cpp declares) and a lockstep exchange for bench tests against the bridge.
 #include "bindings/common.hpp"
 
 #ifdef VERTEBRA_WITH_DDS
+#include "drivers/driver.hpp"
 #include "drivers/unitree/dds_doctor.hpp"
+#if defined(VERTEBRA_WITH_MUJOCO)
+#include "drivers/unitree/bridge_faults.hpp"
+#include "drivers/unitree/unitree_sim_bridge.hpp"
+#endif
 #endif
 
 namespace vertebra::bindings {
@@ -101,6 +108,78 @@ void expose_dds(py::module_& m) {
      "(samples, CRC errors, rate, arrival gaps p50/p99/max) and this machine's interfaces. The doctor's own "
      "participant is left out (cpp/drivers/unitree/dds_doctor.hpp). ValueError for a bad domain, interface "
      "or window.");
+
+  m.def("dds_lockstep_exchange", [](Driver& driver, py::dict command, int steps) {
+    if (!driver.simulated())
+      throw std::invalid_argument("dds_lockstep_exchange: driver '" + driver.name() +
+                                  "' is not simulated; valid: a lockstep driver of the sim bridge (no safety runs here)");
+    if (steps < 1) throw std::invalid_argument("dds_lockstep_exchange: steps: found " + std::to_string(steps) + "; valid: >= 1");
+    const int n = static_cast<int>(py::len(command["q"]));
+    if (n < 1 || n > kMaxJoints)
+      throw std::invalid_argument("dds_lockstep_exchange: command: found " + std::to_string(n) + " joints; valid: 1 to " +
+                                  std::to_string(kMaxJoints));
+    const Command c = command_from_dict(n, command);
+    State s;
+    Status read = Status::kOk, wrote = Status::kOk;
+    {
+      py::gil_scoped_release release;
+      for (int k = 0; k < steps; ++k) {
+        wrote = driver.write(c);
+        read = driver.read(s);
+      }
+    }
+    py::dict out = state_dict(s);
+    out["status"] = status_name(read);
+    out["write_status"] = status_name(wrote);
+    return out;
+  }, py::arg("driver"), py::arg("command"), py::arg("steps") = 1,
+     "Outside any loop (no limiter, no safety): `steps` times driver.write(command) then driver.read(), which in "
+     "lockstep waits for the bridge's answer (one control period per command). command: {q, dq, kp, kd, tau_ff}, "
+     "one value per joint. Returns the last state read (state dict, with status and write_status). Refuses a "
+     "driver that is not simulated (a real robot). For bench tests against the sim bridge.");
+
+#if defined(VERTEBRA_WITH_MUJOCO)
+  py::class_<uni::JointFault>(m, "JointFault",
+                              "one joint's emulated hardware faults, healthy by default "
+                              "(cpp/drivers/unitree/bridge_faults.hpp)")
+      .def(py::init<>())
+      .def_readwrite("sign", &uni::JointFault::sign, "1, or -1: the motor wired reversed (motor frame)")
+      .def_readwrite("offset_rad", &uni::JointFault::offset_rad, "encoder offset: reported q = sign * theta + offset")
+      .def_readwrite("friction_scale", &uni::JointFault::friction_scale,
+                     "x the joint's damping and frictionloss (the robot config's sim.joint_dynamics)")
+      .def_readwrite("torque_limit_scale", &uni::JointFault::torque_limit_scale,
+                     "(0, 1]: the motor saturates at this fraction of its effort limit")
+      .def_readwrite("heat_scale", &uni::JointFault::heat_scale, "x the heating of the motor thermal model")
+      .def_property_readonly("healthy", &uni::JointFault::healthy)
+      .def("__repr__", [](const uni::JointFault& f) {
+        return "JointFault(sign=" + std::to_string(f.sign) + ", offset_rad=" + std::to_string(f.offset_rad) +
+               ", friction_scale=" + std::to_string(f.friction_scale) + ", torque_limit_scale=" +
+               std::to_string(f.torque_limit_scale) + ", heat_scale=" + std::to_string(f.heat_scale) + ")";
+      });
+  py::class_<uni::HardwareFaults>(m, "HardwareFaults",
+                                  "the sim bridge's emulated hardware faults, none by default "
+                                  "(cpp/drivers/unitree/bridge_faults.hpp)")
+      .def(py::init<>())
+      .def_readwrite("joints", &uni::HardwareFaults::joints, "empty (none), or one JointFault per joint, robot joint order")
+      .def_readwrite("state_drop_probability", &uni::HardwareFaults::state_drop_probability,
+                     "each rt/lowstate sample is not sent with this probability (0 to 0.5)")
+      .def_readwrite("crc_corrupt_probability", &uni::HardwareFaults::crc_corrupt_probability,
+                     "each rt/lowstate sample goes out with a wrong CRC with this probability (0 to 0.5)")
+      .def_readwrite("command_latency_ms", &uni::HardwareFaults::command_latency_ms,
+                     "received rt/lowcmd take effect this much later (0 to 200 ms)")
+      .def_readwrite("seed", &uni::HardwareFaults::seed, "the random bus faults' generator seed");
+
+  auto options = py::reinterpret_borrow<py::class_<uni::BridgeOptions>>(m.attr("BridgeOptions"));
+  options.def_readwrite("faults", &uni::BridgeOptions::faults, "the emulated hardware faults at start (HardwareFaults)")
+      .def_readwrite("motor_thermal", &uni::BridgeOptions::motor_thermal,
+                     "the motors' thermal model (MotorThermal; off by default: constant temperature)");
+  auto bridge = py::reinterpret_borrow<py::class_<uni::UnitreeSimBridge, std::shared_ptr<uni::UnitreeSimBridge>>>(
+      m.attr("UnitreeSimBridge"));
+  bridge.def("set_faults", &uni::UnitreeSimBridge::set_faults, py::arg("faults"), py::call_guard<py::gil_scoped_release>(),
+             "the emulated hardware faults from the next control period (checked: ValueError naming the field); "
+             "the random generator restarts from faults.seed")
+      .def("faults", &uni::UnitreeSimBridge::faults, "the emulated hardware faults in force (HardwareFaults)");
+#endif
 #endif
 }
 

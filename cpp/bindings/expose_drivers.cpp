@@ -117,6 +117,21 @@ void expose_drivers(py::module_& m) {
       .def_readwrite("motor_temp_c", &SimOptions::motor_temp_c)
       .def_readwrite("battery_v", &SimOptions::battery_v);
 
+  py::class_<MotorThermal>(m, "MotorThermal",
+                           "first-order motor thermal model, off while either coefficient is 0 "
+                           "(cpp/drivers/mujoco_driver.hpp)")
+      .def(py::init([](double heating, double time_constant) { return MotorThermal{heating, time_constant}; }),
+           py::arg("heating_c_per_nm2_s") = 0.0, py::arg("time_constant_s") = 0.0)
+      .def_readwrite("heating_c_per_nm2_s", &MotorThermal::heating_c_per_nm2_s, "°C/s per (N·m)² of motor torque")
+      .def_readwrite("time_constant_s", &MotorThermal::time_constant_s, "s, cooling towards the ambient motor_temp_c")
+      .def_property_readonly("enabled", &MotorThermal::enabled);
+
+  auto friction_dict = [](const JointFriction& f) {
+    py::dict d;
+    d["damping_nm_s_rad"] = f.damping_nm_s_rad;
+    d["frictionloss_nm"] = f.frictionloss_nm;
+    return d;
+  };
   py::class_<MujocoDriver, Driver, std::shared_ptr<MujocoDriver>>(m, "MujocoDriver", "simulated robot (cpp/drivers/mujoco_driver.hpp)")
       .def(py::init<SimOptions>(), py::arg("options"))
       .def("hoist_lower_to", &MujocoDriver::hoist_lower_to, py::arg("anchor_z_m"), py::arg("speed_m_s"))
@@ -124,6 +139,27 @@ void expose_drivers(py::module_& m) {
       .def("push", &MujocoDriver::push, py::arg("fx"), py::arg("fy"), py::arg("fz"), py::arg("duration_s"),
            "apply an external force (N, world) on the base's centre of mass for duration_s of sim time")
       .def_property_readonly("pushing", &MujocoDriver::pushing)
+      .def("set_joint_friction", [](MujocoDriver& d, int joint, double damping, double frictionloss) {
+        d.set_joint_friction(joint, {damping, frictionloss});
+      }, py::arg("joint"), py::arg("damping_nm_s_rad"), py::arg("frictionloss_nm"),
+         "joint (motor order): viscous damping and dry friction (MuJoCo dof_damping, dof_frictionloss), in force "
+         "from the next physics step; safe while the loop or a bridge steps")
+      .def("joint_friction", [friction_dict](const MujocoDriver& d, int joint) { return friction_dict(d.joint_friction(joint)); },
+           py::arg("joint"), "{damping_nm_s_rad, frictionloss_nm} as last set")
+      .def("nominal_joint_friction", [friction_dict](const MujocoDriver& d, int joint) {
+        return friction_dict(d.nominal_joint_friction(joint));
+      }, py::arg("joint"), "{damping_nm_s_rad, frictionloss_nm} of the model as loaded (the robot config's sim.joint_dynamics)")
+      .def("set_effort_limit", &MujocoDriver::set_effort_limit, py::arg("joint"), py::arg("limit_nm"),
+           "the motor's torque saturation (N·m, > 0), in force from the next physics step")
+      .def("effort_limit", &MujocoDriver::effort_limit, py::arg("joint"))
+      .def("nominal_effort_limit", &MujocoDriver::nominal_effort_limit, py::arg("joint"),
+           "the model's (the URDF's effort limit)")
+      .def("set_motor_thermal", &MujocoDriver::set_motor_thermal, py::arg("thermal"),
+           "the motor thermal model (MotorThermal; both coefficients > 0: on, every motor starting at motor_temp_c)")
+      .def_property_readonly("motor_thermal", &MujocoDriver::motor_thermal)
+      .def("set_heat_scale", &MujocoDriver::set_heat_scale, py::arg("joint"), py::arg("scale"),
+           "multiplier (>= 0) of the joint motor's heating in the thermal model")
+      .def("heat_scale", &MujocoDriver::heat_scale, py::arg("joint"))
       .def_property_readonly("hoist_engaged", &MujocoDriver::hoist_engaged)
       .def_property_readonly("hoist_anchor_z", &MujocoDriver::hoist_anchor_z)
       .def_property_readonly("hoist_tension_n", &MujocoDriver::hoist_tension_n)

@@ -45,6 +45,9 @@ void MujocoDriver::on_cleanup() {
   dadr_.clear();
   act_.clear();
   effort_.clear();
+  damping0_.clear();
+  frictionloss0_.clear();
+  effort0_.clear();
   ring_.clear();
 }
 
@@ -107,6 +110,18 @@ void MujocoDriver::init_impl(const DriverInit& init) {
     double eff = 1e9;
     if (m_->jnt_actfrclimited[j]) eff = std::max(std::abs(m_->jnt_actfrcrange[2 * j]), std::abs(m_->jnt_actfrcrange[2 * j + 1]));
     effort_.push_back(eff);
+  }
+  // The joint parameters as loaded: what the setters start from and the nominal_* getters answer.
+  for (int i = 0; i < n_; ++i) {
+    damping0_.push_back(m_->dof_damping[dadr_[i]]);
+    frictionloss0_.push_back(m_->dof_frictionloss[dadr_[i]]);
+    effort0_.push_back(effort_[i]);
+    damping_set_[i].store(damping0_[i]);
+    frictionloss_set_[i].store(frictionloss0_[i]);
+    effort_set_[i].store(effort_[i]);
+    heat_scale_set_[i].store(1.0);
+    heat_scale_[i] = 1.0;
+    temp_c_[i] = opt_.motor_temp_c;
   }
   if (opt_.foot_bodies.size() > 4)
     throw std::invalid_argument("MujocoDriver: foot_bodies: found " + std::to_string(opt_.foot_bodies.size()) +
@@ -269,8 +284,9 @@ Status MujocoDriver::read(State& out) {
   }
   for (int i = 0; i < 4; ++i) out.base_quat[i] = d_->qpos[base_qadr_ + 3 + i];
   out.has_motor_temp = true;
+  const bool thermal = thermal_.enabled();
   for (int i = 0; i < n_; ++i) {
-    out.motor_temp_c[i] = opt_.motor_temp_c;
+    out.motor_temp_c[i] = thermal ? temp_c_[i] : opt_.motor_temp_c;
     out.motor_error[i] = 0;
   }
   out.has_battery = opt_.battery_v > 0;
@@ -353,14 +369,111 @@ void MujocoDriver::apply_hoist() {
   f[5] = load * (-opt_.hoist_rot_damping_nms_rad * w_world[2]);
 }
 
+int MujocoDriver::checked_joint(int joint, const char* what) const {
+  if (!m_) throw std::logic_error(std::string("MujocoDriver: ") + what + ": configure() the driver first");
+  if (joint < 0 || joint >= n_)
+    throw std::invalid_argument(std::string("MujocoDriver: ") + what + ": joint " + std::to_string(joint) +
+                                "; valid: 0 to " + std::to_string(n_ - 1));
+  return joint;
+}
+
+void MujocoDriver::set_joint_friction(int joint, const JointFriction& f) {
+  const int j = checked_joint(joint, "set_joint_friction");
+  if (!std::isfinite(f.damping_nm_s_rad) || f.damping_nm_s_rad < 0 || !std::isfinite(f.frictionloss_nm) ||
+      f.frictionloss_nm < 0)
+    throw std::invalid_argument("MujocoDriver: set_joint_friction: found damping " + std::to_string(f.damping_nm_s_rad) +
+                                " N·m·s/rad, frictionloss " + std::to_string(f.frictionloss_nm) +
+                                " N·m; valid: finite numbers >= 0");
+  damping_set_[j].store(f.damping_nm_s_rad, std::memory_order_relaxed);
+  frictionloss_set_[j].store(f.frictionloss_nm, std::memory_order_relaxed);
+  params_dirty_.store(true, std::memory_order_release);
+}
+
+JointFriction MujocoDriver::joint_friction(int joint) const {
+  const int j = checked_joint(joint, "joint_friction");
+  return {damping_set_[j].load(std::memory_order_relaxed), frictionloss_set_[j].load(std::memory_order_relaxed)};
+}
+
+JointFriction MujocoDriver::nominal_joint_friction(int joint) const {
+  const int j = checked_joint(joint, "nominal_joint_friction");
+  return {damping0_[j], frictionloss0_[j]};
+}
+
+void MujocoDriver::set_effort_limit(int joint, double limit_nm) {
+  const int j = checked_joint(joint, "set_effort_limit");
+  if (!std::isfinite(limit_nm) || !(limit_nm > 0))
+    throw std::invalid_argument("MujocoDriver: set_effort_limit: found " + std::to_string(limit_nm) +
+                                " N·m; valid: a finite number > 0");
+  effort_set_[j].store(limit_nm, std::memory_order_relaxed);
+  params_dirty_.store(true, std::memory_order_release);
+}
+
+double MujocoDriver::effort_limit(int joint) const {
+  return effort_set_[checked_joint(joint, "effort_limit")].load(std::memory_order_relaxed);
+}
+
+double MujocoDriver::nominal_effort_limit(int joint) const { return effort0_[checked_joint(joint, "nominal_effort_limit")]; }
+
+void MujocoDriver::set_motor_thermal(const MotorThermal& t) {
+  if (!std::isfinite(t.heating_c_per_nm2_s) || t.heating_c_per_nm2_s < 0 || !std::isfinite(t.time_constant_s) ||
+      t.time_constant_s < 0)
+    throw std::invalid_argument("MujocoDriver: set_motor_thermal: found heating " + std::to_string(t.heating_c_per_nm2_s) +
+                                " °C/s/(N·m)², time constant " + std::to_string(t.time_constant_s) +
+                                " s; valid: finite numbers >= 0 (both > 0: on)");
+  heating_set_.store(t.heating_c_per_nm2_s, std::memory_order_relaxed);
+  time_constant_set_.store(t.time_constant_s, std::memory_order_relaxed);
+  params_dirty_.store(true, std::memory_order_release);
+}
+
+MotorThermal MujocoDriver::motor_thermal() const {
+  return {heating_set_.load(std::memory_order_relaxed), time_constant_set_.load(std::memory_order_relaxed)};
+}
+
+void MujocoDriver::set_heat_scale(int joint, double scale) {
+  const int j = checked_joint(joint, "set_heat_scale");
+  if (!std::isfinite(scale) || scale < 0)
+    throw std::invalid_argument("MujocoDriver: set_heat_scale: found " + std::to_string(scale) +
+                                "; valid: a finite number >= 0");
+  heat_scale_set_[j].store(scale, std::memory_order_relaxed);
+  params_dirty_.store(true, std::memory_order_release);
+}
+
+double MujocoDriver::heat_scale(int joint) const {
+  return heat_scale_set_[checked_joint(joint, "heat_scale")].load(std::memory_order_relaxed);
+}
+
+void MujocoDriver::apply_joint_params() {
+  for (int i = 0; i < n_; ++i) {
+    m_->dof_damping[dadr_[i]] = damping_set_[i].load(std::memory_order_relaxed);
+    m_->dof_frictionloss[dadr_[i]] = frictionloss_set_[i].load(std::memory_order_relaxed);
+    effort_[i] = effort_set_[i].load(std::memory_order_relaxed);
+    heat_scale_[i] = heat_scale_set_[i].load(std::memory_order_relaxed);
+  }
+  const bool was_on = thermal_.enabled();
+  thermal_ = {heating_set_.load(std::memory_order_relaxed), time_constant_set_.load(std::memory_order_relaxed)};
+  if (thermal_.enabled() != was_on)
+    for (int i = 0; i < n_; ++i) temp_c_[i] = opt_.motor_temp_c;  // switched: start from ambient
+}
+
+void MujocoDriver::heat_motors(double dt) {
+  const double ambient = opt_.motor_temp_c, k = thermal_.heating_c_per_nm2_s, tc = thermal_.time_constant_s;
+  for (int i = 0; i < n_; ++i) {
+    const double tau = d_->qfrc_applied[dadr_[i]];
+    temp_c_[i] += dt * (heat_scale_[i] * k * tau * tau - (temp_c_[i] - ambient) / tc);
+  }
+}
+
 Status MujocoDriver::write(const Command& cmd) {
   if (!d_ || !active()) return Status::kNotReady;
+  if (params_dirty_.exchange(false, std::memory_order_acq_rel)) apply_joint_params();
+  const bool thermal = thermal_.enabled();
   for (int s = 0; s < steps_per_tick_; ++s) {
     // Latency: the board sees the command written `delay` physics steps ago.
     ring_[ring_head_] = cmd;
     ring_head_ = (ring_head_ + 1) % ring_.size();
     const Command& seen = ring_[ring_head_];  // oldest entry (== cmd when there is no delay)
     apply_motors(seen);
+    if (thermal) heat_motors(m_->opt.timestep);
     apply_hoist();
     mj_step(m_, d_);
   }

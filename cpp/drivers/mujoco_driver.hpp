@@ -5,7 +5,8 @@
 // from the latest (optionally delayed) command. One write() advances sim_rate/control_rate steps.
 //
 // Also here: optional sensor noise (the model is described at SimOptions' noise fields) and
-// command latency (both off by default) and a virtual hoist —
+// command latency (both off by default), joint friction and effort limits changeable while the
+// simulation runs, an optional motor thermal model (MotorThermal), and a virtual hoist —
 // an elastic rope from an overhead anchor to the base, plus the harness's restoring torque,
 // both scaled by the rope's load so a slack rope exerts nothing — that Python can lower and
 // release while the loop runs (atomics; safe from any thread).
@@ -75,6 +76,25 @@ struct SimOptions {
   double hoist_rot_damping_nms_rad = 20;
 };
 
+// Viscous damping and dry friction of one joint (MuJoCo dof_damping, dof_frictionloss).
+struct JointFriction {
+  double damping_nm_s_rad = 0.0;
+  double frictionloss_nm = 0.0;
+};
+
+// First-order motor thermal model, off while either coefficient is 0 (then every motor reports
+// SimOptions::motor_temp_c, constant). On, each motor's temperature T follows, at every physics
+// step, with tau the torque the motor applies (after saturation):
+//     dT/dt = heat_scale * heating_c_per_nm2_s * tau^2 - (T - motor_temp_c) / time_constant_s
+// so a constant torque settles at T = motor_temp_c + heat_scale * heating * time_constant * tau^2
+// (heat_scale per joint, 1 by default: set_heat_scale). Turning it on starts every motor at
+// motor_temp_c (forward Euler at the physics step; the step is far below any time constant).
+struct MotorThermal {
+  double heating_c_per_nm2_s = 0.0;  // °C/s per (N·m)^2 of motor torque
+  double time_constant_s = 0.0;      // s, cooling towards motor_temp_c
+  bool enabled() const { return heating_c_per_nm2_s > 0.0 && time_constant_s > 0.0; }
+};
+
 // Full MuJoCo configuration published after each write() (for cameras and the viewer).
 struct SimPose {
   int32_t nq = 0;
@@ -107,6 +127,25 @@ class MujocoDriver final : public Driver {
   void push(double fx, double fy, double fz, double duration_s);
   bool pushing() const { return push_left_s_.load(std::memory_order_relaxed) > 0; }
 
+  // Joint parameters while the simulation runs (any thread, after configure(); `joint` in motor
+  // order). A setter stores the value (atomics) and write() applies it before its next physics
+  // step; the getters answer the value last set, the nominal_* ones the model's as loaded (the
+  // robot config's sim.joint_dynamics, and the actuator force range from the URDF's effort limit).
+  // Configuration-time calls: a bad joint or value throws std::invalid_argument.
+  void set_joint_friction(int joint, const JointFriction& f);  // both >= 0
+  JointFriction joint_friction(int joint) const;
+  JointFriction nominal_joint_friction(int joint) const;
+  // The motor's torque saturation (the clamp of the board law), > 0 N·m.
+  void set_effort_limit(int joint, double limit_nm);
+  double effort_limit(int joint) const;
+  double nominal_effort_limit(int joint) const;
+  // The thermal model (MotorThermal; coefficients >= 0, both > 0 turn it on) and the per-joint
+  // multiplier of its heating (>= 0).
+  void set_motor_thermal(const MotorThermal& t);
+  MotorThermal motor_thermal() const;
+  void set_heat_scale(int joint, double scale);
+  double heat_scale(int joint) const;
+
   void pose(SimPose& out) const { pose_.load(out); }
   // The per-run IMU biases drawn at configure time (zeros before, or with the bias terms off).
   const std::array<double, 3>& gyro_bias() const { return gyro_bias_; }
@@ -126,6 +165,9 @@ class MujocoDriver final : public Driver {
   void apply_motors(const Command& cmd);
   void apply_hoist();
   void draw_noise_biases();
+  int checked_joint(int joint, const char* what) const;
+  void apply_joint_params();        // on write(), when a setter ran: no allocation
+  void heat_motors(double dt);      // per physics step, thermal model on
   void add_noise(State& out);  // per tick: no allocation, fixed-size engine
 
   SimOptions opt_;
@@ -137,6 +179,14 @@ class MujocoDriver final : public Driver {
   int base_qadr_ = 0, base_dadr_ = 0;
   std::vector<int> qadr_, dadr_, act_;
   std::vector<double> effort_;
+  // Joint parameters as set (any thread) and the model's as loaded; write() applies the set ones.
+  std::vector<double> damping0_, frictionloss0_, effort0_;
+  std::array<std::atomic<double>, kMaxJoints> damping_set_, frictionloss_set_, effort_set_, heat_scale_set_;
+  std::atomic<double> heating_set_{0.0}, time_constant_set_{0.0};
+  std::atomic<bool> params_dirty_{false};
+  MotorThermal thermal_{};   // in force (the stepping thread)
+  JointArray heat_scale_{};  // in force
+  JointArray temp_c_{};      // motor temperatures, thermal model on
   int s_quat_ = -1, s_gyro_ = -1, s_acc_ = -1;
   std::vector<int> foot_body_;  // body id per foot
   uint64_t seq_ = 0;

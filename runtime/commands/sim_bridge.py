@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         bridge = SimBridge(args.robot, domain_id=args.domain, network_interface=args.interface,
                            lockstep=args.lockstep, noise=args.noise, motion_service=not args.released,
-                           motion_service_mode=args.motion_service_mode)
+                           motion_service_mode=args.motion_service_mode, faults=args.faults)
         bridge.start()
     except (VertebraError, ValueError, RuntimeError) as e:
         print(f"vertebra sim-bridge: {e}", file=sys.stderr)
@@ -34,15 +34,17 @@ def run(args: argparse.Namespace) -> int:
         service = ("released" if args.released
                    else f"'{args.motion_service_mode}' active (release it: motion_switcher ReleaseMode)")
         print(f"vertebra sim-bridge: {args.robot} on DDS domain {args.domain}, interface {args.interface or '(any)'}"
-              f"{', lockstep' if args.lockstep else ''}; built-in motion service {service}",
+              f"{', lockstep' if args.lockstep else ''}; built-in motion service {service}"
+              f"{f'; hardware faults from {args.faults}' if args.faults else ''}",
               file=sys.stderr, flush=True)
     end = time.monotonic() + args.seconds if args.seconds else None
     while not stop.is_set() and (end is None or time.monotonic() < end):
         stop.wait(0.1)
     counters = bridge.counters()
+    faults = bridge.faults()
     bridge.close()
     if args.json:
-        print(json.dumps({"robot": args.robot, "counters": counters}))
+        print(json.dumps({"robot": args.robot, "counters": counters, "faults": faults}))
     return 0
 
 
@@ -66,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="start with the built-in motion service released (default: active, as the robot boots)")
     b.add_argument("--motion-service-mode", default="normal", metavar="NAME",
                    help="the mode motion_switcher CheckMode names while the service is active (default normal)")
+    b.add_argument("--faults", default=None, metavar="FILE.yaml",
+                   help="emulate hardware faults (all off by default), from a YAML mapping: joints: {<joint name>: "
+                        "{sign: -1 (motor wired reversed), offset_rad (encoder offset, |o| <= 0.5), friction_scale "
+                        "(0.1-20, x damping and dry friction), torque_limit_scale (0.05-1, of the effort limit), "
+                        "heat_scale (0-20, with motor_thermal)}}, state_drop_probability and "
+                        "crc_corrupt_probability (0-0.5, per rt/lowstate sample), command_latency_ms (0-200), "
+                        "seed, motor_thermal: {heating_c_per_nm2_s, time_constant_s} (vertebra/drivers/bridge_faults.py)")
     b.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until signalled)")
     b.add_argument("--json", action="store_true", help="print the bridge's counters as JSON at exit")
     b.add_argument("--quiet", action="store_true", help="no start-up message")

@@ -1,14 +1,24 @@
 #include "drivers/unitree/unitree_sim_bridge.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 
 #include "drivers/unitree/unitree_crc.hpp"
 
 namespace vertebra::unitree {
 
+namespace {
+// Commands the delay line holds: lockstep needs depth + 1 at the longest latency; real time twice
+// the commands of that latency at the nominal rate (a faster writer overflows, dropping the oldest).
+size_t delay_capacity(double rate_hz) {
+  if (!(rate_hz > 0) || !std::isfinite(rate_hz)) return 2;
+  return 2 * static_cast<size_t>(std::ceil(kMaxCommandLatencyMs * 1e-3 * rate_hz)) + 8;
+}
+}  // namespace
+
 UnitreeSimBridge::UnitreeSimBridge(std::shared_ptr<MujocoDriver> sim, BridgeOptions opt)
-    : sim_(std::move(sim)), opt_(std::move(opt)) {
+    : sim_(std::move(sim)), opt_(std::move(opt)), delay_(delay_capacity(opt_.rate_hz)) {
   if (!sim_) throw std::invalid_argument("sim-bridge: no simulator");
   const int slots = opt_.messages == Messages::kHg ? kHgMotors : kGoMotors;
   map_.n = static_cast<int>(opt_.motors.size());
@@ -24,6 +34,44 @@ UnitreeSimBridge::UnitreeSimBridge(std::shared_ptr<MujocoDriver> sim, BridgeOpti
   if (opt_.motion_service && opt_.motion_service_mode.empty())
     throw std::invalid_argument("sim-bridge: motion_service_mode: a mode name (\"normal\", \"ai\", ...) for the active service");
   current_.n = map_.n;  // zero gains: the robot hangs limp until commanded
+  sim_->set_motor_thermal(opt_.motor_thermal);
+  set_faults(opt_.faults);
+}
+
+void UnitreeSimBridge::set_faults(const HardwareFaults& faults) {
+  check_faults(faults, map_.n);
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  apply_faults(faults);
+}
+
+HardwareFaults UnitreeSimBridge::faults() const {
+  std::lock_guard<std::mutex> lock(step_mutex_);
+  return faults_;
+}
+
+void UnitreeSimBridge::apply_faults(const HardwareFaults& f) {
+  const JointFault healthy;
+  for (int j = 0; j < map_.n; ++j) {
+    const JointFault& jf = f.joints.empty() ? healthy : f.joints[j];
+    const JointFriction nominal = sim_->nominal_joint_friction(j);
+    sim_->set_joint_friction(j, {nominal.damping_nm_s_rad * jf.friction_scale, nominal.frictionloss_nm * jf.friction_scale});
+    sim_->set_effort_limit(j, sim_->nominal_effort_limit(j) * jf.torque_limit_scale);
+    sim_->set_heat_scale(j, jf.heat_scale);
+  }
+  frame_.set(f, map_.n);
+  frame_.state_to_motor(state_, reported_);  // what an idle republish sends from now on
+  drop_probability_ = f.state_drop_probability;
+  corrupt_probability_ = f.crc_corrupt_probability;
+  dice_.reseed(f.seed);
+  delay_depth_ = static_cast<size_t>(std::lround(f.command_latency_ms * 1e-3 * opt_.rate_hz));
+  if (delay_depth_ + 1 > delay_.capacity()) delay_depth_ = delay_.capacity() - 1;  // not reached: bounded above
+  const auto latency_ns = static_cast<int64_t>(std::llround(f.command_latency_ms * 1e6));
+  if (!opt_.lockstep && latency_ns != latency_ns_.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> lock(delay_mutex_);
+    delay_.clear();  // real time: the queue restarts with the new latency
+  }
+  latency_ns_.store(latency_ns, std::memory_order_release);
+  faults_ = f;
 }
 
 UnitreeSimBridge::~UnitreeSimBridge() { stop(); }
@@ -35,7 +83,11 @@ void UnitreeSimBridge::start() {
   const bool hg = opt_.messages == Messages::kHg;
   writer_ = std::make_unique<DdsWriter>(*pp_, hg ? &unitree_hg_msg_dds__LowState__desc : &unitree_go_msg_dds__LowState__desc,
                                         opt_.lowstate_topic);
-  sim_->read(state_);
+  {
+    std::lock_guard<std::mutex> lock(step_mutex_);
+    sim_->read(state_);
+    frame_.state_to_motor(state_, reported_);
+  }
   if (opt_.motion_service) select_motion_service(opt_.motion_service_mode);
   reader_ = std::make_unique<DdsReader>(*pp_, hg ? &unitree_hg_msg_dds__LowCmd__desc : &unitree_go_msg_dds__LowCmd__desc,
                                         opt_.lowcmd_topic, hg ? sizeof(HgLowCmd) : sizeof(GoLowCmd),
@@ -142,33 +194,62 @@ void UnitreeSimBridge::on_command(const void* msg) {
   }
   if (opt_.lockstep) {
     std::lock_guard<std::mutex> lock(step_mutex_);
-    if (ok) current_ = c;
-    step_and_publish();  // one control period per command received (a bad one keeps the last in force)
+    // One control period per command received (a bad one keeps the last in force), through the
+    // latency FIFO (depth 0: this command).
+    delay_.push_lockstep(c, ok, delay_depth_, current_);
+    step_and_publish();
   } else if (ok) {
     command_.write(c);
+    if (latency_ns_.load(std::memory_order_acquire) > 0) {
+      std::lock_guard<std::mutex> lock(delay_mutex_);
+      delay_.push_timed(c, steady_ns());
+    }
+  }
+}
+
+void UnitreeSimBridge::publish_state(const State& s) {
+  RemoteState r;
+  remote_.load(r);
+  if (opt_.messages == Messages::kHg) {
+    encode_lowstate(map_, s, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
+    writer_->write(&hg_);
+  } else {
+    encode_lowstate(map_, s, tick_ms(), r, go_);  // foot forces where the simulator has them
+    writer_->write(&go_);
   }
 }
 
 void UnitreeSimBridge::step_and_publish() {
-  sim_->write(current_);
+  frame_.command_to_physical(current_, physical_);
+  sim_->write(physical_);
   sim_->read(state_);
+  frame_.state_to_motor(state_, reported_);
   ++tick_;
   RemoteState r;
   remote_.load(r);
+  // Two draws per state, whatever is on, so each fault's sequence depends on the seed alone.
+  const double u_drop = dice_.uniform(), u_corrupt = dice_.uniform();
   int drop = drop_.load(std::memory_order_relaxed);
+  bool dropped = u_drop < drop_probability_;
   if (drop > 0) {
     drop_.store(drop - 1, std::memory_order_relaxed);
+    dropped = true;
+  }
+  if (dropped) {
     dropped_sent_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  const bool corrupt = corrupt_.load(std::memory_order_relaxed) > 0;
-  if (corrupt) corrupt_.fetch_sub(1, std::memory_order_relaxed);
+  bool corrupt = u_corrupt < corrupt_probability_;
+  if (corrupt_.load(std::memory_order_relaxed) > 0) {
+    corrupt_.fetch_sub(1, std::memory_order_relaxed);
+    corrupt = true;
+  }
   if (opt_.messages == Messages::kHg) {
-    encode_lowstate(map_, state_, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
+    encode_lowstate(map_, reported_, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
     if (corrupt) hg_.crc ^= 0x1u;
     writer_->write(&hg_);
   } else {
-    encode_lowstate(map_, state_, tick_ms(), r, go_);  // foot forces where the simulator has them
+    encode_lowstate(map_, reported_, tick_ms(), r, go_);  // foot forces where the simulator has them
     if (corrupt) go_.crc ^= 0x1u;
     writer_->write(&go_);
   }
@@ -186,23 +267,25 @@ void UnitreeSimBridge::run_realtime() {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (steady_ns() - last_command_ns_.load(std::memory_order_relaxed) > 100'000'000) {
         std::lock_guard<std::mutex> lock(step_mutex_);
-        RemoteState r;
-        remote_.load(r);
-        if (opt_.messages == Messages::kHg) {
-          encode_lowstate(map_, state_, tick_ms(), static_cast<uint8_t>(opt_.mode_machine), r, hg_);
-          writer_->write(&hg_);
-        } else {
-          encode_lowstate(map_, state_, tick_ms(), r, go_);
-          writer_->write(&go_);
-        }
+        publish_state(reported_);
         last_command_ns_.store(steady_ns(), std::memory_order_relaxed);
       }
       maybe_publish_sportmodestate();
       continue;
     }
-    Command c;
-    if (command_.read(c)) current_ = c;
-    step_and_publish();
+    {
+      std::lock_guard<std::mutex> lock(step_mutex_);
+      Command c;
+      const int64_t latency = latency_ns_.load(std::memory_order_acquire);
+      if (latency > 0) {
+        // Commands take effect once older than the latency: the newest matured one.
+        std::lock_guard<std::mutex> delay_lock(delay_mutex_);
+        if (delay_.pop_matured(steady_ns() - latency, c)) current_ = c;
+      } else if (command_.read(c)) {
+        current_ = c;
+      }
+      step_and_publish();
+    }
     maybe_publish_sportmodestate();
     next += period;
     std::this_thread::sleep_until(next);

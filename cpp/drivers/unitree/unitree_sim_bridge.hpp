@@ -16,6 +16,21 @@
 // It does not emulate the service's locomotion: the motors keep the command in force (limp at
 // start). The bridge answers motion_switcher (unless motion_switcher is false) whether or not the
 // service starts active.
+//
+// Hardware faults (bridge_faults.hpp: a reversed or offset motor, friction, a weak motor, motor
+// heating, lost and corrupted states, command latency), all off by default: BridgeOptions::faults
+// at construction, set_faults() while the bridge runs (taken under the stepping lock, so a change
+// falls between two control periods). The simulator runs in the physical frame; commands are
+// converted from the motor frame before it applies them and its state to the motor frame before
+// it goes out (MotorFrame). Friction and effort limits are set on the simulator relative to its
+// nominal values (MujocoDriver::nominal_joint_friction, nominal_effort_limit), so a healthy joint
+// restores them. The random bus faults draw two numbers per state stepped, from `seed` (restarted
+// by every set_faults), so a lockstep run is reproducible bit for bit; the idle republishing of
+// lockstep (no command for 100 ms) is wall-clock driven and stays fault-free. Command latency in
+// lockstep: a FIFO of round(command_latency_ms * rate_hz / 1000) received frames; in real time:
+// commands applied once older than the latency (CommandDelay, sized at construction for
+// kMaxCommandLatencyMs). The counters dropped_sent / corrupted_sent count random and counted
+// (drop_states / corrupt_states) faults alike.
 #pragma once
 
 #include <atomic>
@@ -27,6 +42,7 @@
 
 #include "core/exchange.hpp"
 #include "drivers/mujoco_driver.hpp"
+#include "drivers/unitree/bridge_faults.hpp"
 #include "drivers/unitree/dds.hpp"
 #include "drivers/unitree/motion_switcher.hpp"
 #include "drivers/unitree/unitree_codec.hpp"
@@ -49,6 +65,8 @@ struct BridgeOptions {
   std::string sportmodestate_topic = "rt/sportmodestate";
   double sportmodestate_rate_hz = 50.0;        // while the service is active
   bool motion_switcher = true;  // answer motion_switcher; false: no such service (an older robot or bridge)
+  HardwareFaults faults;        // emulated hardware faults (none by default); set_faults() changes them
+  MotorThermal motor_thermal;   // the motors' thermal model (off by default: constant temperature)
 };
 
 struct BridgeCounters {
@@ -82,6 +100,11 @@ class UnitreeSimBridge {
   // Fault injection: the next n states go out with a wrong CRC / are not sent at all.
   void corrupt_states(int n) { corrupt_.store(n, std::memory_order_relaxed); }
   void drop_states(int n) { drop_.store(n, std::memory_order_relaxed); }
+  // The emulated hardware faults (bridge_faults.hpp), any thread, before or after start(): checked
+  // (std::invalid_argument naming the field), then in force from the next control period. The
+  // random generator restarts from faults.seed.
+  void set_faults(const HardwareFaults& faults);
+  HardwareFaults faults() const;
   // The emulated motion service, as motion_switcher SelectMode / ReleaseMode set it (after start()).
   void select_motion_service(const std::string& mode);
   void release_motion_service();
@@ -96,7 +119,9 @@ class UnitreeSimBridge {
   RpcAnswer on_motion_switcher(int64_t api_id, const std::string& parameter);
   void maybe_publish_sportmodestate();
   void on_command(const void* msg);
-  void step_and_publish();
+  void apply_faults(const HardwareFaults& f);  // step_mutex_ held
+  void step_and_publish();                     // step_mutex_ held
+  void publish_state(const State& s);
   void run_realtime();
   // LowState_.tick: the robot's milliseconds (the simulated time, as the boards count it).
   uint32_t tick_ms() const { return static_cast<uint32_t>(state_.stamp_ns / 1'000'000); }
@@ -114,11 +139,23 @@ class UnitreeSimBridge {
   GoSportModeState sport_{};
   int64_t last_sport_ns_ = 0;
   std::atomic<bool> service_active_{false};
-  std::mutex step_mutex_;            // the lockstep reader thread and the idle republisher
+  mutable std::mutex step_mutex_;    // the stepping threads (lockstep reader, real-time loop), the
+                                     // idle republisher and set_faults
   TripleBuffer<Command> command_;    // newest valid command (real time)
-  Command current_{};                // the command in force (step_mutex_)
+  Command current_{};                // the command in force, motor frame (step_mutex_)
+  Command physical_{};               // the command in force as the simulator applies it
   SeqLock<RemoteState> remote_;
-  State state_{};
+  State state_{};                    // the simulator's (physical) state
+  State reported_{};                 // state_ in the motor frame: what goes out
+  // Hardware faults in force (step_mutex_).
+  HardwareFaults faults_;
+  MotorFrame frame_;
+  BusFaultDice dice_;
+  double drop_probability_ = 0, corrupt_probability_ = 0;
+  size_t delay_depth_ = 0;                 // lockstep: FIFO depth
+  std::atomic<int64_t> latency_ns_{0};     // real time
+  std::mutex delay_mutex_;                 // real time: delay_ (receive thread and stepping loop)
+  CommandDelay delay_;
   HgLowState hg_{};
   GoLowState go_{};
   uint32_t tick_ = 0;

@@ -1,0 +1,138 @@
+"""`vertebra hil run` against the DDS sim bridge in a separate process, as on a bench rig: a healthy
+rig passes; each hardware fault injected on the bridge fails exactly the checks that should catch it,
+naming the joint or the link. Lockstep (deterministic); the service scenarios are tested in
+test_hil_service_scenarios.py."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vertebra.runtime.config import CONFIG_DIR
+from vertebra.tools.hil import harness
+from vertebra.tools.hil.report import validate_junit
+from vertebra.tools.hil.results import RunResult
+from vertebra.tools.hil.rig import RigConfig
+
+VERTEBRA = os.path.join(os.path.dirname(sys.executable), "vertebra")
+_domains = itertools.count(900)
+CHARS = ["bus", "identify", "wiring", "limits", "thermal"]
+
+
+def domain() -> int:
+    return 100 + (os.getpid() * 7 + next(_domains)) % 120
+
+
+def rig_with(tmp_path: Path, base: str, faults: dict, **sections) -> RigConfig:
+    d = yaml.safe_load((CONFIG_DIR / "hil" / f"{base}.yaml").read_text())
+    d["deploy"] = str(CONFIG_DIR / "deploy" / f"{d['deploy']}.yaml")
+    d["sim"] = {"faults": faults}
+    d.update(sections)
+    p = tmp_path / f"{base}_faulty.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return RigConfig.load(p, quick=True)
+
+
+def verdicts(r: RunResult, scenario: str) -> dict[str, str]:
+    return {c.name: c.verdict for c in r.cases if c.scenario == scenario}
+
+
+@pytest.mark.parametrize("rig", ["sim_g1", "sim_go2"])
+def test_healthy_sim_rig_passes_every_characterisation(rig, tmp_path):
+    r = harness.run(RigConfig.load(rig, quick=True), only=CHARS, domain_id=domain(), workdir=tmp_path)
+    assert not r.stopped, r.stopped
+    bad = [(c.id, c.message) for c in r.failed()]
+    assert not bad, bad
+    per_joint = [c for c in r.cases if c.scenario == "identify"]
+    assert len(per_joint) == (29 if rig == "sim_g1" else 12)
+    # every joint's delay is the bus's one control period, measured on the torque's answer
+    assert all(c.measured["delay_ms"] == pytest.approx(2.0) for c in per_joint)
+    bus = r.case("bus/lowstate").measured
+    assert bus["dropped"] == 0 and bus["crc_errors"] == 0 and bus["latency_ms_max"] == pytest.approx(2.0)
+    assert all(c.measured["position_clamps"] > 0 for c in r.cases if c.scenario == "limits")
+    wiring = verdicts(r, "wiring")
+    assert sum(v == "passed" for v in wiring.values()) >= len(wiring) // 2  # most joints observable
+
+
+def test_joint_faults_are_caught_and_named(tmp_path):
+    """Four motors wrong at once, each in its own way: reversed, offset, 3x friction, torque at half."""
+    faults = {"joints": {"left_hip_yaw_joint": {"sign": -1}, "right_knee_joint": {"offset_rad": 0.1},
+                         "left_hip_roll_joint": {"friction_scale": 3.0}, "right_hip_pitch_joint": {"torque_limit_scale": 0.5}}}
+    rig = rig_with(tmp_path, "sim_g1", faults)
+    r = harness.run(rig, only=["identify", "wiring"], joints=r"(left|right)_(hip|knee)", domain_id=domain(), workdir=tmp_path)
+    assert not r.stopped, r.stopped
+    ident, wiring = verdicts(r, "identify"), verdicts(r, "wiring")
+    msg = {c.id: c.message for c in r.cases}
+    assert wiring["left_hip_yaw_joint"] == "failed" and "REVERSED" in msg["wiring/left_hip_yaw_joint"]
+    assert wiring["right_knee_joint"] == "failed" and "OFFSET" in msg["wiring/right_knee_joint"]
+    off = r.case("wiring/right_knee_joint").measured["offset_rad"]
+    assert off == pytest.approx(0.1, abs=0.02)
+    assert ident["left_hip_roll_joint"] == "failed" and "friction" in msg["identify/left_hip_roll_joint"]
+    assert ident["right_hip_pitch_joint"] == "failed" and "commanded" in msg["identify/right_hip_pitch_joint"]
+    # nothing else: the healthy joints pass both, the faulty ones fail only where their fault shows
+    # (a reversed joint also garbles its own friction sweeps: its identification may fail too)
+    faulty = set(faults["joints"])
+    for name, v in wiring.items():
+        if name not in ("left_hip_yaw_joint", "right_knee_joint"):
+            assert v in ("passed", "skipped"), (name, msg[f"wiring/{name}"])
+    for name, v in ident.items():
+        if name not in faulty:
+            assert v == "passed", (name, msg[f"identify/{name}"])
+    assert ident["right_knee_joint"] == "passed"  # an encoder offset does not change the motor
+
+
+@pytest.mark.parametrize("fault, words", [({"state_drop_probability": 0.05}, "dropped"),
+                                          ({"crc_corrupt_probability": 0.01}, "CRC"),
+                                          ({"command_latency_ms": 20.0}, "round trip")])
+def test_bus_faults_are_caught_and_named(fault, words, tmp_path):
+    rig = rig_with(tmp_path, "sim_g1", {**fault, "seed": 3})
+    r = harness.run(rig, only=["bus", "identify"], joints="left_elbow_joint", domain_id=domain(), workdir=tmp_path)
+    bus = r.case("bus/lowstate")
+    assert bus.verdict == "failed" and words in bus.message, bus.message
+    ident = r.case("identify/left_elbow_joint")
+    if "command_latency_ms" in fault:
+        # identification recovers the injected delay: one control period (2 ms) + 20 ms
+        assert ident.verdict == "failed" and "delay" in ident.message
+        assert ident.measured["delay_ms"] - 2.0 == pytest.approx(20.0, rel=0.2)
+        assert bus.measured["latency_ms_max"] - 2.0 == pytest.approx(20.0, rel=0.2)
+    else:
+        assert ident.verdict == "passed", ident.message
+    if "state_drop_probability" in fault:
+        assert bus.measured["drop_rate"] == pytest.approx(0.05, abs=0.025)
+    if "crc_corrupt_probability" in fault:
+        assert bus.measured["crc_errors"] > 0
+
+
+def test_cli_reports_and_compare(tmp_path):
+    env = {**os.environ}
+    out = tmp_path / "a.json"
+    args = [VERTEBRA, "hil", "run", "sim_g1", "--quick", "--only", "bus,limits", "--domain", str(domain()),
+            "--junit", str(tmp_path / "a.xml"), "--html", str(tmp_path / "a.html"), "--json-out", str(out), "--json"]
+    # without --yes and without a terminal nothing moves
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    assert p.returncode == 1 and "confirm at a terminal, or pass --yes" in p.stderr
+    assert "left_ankle_roll_joint, waist_roll_joint driven to their soft limit" in p.stderr  # the plan came first
+    p = subprocess.run(args + ["--yes"], capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout)
+    assert summary["fit_to_run"] and summary["counts"]["passed"] == 3
+    assert validate_junit(tmp_path / "a.xml") == []
+    html = (tmp_path / "a.html").read_text()
+    assert "FIT TO RUN" in html and "data:image/png;base64," in html and "SIM-G1-0001" in html
+    a = RunResult.load(out)
+    a.cases[0].measured["latency_ms_max"] = 30.0
+    a.cases[0].verdict = "failed"
+    a.save(tmp_path / "b.json")
+    p = subprocess.run([VERTEBRA, "hil", "compare", str(out), str(tmp_path / "b.json")], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and "bus/lowstate" in p.stdout and "latency_ms_max" in p.stdout, p.stdout
+    p = subprocess.run([VERTEBRA, "hil", "run", str(tmp_path / "missing.yaml"), "--yes"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2 and "missing.yaml" in p.stderr

@@ -1,0 +1,1 @@
+"""`vertebra hil`: the bench-rig harness (rig configs, scenarios, reports)."""

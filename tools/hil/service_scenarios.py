@@ -1,0 +1,706 @@
+"""The HIL scenarios that run the service as deployed: ``safety`` (the reactions of the service and
+the guard on the bus) and ``policy`` (a policy's episodes on the hoist).
+
+Both run the deployed stack in separate processes, as the robot runs it: on a sim rig a real-time
+sim bridge (the robot, hanging in its hoist for the whole run), then ``vertebra guard run`` and
+``vertebra run`` on a deploy config written for this run (the rig's, on the run's DDS domain, with a
+guard heartbeat and a control socket of its own, the loop in real time). The harness is the
+operator: it holds the lease and drives the service through its control API
+(:class:`~vertebra.runtime.service.client.ControlClient`). The robot never leaves the hoist: it
+stands up to its hold pose (STANDUP -> HOLD, which needs no foot contact, unlike the whole-body
+controller, so ``activate`` is never used), and policy episodes run a joint-target policy (joint PD
+streaming, no contact needed either).
+
+Times are taken on this machine: the harness stamps a request (CLOCK_REALTIME) just before it sends
+it, and the loop stamps its events (the same clock) in the tick that reacted; ``*_ms`` below are
+differences of the two, so they include everything between the harness and the loop (the control
+API's socket and the service's handler, or the bridge's control pipe and one lowstate sample over
+DDS). Ticks are those milliseconds over the control period, rounded up: the tick that reacted was
+at most that many control periods after the request left. What the bridge received is polled
+(BridgeProcess.last_command, one pipe round trip a poll, about a millisecond): a poll time is an
+upper bound.
+
+The reactions (``safety.reactions``; each runs from HOLD, in the order below whatever the order
+listed, the cases coming back in the listed order; after the runtime kill the service is started
+again for the reactions left):
+
+* ``estop_api``: the e-stop request on the control API. Passes when the tick that went to ESTOP came
+  within ``estop_ticks_max`` ticks of the request (transport included) and, on a sim rig, the bridge
+  then received the e-stop's command (damping: kp 0, kd > 0; ``estop: cut``: kp 0, kd 0).
+* ``estop_remote``: the wireless remote's e-stop combination (the driver's ``estop_buttons``) in the
+  robot's lowstate (sim: ``set_remote`` on the bridge; a real rig: the engineer presses it). Same
+  check on a sim rig; on a real rig the press time is not observable: the e-stop must happen.
+* ``policy_starvation``: during a policy episode (ACTIVE) the policy server (``vertebra serve``, the
+  service's child) is stopped with SIGSTOP: the robot must be in HOLD within the safety config's
+  ``starvation_hold_ms`` + ``starvation_margin_ms`` of the SIGSTOP (SIGCONT afterwards). The
+  stream goes silent only once the chunk scheduler has played the last chunk it was given, so the
+  margin must cover a chunk (go2_pose: 10 steps at 50 Hz, 200 ms) plus a policy period; the case
+  reports that part (``played_after_stop_ms``) and the silence the monitor saw (``stream_age_ms``).
+* ``runtime_kill``: ``vertebra run`` is SIGKILLed while the robot holds; the guard must take the bus
+  over: on a sim rig the largest gap in the command stream the bridge received across the kill, on a
+  real rig the guard's own measure (its first command after the runtime's last), within
+  ``takeover_ms_max``; the guard must report ``holding``. Then the engineer's acknowledgement
+  (``vertebra guard ack``) releases it.
+* ``state_loss``: lowstate stops (sim: the bridge drops every state; ``state_loss_method:
+  operator``, and always on a real rig: the engineer pulls the cable). The ``state_loss`` fault's
+  value is the age of the newest sample when the monitor raised it: it must be within
+  ``state.timeout_ms`` + ``state_loss_margin_ticks`` control periods. It runs last (RUN_ORDER says
+  why).
+
+The policy smoke (``policy``): the deploy config's policy server (``policy.policy``: swapped to that
+one first) runs ``episodes`` episodes of ``episode_s`` from HOLD; an episode passes when no fault
+was raised meanwhile (the safety event log), it ended as the harness ended it (not aborted), the
+robot ran it (ACTIVE) and the policy produced chunks at half its rate at least. A deploy config
+without a policy server gives one skipped case (the G1's shipped ones: its only package needs a
+camera, which the service has no source for).
+
+A reaction that did not happen or missed its limit is ``failed``; a step that could not be done (the
+service died, a reset was refused, a stand-up failed) is ``error``; a step that needs a person at a
+rig run without one, or was stopped, is ``skipped``. At the end the robot is left damped in its
+hoist, the guard released, every child stopped and the heartbeat and sockets removed. Ctrl-C
+(``ctx.stop``): the step in progress stops, the robot is e-stopped (damping, in the hoist), the
+service and the guard are stopped, and the cases not run are ``skipped``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vertebra.tools.hil.context import HilStopped, ScenarioContext
+from vertebra.tools.hil.procs import ServiceStack, process_state, socket_dir, wait_for
+from vertebra.tools.hil.results import Case
+
+# The order the reactions run in. state_loss comes last, on the service restarted after the kill: its
+# response is a controlled stop, and on a G1 hanging in its hoist the state estimator takes the legs
+# folded by the settle as contact and puts the base at their height, so the next stand-up raises
+# `fall`; a freshly started service has a fresh estimate.
+RUN_ORDER = ("estop_api", "estop_remote", "policy_starvation", "runtime_kill", "state_loss")
+REMOTE_BUTTONS = ("R1", "L1", "start", "select", "R2", "L2", "F1", "F2", "A", "B", "X", "Y", "up", "right", "down",
+                  "left")  # unitree_sdk2's xKeySwitchUnion bits
+EVENT_TIMEOUT_S = 3.0  # a reaction's event must be in the log within this (the writer drains every few ms)
+
+
+class ReactionFailed(Exception):
+    """A reaction did not happen (no event, no command): the case fails with this message."""
+
+
+def remote_combination(mask: int) -> str:
+    return "+".join(n for b, n in enumerate(REMOTE_BUTTONS) if mask & (1 << b)) or "none"
+
+
+def _r(v: float | None, nd: int = 3) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+class Bench:
+    """The deployed stack of one scenario on the rig: the bridge (sim rigs), the guard, the service,
+    and the harness's lease. ``start()`` brings it up; ``close()`` always takes everything down."""
+
+    def __init__(self, ctx: ScenarioContext, name: str):
+        self.ctx, self.name = ctx, name
+        self.bridge: Any = None
+        self.stack: ServiceStack | None = None
+        self.op: Any = None
+        self._sock_dir: Path | None = None
+        self._sock_tmp = False
+        self.startup: dict[str, float] = {}
+
+    # -- up -----------------------------------------------------------------------------------
+    def start(self) -> Bench:
+        from vertebra.runtime.deploy import DeployConfig
+
+        ctx = self.ctx
+        ctx.check_stop()
+        self.heartbeat = f"vertebra-hil-{os.getpid()}-{ctx.domain_id}-{self.name}"
+        self._sock_dir, self._sock_tmp = socket_dir(ctx.workdir, f"{self.name}-control")
+        sock = self._sock_dir / f"{self.name}-control.sock"
+        d = ctx.deploy_dict()
+        overrides: dict[str, Any] = {"guard": {"heartbeat": self.heartbeat}, "control": {"socket": str(sock)},
+                                     "loop": {"lockstep": False}}
+        if isinstance(d.get("driver"), dict) and "lockstep" in d["driver"]:
+            overrides["driver"] = {"lockstep": False}
+        self.deploy_path = ctx.write_deploy(f"{self.name}-deploy", **overrides)
+        self.deploy = DeployConfig.load(self.deploy_path)
+        self.safety = self.deploy.safety_settings()
+        self.period_ms = 1000.0 / float(self.deploy.loop.rate_hz)
+        driver = getattr(self.deploy.driver, "driver_name", "")
+        self.guarded = bool(self.deploy.guard.enabled and driver == "unitree_dds")
+        self.has_policy = self.deploy.policy_path is not None or self.deploy.policy_remote is not None
+        t0 = time.monotonic()
+        if ctx.sim:
+            ctx.log(f"{self.name}: starting the sim bridge ({ctx.robot.name}, real time, DDS domain {ctx.domain_id})")
+            self.bridge = ctx.start_bridge(lockstep=False)
+            self.startup["bridge_s"] = round(time.monotonic() - t0, 2)
+        ctx.check_stop()
+        self.stack = ServiceStack(self.deploy_path, self.heartbeat, sock, ctx.workdir / self.name,
+                                  say=ctx.log, stop=ctx.stop)
+        if self.guarded:
+            ctx.log(f"{self.name}: starting the guard (heartbeat {self.heartbeat})")
+            self.startup["guard_s"] = round(self.stack.start_guard(), 2)
+        ctx.log(f"{self.name}: starting the service ({self.deploy_path.name})")
+        self.startup["service_s"] = round(self.stack.start_service(), 2)
+        self.op = self.stack.client(f"hil-{self.name}@{socket.gethostname()}")
+        self.op.acquire()
+        ctx.log(f"{self.name}: the stack is up (" + ", ".join(f"{k[:-2]} {v:g} s" for k, v in self.startup.items())
+                + ")")
+        return self
+
+    def restart_service(self) -> float:
+        """A new `vertebra run` (after a kill and the guard's acknowledgement) and a new lease; seconds
+        until its control API answered."""
+        if self.op is not None:
+            self.op.close()  # the old service's lease went with it
+        t = self.services.start_service()
+        self.op = self.services.client(f"hil-{self.name}@{socket.gethostname()}")
+        self.op.acquire()
+        return round(t, 2)
+
+    # -- the service --------------------------------------------------------------------------
+    @property
+    def services(self) -> ServiceStack:
+        if self.stack is None:
+            raise RuntimeError("the bench is not started")
+        return self.stack
+
+    def status(self) -> dict[str, Any]:
+        return self.op.request("status")
+
+    def mark(self) -> int:
+        """The event log's newest line number: events after it are the next step's."""
+        return int(self.op.request("events", since=0, limit=1)["last"])
+
+    def events(self, since: int) -> list[dict[str, Any]]:
+        return list(self.op.request("events", since=since, limit=0)["events"])
+
+    def wait_event(self, since: int, pred: Callable[[dict[str, Any]], bool], what: str,
+                   timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            self.services.check_service()
+            return next((e for e in self.events(since) if pred(e)), None)
+
+        try:
+            return wait_for(find, timeout_s, what, self.ctx.stop, 0.02)
+        except TimeoutError:
+            raise ReactionFailed(f"no {what} in the event log within {timeout_s:g} s") from None
+
+    def wait_mode(self, modes: tuple[str, ...], timeout_s: float, what: str) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            self.services.check_service()
+            s = self.status()
+            return s if s["safety_mode"] in modes else None
+
+        return wait_for(check, timeout_s, what, self.ctx.stop, 0.05)
+
+    def to_hold(self) -> None:
+        """Whatever the last reaction left (ESTOP, FAULT, a stop in progress, an episode): reset, then
+        stand up to the hold pose in the hoist (STANDUP -> HOLD)."""
+        self.services.check_service()
+        s = self.status()
+        if s.get("episode"):
+            self.op.call("episode_stop", outcome="aborted", reason="the HIL's next step")
+        if s["safety_mode"] == "STOPPING":  # a controlled stop finishes first
+            s = self.wait_mode(("FAULT", "DAMP", "PASSIVE", "ESTOP"), 30.0, "the controlled stop's end")
+        if s["safety_mode"] in ("ESTOP", "FAULT") or any(f.get("latched") for f in s.get("faults", [])):
+            try:
+                wait_for(lambda: not any(f.get("present") and f.get("latched") for f in self.status()["faults"]),
+                         5.0, "the latched faults' conditions to clear", self.ctx.stop, 0.05)
+            except TimeoutError:
+                present = [f["fault"] for f in self.status()["faults"] if f.get("present")]
+                raise RuntimeError(f"cannot reset: {', '.join(present)} still present") from None
+            self.op.call("estop_release" if self.status()["safety_mode"] == "ESTOP" else "reset_faults")
+        s = self.status()
+        if s["safety_mode"] == "HOLD":
+            return
+        if s["safety_mode"] == "ACTIVE":
+            self.op.call("hold")
+            return
+        self.op.call("enable")
+        self.op.call("stand", duration_s=float(self.ctx.rig.bench.hold_s))
+
+        def standing() -> bool:
+            self.services.check_service()
+            s = self.status()
+            job = s.get("job") or {}
+            if job.get("kind") == "stand" and job.get("state") == "failed":
+                raise RuntimeError(f"the stand-up to the hold pose failed: {job.get('error')}")
+            if s["safety_mode"] not in ("STANDUP", "HOLD") and job.get("state") != "running":
+                faults = ", ".join(f"{f['fault']} ({f.get('value')})" for f in s["faults"]) or "no fault"
+                raise RuntimeError(f"the stand-up to the hold pose ended in {s['safety_mode']}: {faults}")
+            return s["safety_mode"] == "HOLD"
+
+        wait_for(standing, float(self.ctx.rig.bench.hold_s) + 10.0, "HOLD after the stand-up", self.ctx.stop, 0.05)
+
+    # -- down ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """E-stop on Ctrl-C (else damping), the service's stop, the guard, the bridge, the files."""
+        ctx = self.ctx
+        try:
+            if self.op is not None and self.stack is not None and self.stack.service is not None \
+                    and self.stack.service.alive():
+                try:
+                    if ctx.stop.is_set():
+                        self.op.request("estop")
+                        ctx.log(f"{self.name}: stopped: the robot is e-stopped (damping)")
+                    elif self.status()["safety_mode"] in ("STANDUP", "HOLD", "ACTIVE"):
+                        self.op.call("damp")  # the robot hangs in the hoist: damping is its rest
+                except Exception:  # noqa: BLE001 - the service's own stop follows anyway
+                    pass
+            if self.op is not None:
+                try:
+                    self.op.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        finally:
+            try:
+                if self.stack is not None:
+                    self.stack.close()
+            finally:
+                if self.bridge is not None:
+                    try:
+                        self.bridge.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    if self.bridge in ctx.bridges:
+                        ctx.bridges.remove(self.bridge)
+                if self._sock_tmp and self._sock_dir is not None:
+                    shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _is_estop_command(cmd: dict[str, np.ndarray], estop: str) -> bool:
+    kp, kd = np.asarray(cmd["kp"]), np.asarray(cmd["kd"])
+    if kp.size == 0 or not np.all(kp == 0.0):
+        return False
+    return bool(np.all(kd == 0.0)) if estop == "cut" else bool(np.all(kd > 0.0))
+
+
+def _poll_bridge_estop(b: Bench, t_send_ns: int, timeout_s: float = 2.0) -> float | None:
+    """ms from the request until a poll of the bridge found the e-stop's command (None: never)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        b.ctx.check_stop()
+        if _is_estop_command(b.bridge.last_command(), b.safety.estop):
+            return (time.time_ns() - t_send_ns) / 1e6
+        time.sleep(0.001)
+    return None
+
+
+def _ticks(ms: float, period_ms: float) -> int:
+    return max(0, math.ceil(ms / period_ms - 1e-9))
+
+
+def _estop_case(b: Bench, name: str, since: int, t_send_ns: int | None, extra: dict[str, Any]) -> Case:
+    """The e-stop's event (tick, time) against the request, and the bridge's command."""
+    s = b.ctx.rig.safety
+    ev = b.wait_event(since, lambda e: e.get("kind") == "mode" and e.get("to") == "ESTOP", "ESTOP mode change")
+    measured: dict[str, Any] = {"estop_tick": int(ev["tick"]), "period_ms": _r(b.period_ms), **extra}
+    limits = {"estop_ticks_max": s.estop_ticks_max}
+    if t_send_ns is None:  # a person pressed the combination: when is not known
+        return Case("safety", name, "passed", f"the e-stop went to ESTOP at tick {ev['tick']} (cause "
+                    f"{ev.get('cause')}); the time from the press is not observable on a real rig", measured, limits)
+    ms = (int(ev["wall_ns"]) - t_send_ns) / 1e6
+    ticks = _ticks(ms, b.period_ms)
+    measured.update(reaction_ms=_r(ms), reaction_ticks=ticks)
+    damping_ms = measured.get("command_seen_ms")
+    problems = []
+    if ticks > s.estop_ticks_max:
+        problems.append(f"ESTOP {ticks} ticks ({ms:.1f} ms) after the request, more than {s.estop_ticks_max}")
+    if b.bridge is not None and damping_ms is None:
+        problems.append(f"the bridge never received the e-stop's command ({b.safety.estop}: kp 0, "
+                        f"kd {'0' if b.safety.estop == 'cut' else '> 0'})")
+    seen = (f"; the bridge had the {b.safety.estop} command within {damping_ms:.1f} ms (polled)"
+            if damping_ms is not None else "")
+    msg = "; ".join(problems) if problems else \
+        f"ESTOP at tick {ev['tick']}, {ms:.1f} ms = {ticks} ticks after the request{seen}"
+    return Case("safety", name, "failed" if problems else "passed", msg, measured, limits)
+
+
+# -- the reactions ------------------------------------------------------------------------------
+
+def _estop_api(b: Bench) -> Case:
+    b.to_hold()
+    if b.bridge is not None and not np.any(np.asarray(b.bridge.last_command()["kp"]) > 0):
+        raise RuntimeError("the robot holds, but the bridge's newest command is not stiff (kp all 0)")
+    since = b.mark()
+    t_send = time.time_ns()
+    b.op.request("estop")
+    reply_ms = (time.time_ns() - t_send) / 1e6
+    extra: dict[str, Any] = {"api_reply_ms": _r(reply_ms)}
+    if b.bridge is not None:
+        extra["command_seen_ms"] = _r(_poll_bridge_estop(b, t_send))
+    note = next((e for e in b.events(since) if e.get("text") == "estop"), None)
+    if note is not None:  # written by the service right after it handed the e-stop to the loop
+        extra["service_handled_ms"] = _r((int(note["wall_ns"]) - t_send) / 1e6)
+    if b.bridge is None:
+        extra["mode"] = b.status()["mode"]
+    return _estop_case(b, "estop_api", since, t_send, extra)
+
+
+def _estop_remote(b: Bench) -> Case:
+    mask = int(getattr(b.deploy.driver, "estop_buttons", 0) or 0)
+    combo = remote_combination(mask)
+    if mask == 0:
+        return Case("safety", "estop_remote", "failed", "the driver's estop_buttons is 0: the remote has no e-stop "
+                    "combination on this deploy config", {}, {"estop_buttons": 0})
+    b.to_hold()
+    since = b.mark()
+    extra: dict[str, Any] = {"buttons": mask, "combination": combo}
+    if b.bridge is None:
+        b.ctx.ask(f"press {combo} on the robot's wireless remote (the e-stop combination), then let go")
+        return _estop_case(b, "estop_remote", since, None, extra)
+    t_send = time.time_ns()
+    b.bridge.call("set_remote", buttons=mask)  # in the next lowstate samples, until released
+    try:
+        extra["command_seen_ms"] = _r(_poll_bridge_estop(b, t_send))
+        return _estop_case(b, "estop_remote", since, t_send, extra)
+    finally:
+        b.bridge.call("set_remote", buttons=0)
+
+
+def _state_loss(b: Bench) -> Case:
+    s = b.ctx.rig.safety
+    timeout_ms = float(b.safety.state_timeout_ms)
+    limit_ms = timeout_ms + s.state_loss_margin_ticks * b.period_ms
+    limits = {"timeout_ms": timeout_ms, "state_loss_margin_ticks": s.state_loss_margin_ticks,
+              "age_ms_max": _r(limit_ms)}
+    if not b.safety.state.enabled or not timeout_ms > 0:
+        return Case("safety", "state_loss", "failed", f"the state-loss monitor is off in {b.deploy.safety_path}",
+                    {}, limits)
+    method = s.state_loss_method if b.bridge is not None else "operator"
+    b.to_hold()
+    since = b.mark()
+    measured: dict[str, Any] = {"method": method, "period_ms": _r(b.period_ms)}
+    t_send = time.time_ns()
+    if method == "bridge":
+        b.bridge.drop_states(1 << 30)  # no lowstate until told otherwise
+        try:
+            ev = b.wait_event(since, lambda e: e.get("kind") == "fault" and e.get("fault") == "state_loss",
+                              "state_loss fault", timeout_s=timeout_ms / 1000.0 + EVENT_TIMEOUT_S)
+        finally:
+            b.bridge.drop_states(0)
+        measured["raised_after_request_ms"] = _r((int(ev["wall_ns"]) - t_send) / 1e6)
+    else:
+        b.ctx.ask("pull the robot's network cable (lowstate stops)")
+        try:
+            ev = b.wait_event(since, lambda e: e.get("kind") == "fault" and e.get("fault") == "state_loss",
+                              "state_loss fault")
+        finally:
+            b.ctx.ask("plug the network cable back in")
+    age = float(ev["value"])
+    measured.update(age_ms=_r(age), age_ticks=_ticks(age, b.period_ms), tick=int(ev["tick"]),
+                    response=ev.get("response"))
+    mode = next((e for e in b.events(since) if e.get("kind") == "mode" and e.get("fault") == "state_loss"), None)
+    if mode is not None:
+        measured["mode_after"] = mode["to"]
+    ok = age <= limit_ms + 1e-6
+    msg = (f"state_loss raised with the newest sample {age:.1f} ms old ({'within' if ok else 'beyond'} "
+           f"{timeout_ms:g} ms + {s.state_loss_margin_ticks} ticks = {limit_ms:.1f} ms); response {ev.get('response')}"
+           + (f" -> {mode['to']}" if mode else ""))
+    return Case("safety", "state_loss", "passed" if ok else "failed", msg, measured, limits)
+
+
+def _policy_starvation(b: Bench) -> Case:
+    s = b.ctx.rig.safety
+    hold_ms = float(b.safety.starvation_hold_ms)
+    limit_ms = hold_ms + s.starvation_margin_ms
+    limits = {"starvation_hold_ms": hold_ms, "starvation_margin_ms": s.starvation_margin_ms, "hold_ms_max": limit_ms}
+    if not b.has_policy:
+        return Case("safety", "policy_starvation", "skipped", f"the deploy config {b.ctx.rig.deploy} names no policy "
+                    "server: there is no policy stream to starve", {}, limits)
+    if not b.safety.policy.enabled or not hold_ms > 0:
+        return Case("safety", "policy_starvation", "failed", f"the starvation monitor is off in {b.deploy.safety_path}",
+                    {}, limits)
+    if b.deploy.policy_remote is not None:
+        return Case("safety", "policy_starvation", "skipped", "the policy server is remote (policy_remote): it is not "
+                    "a process of this machine to stop", {}, limits)
+    b.to_hold()
+    instruction = b.ctx.rig.policy.instruction if b.ctx.rig.policy is not None else "hold still"
+    b.op.call("episode_start", instruction=instruction, timeout_s=30.0)
+
+    def running() -> dict[str, Any] | None:
+        st = b.status()
+        return st if st["safety_mode"] == "ACTIVE" and (st["policy"] or {}).get("steps", 0) >= 5 else None
+
+    st = wait_for(running, 5.0, "the policy's chunks (ACTIVE)", b.ctx.stop)
+    pid = b.services.policy_server_pid()
+    if pid is None:
+        raise RuntimeError("the service's policy server process was not found among its children")
+    steps = int(st["policy"]["steps"])
+    since = b.mark()
+    t_stop = time.time_ns()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        ev = b.wait_event(since, lambda e: e.get("kind") == "mode" and e.get("to") == "HOLD", "HOLD mode change",
+                          timeout_s=limit_ms / 1000.0 + EVENT_TIMEOUT_S)
+        stopped = process_state(pid) == "T"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    ms = (int(ev["wall_ns"]) - t_stop) / 1e6
+    fault = next((e for e in b.events(since) if e.get("kind") == "fault" and e.get("fault") == "starvation_hold"), None)
+    measured: dict[str, Any] = {"hold_ms": _r(ms), "hold_ticks": _ticks(ms, b.period_ms), "tick": int(ev["tick"]),
+                                "cause": ev.get("cause"), "policy_steps_before": steps, "server_pid": pid}
+    if fault is not None:  # the stream's silence when the monitor raised it; before it, the chunk in hand played on
+        measured["stream_age_ms"] = _r(float(fault["value"]))
+        measured["played_after_stop_ms"] = _r(ms - float(fault["value"]))
+    problems = []
+    if ms > limit_ms:
+        problems.append(f"HOLD {ms:.1f} ms after the SIGSTOP, more than {hold_ms:g} + {s.starvation_margin_ms:g} ms")
+    if ev.get("fault") != "starvation_hold":
+        problems.append(f"HOLD came from {ev.get('cause')} {ev.get('fault') or ''}, not the starvation monitor")
+    if not stopped:
+        problems.append(f"the policy server (pid {pid}) was not stopped (state {process_state(pid) or 'gone'})")
+    msg = "; ".join(problems) if problems else (
+        f"HOLD {ms:.1f} ms after the policy server's SIGSTOP (starvation_hold, stream silent "
+        f"{measured.get('stream_age_ms')} ms when raised)")
+    return Case("safety", "policy_starvation", "failed" if problems else "passed", msg, measured, limits)
+
+
+def _runtime_kill(b: Bench) -> Case:
+    from vertebra.safety.guard import guard_state
+
+    s = b.ctx.rig.safety
+    limits = {"takeover_ms_max": s.takeover_ms_max}
+    if not b.guarded:
+        return Case("safety", "runtime_kill", "failed", f"the deploy config {b.ctx.rig.deploy} runs without a guard "
+                    "(guard.enabled false, or not a unitree_dds driver): nothing takes over a dead runtime", {}, limits)
+    b.to_hold()
+    g0 = guard_state(b.heartbeat) or {}
+    takeovers = int(g0.get("takeovers", 0))
+    if b.bridge is not None:
+        b.bridge.command_stream(reset=True)
+    pid = b.services.kill_service()
+    t_kill = time.monotonic()
+    b.ctx.log(f"safety: runtime_kill: SIGKILL of vertebra run (pid {pid})")
+
+    def took_over() -> dict[str, Any] | None:
+        g = guard_state(b.heartbeat) or {}
+        return g if g.get("state") == "holding" and int(g.get("takeovers", 0)) > takeovers else None
+
+    try:
+        g = wait_for(took_over, 5.0, "the guard's takeover", b.ctx.stop)
+    except TimeoutError:
+        g = None
+    time.sleep(max(0.0, 0.3 - (time.monotonic() - t_kill)))  # the guard's stream well under way
+    measured: dict[str, Any] = {"runtime_pid": pid}
+    stream = b.bridge.command_stream() if b.bridge is not None else None
+    if stream is not None:
+        measured.update(max_gap_ms=_r(stream["max_gap_ms"]), commands_after_kill=int(stream["samples"]))
+    t = (g or {}).get("last_takeover") or {}
+    if t:
+        measured.update(guard_takeover_ms=_r(t.get("takeover_ms")), reason=t.get("reason"),
+                        runtime_safety_mode=t.get("runtime_safety_mode"), settle=t.get("settle"))
+    b.services.reap_killed()  # the killed service's policy server, as systemd would stop the unit's cgroup
+    if g is None:
+        state = (guard_state(b.heartbeat) or {}).get("state")
+        return Case("safety", "runtime_kill", "failed", f"the guard did not take over within 5 s (state {state})",
+                    measured, limits)
+    # the guard settles a standing robot first (the safety config's poses), then damps it: acknowledged then
+    settle = b.safety.settle
+    settle_s = sum(k.duration_s for k in settle.keyframes) + settle.hold_s if t.get("settle") else 0.0
+    damped = None
+    if b.bridge is not None:
+        def damping() -> bool:
+            return _is_estop_command(b.bridge.last_command(), "damp")
+
+        try:
+            wait_for(damping, settle_s + 3.0, "the guard's damping", b.ctx.stop, 0.05)
+            damped = round(time.monotonic() - t_kill, 2)
+        except TimeoutError:
+            pass
+        measured["guard_damping_s"] = damped
+    else:
+        wait_for(lambda: time.monotonic() - t_kill > settle_s + 0.5, settle_s + 1.0, "the guard's settle", b.ctx.stop)
+    acked = b.services.ack_guard()
+    measured["acknowledged"] = acked
+    measured["guard_after_ack"] = (guard_state(b.heartbeat) or {}).get("state")
+    gap = measured.get("max_gap_ms") if stream is not None else measured.get("guard_takeover_ms")
+    what = ("the command stream's largest gap at the robot" if stream is not None
+            else "the guard's first command after the runtime's last")
+    problems = []
+    if gap is None:
+        problems.append("no takeover time measured")
+    elif gap > s.takeover_ms_max:
+        problems.append(f"{what}: {gap:.1f} ms, more than {s.takeover_ms_max:g} ms")
+    if b.bridge is not None and damped is None:
+        problems.append(f"the guard's damping never reached the robot ({settle_s + 3.0:g} s after the kill)")
+    if not acked:
+        problems.append("`vertebra guard ack` did not release the guard")
+    msg = "; ".join(problems) if problems else (
+        f"the guard took over ({t.get('reason')}): {what} {gap:.1f} ms"
+        + (f"; damping {damped:g} s after the kill" if damped is not None else "")
+        + "; released by `vertebra guard ack`")
+    return Case("safety", "runtime_kill", "failed" if problems else "passed", msg, measured, limits)
+
+
+REACTIONS: dict[str, Callable[[Bench], Case]] = {
+    "estop_api": _estop_api, "estop_remote": _estop_remote, "state_loss": _state_loss,
+    "policy_starvation": _policy_starvation, "runtime_kill": _runtime_kill,
+}
+
+
+def _run_step(ctx: ScenarioContext, scenario: str, name: str, fn: Callable[[], Case]) -> Case:
+    """One case: a ReactionFailed fails it, a person not at the rig skips it, anything else is an error."""
+    t0 = time.monotonic()
+    try:
+        case = fn()
+    except ReactionFailed as e:
+        case = Case(scenario, name, "failed", str(e))
+    except HilStopped as e:
+        case = Case(scenario, name, "skipped", str(e))
+    except Exception as e:  # noqa: BLE001 - reported, the next case runs
+        case = Case(scenario, name, "error", f"{type(e).__name__}: {e}")
+    case.duration_s = round(time.monotonic() - t0, 2)
+    ctx.log(f"{scenario}: {name}: {case.verdict}: {case.message}")
+    return case
+
+
+def _stack_error(scenario: str, names: list[str], e: BaseException, stopped: bool) -> list[Case]:
+    if stopped:
+        return [Case(scenario, n, "skipped", "not run: stopped by the operator") for n in names]
+    return [Case(scenario, n, "error", f"the service stack did not start: {type(e).__name__}: {e}") for n in names]
+
+
+def run_safety(ctx: ScenarioContext) -> list[Case]:
+    """One case per reaction listed in ``ctx.rig.safety.reactions`` (module docstring)."""
+    settings = ctx.rig.safety
+    if settings is None:
+        return [Case("safety", "config", "error", f"{ctx.rig.file}: no safety: section")]
+    listed = list(dict.fromkeys(settings.reactions))
+    cases: dict[str, Case] = {}
+    bench = Bench(ctx, "safety")
+    try:
+        try:
+            bench.start()
+        except Exception as e:  # noqa: BLE001 - every case says why
+            return _stack_error("safety", listed, e, ctx.stop.is_set())
+        order = [r for r in RUN_ORDER if r in listed]
+        broken = ""
+        for i, name in enumerate(order):
+            if ctx.stop.is_set():
+                cases[name] = Case("safety", name, "skipped", "not run: stopped by the operator")
+                continue
+            if broken:
+                cases[name] = Case("safety", name, "error", f"not run: {broken}")
+                continue
+            ctx.log(f"safety: {name}")
+            cases[name] = _run_step(ctx, "safety", name, lambda name=name: REACTIONS[name](bench))
+            svc = bench.services.service
+            if svc is not None and not svc.alive():
+                broken = f"the service died (exit code {svc.proc.returncode}) during {name}"
+            elif svc is None and i + 1 < len(order):  # killed: acknowledged, back for the reactions left
+                try:
+                    restart_s = bench.restart_service()
+                    cases[name].measured["service_restart_s"] = restart_s
+                    ctx.log(f"safety: the service is back ({restart_s:g} s after the acknowledgement)")
+                except HilStopped:
+                    pass
+                except Exception as e:  # noqa: BLE001 - the reactions left say why
+                    broken = f"the service did not come back after the kill: {type(e).__name__}: {e}"
+            if broken:
+                ctx.log(f"safety: {broken}; the reactions left cannot run")
+    finally:
+        bench.close()
+    return [cases[n] for n in listed]
+
+
+# -- policy smoke -------------------------------------------------------------------------------
+
+def _episode(b: Bench, k: int) -> Case:
+    p = b.ctx.rig.policy
+    name = f"episode_{k}"
+    b.to_hold()
+    st0 = b.status()
+    pol0 = st0["policy"] or {}
+    ch0 = st0["chunks"]
+    since = b.mark()
+    b.op.call("episode_start", instruction=p.instruction, timeout_s=30.0)
+    t0 = time.monotonic()
+    modes: set[str] = set()
+    while time.monotonic() - t0 < p.episode_s:
+        b.ctx.check_stop()
+        b.services.check_service()
+        st = b.status()
+        modes.add(f"{st['safety_mode']}/{st['mode']}")
+        if st["episode"] is None:
+            break  # ended by the service (a fault, the lease)
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0
+    st = b.status()
+    ep = st["episode"]
+    if ep is not None:
+        ep = b.op.call("episode_stop", outcome="success", reason="the HIL episode's time is up")["episode"]
+    else:
+        ep = next((e for e in reversed(b.events(since)) if e.get("text") == "episode_end"), {})
+    pol = st["policy"] or {}
+    faults = sorted({str(e["fault"]) for e in b.events(since) if e.get("kind") == "fault"})
+    steps = int(pol.get("steps", 0)) - int(pol0.get("steps", 0))
+    rate = float(pol.get("rate_hz") or 0.0)
+    expected = rate * elapsed
+    lat = pol.get("latency_us") or {}
+    measured = {"policy": pol.get("name"), "duration_s": _r(elapsed, 2), "steps": steps,
+                "steps_expected": _r(expected, 1),
+                "outages": int(pol.get("outages", 0)) - int(pol0.get("outages", 0)),
+                "chunks_received": int(st["chunks"].get("chunks_received", 0)) - int(ch0.get("chunks_received", 0)),
+                "starved_ticks": int(st["chunks"].get("starved_ticks", 0)) - int(ch0.get("starved_ticks", 0)),
+                "latency_p50_ms": _r((lat.get("p50") or 0) / 1000.0),
+                "latency_max_ms": _r((lat.get("max") or 0) / 1000.0),
+                "faults": faults, "modes": sorted(modes), "outcome": ep.get("outcome"), "reason": ep.get("reason")}
+    limits = {"faults_max": 0, "steps_min": _r(0.5 * expected, 1), "episode_s": p.episode_s}
+    problems = []
+    if faults:
+        problems.append(f"faults raised: {', '.join(faults)}")
+    if ep.get("outcome") != "success":
+        problems.append(f"the episode ended {ep.get('outcome')}: {ep.get('reason')}")
+    if steps < 0.5 * expected:
+        problems.append(f"{steps} policy steps in {elapsed:.1f} s (at {rate:g} Hz {expected:.0f} expected)")
+    if not any(m.startswith("ACTIVE/") for m in modes):
+        problems.append(f"the robot never ran the policy (modes seen: {', '.join(sorted(modes))})")
+    msg = "; ".join(problems) if problems else (
+        f"{pol.get('name')}: {steps} steps in {elapsed:.1f} s ({rate:g} Hz), {measured['chunks_received']} chunks, "
+        f"no fault")
+    return Case("policy", name, "failed" if problems else "passed", msg, measured, limits)
+
+
+def run_policy(ctx: ScenarioContext) -> list[Case]:
+    """One case per episode (``episode_<k>``): the policy runs ``episode_s`` on the hoist, producing
+    actions, with no fault. A deploy config that names no policy server: one skipped case."""
+    p = ctx.rig.policy
+    if p is None:
+        return [Case("policy", "config", "error", f"{ctx.rig.file}: no policy: section")]
+    if ctx.deploy.policy_path is None and ctx.deploy.policy_remote is None:
+        return [Case("policy", "policy", "skipped", f"the deploy config {ctx.rig.deploy} names no policy server "
+                     "(policy: or policy_remote:): there is no policy to run on this rig")]
+    names = [f"episode_{k}" for k in range(1, p.episodes + 1)]
+    bench = Bench(ctx, "policy")
+    cases: list[Case] = []
+    try:
+        try:
+            bench.start()
+        except Exception as e:  # noqa: BLE001 - every case says why
+            return _stack_error("policy", names, e, ctx.stop.is_set())
+        if p.policy is not None and bench.op.request("policy_list")["active"] != p.policy:
+            ctx.log(f"policy: swapping to {p.policy}")
+            try:
+                bench.op.call("policy_swap", name=p.policy, timeout_s=90.0)
+            except Exception as e:  # noqa: BLE001
+                return [Case("policy", n, "error", f"the swap to policy '{p.policy}' failed: {e}") for n in names]
+        for k, name in enumerate(names, 1):
+            if ctx.stop.is_set():
+                cases.append(Case("policy", name, "skipped", "not run: stopped by the operator"))
+                continue
+            ctx.log(f"policy: {name} of {p.episodes} ({p.episode_s:g} s)")
+            cases.append(_run_step(ctx, "policy", name, lambda k=k: _episode(bench, k)))
+    finally:
+        bench.close()
+    return cases
