@@ -152,8 +152,9 @@ class BridgeProcess:
         self.robot = robot
         self.domain_id = domain_id
         self.reply_timeout_s = reply_timeout_s
+        # its own session: an operator's Ctrl-C in the terminal stops the harness, not the (simulated) robot
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1)
+                                     text=True, bufsize=1, start_new_session=True)
         ready = self._read_line(start_timeout_s)
         if not ready.get("ready"):
             self.close()

@@ -136,3 +136,27 @@ def test_cli_reports_and_compare(tmp_path):
     p = subprocess.run([VERTEBRA, "hil", "run", str(tmp_path / "missing.yaml"), "--yes"], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 2 and "missing.yaml" in p.stderr
+
+
+def test_ctrl_c_stops_the_run_with_the_configured_stop(tmp_path):
+    import signal
+    import time
+
+    p = subprocess.Popen([VERTEBRA, "hil", "run", "sim_g1", "--quick", "--only", "identify", "--yes", "--json",
+                          "--domain", str(domain()), "--workdir", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    end = time.monotonic() + 120
+    while "identify left_hip_roll_joint" not in seen and time.monotonic() < end:  # the second joint's program
+        line = p.stderr.readline()
+        if not line:
+            break
+        seen += line
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 1, err[-2000:]
+    summary = json.loads(out)
+    assert not summary["fit_to_run"] and "stopped by the operator" in summary["stopped"]
+    assert "Ctrl-C: stopping" in err
+    events = [json.loads(x) for x in (tmp_path / "bench-events.jsonl").read_text().splitlines()]
+    assert any(e.get("to") == "STOPPING" for e in events)  # the configured stop: settle-then-cut, then damping

@@ -23,7 +23,7 @@ from vertebra.tools.hil.compare import CompareError, compare, format_compare
 from vertebra.tools.hil.plots import decimate_envelope, render_png
 from vertebra.tools.hil.report import (ReportError, ScreenshotError, screenshot, validate_junit, write_html,
                                        write_junit, write_reports)
-from vertebra.tools.hil.results import Case, RunResult
+from vertebra.tools.hil.results import RESULT_FORMAT, Case, RunResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAN = math.nan
@@ -286,10 +286,18 @@ def test_write_reports_writes_each_report_asked_for(tmp_path: Path) -> None:
 
 
 def test_write_reports_writes_the_others_when_one_fails(tmp_path: Path) -> None:
-    r = make_result()                      # NaN in its plots: RunResult.save refuses it
-    with pytest.raises(ReportError, match=r"json: ValueError.*written: junit .*html "):
+    r = make_result()
+    (tmp_path / "r.json").mkdir()          # the JSON cannot be written there
+    with pytest.raises(ReportError, match=r"json: .*written: junit .*html "):
         write_reports(r, junit=tmp_path / "j.xml", html=tmp_path / "r.html", json_path=tmp_path / "r.json")
     assert (tmp_path / "j.xml").is_file() and (tmp_path / "r.html").is_file()
+
+
+def test_json_keeps_a_result_with_nan_as_null(tmp_path: Path) -> None:
+    r = make_result()                      # NaN in its plots and numbers: strict JSON has no NaN
+    back = RunResult.load(r.save(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text())["format"] == RESULT_FORMAT
+    assert [c.id for c in back.cases] == [c.id for c in r.cases]
 
 
 # -- compare --------------------------------------------------------------------------------------

@@ -57,7 +57,9 @@ class BenchRuntime:
         hb = Runtime.heartbeat_name_for(self.deploy)
         if hb is not None:
             kw["heartbeat"] = hb
-        self.rt = Runtime(self.cfg, self.deploy.driver, configure=lambda r: r.loop.register_mode("bench", self.mode), **kw)
+        self.event_log = ctx.workdir / "bench-events.jsonl"  # the safety events of the harness's runtime
+        self.rt = Runtime(self.cfg, self.deploy.driver, event_log=self.event_log,
+                          configure=lambda r: r.loop.register_mode("bench", self.mode), **kw)
         self.hold = np.asarray(self.cfg.column("default_rad"))
 
     # -- arming ---------------------------------------------------------------------------------
