@@ -3,11 +3,12 @@ recorded the state every tick). Pure numpy, off the tick. Conventions: index k o
 state the tick read before it wrote command k, so command k is first seen in sample k + 1 (one
 control period is the least delay a bus can have).
 
-* delay: the first sample after an edge of the torque doublet whose measured torque moved by half
-  the edge, minus the edge (the median over the edges).
+* delay: the first sample after an edge of the torque doublet whose measured torque moved by a fifth
+  of the edge, minus the edge (the median over the edges).
 * friction: at one position the joint passes up and down at the same constant speed v; gravity and
-  the hoist are the same both ways, friction flips: tau_up - tau_down = 2 (b v + c). Two speeds give
-  the viscous b and the Coulomb c (a linear least-squares over the position bins of both speeds).
+  the hoist are the same both ways (and the inverse dynamics of the hanging robot is taken out),
+  friction flips: tau_up - tau_down = 2 (b v + c), less the torque report's lead (see friction()).
+  Two speeds and two stiffnesses give b, c and the lead (least squares over the position bins).
 * torque constant: during the torque doublet, the measured torque against the motor-board law
   evaluated on the measured state (kp (q* - q) + kd (dq* - dq) + tau_ff), aligned by the delay; the
   least-squares slope is the ratio (1: the motor gives what it is told; saturation or a wrong torque
@@ -33,8 +34,8 @@ def _seg(p: Program, name: str) -> slice:
 
 def torque_delay(tau: np.ndarray, cmd_tau: np.ndarray, start: int, end: int, dt: float) -> list[float]:
     """Delays (s) of the measured torque's answer to each edge of a feed-forward torque signal in
-    ticks [start, end): the first sample after an edge that moved by half the edge's size towards
-    it. Feed-forward torque is the one command no limiter shapes (a position step is rate-limited)."""
+    ticks [start, end): the first sample after an edge that moved by a fifth of the edge's size
+    towards it. Feed-forward torque is the one command no limiter shapes (a position step is rate-limited)."""
     out = []
     edges = [k for k in range(max(start, 1), end) if abs(cmd_tau[k] - cmd_tau[k - 1]) > 1e-9]
     quiet = 20  # only edges after a quiet spell: the answer to an earlier edge cannot be mistaken for it
@@ -44,51 +45,70 @@ def torque_delay(tau: np.ndarray, cmd_tau: np.ndarray, start: int, end: int, dt:
         size = cmd_tau[k0] - cmd_tau[k0 - 1]
         base = tau[k0]
         stop = min(len(tau), k0 + 1 + 100)
-        moved = np.nonzero(np.sign(size) * (tau[k0 + 1:stop] - base) > 0.5 * abs(size))[0]
+        # a fifth of the edge: a light link's own damping answers within the period and eats the rest
+        moved = np.nonzero(np.sign(size) * (tau[k0 + 1:stop] - base) > 0.2 * abs(size))[0]
         if len(moved):
             out.append((moved[0] + 1) * dt)
     return out
 
 
-def friction(q: np.ndarray, dq: np.ndarray, tau: np.ndarray, p: Program, hold: float, amplitude: float,
-             names: list[str]) -> dict[str, Any]:
-    """Viscous b (N·m·s/rad) and Coulomb c (N·m) from the constant-speed sweeps `names`."""
-    rows, rhs, per_speed = [], [], []
-    gravity_q, gravity_tau = [], []
+def sweep_bins(q: np.ndarray, dq: np.ndarray, tau: np.ndarray, p: Program, name: str, hold: float,
+               amplitude: float) -> list[tuple[float, float, float, float]]:
+    """Per position bin of the sweep `name` (the middle 60% of its range, steady speed only):
+    (tau_up - tau_down, the mean speed, the bin's position, (tau_up + tau_down) / 2)."""
     edges = np.linspace(-0.6 * amplitude, 0.6 * amplitude, 9)
-    for name in names:
-        s = _seg(p, name)
-        v = p.meta[f"{name}_speed"]
-        x, w, t = q[s] - hold, dq[s], tau[s]
-        steady = np.abs(np.abs(w) - v) < 0.25 * v
-        up, down = steady & (w > 0), steady & (w < 0)
-        diffs, speeds = [], []
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            iu = up & (x >= lo) & (x < hi)
-            idn = down & (x >= lo) & (x < hi)
-            if iu.sum() >= 2 and idn.sum() >= 2:
-                diffs.append(t[iu].mean() - t[idn].mean())
-                speeds.append(0.5 * (w[iu].mean() - w[idn].mean()))
-                gravity_q.append(0.5 * (lo + hi) + hold)
-                gravity_tau.append(0.5 * (t[iu].mean() + t[idn].mean()))
-        if diffs:
-            d, vm = float(np.mean(diffs)), float(np.mean(speeds))
-            per_speed.append({"speed_rad_s": vm, "tau_up_minus_down_nm": d, "bins": len(diffs)})
-            for di, vi in zip(diffs, speeds):
-                rows.append([2 * vi, 2.0])
-                rhs.append(di)
-    result: dict[str, Any] = {"per_speed": per_speed, "gravity_q": gravity_q, "gravity_tau": gravity_tau}
-    if len(per_speed) >= 2:
-        (b, c), *_ = np.linalg.lstsq(np.asarray(rows), np.asarray(rhs), rcond=None)
-        result.update(viscous_nm_s_rad=float(b), coulomb_nm=float(c))
-    else:
-        result.update(viscous_nm_s_rad=None, coulomb_nm=None)
-    return result
+    s = _seg(p, name)
+    v = p.meta[f"{name}_speed"]
+    x, w, t = q[s] - hold, dq[s], tau[s]
+    steady = np.abs(np.abs(w) - v) < 0.25 * v
+    up, down = steady & (w > 0), steady & (w < 0)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        iu = up & (x >= lo) & (x < hi)
+        idn = down & (x >= lo) & (x < hi)
+        if iu.sum() >= 2 and idn.sum() >= 2:
+            out.append((float(t[iu].mean() - t[idn].mean()), float(0.5 * (w[iu].mean() - w[idn].mean())),
+                        float(0.5 * (lo + hi) + hold), float(0.5 * (t[iu].mean() + t[idn].mean()))))
+    return out
+
+
+def friction(sweeps: list[tuple[float, list[tuple[float, float, float, float]]]]) -> dict[str, Any]:
+    """Viscous b (N·m·s/rad), Coulomb c (N·m) and the torque report's lead (s) from sweeps given as
+    (kp, bins of sweep_bins() on the inverse-dynamics residual).
+
+    Up against down at one position: tau_up - tau_down = 2 (b v + c) - 2 kp v lead. The last term is
+    how the motor board reports its torque: it holds each command for a control period while the
+    joint moves on, so the spring torque falls through the period and the sample it reports is not
+    the period's mean (in the simulator: the last physics step's of 4, a lead of 1.5 steps). It grows
+    with kp and friction does not, so sweeps at two stiffnesses tell them apart. Without two speeds at
+    each of two stiffnesses nothing is estimated (None)."""
+    per = []
+    for kp, bins in sweeps:
+        if bins:
+            per.append({"kp": kp, "speed_rad_s": float(np.mean([b[1] for b in bins])),
+                        "tau_up_minus_down_nm": float(np.mean([b[0] for b in bins])), "bins": len(bins)})
+    out: dict[str, Any] = {"per_sweep": per, "viscous_nm_s_rad": None, "coulomb_nm": None, "lead_s": None}
+    # every stiffness needs two speeds: otherwise b, c and the lead are not separable (no guess)
+    by_kp: dict[float, set[float]] = {}
+    for x in per:
+        by_kp.setdefault(round(x["kp"], 9), set()).add(round(x["speed_rad_s"], 2))
+    if len(by_kp) < 2 or any(len(v) < 2 for v in by_kp.values()):
+        return out
+    rows, rhs = [], []
+    for kp, bins in sweeps:
+        for d, v, *_ in bins:
+            rows.append([2 * v, 2.0, -2 * kp * v])
+            rhs.append(d)
+    (b, c, lead), *_ = np.linalg.lstsq(np.asarray(rows), np.asarray(rhs), rcond=None)
+    out.update(viscous_nm_s_rad=float(b), coulomb_nm=float(c), lead_s=float(lead))
+    return out
 
 
 def torque_ratio(q: np.ndarray, dq: np.ndarray, tau: np.ndarray, p: Program, cmd_q: np.ndarray, cmd_dq: np.ndarray,
-                 cmd_tau: np.ndarray, kp: float, kd: float, delay_ticks: int) -> float | None:
-    """Measured / commanded torque over the doublet (least-squares slope), None when not measurable."""
+                 cmd_tau: np.ndarray, kp: float, kd: float, delay_ticks: int, rating: float) -> float | None:
+    """Measured / commanded torque over the doublet (least-squares slope), None when not measurable:
+    a doublet below a quarter of the joint's rating (a light link cannot take more without moving
+    fast) or too few samples where the feed-forward dominates."""
     k0, k1 = p.segments["doublet"]
     d = max(1, delay_ticks)
     ks = np.arange(k0, k1)
@@ -101,7 +121,7 @@ def torque_ratio(q: np.ndarray, dq: np.ndarray, tau: np.ndarray, p: Program, cmd
     # only where the feed-forward dominates: the motor board evaluates its spring on a state that moves
     # within the period, which the sampled state cannot reproduce for a light, fast link
     strong = (np.abs(cmd_tau[ks]) > 0.5 * np.abs(cmd_tau[ks]).max()) & (np.abs(spring) < 0.1 * np.abs(cmd_tau[ks]))
-    if strong.sum() < 3:
+    if strong.sum() < 6 or np.abs(cmd_tau[ks]).max() < 0.25 * rating:
         return None
     c, m = commanded[strong], meas[strong]
     return float(np.dot(m, c) / np.dot(c, c))

@@ -99,6 +99,31 @@ def _program(b: BenchRuntime, model: BenchModel, j: int) -> programs.Program:
         chirp_f1=idc.chirp_f1_hz, chirp_s=idc.chirp_s)
 
 
+def _soft_sweeps(b: BenchRuntime, j: int) -> programs.Program:
+    idc = b.ctx.rig.identify
+    bj = b.ctx.rig.bench_joint(b.cfg.joint_names[j])
+    assert bj is not None
+    p = programs.Program(b.dt)
+    programs.rest(p, "rest", 0.2)
+    for k, v in enumerate(idc.sweep_speeds_rad_s):
+        programs.sweep(p, f"sweep_{k}", bj.amplitude_rad, min(v, bj.velocity_rad_s), idc.sweep_cycles)
+        programs.rest(p, f"sweep_{k}_settle", 0.2)
+    return p
+
+
+def _residual(model: BenchModel, j: int, p: programs.Program, tr: dict[str, Any], dt: float,
+              sweeps: list[str]) -> np.ndarray:
+    """Measured torque minus the inverse dynamics of the hanging robot, over the sweeps (0 elsewhere)."""
+    T = tr["tau"][:, j]
+    ddq = np.gradient(tr["dq"], dt, axis=0)
+    rate = np.gradient(tr["gyro"], dt, axis=0)
+    resid = np.zeros_like(T)
+    for name in sweeps:
+        for k in range(*p.segments[name]):
+            resid[k] = T[k] - model.joint_torques(tr["q"][k], tr["dq"][k], ddq[k], tr["gyro"][k], rate[k], tr["acc"][k])[j]
+    return resid
+
+
 def characterise(b: BenchRuntime, joints: list[int] | None = None) -> dict[int, dict[str, Any]]:
     """Play the identification program on each movable joint in turn; the analysis of each."""
     model = BenchModel(b.full)
@@ -112,14 +137,19 @@ def characterise(b: BenchRuntime, joints: list[int] | None = None) -> dict[int, 
         q, dq, tau = p.arrays(b.hold[j])
         t0 = time.monotonic()
         tr = b.play(j, b.cfg.joints[j].kp, b.cfg.joints[j].kd, q, dq, tau)
-        out[j] = analyse(b, model, j, p, tr)
+        # the friction sweeps again at half the stiffness: tells friction from the torque report's lead
+        soft = _soft_sweeps(b, j)
+        q2, dq2, tau2 = soft.arrays(b.hold[j])
+        tr_soft = b.play(j, 0.5 * b.cfg.joints[j].kp, b.cfg.joints[j].kd, q2, dq2, tau2)
+        out[j] = analyse(b, model, j, p, tr, soft, tr_soft)
         out[j]["duration_s"] = time.monotonic() - t0
         if b.ctx.rig.bench.settle_s > 0:
             b.wait(b.ctx.rig.bench.settle_s)
     return out
 
 
-def analyse(b: BenchRuntime, model: BenchModel, j: int, p: programs.Program, tr: dict[str, Any]) -> dict[str, Any]:
+def analyse(b: BenchRuntime, model: BenchModel, j: int, p: programs.Program, tr: dict[str, Any],
+            soft: programs.Program, tr_soft: dict[str, Any]) -> dict[str, Any]:
     dt = b.dt
     kp, kd = b.cfg.joints[j].kp, b.cfg.joints[j].kd
     Q, DQ, T = tr["q"][:, j], tr["dq"][:, j], tr["tau"][:, j]
@@ -127,23 +157,27 @@ def analyse(b: BenchRuntime, model: BenchModel, j: int, p: programs.Program, tr:
     delays = identify.torque_delay(T, tr["cmd_tau_ff"], a, e, dt)
     delay = float(np.median(delays)) if delays else None
     dticks = int(round(delay / dt)) if delay is not None else 1
-    ratio = identify.torque_ratio(Q, DQ, T, p, tr["cmd_q"], tr["cmd_dq"], tr["cmd_tau_ff"], kp, kd, dticks)
+    ratio = identify.torque_ratio(Q, DQ, T, p, tr["cmd_q"], tr["cmd_dq"], tr["cmd_tau_ff"], kp, kd, dticks,
+                                   b.full.joints[j].tau_max_nm)
     # inverse dynamics of the hanging robot over the sweeps: the residual torque is friction
     sweeps = [k for k in p.segments if k.startswith("sweep_") and not k.endswith("settle")]
-    ddq = np.gradient(tr["dq"], dt, axis=0)
-    rate = np.gradient(tr["gyro"], dt, axis=0)
-    resid = np.zeros_like(T)
+    bj = b.ctx.rig.bench_joint(b.cfg.joint_names[j])
+    amp = bj.amplitude_rad
+    resid = _residual(model, j, p, tr, dt, sweeps)
+    soft_sweeps = [k for k in soft.segments if k.startswith("sweep_") and not k.endswith("settle")]
+    resid_soft = _residual(model, j, soft, tr_soft, dt, soft_sweeps)
+    Qs, DQs = tr_soft["q"][:, j], tr_soft["dq"][:, j]
+    fr = identify.friction([(kp, identify.sweep_bins(Q, DQ, resid, p, n, b.hold[j], amp)) for n in sweeps] +
+                           [(0.5 * kp, identify.sweep_bins(Qs, DQs, resid_soft, soft, n, b.hold[j], amp))
+                            for n in soft_sweeps])
+    grav_bins = [x for n in sweeps for x in identify.sweep_bins(Q, DQ, T, p, n, b.hold[j], amp)]
     grav_model = np.full_like(T, np.nan)
     for name in sweeps:
         for k in range(*p.segments[name]):
-            resid[k] = T[k] - model.joint_torques(tr["q"][k], tr["dq"][k], ddq[k], tr["gyro"][k], rate[k], tr["acc"][k])[j]
             grav_model[k] = model.gravity(tr["q"][k], tr["quat"][k])[j]
-    bj = b.ctx.rig.bench_joint(b.cfg.joint_names[j])
-    fr = identify.friction(Q, DQ, resid, p, b.hold[j], bj.amplitude_rad, sweeps)
-    grav = identify.friction(Q, DQ, T, p, b.hold[j], bj.amplitude_rad, sweeps)  # its gravity_* (up/down mean)
     bo = identify.bode(tr["cmd_q"], Q, p, dt)
     # wiring: gravity torque against the model (offset), IMU reaction against the model (sign)
-    gq, gt = np.asarray(grav["gravity_q"]), np.asarray(grav["gravity_tau"])
+    gq, gt = np.asarray([x[2] for x in grav_bins]), np.asarray([x[3] for x in grav_bins])
     offset = slope = None
     sweep_ks = np.concatenate([np.arange(*p.segments[n]) for n in sweeps]) if sweeps else np.zeros(0, int)
     if len(gq) >= 3 and len(sweep_ks):
@@ -202,8 +236,9 @@ def identify_cases(b: BenchRuntime, res: dict[int, dict[str, Any]]) -> list[Case
         fb, fc = r["friction"]["viscous_nm_s_rad"], r["friction"]["coulomb_nm"]
         nb, nc = _nominal_friction(b, name)
         sib = [k for k in groups[identify.sibling_key(name)] if k != j]
-        sib_b = [res[k]["friction"]["viscous_nm_s_rad"] for k in sib if res[k]["friction"]["viscous_nm_s_rad"] is not None]
-        sib_c = [res[k]["friction"]["coulomb_nm"] for k in sib if res[k]["friction"]["coulomb_nm"] is not None]
+        # siblings whose estimate is physical (friction > 0): a garbled sibling is no reference
+        sib_b = [x for k in sib if (x := res[k]["friction"]["viscous_nm_s_rad"]) is not None and x > 0]
+        sib_c = [x for k in sib if (x := res[k]["friction"]["coulomb_nm"]) is not None and x > 0]
         delay_ms = None if r["delay_s"] is None else r["delay_s"] * 1e3
         bw = r["bode"]["bandwidth_hz"]
         m = {"delay_ms": _r(delay_ms, 2), "bandwidth_hz": _r(bw, 2),
@@ -212,6 +247,7 @@ def identify_cases(b: BenchRuntime, res: dict[int, dict[str, Any]]) -> list[Case
              "nominal_viscous_nm_s_rad": nb, "nominal_coulomb_nm": nc,
              "siblings_viscous_nm_s_rad": _r(float(np.median(sib_b))) if sib_b else None,
              "siblings_coulomb_nm": _r(float(np.median(sib_c))) if sib_c else None,
+             "torque_report_lead_ms": _r(None if r["friction"]["lead_s"] is None else 1e3 * r["friction"]["lead_s"], 3),
              "torque_ratio": _r(r["torque_ratio"]), "torque_constant_error": _r(abs(r["torque_ratio"] - 1.0)) if r["torque_ratio"] is not None else None}
         lim = {"delay_ms_max": s.delay_ms_max, "bandwidth_hz_min": s.bandwidth_hz_min,
                "tracking_rms_rad_max": s.tracking_rms_rad_max, "friction_ratio_max": s.friction_ratio_max,
