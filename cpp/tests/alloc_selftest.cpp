@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "estimation/estimator.hpp"
+#include "hil/bench_mode.hpp"
 #include "loop/rt_loop.hpp"
 #include "drivers/fault_injector.hpp"
 #include "drivers/mock_driver.hpp"
@@ -270,6 +271,20 @@ int main(int argc, char** argv) {
   sc.settle_duration_s[0] = 0.2;
   sc.settle_hold_s = 0.1;
   RtLoop loop(drv, p, lc, sc);
+  // The bench harness's mode (cpp/hil/bench_mode.hpp), registered before the first tick: a program
+  // plays and its trace records inside the counted section.
+  auto bench = std::make_shared<BenchMode>(n, std::vector<double>(p.kp.begin(), p.kp.begin() + n),
+                                           std::vector<double>(p.kd.begin(), p.kd.begin() + n), 200);
+  const ModeId bench_id = loop.register_mode("bench", bench);
+  BenchProgram prog;
+  prog.joint = 0;
+  prog.kp = p.kp[0];
+  prog.kd = p.kd[0];
+  for (int k = 0; k < 100; ++k) {
+    prog.q.push_back(p.default_pose[0] + 0.01 * std::sin(0.1 * k));
+    prog.dq.push_back(0.0);
+    prog.tau_ff.push_back(k % 20 < 2 ? 0.5 : 0.0);
+  }
   auto ring = loop.event_ring();
   Event ev;
   auto drain = [&ring, &ev] { while (ring->pop(ev)) {} };
@@ -299,6 +314,14 @@ int main(int argc, char** argv) {
   loop.run_ticks(1);
   request(ModeId::kInterpolate, 0.1, &p.default_pose);
   loop.run_ticks(60);
+  request(ModeId::kHold);
+  loop.run_ticks(2);
+  request(bench_id);                 // ACTIVE under the bench mode: one program, traced tick by tick
+  loop.run_ticks(2);
+  bench->load(prog);
+  bench->start();
+  loop.run_ticks(110);
+  const bool bench_played = bench->state() == BenchState::kDone;
   request(ModeId::kHold);
   loop.run_ticks(2);
   request(ModeId::kJointPD, 0, nullptr, true);
@@ -348,6 +371,10 @@ int main(int argc, char** argv) {
   loop.snapshot(snap);
   long events = 0;
   while (ring->pop(ev)) ++events;
+  if (!bench_played) {
+    std::fprintf(stderr, "the bench mode's program did not play to its end (state %d)\n", static_cast<int>(bench->state()));
+    return 4;
+  }
   if (events < 20 || snap.safety.mode != SafetyMode::kDamp) {
     std::fprintf(stderr, "the supervisor scenario did not run as scripted (%ld events, mode %s)\n", events,
                  safety_mode_name(snap.safety.mode));

@@ -46,7 +46,7 @@ def write_rig(tmp: Path, **safety: Any) -> Path:
            "scenarios": ["safety", "policy"],
            # generous for a loaded 2-core machine; a real rig's are tighter (the numbers are reported)
            "safety": {"reactions": ALL, "estop_ticks_max": 50, "state_loss_margin_ticks": 25,
-                      # the starvation margin: the chunk in hand (10 steps at 50 Hz) + a policy period + slack
+                      # the starvation margin, from the stream going silent: a policy period + slack for this loaded machine
                       "takeover_ms_max": 250.0, "starvation_margin_ms": 400.0, **safety},
            "policy": {"episodes": 2, "episode_s": 1.0, "instruction": "hold still"}}
     (tmp / "rig.yaml").write_text(yaml.safe_dump(rig))

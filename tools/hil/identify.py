@@ -139,7 +139,13 @@ def bode(cmd: np.ndarray, resp: np.ndarray, p: Program, dt: float, points: int =
     freqs, gains, phases = [], [], []
     lo_f, hi_f = f0 * 1.15, f1 / 1.15
     for fc in np.geomspace(lo_f, hi_f, points) if hi_f > lo_f else []:
-        w = (f_inst > fc / 1.12) & (f_inst < fc * 1.12) & (t > 0.2) & (t < T - 0.2)
+        # the samples around the time the chirp passes fc: at least 1.5 of its periods (the fit uses the
+        # chirp's own phase, so the frequency sweeping within the window is part of the model)
+        tc = (fc - f0) * T / (f1 - f0)
+        hw = max(0.75 / fc, 0.12 * fc * T / (f1 - f0))
+        if tc - hw < 0.2 or tc + hw > T - 0.2:
+            continue
+        w = (t >= tc - hw) & (t <= tc + hw)
         if w.sum() < 12:
             continue
         basis = np.column_stack([np.sin(phase[w]), np.cos(phase[w]), np.ones(w.sum()), t[w] - t[w].mean()])

@@ -153,7 +153,9 @@ class SafetyScenarioSettings(Section):
     estop_ticks_max = field(int, lo=1, hi=100, doc="the e-stop's damping command within this many ticks")
     state_loss_margin_ticks = field(int, lo=0, hi=100, doc="state loss raised within the timeout + this")
     takeover_ms_max = field(float, lo=1.0, hi=5000.0, doc="the guard commands the motors within this after a SIGKILL")
-    starvation_margin_ms = field(float, lo=0.0, hi=5000.0, doc="HOLD within starvation_hold_ms + this")
+    starvation_margin_ms = field(float, lo=0.0, hi=5000.0,
+                                 doc="HOLD within starvation_hold_ms + this of the policy stream going silent (the "
+                                     "chunk already in hand plays out first and is not counted)")
     state_loss_method = field(str, default="bridge",
                               choices={"bridge": "the sim bridge stops sending lowstate (sim rigs)",
                                        "operator": "the engineer pulls the cable when asked"},

@@ -277,9 +277,9 @@ def identify_cases(b: BenchRuntime, res: dict[int, dict[str, Any]]) -> list[Case
                           "bandwidth_hz": bw},
                  "step": {"kind": "step", "t_s": r["step"]["t_s"].tolist(), "command": r["step"]["command"].tolist(),
                           "response": r["step"]["response"].tolist(), "torque": r["step"]["torque"].tolist()}}
-        cases.append(Case("identify", name, "failed" if bad else "passed", "; ".join(bad + notes) or
-                          f"delay {m['delay_ms']} ms, bandwidth {m['bandwidth_hz'] or '> ' + str(s.chirp_f1_hz)} Hz, "
-                          f"friction {m['viscous_nm_s_rad']} N·m·s/rad + {m['coulomb_nm']} N·m",
+        summary = (f"delay {m['delay_ms']} ms, bandwidth {m['bandwidth_hz'] or '> ' + str(s.chirp_f1_hz)} Hz"
+                   + (f", friction {m['viscous_nm_s_rad']} N·m·s/rad + {m['coulomb_nm']} N·m" if fb is not None else ""))
+        cases.append(Case("identify", name, "failed" if bad else "passed", "; ".join((bad or [summary]) + notes),
                           m, lim, r.get("duration_s", 0.0), plots))
     return cases
 
@@ -385,14 +385,15 @@ def run_thermal(b: BenchRuntime) -> list[Case]:
                 pose[i] = b.rt.default_pose[i] + float(np.clip(v, -3 * bj.amplitude_rad, 3 * bj.amplitude_rad))
     b.to_pose(pose, 1.0)
     times, temps, faults_seen = [], [], set()
-    end = b.rt.time_s() + s.duration_s
     start_t = b.rt.time_s()
-    while b.rt.time_s() < end:
+    samples = int(np.ceil(s.duration_s / s.sample_s))
+    for k in range(samples + 1):  # a fixed count of whole sample intervals: the robot's clock paces it
         snap = b.rt.status()
         times.append(snap["time_s"] - start_t)
         temps.append(np.asarray(snap["state"]["motor_temp_c"])[:len(names)].copy())
         faults_seen.update(f for f in snap["faults"] if f.startswith("motor_temp"))
-        b.wait(min(s.sample_s, max(1e-3, end - b.rt.time_s())))
+        if k < samples:
+            b.wait(max(s.sample_s, 2 * b.dt))
     snap = b.rt.status()
     faults_seen.update(f for f in snap["faults"] if f.startswith("motor_temp"))
     T = np.asarray(temps)
