@@ -26,6 +26,8 @@ import numpy as np
 
 from vertebra.tools.hil.programs import Program
 
+STEADY = 0.25  # a sweep sample is steady within this fraction of the sweep speed
+
 
 def _seg(p: Program, name: str) -> slice:
     a, b = p.segments[name]
@@ -60,7 +62,7 @@ def sweep_bins(q: np.ndarray, dq: np.ndarray, tau: np.ndarray, p: Program, name:
     s = _seg(p, name)
     v = p.meta[f"{name}_speed"]
     x, w, t = q[s] - hold, dq[s], tau[s]
-    steady = np.abs(np.abs(w) - v) < 0.25 * v
+    steady = np.abs(np.abs(w) - v) < STEADY * v
     up, down = steady & (w > 0), steady & (w < 0)
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
