@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vertebra.runtime.errors import ConfigError, VertebraError
-from vertebra.runtime.schema import Section, field, read_yaml
+from vertebra.runtime.schema import Section, config_file, field, read_yaml
 
 __all__ = ["CONFIG_DIR", "REPO_ROOT", "CameraConfig", "ConfigError", "FramesConfig", "HoistConfig", "JointConfig",
            "JointDynamics", "NoiseConfig", "RobotConfig", "SimConfig", "UrdfConfig", "VertebraError", "WbcBalanceGuard",
@@ -107,10 +107,7 @@ class JointDynamics(Section):
     frictionloss_nm = field(float, lo=0.0, hi=10.0, doc="dry joint friction")
 
     def check(self, context: Any) -> None:
-        try:
-            re.compile(self.match)
-        except re.error as e:
-            raise self.error("match", self.match, f"a valid regular expression ({e})") from None
+        self.check_regex("match")
 
 
 class CameraConfig(Section):
@@ -461,13 +458,7 @@ class RobotConfig(Section):
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str]) -> RobotConfig:
         """Load ``configs/robots/<name>.yaml`` or a YAML file path and validate it."""
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = CONFIG_DIR / "robots" / f"{name_or_path}.yaml"
-            if not path.exists():
-                raise ConfigError(path, "<file>", str(name_or_path), "one of: " + ", ".join(available_robots()))
-        if not path.exists():
-            raise ConfigError(path, "<file>", str(path), "an existing YAML file")
+        path = config_file(name_or_path, CONFIG_DIR / "robots")
         return cls.from_dict(read_yaml(path), path)
 
     def check(self, context: Any) -> None:

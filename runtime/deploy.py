@@ -23,9 +23,8 @@ from typing import Any
 
 from vertebra.drivers.registry import driver_types
 from vertebra.runtime.config import CONFIG_DIR, RobotConfig, available_robots, loop_config
-from vertebra.runtime.errors import ConfigError
 from vertebra.policies.server_config import CurveSettings
-from vertebra.runtime.schema import Section, Variant, field, read_yaml
+from vertebra.runtime.schema import Section, Variant, config_file, field, read_yaml
 
 DEPLOY_DIR = CONFIG_DIR / "deploy"
 
@@ -166,13 +165,7 @@ class DeployConfig(Section):
     def load(cls, name_or_path: str | os.PathLike[str], controllers: Sequence[str] | None = None) -> DeployConfig:
         """Load ``configs/deploy/<name>.yaml`` or a YAML path. `controllers`: the mode names the caller
         can run (the controller field must be one of them)."""
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = DEPLOY_DIR / f"{name_or_path}.yaml"
-            if not path.is_file():
-                raise ConfigError(path, "<file>", str(name_or_path), "one of: " + ", ".join(available_deploys()))
-        if not path.is_file():
-            raise ConfigError(path, "<file>", str(path), "an existing YAML file")
+        path = config_file(name_or_path, DEPLOY_DIR)
         return cls.from_dict(read_yaml(path), path, context=DeployContext(path.resolve().parent, controllers))
 
     def check(self, context: Any) -> None:

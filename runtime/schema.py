@@ -304,6 +304,13 @@ class Section:
         """A ConfigError for field `name` of this section (a key, or a list index)."""
         return ConfigError(self._file, self.field_path(name), found, valid)
 
+    def check_regex(self, name: str) -> None:
+        """For check(): field `name` holds a valid regular expression (else its ConfigError)."""
+        try:
+            re.compile(getattr(self, name))
+        except re.error as e:
+            raise self.error(name, getattr(self, name), f"a valid regular expression ({e})") from None
+
     # -- reading ---------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
         if name in self.declared_fields:
@@ -403,6 +410,20 @@ class Section:
             if isinstance(f.kind, type) and issubclass(f.kind, Section):
                 out.extend(f.kind.monitor_list(path))
         return out
+
+
+def config_file(name_or_path: str | os.PathLike[str], folder: Path) -> Path:
+    """A config by name (``<folder>/<name>.yaml``) or a path to a YAML file. A ConfigError lists the
+    names `folder` has when the name is not one of them, or names the path that does not exist."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = folder / f"{name_or_path}.yaml"
+        if not path.is_file():
+            have = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise ConfigError(path, "<file>", str(name_or_path), "one of: " + ", ".join(have))
+    if not path.is_file():
+        raise ConfigError(path, "<file>", str(path), "an existing YAML file")
+    return path
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from vertebra.tools.hil.report import short_text
 from vertebra.tools.hil.results import Case, RunResult
 
 DEFAULT_REL_TOL = 0.10
@@ -163,19 +164,10 @@ def compare(a: RunResult, b: RunResult, rel_tol: float = DEFAULT_REL_TOL, abs_fl
 
 
 # -- text -----------------------------------------------------------------------------------------
-def _v(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "true" if x else "false"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
-
 
 def _run_line(label: str, r: Mapping[str, Any]) -> str:
     sw = r.get("software") or {}
-    software = " ".join(_v(sw[k]) for k in ("version", "commit") if k in sw) or "-"
+    software = " ".join(short_text(sw[k]) for k in ("version", "commit") if k in sw) or "-"
     counts = ", ".join(f"{n} {v}" for v, n in r["counts"].items() if n)
     fit = "FIT TO RUN" if r["fit_to_run"] else "NOT FIT"
     stopped = f", stopped: {r['stopped']}" if r.get("stopped") else ""
@@ -196,7 +188,7 @@ def format_compare(d: Mapping[str, Any]) -> str:
     for title, key, cut in (("software", "software", None), ("config hashes", "config_hashes", 12),
                             ("injected faults", "faults_injected", None)):
         if d[key]:
-            changes = "; ".join(f"{k} {_v(v['a'])[:cut]} -> {_v(v['b'])[:cut]}" for k, v in d[key].items())
+            changes = "; ".join(f"{k} {short_text(v['a'])[:cut]} -> {short_text(v['b'])[:cut]}" for k, v in d[key].items())
             lines.append(f"{title} changed: {changes}")
     if a["fit_to_run"] != b["fit_to_run"]:
         lines.append(f"VERDICT: {'FIT TO RUN' if a['fit_to_run'] else 'NOT FIT'} -> "
@@ -214,11 +206,11 @@ def format_compare(d: Mapping[str, Any]) -> str:
                       "biggest first:"]
         for e in d["cases"]:
             lines.append(f"  {e['case']}")
-            rows = [(n["key"], f"{_v(n['a'])} -> {_v(n['b'])}", _relative(n)) for n in e["numbers"]]
-            rows += [(x["key"], f"{_v(x['a'])} -> {_v(x['b'])}", "") for x in e["values"]]
+            rows = [(n["key"], f"{short_text(n['a'])} -> {short_text(n['b'])}", _relative(n)) for n in e["numbers"]]
+            rows += [(x["key"], f"{short_text(x['a'])} -> {short_text(x['b'])}", "") for x in e["values"]]
             rows += [(k, "measured in A only", "") for k in e["only_in_a"]]
             rows += [(k, "measured in B only", "") for k in e["only_in_b"]]
-            rows += [(f"limit {x['key']}", f"{_v(x['a'])} -> {_v(x['b'])}", "") for x in e["limits"]]
+            rows += [(f"limit {x['key']}", f"{short_text(x['a'])} -> {short_text(x['b'])}", "") for x in e["limits"]]
             kw = max(len(r[0]) for r in rows)
             vw = max(len(r[1]) for r in rows)
             lines += [f"    {k:<{kw}}  {v:<{vw}}  {r}".rstrip() for k, v, r in rows]

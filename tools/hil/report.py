@@ -114,7 +114,7 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def _short(v: Any) -> str:
+def short_text(v: Any) -> str:
     """A value as readable text for the HTML (4 significant digits, long values cut)."""
     v = _plain(v)
     if v is None:
@@ -124,7 +124,7 @@ def _short(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, (list, tuple)) and len(v) <= 8 and all(isinstance(x, (int, float)) for x in v):
-        return "[" + ", ".join(_short(x) for x in v) + "]"
+        return "[" + ", ".join(short_text(x) for x in v) + "]"
     s = json.dumps(v, default=str) if isinstance(v, (list, tuple, dict)) else str(v)
     return s if len(s) <= TEXT_MAX else s[: TEXT_MAX - 1] + "…"
 
@@ -369,8 +369,8 @@ def _number_spans(case: Case, anchor: str) -> str:
     rows = _numbers_rows(case)
     parts = []
     for key, value, limit, has_limit in rows[:SUMMARY_MAX_KEYS]:
-        lim = f' <span class="lim">(limit {_e(_short(limit))})</span>' if has_limit else ""
-        parts.append(f"{_e(key)} {_e(_short(value))}{lim}")
+        lim = f' <span class="lim">(limit {_e(short_text(limit))})</span>' if has_limit else ""
+        parts.append(f"{_e(key)} {_e(short_text(value))}{lim}")
     if len(rows) > SUMMARY_MAX_KEYS:
         parts.append(f'<a href="#{anchor}">+{len(rows) - SUMMARY_MAX_KEYS} more</a>')
     return "<br>".join(parts)
@@ -385,13 +385,13 @@ def _header(result: RunResult) -> list[str]:
         bad = [f"{counts[v]} {v}" for v in ("failed", "error") if counts[v]]
         why = ", ".join(bad) + (f"; the run stopped early: {result.stopped}" if result.stopped else "")
         why = why.lstrip("; ")
-    software = ", ".join(f"{k} {_short(v)}" for k, v in _flatten("", result.software)) or "–"
+    software = ", ".join(f"{k} {short_text(v)}" for k, v in _flatten("", result.software)) or "–"
     rows = [("Rig", _e(result.rig)), ("Robot", _e(result.robot)), ("Serial", _e(result.serial)),
             ("Software", _e(software)), ("Started", _e(result.started)), ("Duration", _e(_duration(result.duration_s))),
             ("Profile", _e(result.profile)),
             ("Cases", _e(", ".join(f"{n} {v}" for v, n in counts.items())))]
     if result.faults_injected:
-        faults = ", ".join(f"{k} = {_short(v)}" for k, v in _flatten("", result.faults_injected))
+        faults = ", ".join(f"{k} = {short_text(v)}" for k, v in _flatten("", result.faults_injected))
         rows.append(("Injected faults", f'<span class="warn">{_e(faults)}</span>'))
     if result.stopped:
         rows.append(("Stopped early", f'<span class="stopped">{_e(result.stopped)}</span>'))
@@ -440,8 +440,8 @@ def _case_section(case: Case, anchor: str) -> list[str]:
     rows = _numbers_rows(case)
     if rows:
         out.append('<table class="nums"><tr><th>key</th><th>measured</th><th>limit</th></tr>')
-        out += [f"<tr><td>{_e(k)}</td><td>{_e(_short(v))}</td>"
-                f"<td>{_e(_short(limit)) if lim else ''}</td></tr>" for k, v, limit, lim in rows]
+        out += [f"<tr><td>{_e(k)}</td><td>{_e(short_text(v))}</td>"
+                f"<td>{_e(short_text(limit)) if lim else ''}</td></tr>" for k, v, limit, lim in rows]
         out.append("</table>")
     if case.plots:
         out.append('<div class="plots">')

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vertebra.runtime.config import CONFIG_DIR
-from vertebra.runtime.errors import ConfigError
-from vertebra.runtime.schema import Section, field, read_yaml
+from vertebra.runtime.schema import Section, config_file, field, read_yaml
 
 HIL_DIR = CONFIG_DIR / "hil"
 SCENARIOS = {
@@ -54,10 +53,7 @@ class BenchJoint(Section):
                             doc="largest torque, as a fraction of the joint's rating (also the limiter's cap)")
 
     def check(self, context: Any) -> None:
-        try:
-            re.compile(self.match)
-        except re.error as e:
-            raise self.error("match", self.match, f"a valid regular expression ({e})") from None
+        self.check_regex("match")
 
 
 class Bench(Section):
@@ -215,13 +211,7 @@ class RigConfig(Section):
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], quick: bool = False) -> RigConfig:
         """Load ``configs/hil/<name>.yaml`` or a path; `quick`: with its ``quick:`` overrides applied."""
-        path = Path(name_or_path)
-        if not path.suffix:
-            path = HIL_DIR / f"{name_or_path}.yaml"
-            if not path.is_file():
-                raise ConfigError(path, "<file>", str(name_or_path), "one of: " + ", ".join(available_rigs()))
-        if not path.is_file():
-            raise ConfigError(path, "<file>", str(path), "an existing YAML file")
+        path = config_file(name_or_path, HIL_DIR)
         data = read_yaml(path)
         if quick and isinstance(data, dict):
             for section, over in (data.get("quick") or {}).items():
@@ -244,10 +234,6 @@ class RigConfig(Section):
             if re.search(b.match, name):
                 return b
         return None
-
-
-def available_rigs() -> list[str]:
-    return sorted(p.stem for p in HIL_DIR.glob("*.yaml"))
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
