@@ -1,7 +1,7 @@
 """`vertebra hil run` against the DDS sim bridge in a separate process, as on a bench rig: a healthy
 rig passes; each hardware fault injected on the bridge fails exactly the checks that should catch it,
 naming the joint or the link. Lockstep (deterministic); the service scenarios are tested in
-test_hil_service_scenarios.py."""
+test_hil_reactions.py."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ the operator's Ctrl-C turned into the configured stop, and one RunResult at the 
 
 Scenario groups: the characterisation (bus, identify, wiring, limits, thermal) runs on the harness's
 own runtime (tools/hil/bench.py; one arming for the whole group); the safety reactions and the
-policy smoke run the service and the guard as deployed (tools/hil/service_scenarios.py). On a sim
+policy smoke run the service and the guard as deployed (tools/hil/reactions.py, policy_smoke.py). On a sim
 rig each group gets its own sim bridge process (lockstep for the characterisation, real time for the
 service).
 """
@@ -130,9 +130,10 @@ def run(rig: RigConfig, *, only: list[str] | None = None, joints: str | None = N
             _characterisation(ctx, chars, joints, result)
         for s in (s for s in order if s in SERVICE):
             ctx.check_stop()
-            from vertebra.tools.hil import service_scenarios
+            from vertebra.tools.hil.policy_smoke import run_policy
+            from vertebra.tools.hil.reactions import run_safety
 
-            fn = service_scenarios.run_safety if s == "safety" else service_scenarios.run_policy
+            fn = run_safety if s == "safety" else run_policy
             ctx.log(f"scenario {s}")
             try:
                 for c in fn(ctx):

@@ -1,7 +1,7 @@
 """The characterisation scenarios of `vertebra hil run`: bus, identify, wiring, limits, thermal. Each
 runs programs through the bench runtime (tools/hil/bench.py) and turns the traces into Cases
 (tools/hil/results.py) with the numbers measured, the thresholds applied and the data to plot.
-The service-based scenarios (safety reactions, policy smoke) are in tools/hil/service_scenarios.py.
+The service-based scenarios are in tools/hil/reactions.py (safety) and policy_smoke.py (policy).
 
 Judging, per joint, is against the rig config's thresholds and, for friction, against the robot
 config's nominal values (sim.joint_dynamics) and the joint's siblings (the same joint on the other
@@ -338,11 +338,10 @@ def run_limits(b: BenchRuntime) -> list[Case]:
         soft = hi if side > 0 else lo
         target = soft + side * s.overshoot_rad
         p = programs.Program(b.dt)
-        q1, dq1 = programs._ramp(0.0, target - hold, bj.velocity_rad_s * 0.5, b.dt)
+        q1, dq1 = programs.ramp(0.0, target - hold, bj.velocity_rad_s * 0.5, b.dt)
         p.add("out", q1, dq1)
-        programs.rest(p, "beyond", s.hold_s)
-        p.q[-1][:] = target - hold
-        q2, dq2 = programs._ramp(target - hold, 0.0, bj.velocity_rad_s * 0.5, b.dt)
+        programs.rest(p, "beyond", s.hold_s, at=target - hold)
+        q2, dq2 = programs.ramp(target - hold, 0.0, bj.velocity_rad_s * 0.5, b.dt)
         p.add("back", q2, dq2)
         programs.rest(p, "rest", 0.3)
         c0 = int(b.rt.status()["clamp_counts"]["position"])
@@ -399,7 +398,7 @@ def run_thermal(b: BenchRuntime) -> list[Case]:
     T = np.asarray(temps)
     rise = T[-1] - T[0] if len(T) else np.zeros(len(names))
     hottest = int(np.argmax(T[-1])) if len(T) else 0
-    b.to_pose(b.rt.default_pose if hasattr(b.rt, "default_pose") else b.hold, 1.0)
+    b.to_pose(np.asarray(b.rt.default_pose), 1.0)
     saf = b.deploy.safety_settings(b.cfg)
     m = {"duration_s": s.duration_s, "max_temp_c": _r(float(T.max()) if len(T) else None, 1),
          "max_rise_c": _r(float(rise.max()) if len(rise) else None, 2), "hottest_joint": names[hottest],

@@ -15,7 +15,8 @@ from vertebra.safety.config import SAFETY_DIR
 from vertebra.safety.events import iter_events
 from vertebra.tools.hil.context import ScenarioContext
 from vertebra.tools.hil.rig import RigConfig
-from vertebra.tools.hil.service_scenarios import run_policy, run_safety
+from vertebra.tools.hil.policy_smoke import run_policy
+from vertebra.tools.hil.reactions import run_safety
 
 counter = itertools.count(800)
 ALL = ["estop_api", "estop_remote", "state_loss", "runtime_kill", "policy_starvation"]
