@@ -77,6 +77,7 @@ void BenchMode::start() {
 Status BenchMode::enter(const RobotParams& p, const State& s, const Command& last, const Targets&, const ModeRequest&) {
   if (p.n != n_ || s.n != n_) return Status::kInvalidRequest;
   entry_pose(p, s, last, pose_);
+  published_pose_.store(pose_);
   const BenchState st = state_.load(std::memory_order_acquire);
   if (st == BenchState::kArmed || st == BenchState::kPlaying) {  // armed under an earlier entry: not played
     aborted_ = true;
@@ -104,6 +105,7 @@ Status BenchMode::update(const RobotParams& p, const State& s, const Targets&, d
   if (st == BenchState::kPlaying && abort_.load(std::memory_order_acquire)) {
     aborted_ = true;
     pose_[joint_] = k_ > 0 ? q_[k_ - 1] : pose_[joint_];
+    published_pose_.store(pose_);
     state_.store(BenchState::kDone, std::memory_order_release);
     return Status::kOk;
   }
@@ -132,6 +134,7 @@ Status BenchMode::update(const RobotParams& p, const State& s, const Targets&, d
   played_.store(k_, std::memory_order_relaxed);
   if (k_ >= ticks_) {
     pose_[j] = q_[ticks_ - 1];  // the joint holds the program's last target from now on
+    published_pose_.store(pose_);
     state_.store(BenchState::kDone, std::memory_order_release);
   }
   (void)p;
@@ -168,6 +171,10 @@ BenchTrace BenchMode::trace() const {
   return t;
 }
 
-std::vector<double> BenchMode::hold_pose() const { return std::vector<double>(pose_.begin(), pose_.begin() + n_); }
+std::vector<double> BenchMode::hold_pose() const {
+  JointArray p{};
+  published_pose_.load(p);
+  return std::vector<double>(p.begin(), p.begin() + n_);
+}
 
 }  // namespace vertebra

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/exchange.hpp"
 #include "core/modes.hpp"
 
 namespace vertebra {
@@ -73,7 +74,8 @@ class BenchMode final : public ControllerMode {
   BenchState state() const { return state_.load(std::memory_order_acquire); }
   BenchTrace trace() const;
   int capacity_ticks() const { return capacity_; }
-  // The pose held (captured on the last entry; motor order).
+  // The pose held (captured on the last entry, and a finished program's last target; motor order).
+  // Any thread: the tick publishes it through a seqlock.
   std::vector<double> hold_pose() const;
 
  private:
@@ -93,6 +95,7 @@ class BenchMode final : public ControllerMode {
   std::atomic<BenchState> state_{BenchState::kIdle};
   std::atomic<bool> abort_{false};
   std::atomic<int32_t> played_{0};
+  SeqLock<JointArray> published_pose_;  // pose_ as the tick last set it (hold_pose())
 };
 
 }  // namespace vertebra

@@ -6,8 +6,9 @@ orientation (the hoisted robot's base hangs; its position does not change gravit
   robot config's sim.joint_dynamics, the published reflected inertia).
 * gravity(q, quat_imu): the joint torques that hold the links beyond each joint against gravity
   with the base held (the floating-base gravity vector's joint rows).
-* base_reaction(q, j): the base angular velocity (IMU frame) per unit velocity of joint j if the
-  robot floated free (momentum conservation: A_base v_base + A_j dq_j = 0, A the centroidal map).
+* base_reaction(q, j): the hoisted base's angular velocity (IMU frame) per unit velocity of joint j
+  (angular momentum conservation: A_base w_base + A_j dq_j = 0, A the centroidal map's angular rows).
+* joint_torques(...): the inverse dynamics of the hanging robot with its base moving as its IMU says.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class BenchModel:
         self.R_base_imu = self.model.frames[fid].placement.rotation.copy()  # the IMU in its parent (the base)
         self.imu_parent_is_base = self.model.frames[fid].parentJoint == 1
         self.p_base_imu = self.model.frames[fid].placement.translation.copy()  # the IMU's lever arm
+        self.model_no_gravity = self.model.copy()  # joint_torques(): gravity enters as the IMU's specific force
+        self.model_no_gravity.gravity.linear[:] = 0.0
+        self.data_no_gravity = self.model_no_gravity.createData()
 
     def _q(self, q_joints: np.ndarray, quat_imu_wxyz: np.ndarray | None = None) -> np.ndarray:
         q = pin.neutral(self.model)
@@ -72,35 +76,23 @@ class BenchModel:
         return self.R_base_imu.T @ w_base
 
 
-def _inverse_dynamics_setup(self: BenchModel) -> None:
-    if not hasattr(self, "_m0"):
-        self._m0 = self.model.copy()
-        self._m0.gravity.linear[:] = 0.0  # gravity enters as the base's measured specific force
-        self._d0 = self._m0.createData()
-
-
-def joint_torques(self: BenchModel, q: np.ndarray, dq: np.ndarray, ddq: np.ndarray, gyro: np.ndarray,
-                  gyro_rate: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """Inverse dynamics of the hanging robot at one sample, in motor order: the joint torques that
-    make the joints move as measured while the base moves as its IMU says (angular velocity,
-    its rate, and the specific force, which carries gravity: the model's own gravity is off). The
-    base's linear velocity is taken as zero (a hoisted base barely translates)."""
-    _inverse_dynamics_setup(self)
-    m, d = self._m0, self._d0
-    qq = self._q(q)
-    v = np.zeros(m.nv)
-    a = np.zeros(m.nv)
-    R = self.R_base_imu
-    w, alpha, r = R @ gyro, R @ gyro_rate, self.p_base_imu
-    v[3:6] = w
-    # the base origin's acceleration from the IMU's (lever arm r): a_o = a_imu - alpha x r - w x (w x r)
-    a[0:3] = R @ acc - np.cross(alpha, r) - np.cross(w, np.cross(w, r))
-    a[3:6] = alpha
-    for i, k in enumerate(self.idx_v):
-        v[k] = dq[i]
-        a[k] = ddq[i]
-    tau = pin.rnea(m, d, qq, v, a)
-    return np.asarray([tau[k] for k in self.idx_v]) + self.armature * ddq
-
-
-BenchModel.joint_torques = joint_torques  # type: ignore[attr-defined]
+    def joint_torques(self, q: np.ndarray, dq: np.ndarray, ddq: np.ndarray, gyro: np.ndarray, gyro_rate: np.ndarray,
+                      acc: np.ndarray) -> np.ndarray:
+        """Inverse dynamics of the hanging robot at one sample, in motor order: the joint torques that
+        make the joints move as measured while the base moves as its IMU says (angular velocity, its
+        rate, and the specific force, which carries gravity: the model's own gravity is off). The
+        base's linear velocity is taken as zero (a hoisted base barely translates)."""
+        m, d = self.model_no_gravity, self.data_no_gravity
+        v = np.zeros(m.nv)
+        a = np.zeros(m.nv)
+        R = self.R_base_imu
+        w, alpha, r = R @ gyro, R @ gyro_rate, self.p_base_imu
+        v[3:6] = w
+        # the base origin's acceleration from the IMU's (lever arm r): a_o = a_imu - alpha x r - w x (w x r)
+        a[0:3] = R @ acc - np.cross(alpha, r) - np.cross(w, np.cross(w, r))
+        a[3:6] = alpha
+        for i, k in enumerate(self.idx_v):
+            v[k] = dq[i]
+            a[k] = ddq[i]
+        tau = pin.rnea(m, d, self._q(q), v, a)
+        return np.asarray([tau[k] for k in self.idx_v]) + self.armature * ddq

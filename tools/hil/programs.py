@@ -48,8 +48,9 @@ def ticks(seconds: float, dt: float) -> int:
     return max(1, int(round(seconds / dt)))
 
 
-def rest(p: Program, name: str, seconds: float) -> None:
-    p.add(name, np.zeros(ticks(seconds, p.dt)))
+def rest(p: Program, name: str, seconds: float, at: float = 0.0) -> None:
+    """Hold still for `seconds`, `at` this offset from the hold pose."""
+    p.add(name, np.full(ticks(seconds, p.dt), at))
 
 
 def step(p: Program, amplitude: float, hold_s: float) -> None:
@@ -71,7 +72,8 @@ def doublet(p: Program, torque: float, pulse_ticks: int, repeats: int, settle_s:
     p.meta["doublet_nm"] = torque
 
 
-def _ramp(start: float, end: float, speed: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
+def ramp(start: float, end: float, speed: float, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocities of a constant-speed move from `start` to `end` (at least 2 ticks)."""
     n = max(2, int(np.ceil(abs(end - start) / (speed * dt))))
     q = np.linspace(start, end, n + 1)[1:]
     return q, np.full(n, np.sign(end - start) * speed)
@@ -82,7 +84,7 @@ def sweep(p: Program, name: str, amplitude: float, speed: float, cycles: int) ->
     parts_q, parts_dq = [], []
     pos = 0.0
     for target in [amplitude] + [-amplitude, amplitude] * cycles + [0.0]:
-        q, dq = _ramp(pos, target, speed, p.dt)
+        q, dq = ramp(pos, target, speed, p.dt)
         parts_q.append(q)
         parts_dq.append(dq)
         pos = target
