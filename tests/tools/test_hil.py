@@ -59,16 +59,17 @@ def test_healthy_sim_rig_passes_every_characterisation(rig, tmp_path):
     assert all(c.measured["position_clamps"] > 0 for c in r.cases if c.scenario == "limits")
     wiring = verdicts(r, "wiring")
     assert sum(v == "passed" for v in wiring.values()) >= len(wiring) // 2  # most joints observable
-    # identification recovers the bridge's model: viscous friction within 20% of the robot config's
-    # on every joint where it is identified (docs/hil.md: Coulomb on the G1's heavy joints reads low)
+    # identification recovers the bridge's model on every joint: Coulomb friction within 20% of the
+    # robot config's; viscous friction within 20% but where the joint shakes the hanging base most
+    # (docs/hil.md: the G1's hip roll reads up to 20% low, its shoulder roll 22% and its waist up to 50% high)
     cfg = harness.ScenarioContext(RigConfig.load(rig), tmp_path / "c").robot
     nominal = {n: next(d for d in cfg.sim.joint_dynamics if __import__("re").search(d.match, n)) for n in cfg.joint_names}
-    identified = [c for c in per_joint if c.measured["viscous_nm_s_rad"] is not None]
-    assert len(identified) >= 0.8 * len(per_joint)  # a few sweeps never reach a steady speed (waist roll, shoulder roll)
-    for c in identified:
-        assert c.measured["viscous_nm_s_rad"] == pytest.approx(nominal[c.name].damping_nm_s_rad, rel=0.2), c.name
-        if rig == "sim_go2":  # and Coulomb friction (on the G1's hips it reads 0.02 N·m low: docs/hil.md)
-            assert c.measured["coulomb_nm"] == pytest.approx(nominal[c.name].frictionloss_nm, rel=0.2), c.name
+    viscous_rel = {"waist": 0.6, "shoulder_roll": 0.3, "hip_roll": 0.25}
+    for c in per_joint:
+        m, nom = c.measured, nominal[c.name]
+        assert m["coulomb_nm"] == pytest.approx(nom.frictionloss_nm, rel=0.2), c.name
+        rel = next((v for k, v in viscous_rel.items() if rig == "sim_g1" and k in c.name), 0.2)
+        assert m["viscous_nm_s_rad"] == pytest.approx(nom.damping_nm_s_rad, rel=rel), c.name
 
 
 JOINT_FAULTS = [
@@ -100,7 +101,10 @@ def test_a_joint_fault_fails_exactly_its_check_naming_the_joint(joint, fault, sc
     if "friction_scale" in fault:
         # identification recovers the bridge's model: 3 x the robot config's 0.1 N·m·s/rad viscous
         assert m["viscous_nm_s_rad"] == pytest.approx(0.3, rel=0.2)
-        assert r.case(f"identify/{sibling}").measured["viscous_nm_s_rad"] == pytest.approx(0.1, rel=0.2)
+        # the healthy sibling: within the hip roll's precision (with the other leg's friction tripled
+        # its viscous friction reads 0.06, docs/hil.md)
+        assert r.case(f"identify/{sibling}").measured["viscous_nm_s_rad"] == pytest.approx(0.1, rel=0.45)
+        assert r.case(f"identify/{sibling}").measured["coulomb_nm"] == pytest.approx(0.05, rel=0.2)
         assert m["coulomb_nm"] == pytest.approx(0.15, rel=0.2)  # 3 x 0.05 N·m
         assert m["coulomb_nm"] > 2.0 * r.case(f"identify/{sibling}").measured["coulomb_nm"]
     if "torque_limit_scale" in fault:

@@ -26,7 +26,7 @@ import numpy as np
 
 from vertebra.tools.hil.programs import Program
 
-STEADY = 0.25  # a sweep sample is steady within this fraction of the sweep speed
+STEADY = 0.25  # a sweep sample is steady within this fraction of its pass's median speed
 
 
 def _seg(p: Program, name: str) -> slice:
@@ -56,14 +56,26 @@ def torque_delay(tau: np.ndarray, cmd_tau: np.ndarray, start: int, end: int, dt:
 
 def sweep_bins(q: np.ndarray, dq: np.ndarray, tau: np.ndarray, p: Program, name: str, hold: float,
                amplitude: float) -> list[tuple[float, float, float, float]]:
-    """Per position bin of the sweep `name` (the middle 60% of its range, steady speed only):
+    """Per position bin of the sweep `name` (the middle 60% of its range, steady speed only: within
+    STEADY of the median speed of the pass's direction there):
     (tau_up - tau_down, the mean speed, the bin's position, (tau_up + tau_down) / 2)."""
     edges = np.linspace(-0.6 * amplitude, 0.6 * amplitude, 9)
     s = _seg(p, name)
-    v = p.meta[f"{name}_speed"]
     x, w, t = q[s] - hold, dq[s], tau[s]
-    steady = np.abs(np.abs(w) - v) < STEADY * v
-    up, down = steady & (w > 0), steady & (w < 0)
+    mid = (x >= edges[0]) & (x < edges[-1])
+    up = down = np.zeros(len(w), bool)
+    for sign in (1.0, -1.0):
+        # steady against the pass's own speed, not the commanded one: a joint that gravity pulls away
+        # from its target (a torso over the waist, an inverted pendulum) runs faster than commanded
+        here = mid & (sign * w > 0)
+        if not here.any():
+            continue
+        v = float(np.median(np.abs(w[here])))
+        steady = here & (np.abs(np.abs(w) - v) < STEADY * v)
+        if sign > 0:
+            up = steady
+        else:
+            down = steady
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         iu = up & (x >= lo) & (x < hi)
