@@ -123,9 +123,34 @@ class ServerProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def record_metadata(pkg: Any, cfg: Any) -> dict[str, str]:
+    """What an evaluation's recording carries: the software, the robot config's and the policy's hashes."""
+    from vertebra.runtime.provenance import file_sha256, software
+
+    return {**{f"software.{k}": str(v) for k, v in software().items()}, "sha256.robot": file_sha256(cfg.file),
+            "policy": pkg.spec.name, "sha256.policy_model": pkg.spec.model_sha256, "source": "vertebra eval"}
+
+
+def _episode_start(rt: Any, instruction: str, task: str, pkg: Any) -> None:
+    if rt.recorder is not None:
+        rt.recorder.episode_start(instruction, task=task, policy=pkg.spec.name, policy_sha256=pkg.spec.model_sha256)
+
+
+def _episode_end(rt: Any, success: bool, snap: dict[str, Any]) -> None:
+    if rt.recorder is None:
+        return
+    if success:
+        rt.recorder.episode_end("success")
+    elif snap["faults"]:
+        rt.recorder.episode_end("aborted", "faults: " + ", ".join(snap["faults"]))
+    else:
+        rt.recorder.episode_end("failure", "the task's success criterion was not met")
+
+
 def evaluate(package: str, robot: str, episodes: int, seed: int,
              say: Callable[[str], None] | None = None, replan_steps: int = 1,
-             shared_memory: bool = True) -> dict[str, Any]:
+             shared_memory: bool = True, record: Any = None) -> dict[str, Any]:
+    """`record`: a RecordOptions (runtime/recorder.py): record the rollouts, one episode each."""
     from vertebra import _rt
     from vertebra.policies.package import PolicyPackage, check_against_robot
     from vertebra.policies.train_pose import LIMITS
@@ -142,12 +167,12 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     if problems:
         raise ValueError(f"{spec.name} does not fit {robot}: " + "; ".join(problems))
     if spec.action_space == "wbc_targets":
-        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps, shared_memory)
+        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps, shared_memory, record)
     if spec.action_space != "joint_targets" or len(spec.command_names) != 4:
         raise ValueError(f"{spec.name}: this evaluation runs joint-target body-pose policies (a 4-value command); "
                          f"the package has action space {spec.action_space} and command {spec.command_names}")
     server = ServerProcess({spec.name: pkg.path}, cfg.name)
-    rt = SimRuntime(cfg)
+    rt = SimRuntime(cfg, record=record, record_metadata=record_metadata(pkg, cfg))
     sched = _rt.ChunkScheduler(cfg.n_joints, mode="keep_prefix", prefix_s=0.0, blend_s=0.04)
     _rt.set_chunk_scheduler(rt.loop, sched)
     latency_us: list[float] = []
@@ -182,14 +207,15 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
         for ep in range(episodes):
             for _ in range(int(RESET_S * spec.rate_hz)):  # each episode starts from the neutral stance
                 policy_step(np.zeros(4))
-                rt.loop.run_ticks(period)
+                rt.run_ticks(period)
             c = rng.uniform(-1.0, 1.0, 4) * LIMITS * 0.9
+            _episode_start(rt, "body pose " + " ".join(f"{v:.3f}" for v in c), "body_pose", pkg)
             steps = int(EPISODE_S * spec.rate_hz)
             ok_since = None
             errs = []
             for k in range(steps):
                 policy_step(c)
-                rt.loop.run_ticks(period)
+                rt.run_ticks(period)
                 st = rt.loop.snapshot()["state"]
                 rot_err = np.degrees(np.abs(rpy_from_quat(st["base_quat"]) - c[:3]))
                 h_err = abs(float(st["base_pos"][2]) - (p0[2] + c[3]))
@@ -202,6 +228,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
                 errs.append((float(rot_err.max()), h_err))
             snap = rt.loop.snapshot()
             success = ok_since is not None and not snap["faults"] and snap["safety_mode"] == "ACTIVE"
+            _episode_end(rt, success, snap)
             results.append({"episode": ep, "command": [round(float(v), 4) for v in c], "success": success,
                             "time_to_success_s": ok_since, "final_rot_err_deg": round(errs[-1][0], 3),
                             "final_height_err_m": round(errs[-1][1], 4)})
@@ -213,6 +240,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     finally:
         rt.close()
         server.close()
+    recording = rt.recorder.summary() if rt.recorder is not None else None
     succ = [r for r in results if r["success"]]
     lat = np.asarray(latency_us) if latency_us else np.zeros(1)
     return {
@@ -227,11 +255,12 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
         "criteria": {"rot_tol_deg": ROT_TOL_DEG, "height_tol_m": HEIGHT_TOL_M, "settle_s": SETTLE_S,
                      "episode_s": EPISODE_S},
         "results": results,
+        **({"recording": recording} if recording else {}),
     }
 
 
 def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[str], None],
-                 replan_steps: int = 1, shared_memory: bool = True) -> dict[str, Any]:
+                 replan_steps: int = 1, shared_memory: bool = True, record: Any = None) -> dict[str, Any]:
     """Tabletop vision-language tasks on the G1 (vertebra.policies.vla): held-out random scenes and
     instructions; success per task as defined there, checked after every policy step."""
     from vertebra.policies import vla
@@ -239,7 +268,8 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
     spec = pkg.spec
     server = ServerProcess({spec.name: pkg.path}, cfg.name)
     try:
-        sess = vla.G1Session(chunk_scheduler=True, target_names=list(spec.targets))
+        sess = vla.G1Session(chunk_scheduler=True, target_names=list(spec.targets), record=record,
+                             record_metadata=record_metadata(pkg, cfg))
     except BaseException:
         server.close()  # never leave the server process behind (it holds our output pipe)
         raise
@@ -261,14 +291,17 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
             path = np.stack([np.concatenate([vla.min_jerk(back[3 * h:3 * h + 3], home[3 * h:3 * h + 3], (i + 1) / n_reset)
                                              for h in range(2)]) for i in range(n_reset)])
             sess.sched.push(t_now + dt_ns, dt_ns, path)
-            sess.rt.loop.run_ticks(n_reset * sess.period)
+            sess.rt.run_ticks(n_reset * sess.period)
             ep = vla.sample_episode(rng, vla.TASKS[k % len(vla.TASKS)])
+            _episode_start(sess.rt, ep.instruction, ep.task, pkg)
             hist: list[np.ndarray] = []
             t_success = None
             for i in range(int(vla.EPISODE_S * spec.rate_hz)):
                 if i % replan_steps == 0:  # the action horizon: chunk actions executed per inference
                     obs = sess.observe(ep)
                     t_obs = int(round(obs.pop("t_s") * 1e9))
+                    if sess.rt.recorder is not None:  # the frame the policy saw, at the time it was taken
+                        sess.rt.recorder.frame("head", obs["images"]["head"], t_obs)
                     t = time.perf_counter_ns()
                     step += 1
                     reply = server.infer(client, obs, step, say)
@@ -276,12 +309,13 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                         latency_us.append((time.perf_counter_ns() - t) / 1e3)
                         # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
                         sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
-                sess.rt.loop.run_ticks(sess.period)
+                sess.rt.run_ticks(sess.period)
                 hist.append(np.concatenate(sess.hands()))
                 if t_success is None and vla.success(ep, hist, sess.sh, sess.home):
                     t_success = (i + 1) / spec.rate_hz
             snap = sess.rt.loop.snapshot()
             ok = vla.success(ep, hist, sess.sh, sess.home) and not snap["faults"]
+            _episode_end(sess.rt, ok, snap)
             results.append({"episode": k, "task": ep.task, "instruction": ep.instruction, "success": ok,
                             "time_to_success_s": t_success if ok else None,
                             "measures": {name: round(v, 4) for name, v in vla.measures(ep, hist, sess.sh, sess.home).items()}})
@@ -292,6 +326,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
     finally:
         sess.close()
         server.close()
+    recording = sess.rt.recorder.summary() if sess.rt.recorder is not None else None
     lat = np.asarray(latency_us) if latency_us else np.zeros(1)
     per_task: dict[str, Any] = {}
     times: dict[str, Any] = {}
@@ -314,4 +349,5 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
                      "episode_s": vla.EPISODE_S},
         "results": results,
+        **({"recording": recording} if recording else {}),
     }

@@ -24,6 +24,7 @@ from typing import Any
 from vertebra.drivers.registry import driver_types
 from vertebra.runtime.config import CONFIG_DIR, RobotConfig, available_robots, loop_config
 from vertebra.policies.server_config import CurveSettings
+from vertebra.runtime.recorder import RecordOptions
 from vertebra.runtime.schema import Section, Variant, config_file, field, read_yaml
 
 DEPLOY_DIR = CONFIG_DIR / "deploy"
@@ -154,12 +155,28 @@ class DeployConfig(Section):
     use_estimator = field(bool, default=False,
                           doc="the controller uses the state estimator's base even where the driver has truth "
                               "(simulation as on hardware); without truth (a real robot) it always does")
+    serial = field(str, default=None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+                   doc="the robot's serial number (in every recording's metadata and run name)")
+    record = field(RecordOptions, default={}, doc="recording every run (runtime/recorder.py, docs/data.md)")
 
     # Derived by check(): the resolved paths (and the loaded configs, see robot_config()/safety_settings()).
     safety_path: Path
     policy_path: Path | None
     _robot: RobotConfig
     _safety: Any  # vertebra.safety.config.SafetySettings
+
+    def provenance(self) -> dict[str, str]:
+        """What a recording of this deployment carries: the serial, the deploy name, the software, and
+        the sha256 of each config file it ran under (deploy, robot, safety, policy server)."""
+        from vertebra.runtime.provenance import file_sha256, software
+
+        out = {"serial": self.serial or "", "deploy": Path(self.file).stem}
+        out.update({f"software.{k}": str(v) for k, v in software().items()})
+        files = {"deploy": self.file, "robot": self._robot.file, "safety": self.safety_path, "policy_server": self.policy_path}
+        for k, path in files.items():
+            if path is not None and Path(path).is_file():
+                out[f"sha256.{k}"] = file_sha256(path)
+        return out
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], controllers: Sequence[str] | None = None) -> DeployConfig:

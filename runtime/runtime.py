@@ -48,7 +48,7 @@ class Runtime:
                  realtime_priority: bool = True, cpu: int | None = None, fault_injection: bool = False,
                  event_log: str | os.PathLike[str] | None = None, model: Any = None,
                  use_estimator: bool = False, configure: Callable[[Runtime], None] | None = None,
-                 heartbeat: str | None = None):
+                 heartbeat: str | None = None, record: Any = None, record_metadata: dict[str, Any] | None = None):
         """`driver`: a registered driver config (its ``build(robot, rate_hz)`` makes the C++ driver) or
         a C++ driver already built. `controller`: ``pd`` or a registered controller name.
         `fault_injection`: a FaultInjector between the driver and the loop (``self.injector``).
@@ -59,7 +59,9 @@ class Runtime:
         ticks (configuration-time additions: a chunk scheduler, a registered mode).
         `heartbeat`: write the guard's heartbeat (``/dev/shm/<heartbeat>``, cpp/safety/heartbeat.hpp)
         after every tick's driver write, for ``vertebra guard``; real time only (lockstep has no
-        steady heartbeat). Opened before the driver is built, so a bad segment touches nothing."""
+        steady heartbeat). Opened before the driver is built, so a bad segment touches nothing.
+        `record`: a RecordOptions (runtime/recorder.py) to record the run (``self.recorder``), with
+        `record_metadata` (serial, config hashes, ...) in every segment; None or disabled: no recording."""
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
         cfg = self.cfg
         self.rate_hz = float(rate_hz or cfg.control_rate_hz)
@@ -111,6 +113,14 @@ class Runtime:
         self.handle: Any = self._controller.attach(self) if self._controller is not None else None
         self._targets_seq = 0
         self._closed = False
+        self.recorder: Any = None
+        if record is not None and record.enabled:
+            from vertebra.runtime.recorder import Recorder
+
+            self.recorder = Recorder(record, cfg, rate_hz=self.rate_hz, lockstep=lockstep,
+                                     metadata={"driver": self.driver.name, "controller": controller,
+                                               **(record_metadata or {})}, events=self.events)
+            self.recorder.attach(self.loop)
         if configure is not None:
             try:
                 configure(self)
@@ -119,6 +129,8 @@ class Runtime:
                 if self.driver.lifecycle_state == "active":
                     self.driver.deactivate()
                 raise
+        if self.recorder is not None:
+            self.recorder.start(self.time_s)
         if not lockstep:
             self.events.start()
             self.loop.start()
@@ -153,7 +165,7 @@ class Runtime:
         robot = d.robot_config()
         return robot, dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
                            lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority,
-                           use_estimator=d.use_estimator)
+                           use_estimator=d.use_estimator, record=d.record, record_metadata=d.provenance())
 
     # -- time ------------------------------------------------------------------------------
     def time_s(self) -> float:
@@ -171,12 +183,19 @@ class Runtime:
                 break
             if self.lockstep:
                 remaining = int(round((end - now) * self.rate_hz))
-                self.loop.run_ticks(min(step_ticks, max(1, remaining)))
-                self.events.flush()
+                self.run_ticks(min(step_ticks, max(1, remaining)))
             else:
                 time.sleep(min(sample_every_s, max(0.0, end - now)))
             if on_sample is not None:
                 on_sample(self.loop.snapshot())
+
+    def run_ticks(self, n: int) -> None:
+        """Lockstep: run n ticks now, then flush the events and let the recorder catch up (the caller
+        waits for the writer, so a lockstep recording loses nothing)."""
+        self.loop.run_ticks(int(n))
+        self.events.flush()
+        if self.recorder is not None:
+            self.recorder.wait_room()
 
     # -- modes and targets -------------------------------------------------------------------
     def request(self, mode: Any, duration_s: float = 0.0, pose: list[float] | None = None, stream: bool = False) -> None:
@@ -284,11 +303,15 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
-        if not self.lockstep:
-            self.loop.stop()
-        self.events.stop()
-        if self.driver.lifecycle_state == "active":
-            self.driver.deactivate()
+        try:
+            if not self.lockstep:
+                self.loop.stop()
+            self.events.stop()
+            if self.recorder is not None:
+                self.recorder.close()
+        finally:
+            if self.driver.lifecycle_state == "active":
+                self.driver.deactivate()
 
     def __enter__(self) -> Runtime:
         return self

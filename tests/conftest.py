@@ -9,6 +9,16 @@ N = 6
 RATE = 500.0
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _recordings_in_a_scratch_folder(tmp_path_factory):
+    """Every run a test makes is recorded (runtime/recorder.py), as any run is: into a folder of this
+    test session, never the user's data folder. Child processes inherit it."""
+    import os
+
+    os.environ["VERTEBRA_DATA_DIR"] = str(tmp_path_factory.mktemp("recordings"))
+    yield
+
+
 def make_params(n: int = N, kp: float = 40.0, kd: float = 2.0) -> _rt.RobotParams:
     return _rt.RobotParams(
         kp=[kp] * n, kd=[kd] * n, kd_damping=[3.0] * n, kp_max=[1.5 * kp] * n, kd_max=[1.5 * kd] * n,

@@ -7,7 +7,8 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing']
+import typing_extensions
+__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
 class Mode:
     """
     Members:
@@ -1212,6 +1213,10 @@ class RtLoop:
         """
         the mode registered on this loop under `name`, or None
         """
+    def record_cost(self) -> dict:
+        """
+        what filling each tick's record cost the tick (µs histogram)
+        """
     def register_mode(self, name: str, mode: ControllerMode) -> int:
         """
         configuration time: register a controller mode under a name (requestable by that name; runs in ACTIVE); returns its id
@@ -1246,6 +1251,10 @@ class RtLoop:
         """
         real time, configuration time: write the guard's heartbeat after every driver write (None: none)
         """
+    def set_record_ring(self, ring: RecordRing, every_ticks: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        """
+        configuration time: record every `every_ticks`-th tick into `ring` (None removes it)
+        """
     def set_targets(self, q: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], dq: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], kp: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], kd: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], tau_ff: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], seq: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     def snapshot(self) -> dict:
@@ -1272,6 +1281,9 @@ class RtLoop:
         """
         requestable modes: built-in, then registered
         """
+    @property
+    def record_ring(self) -> RecordRing:
+        ...
     @property
     def running(self) -> bool:
         ...
@@ -1463,6 +1475,42 @@ class BenchMode(ControllerMode):
     @property
     def state(self) -> str:
         ...
+class RecordRing:
+    """
+    the recorder's lock-free ring (cpp/loop/record_ring.hpp): the tick fills one record per recorded tick; one consumer drains it
+    """
+    def __init__(self, capacity: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        capacity in records (rounded up to a power of two)
+        """
+    def claim(self) -> bool:
+        """
+        become the ring's one consumer (False: another holds it)
+        """
+    def pop_into(self, buffer: typing_extensions.Buffer) -> int:
+        """
+        copy up to len(buffer) records into it (oldest first); returns how many
+        """
+    def release(self) -> None:
+        ...
+    @property
+    def capacity(self) -> int:
+        ...
+    @property
+    def lost(self) -> int:
+        """
+        records lost to a full ring (each gap is reported in the next record)
+        """
+    @property
+    def pushed(self) -> int:
+        """
+        records the tick wrote
+        """
+    @property
+    def size(self) -> int:
+        """
+        records waiting
+        """
 class ChunkScheduler:
     """
     time-stamped action chunks -> one target per tick (cpp/core/chunk_scheduler.hpp)
@@ -1872,8 +1920,13 @@ def set_chunk_scheduler(loop: RtLoop, scheduler: ChunkScheduler, mode: str = 'jo
     """
     configuration time: attach an action-chunk scheduler. mode='joints': chunks are joint targets (motor order). Else the name of a registered mode with a target sink (e.g. 'wbc'): target_names[k] names the task target column k drives (a policy's action names), resolved by name now; an unknown name is refused listing the valid ones
     """
+def tick_record_fields() -> list:
+    """
+    the TickRecord layout: (name, numpy dtype, shape, byte offset) per field, in order; the stride is TICK_RECORD_BYTES
+    """
 HEARTBEAT_MAGIC: int = 1447580244
 HEARTBEAT_SIZE: int = 1848
 HEARTBEAT_VERSION: int = 1
 MAX_JOINTS: int = 48
+TICK_RECORD_BYTES: int = 2136
 testing: typing.Any  # vertebra._rt.testing: hooks for tests only (untyped)

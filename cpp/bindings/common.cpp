@@ -163,6 +163,12 @@ ModeId mode_from_py(py::handle mode) {
       throw std::invalid_argument("unknown mode '" + name + "'; modes are: " + known_mode_names());
     return id;
   }
+  if (py::isinstance<py::int_>(mode) && !py::isinstance<py::bool_>(mode)) {  // an id, as recordings store it
+    const int k = mode.cast<int>();
+    if (k < 0 || k >= kMaxModeIds)
+      throw std::invalid_argument("mode id " + std::to_string(k) + " out of range; valid: 0 .. " + std::to_string(kMaxModeIds - 1));
+    return static_cast<ModeId>(k);
+  }
   return mode.cast<ModeId>();
 }
 

@@ -7,6 +7,7 @@ namespace vertebra::bindings { void expose_dds(py::module_& m); }  // expose_dds
 namespace vertebra::bindings { void expose_estimation(py::module_& m); }  // expose_estimation.cpp
 namespace vertebra::bindings { void expose_guard(py::module_& m); }  // expose_guard.cpp (heartbeat, guard)
 namespace vertebra::bindings { void expose_hil(py::module_& m); }  // expose_hil.cpp (the bench harness mode)
+namespace vertebra::bindings { void expose_record(py::module_& m); }  // expose_record.cpp (the recorder's ring)
 
 PYBIND11_MODULE(_rt, m) {
   m.doc() = "Vertebra real-time core (C++): robot model, real-time loop, controller modes, drivers.";
@@ -19,6 +20,7 @@ PYBIND11_MODULE(_rt, m) {
   vertebra::bindings::expose_loop(m);
   vertebra::bindings::expose_guard(m);  // after loop and drivers: adds to RtLoop and UnitreeSimBridge
   vertebra::bindings::expose_hil(m);
+  vertebra::bindings::expose_record(m);  // after loop: adds to RtLoop
   vertebra::bindings::expose_policies(m);
   vertebra::bindings::expose_wbc(m);
   vertebra::bindings::expose_testing(m);

@@ -11,6 +11,7 @@
 //  - Every mode fills all n joints of the command; the loop's limiter clamps afterwards.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -77,6 +78,19 @@ class TargetSink {
   virtual void stream(const int* channels, const double* values, int n) = 0;
 };
 
+// What a controller reports about its last update for the recorder (TickRecord): task errors,
+// contact wrenches, solver effort. Modes without a task-space view have none.
+inline constexpr int kMaxDiagHands = 2;
+struct ControllerDiagnostics {
+  std::array<double, 3> com_err{};                // m, world: centre-of-mass target minus actual
+  double base_pos_err = 0, base_rot_err = 0, torso_rot_err = 0;  // m, rad
+  std::array<double, kMaxDiagHands> hand_pos_err{}, hand_rot_err{};  // m, rad
+  std::array<std::array<double, 6>, kMaxFeet> contact_wrench{};  // per foot: force N, torque N·m
+  std::array<double, kMaxFeet> contact_weight{};  // the contact ramp, 0..1
+  double solve_us = 0;
+  int32_t qp_iterations = 0, qp_status = 0;
+};
+
 class ControllerMode {
  public:
   virtual ~ControllerMode() = default;
@@ -95,6 +109,8 @@ class ControllerMode {
   // [tick] The feet this mode plans to stand on (0..1 per foot, robot foot order: the whole-body
   // controller's contact ramp), read by the state estimator. false: the mode has no plan.
   virtual bool contact_plan(std::array<double, kMaxFeet>& weight) const { return false; }
+  // [tick] The last update's diagnostics (the recorder's); false: this mode has none.
+  virtual bool diagnostics(ControllerDiagnostics& out) const { (void)out; return false; }
   // Configuration time (the loop's register_mode()).
   void set_registered_id(ModeId id) { id_ = id; }
 

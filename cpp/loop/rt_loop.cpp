@@ -125,6 +125,118 @@ void RtLoop::set_heartbeat(std::shared_ptr<Heartbeat> hb) {
   hb_ = std::move(hb);
 }
 
+void RtLoop::set_record_ring(std::shared_ptr<RecordRing> ring, int every_ticks) {
+  check_configurable("set_record_ring()");
+  if (every_ticks < 1)
+    throw std::invalid_argument("RtLoop: set_record_ring(): every_ticks " + std::to_string(every_ticks) +
+                                "; valid: >= 1 (1 records every tick)");
+  rec_ = std::move(ring);
+  rec_every_ = every_ticks;
+}
+
+static int64_t wall_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+template <size_t N>
+static void put(float (&dst)[N], const JointArray& src, int n) {
+  for (int i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+}
+
+template <size_t N, class A>
+static void put_all(float (&dst)[N], const A& src) {
+  static_assert(N <= std::tuple_size_v<A>, "record field larger than its source");
+  for (size_t i = 0; i < N; ++i) dst[i] = static_cast<float>(src[i]);
+}
+
+void RtLoop::record(uint64_t t, const State& seen) {
+  const int64_t t0 = mono_ns();
+  TickRecord* r = rec_->begin_push(t0);
+  if (r) {
+    const SupervisorStatus& ss = snap_.safety;
+    const int n = state_.n;
+    r->tick = t;
+    r->mono_ns = t0;
+    r->wall_ns = wall_ns();
+    r->driver_ns = snap_.driver_time_ns;
+    r->lateness_us = static_cast<float>(lateness_ns_ * 1e-3);
+    r->compute_us = static_cast<float>(last_tick_ns_ * 1e-3);
+    r->n = n;
+    r->safety_mode = static_cast<int32_t>(ss.mode);
+    r->controller = static_cast<int32_t>(ss.controller);
+    uint32_t f = 0;
+    if (ss.enabled) f |= kRecEnabled;
+    if (state_.has_base_truth) f |= kRecBaseTruth;
+    if (snap_.estimate_used) f |= kRecEstimateUsed;
+    if (snap_.estimate.valid) f |= kRecEstimateValid;
+    if (chunks_ && snap_.chunks.starved) f |= kRecChunksStarved;
+    if (state_.has_motor_temp) f |= kRecMotorTemp;
+    if (state_.has_foot_force) f |= kRecFootForce;
+    if (state_.remote_estop) f |= kRecRemoteEstop;
+    if (ss.stream_expected) f |= kRecStreamExpected;
+    r->faults_active = ss.active;
+    r->faults_latched = ss.latched;
+    r->clamp_flags = ss.last_clamp_flags;
+    r->read_status = static_cast<int32_t>(snap_.last_read);
+    r->write_status = static_cast<int32_t>(snap_.last_write);
+    r->stream_age_ms = static_cast<float>(ss.stream_age_ms);
+    put(r->q, state_.q, n);
+    put(r->dq, state_.dq, n);
+    put(r->tau, state_.tau, n);
+    put(r->temp_c, state_.motor_temp_c, n);
+    put_all(r->imu_quat, state_.imu_quat);
+    put_all(r->imu_gyro, state_.imu_gyro);
+    put_all(r->imu_acc, state_.imu_acc);
+    put_all(r->foot_force, state_.foot_force);
+    r->battery_v = static_cast<float>(state_.battery_v);
+    put_all(r->base_pos, seen.base_pos);
+    put_all(r->base_quat, seen.base_quat);
+    put_all(r->base_lin_vel, seen.base_lin_vel);
+    put_all(r->base_ang_vel, seen.base_ang_vel);
+    for (int k = 0; k < kMaxFeet; ++k) r->contact[k] = snap_.estimate.contact[k] ? 1 : 0;
+    put(r->cmd_q, cmd_.q, n);
+    put(r->cmd_dq, cmd_.dq, n);
+    put(r->cmd_kp, cmd_.kp, n);
+    put(r->cmd_kd, cmd_.kd, n);
+    put(r->cmd_tau_ff, cmd_.tau_ff, n);
+    r->chunk_seq = snap_.chunks.last_seq;
+    r->chunk_starved_ticks = snap_.chunks.starved_ticks;
+    r->chunk_blend = static_cast<float>(snap_.chunks.blend);
+    const ControllerMode* m = supervisor_.registered_mode(ss.controller);
+    if (m && m->diagnostics(diag_)) {
+      r->flags = f | kRecDiagnostics;
+      put_all(r->com_err, diag_.com_err);
+      r->base_pos_err = static_cast<float>(diag_.base_pos_err);
+      r->base_rot_err = static_cast<float>(diag_.base_rot_err);
+      r->torso_rot_err = static_cast<float>(diag_.torso_rot_err);
+      put_all(r->hand_pos_err, diag_.hand_pos_err);
+      put_all(r->hand_rot_err, diag_.hand_rot_err);
+      for (int k = 0; k < kMaxFeet; ++k) {
+        put_all(r->contact_wrench[k], diag_.contact_wrench[k]);
+        r->contact_weight[k] = static_cast<float>(diag_.contact_weight[k]);
+      }
+      r->solve_us = static_cast<float>(diag_.solve_us);
+      r->qp_iterations = diag_.qp_iterations;
+      r->qp_status = diag_.qp_status;
+    } else {  // a slot is reused: clear what a controller with diagnostics left there
+      r->flags = f;
+      for (float& x : r->com_err) x = 0;
+      r->base_pos_err = r->base_rot_err = r->torso_rot_err = 0;
+      for (float& x : r->hand_pos_err) x = 0;
+      for (float& x : r->hand_rot_err) x = 0;
+      for (auto& w : r->contact_wrench)
+        for (float& x : w) x = 0;
+      for (float& x : r->contact_weight) x = 0;
+      r->solve_us = 0;
+      r->qp_iterations = r->qp_status = 0;
+    }
+    rec_->commit_push();
+  }
+  record_cost_.record_ns(mono_ns() - t0);
+}
+
 void RtLoop::set_chunk_scheduler(std::shared_ptr<ChunkScheduler> s) {
   check_configurable("set_chunk_scheduler()");
   if (s && s->config().dim != params_.n)
@@ -199,6 +311,7 @@ RtReport RtLoop::rt_report() const {
 void RtLoop::reset_stats() {
   lateness_.reset();
   compute_.reset();
+  record_cost_.reset();
   overruns_.store(0, std::memory_order_relaxed);
 }
 
@@ -289,6 +402,9 @@ void RtLoop::tick() {
   snap_.events_dropped = ring_->dropped();
   snapshot_.store(snap_);
   ticks_.store(t, std::memory_order_relaxed);
+
+  // 6. record (after the publish: the snapshot's readers never wait for it)
+  if (rec_ && t % static_cast<uint64_t>(rec_every_) == 0) record(t, *seen);
 }
 
 uint64_t RtLoop::run_ticks(uint64_t n) {
@@ -378,6 +494,7 @@ void RtLoop::thread_main() {
     int64_t now = mono_ns();
     while (now < next) now = mono_ns();  // spin the remainder (only when spin_ns > 0)
     lateness_.record_ns(now - next);
+    lateness_ns_ = now - next;
     tick();
     const int64_t end = mono_ns();
     compute_.record_ns(end - now);

@@ -27,6 +27,7 @@
 #include "core/chunk_scheduler.hpp"
 #include "core/exchange.hpp"
 #include "loop/loop_stats.hpp"
+#include "loop/record_ring.hpp"
 #include "core/modes.hpp"
 #include "drivers/driver.hpp"
 #include "estimation/estimator.hpp"
@@ -152,10 +153,20 @@ class RtLoop {
   // driver write (the guard alone commands the motors); start() throws while it holds.
   void set_heartbeat(std::shared_ptr<Heartbeat> hb);
   std::shared_ptr<Heartbeat> heartbeat() const { return hb_; }
+  // Configuration time: the recorder (loop/record_ring.hpp). After each tick's publish, every
+  // `every_ticks`-th tick fills one TickRecord in place in `ring` (the state the driver read, the
+  // base the controller saw, the command written, the safety status, the chunk scheduler's and the
+  // active controller's diagnostics, the loop's timing): ~2 KB of stores and two clock reads, never
+  // a wait (a full ring loses the record and says so in the next). record_cost() times that step.
+  // nullptr removes it.
+  void set_record_ring(std::shared_ptr<RecordRing> ring, int every_ticks = 1);
+  std::shared_ptr<RecordRing> record_ring() const { return rec_; }
+  const LatencyHistogram& record_cost() const { return record_cost_; }
 
  private:
   void tick();
   void thread_main();
+  void record(uint64_t t, const State& seen);  // [tick]
 
   std::shared_ptr<Driver> driver_;
   RobotParams params_;
@@ -173,6 +184,10 @@ class RtLoop {
   std::shared_ptr<ChunkScheduler> chunks_;
   std::shared_ptr<StateEstimator> estimator_;
   std::shared_ptr<Heartbeat> hb_;
+  std::shared_ptr<RecordRing> rec_;
+  int rec_every_ = 1;
+  int64_t lateness_ns_ = 0;  // this tick's wake-up lateness (real time; 0 in lockstep)
+  ControllerDiagnostics diag_{};
   bool estimate_always_ = false;
   State ctl_state_{};      // what the controller and monitors see (the estimate's base, when used)
   ContactPlan plan_{};
@@ -199,7 +214,7 @@ class RtLoop {
   std::atomic<bool> enable_{false}, disable_{false};  // separate latches: a disable is never lost
 
   // Statistics.
-  LatencyHistogram lateness_, compute_;
+  LatencyHistogram lateness_, compute_, record_cost_;
   std::atomic<uint64_t> overruns_{0}, ticks_{0};
 
   // Thread.

@@ -192,7 +192,13 @@ int main(int argc, char** argv) {
   run(200, bad, wbc);
   wbc_eq.publish_targets(tg);
   run(500, bad, wbc_eq);
+  ControllerDiagnostics diag;        // the recorder's read of the controller, on the tick
+  const bool has_diag = wbc.diagnostics(diag);
   g_counting = false;
+  if (!has_diag) {
+    std::fprintf(stderr, "the whole-body controller reported no diagnostics\n");
+    return 5;
+  }
   WbcStatus wst;
   wbc.status(wst);
   if (wst.eliminated_solves < 2000) {
@@ -276,6 +282,10 @@ int main(int argc, char** argv) {
   auto bench = std::make_shared<BenchMode>(n, std::vector<double>(p.kp.begin(), p.kp.begin() + n),
                                            std::vector<double>(p.kd.begin(), p.kd.begin() + n), 200);
   const ModeId bench_id = loop.register_mode("bench", bench);
+  // The recorder's ring, small and never drained in the counted section: records fill it, then the
+  // tick loses them (counted, never waiting); both paths run inside the count.
+  auto records = std::make_shared<RecordRing>(64);
+  loop.set_record_ring(records, 1);
   BenchProgram prog;
   prog.joint = 0;
   prog.kp = p.kp[0];
@@ -371,6 +381,11 @@ int main(int argc, char** argv) {
   loop.snapshot(snap);
   long events = 0;
   while (ring->pop(ev)) ++events;
+  if (records->pushed() < 60 || records->lost() < 100) {
+    std::fprintf(stderr, "the recorder's ring did not fill and overflow (%llu pushed, %llu lost)\n",
+                 static_cast<unsigned long long>(records->pushed()), static_cast<unsigned long long>(records->lost()));
+    return 4;
+  }
   if (!bench_played) {
     std::fprintf(stderr, "the bench mode's program did not play to its end (state %d)\n", static_cast<int>(bench->state()));
     return 4;

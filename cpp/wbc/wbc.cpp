@@ -453,4 +453,27 @@ Status WholeBodyController::step(const RobotParams& p, const State& s, Command& 
   return update(p, s, none, 1.0 / cfg_.control_rate_hz, out);
 }
 
+bool WholeBodyController::diagnostics(ControllerDiagnostics& out) const {
+  // The tick's own copy of what status_ publishes (impl_->st is written by update() on this thread).
+  const WbcStatus& st = impl_->st;
+  static_assert(kMaxDiagHands >= kMaxHands, "ControllerDiagnostics holds every hand");
+  static_assert(kMaxFeet >= kMaxContacts, "ControllerDiagnostics holds every contact");
+  out.com_err = st.com_err;
+  out.base_pos_err = st.base_pos_err;
+  out.base_rot_err = st.base_rot_err;
+  out.torso_rot_err = st.torso_rot_err;
+  for (int h = 0; h < kMaxHands; ++h) {
+    out.hand_pos_err[h] = st.hand_pos_err[h];
+    out.hand_rot_err[h] = st.hand_rot_err[h];
+  }
+  for (int c = 0; c < kMaxContacts; ++c) {
+    out.contact_wrench[c] = st.contact_wrench[c];
+    out.contact_weight[c] = st.contact_weight[c];
+  }
+  out.solve_us = st.last_solve_us;
+  out.qp_iterations = st.tick_iterations;
+  out.qp_status = st.last_qp_status;
+  return true;
+}
+
 }  // namespace vertebra

@@ -186,6 +186,7 @@ class WholeBodyController final : public ControllerMode, public TargetSink {
   // [tick] One streamed sample (see the class comment); a target with a non-finite axis is ignored.
   void stream(const int* channels, const double* values, int n) override;
   void status(WbcStatus& out) const { status_.load(out); }
+  bool diagnostics(ControllerDiagnostics& out) const override;  // [tick] the last update's
 
   // Configuration-time/test access.
   int n_variables() const;

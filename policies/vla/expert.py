@@ -54,15 +54,17 @@ def expert_targets(ep: Episode, t: float, start: list[np.ndarray], home: list[np
 class G1Session:
     """A standing G1 on the whole-body controller with the tabletop scene and head camera."""
 
-    def __init__(self, chunk_scheduler: bool = False, target_names: list[str] | None = None):
+    def __init__(self, chunk_scheduler: bool = False, target_names: list[str] | None = None, record: Any = None,
+                 record_metadata: dict[str, str] | None = None):
         """`chunk_scheduler`: stream action chunks to the whole-body controller's named targets;
         `target_names`: what each chunk column drives (a package's outputs.targets; default: the
-        hands' x, y, z in frame order, what the expert's demonstrations hold)."""
+        hands' x, y, z in frame order, what the expert's demonstrations hold). `record`,
+        `record_metadata`: record the session (runtime/recorder.py)."""
         from vertebra import _rt
         from vertebra.drivers.scene import SceneCamera
         from vertebra.runtime.sim_runtime import SimRuntime
 
-        self.rt = SimRuntime("g1", controller="wbc")
+        self.rt = SimRuntime("g1", controller="wbc", record=record, record_metadata=record_metadata)
         self.sched = None
         if chunk_scheduler:
             names = target_names or [f"{h}.{a}" for h in self.rt.cfg.hand_frames for a in "xyz"]

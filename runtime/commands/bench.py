@@ -118,6 +118,34 @@ def run_dds(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_record(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.record import bench_record
+
+    if args.seconds <= 0 or args.fps <= 0:
+        print("vertebra bench record: --seconds and --fps must be > 0", file=sys.stderr)
+        return 2
+    try:
+        out = bench_record(args.robot, args.seconds, camera=args.camera, fps=args.fps, keep=args.keep,
+                           progress=progress(True))
+    except (RuntimeError, ValueError) as e:
+        print(f"vertebra bench record: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out))
+        return 0 if out["ok"] else 1
+    c, b, r = out["record_cost_us"], out["baseline"], out["recording"]
+    print(f"{out['robot']}: {out['seconds']:g} s real time per phase{', camera ' + out['camera'] if out['camera'] else ''}")
+    print(f"{'(us)':<34}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}")
+    print(f"{'record step (in C++)':<34}{c['p50']:>9}{c['p99']:>9}{c['p999']:>9}{c['max']:>9}")
+    for label, ph in (("tick compute, no recorder", b), ("tick compute, recording", r)):
+        x = ph["compute_us"]
+        print(f"{label:<34}{x['p50']:>9}{x['p99']:>9}{x['p999']:>9}{x['max']:>9}")
+    w = r["writer"]
+    print(f"writer: {w['records']} records, {w['lost']} lost, {w['frames']} frames, {w['bytes'] / 1e6:.1f} MB, "
+          f"{w['syncs']} fsyncs; budget {out['budget']}: {'ok' if out['ok'] else 'NOT MET'}")
+    return 0 if out["ok"] else 1
+
+
 def run_guard(args: argparse.Namespace) -> int:
     from vertebra.runtime.benchmarks.guard import bench_guard
     from vertebra.runtime.errors import VertebraError
@@ -180,6 +208,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     help="run the Python implementation on only the first N ticks (default: all)")
     bw.add_argument("--json", action="store_true", help="print one JSON object")
     bw.set_defaults(func=run_wbc)
+
+    br = bsub.add_parser("record", help="what recording costs the tick, and whether the writer keeps up",
+                         description="The simulated robot standing in real time, first without a recorder (the "
+                                     "baseline), then recording: the record step's cost per tick (timed in C++), the "
+                                     "tick's compute time in both phases, and the writer's records, losses (0 is the "
+                                     "budget), frames, bytes and fsyncs. --camera also renders and records a camera.")
+    br.add_argument("--robot", choices=robots, default="g1", help="robot (default g1)")
+    br.add_argument("--seconds", type=float, default=10.0, help="seconds per phase (default 10)")
+    br.add_argument("--camera", default=None, help="also record this simulated camera (e.g. head), rendered at --fps")
+    br.add_argument("--fps", type=float, default=30.0, help="camera frame rate (default 30)")
+    br.add_argument("--keep", default=None, metavar="DIR", help="keep the recording in DIR (default: a temporary folder)")
+    br.add_argument("--json", action="store_true", help="print one JSON object")
+    br.set_defaults(func=run_record)
 
     bt = bsub.add_parser("transport", help="policy protocol round trip vs an openpi-style websocket server",
                          description="Round-trip time of the policy protocol (ZMQ + msgpack) with a no-op model for "

@@ -16,9 +16,12 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1 or args.replan_steps < 1:
         print("vertebra eval: --episodes and --replan-steps must be >= 1", file=sys.stderr)
         return 2
+    from vertebra.runtime.recorder import RecordOptions
+
+    record = None if args.no_record else RecordOptions.from_dict({"dir": args.record} if args.record else {})
     try:
         out = evaluate(args.policy, args.robot, args.episodes, args.seed, say=progress(not args.json or args.verbose),
-                       replan_steps=args.replan_steps, shared_memory=args.transport == "shm")
+                       replan_steps=args.replan_steps, shared_memory=args.transport == "shm", record=record)
     except (PackageError, ValueError) as e:
         print(f"vertebra eval: {e}", file=sys.stderr)
         return 2
@@ -34,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{out['policy']} on {out['robot']}: success {out['success_rate']}, mean time to success "
               f"{out['mean_time_to_success_s']}, inference p50/p99 {out['inference_latency_us']['p50']}/"
               f"{out['inference_latency_us']['p99']} us, starvation ticks {out['starvation_ticks']}")
+        if "recording" in out:
+            print(f"recorded {out['recording']['episodes']} episodes to {out['recording']['dir']} "
+                  f"(vertebra data list {out['recording']['dir']})")
     return 0
 
 
@@ -53,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          "socket")
     ev.add_argument("--replan-steps", type=int, default=1,
                     help="VLA: policy steps executed from each chunk before the next inference (default 1)")
+    ev.add_argument("--record", default=None, metavar="DIR",
+                    help="record the rollouts (one episode each) into DIR (default: $VERTEBRA_DATA_DIR, else "
+                         "~/.local/share/vertebra/runs)")
+    ev.add_argument("--no-record", action="store_true", help="do not record the rollouts")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--verbose", action="store_true", help="show progress even with --json")
     ev.set_defaults(func=run)

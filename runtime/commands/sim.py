@@ -103,6 +103,24 @@ def _start_bridge(robot: str, domain: int, interface: str, lockstep: bool, noise
     return BridgeProcess(robot, domain_id=domain, interface=interface, lockstep=lockstep, noise=noise)
 
 
+def _record_options(args: argparse.Namespace, configured: Any) -> Any:
+    """The recording: the deploy config's `record:` (or the defaults), with --record DIR / --no-record."""
+    from vertebra.runtime.recorder import RecordOptions
+
+    if args.no_record:
+        return None
+    opts = configured if configured is not None else RecordOptions.from_dict({})
+    if args.record:
+        opts.dir = args.record
+    return opts if opts.enabled else None
+
+
+def _sim_provenance(robot: Any) -> dict[str, str]:
+    from vertebra.runtime.provenance import file_sha256, software
+
+    return {**{f"software.{k}": str(v) for k, v in software().items()}, "sha256.robot": file_sha256(robot.file)}
+
+
 def _close_world(world: Any) -> None:
     if world is not None:
         world.close()
@@ -150,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             from vertebra.runtime.deploy import DeployConfig
 
             d = DeployConfig.load(args.config)
-            over: dict = {"event_log": log}
+            over: dict = {"event_log": log, "record": _record_options(args, d.record)}
             if args.lockstep:
                 over["lockstep"] = True
             rate = d.rate_hz if args.rate is None else args.rate
@@ -187,11 +205,13 @@ def run(args: argparse.Namespace) -> int:
                 drv = UnitreeDdsDriverConfig.from_dict({"network_interface": args.interface, "domain_id": args.domain,
                                                         "lockstep": args.lockstep})
                 rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, controller=args.controller,
-                                event_log=log, driver=drv, world=world)
+                                event_log=log, driver=drv, world=world, record=_record_options(args, None),
+                                record_metadata=_sim_provenance(robot))
             else:
                 rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
                                 command_latency_ms=args.latency_ms, controller=args.controller, event_log=log,
-                                use_estimator=args.estimator)
+                                use_estimator=args.estimator, record=_record_options(args, None),
+                                record_metadata=_sim_provenance(robot))
         rt.events.note(f"vertebra sim --robot {args.robot} started", "", 0)
     except ConfigError as e:
         _close_world(world)
@@ -227,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
         _close_world(world)
     snap = rt.status()
     report["active_faults"] = list(snap["active_faults"])
+    if rt.recorder is not None:
+        rec = rt.recorder.summary()
+        report["recording"] = {"run": rec["run"], "dir": rec["dir"], "records": rec["records"], "lost": rec["lost"]}
     report["event_log"] = {"path": log, "events": int(rt.events.written), "io_errors": int(rt.events.io_errors),
                            "dropped": int(snap["events_dropped"])}  # events: logged (in memory; on disk unless failed)
     log_ok = report["event_log"]["io_errors"] == 0 and report["event_log"]["dropped"] == 0
@@ -245,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"loop {report['loop']['rate_hz']:g} Hz ({report['clock']}): lateness p50 {lat['p50']} us, "
               f"p99 {lat['p99']} us, p99.9 {lat['p999']} us, max {lat['max']} us, "
               f"overruns {report['loop']['overruns']}")
+        if "recording" in report:
+            r = report["recording"]
+            print(f"recorded {r['records']} ticks ({r['lost']} lost) to {r['dir']} (vertebra data list {r['dir']})")
     return 0 if not report["faults"] and not report.get("fell", False) and log_ok else 1
 
 
@@ -289,6 +315,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--push-search", action="store_true",
                    help="find the largest push (0.2 s, 8 directions, from --push-n up in 10 N steps) the robot "
                         "survives on the whole-body controller without stepping")
+    s.add_argument("--record", default=None, metavar="DIR",
+                   help="record the run into DIR (default: the deploy config's record.dir, else $VERTEBRA_DATA_DIR, "
+                        "else ~/.local/share/vertebra/runs); see 'vertebra data list'")
+    s.add_argument("--no-record", action="store_true", help="do not record this run")
     s.add_argument("--event-log", default=None, metavar="PATH",
                    help="append safety events here (default: $VERTEBRA_LOG_DIR/events.jsonl, else "
                         "~/.local/state/vertebra/events.jsonl); read them with 'vertebra events'. Write failures "

@@ -14,35 +14,18 @@ import datetime as _dt
 import os
 import re
 import signal
-import socket
-import subprocess
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 from vertebra.tools.hil.context import HilStopped, ScenarioContext
 from vertebra.tools.hil.results import Case, RunResult
-from vertebra.tools.hil.rig import RigConfig, file_sha256
+from vertebra.runtime.provenance import file_sha256, software
+from vertebra.tools.hil.rig import RigConfig
 
 CHARACTERISATION = ("bus", "identify", "wiring", "limits", "thermal")
 SERVICE = ("safety", "policy")
-
-
-def software() -> dict[str, Any]:
-    try:
-        version = metadata.version("vertebra")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    commit = ""
-    here = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"vertebra": version, "commit": commit, "hostname": socket.gethostname()}
 
 
 def config_hashes(ctx: ScenarioContext) -> dict[str, str]:

@@ -22,7 +22,6 @@ error, never "no check"); ``quick:`` overrides any section's fields for ``--quic
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -234,7 +233,3 @@ class RigConfig(Section):
             if re.search(b.match, name):
                 return b
         return None
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,109 @@
+"""`vertebra bench record`: what recording costs the tick, and whether the writer keeps up.
+
+One run, two phases on the same real-time loop setup (the in-process MuJoCo robot standing under
+the runtime, 500 Hz by default): the baseline without a recorder, then with one. Reported:
+- the record step's own cost per tick (filling one TickRecord in the ring, timed inside C++ around
+  exactly that step: RtLoop::record_cost), p50/p99/p99.9/max;
+- the tick's compute time in both phases (p50/p99) and their difference;
+- the writer: records written, records lost to a full ring (the acceptance is 0), camera frames,
+  MCAP bytes and fsyncs.
+With `--camera NAME` a thread renders that simulated camera at `--fps` and records every frame
+(JPEG), as a deployment recording its head camera would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+KEYS = ("p50", "p99", "p999", "max")
+
+
+def _phase(robot: str, seconds: float, record_dir: str | None, camera: str | None, fps: float,
+           say: Callable[[str], None]) -> dict[str, Any]:
+    from vertebra.runtime.recorder import RecordOptions
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    opts = RecordOptions.from_dict({"dir": record_dir}) if record_dir else None
+    rt = SimRuntime(robot, lockstep=False, record=opts, record_metadata={"source": "vertebra bench record"})
+    frames = [0]
+    stop = threading.Event()
+    cam_thread = None
+    try:
+        rt.stand_up(hold_s=0.5)
+        if camera and rt.recorder is not None:
+            from vertebra.drivers.camera import OffscreenCamera
+
+            cam = OffscreenCamera(rt.mjcf_path, camera, 224, 224)
+
+            def shoot() -> None:
+                period = 1.0 / fps
+                nxt = time.monotonic()
+                while not stop.is_set():
+                    img = cam.render_driver(rt.driver)
+                    rt.recorder.frame(camera, img, int(round(rt.time_s() * 1e9)))
+                    frames[0] += 1
+                    nxt += period
+                    time.sleep(max(0.0, nxt - time.monotonic()))
+
+            cam_thread = threading.Thread(target=shoot, name="bench-camera", daemon=True)
+            cam_thread.start()
+        rt.loop.reset_stats()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(1.0, seconds - (time.monotonic() - t0)))
+            if seconds >= 30 and int(time.monotonic() - t0) % 30 == 0:
+                say(f"  {time.monotonic() - t0:.0f}/{seconds:g} s")
+        stats = rt.loop.stats()
+        cost = rt.loop.record_cost() if rt.recorder is not None else None
+        snap = rt.status()
+    finally:
+        stop.set()
+        if cam_thread is not None:
+            cam_thread.join()
+        rt.close()
+    out: dict[str, Any] = {
+        "ticks": int(stats["ticks"]),
+        "compute_us": {k: round(stats["compute_us"][k], 2) for k in KEYS},
+        "lateness_us": {k: round(stats["lateness_us"][k], 1) for k in KEYS},
+        "overruns": int(stats["overruns"]),
+        "safety_mode": snap["safety_mode"],
+    }
+    if rt.recorder is not None:
+        s = rt.recorder.summary()
+        out["record_cost_us"] = {k: round(cost[k], 3) for k in (*KEYS, "mean")} | {"count": int(cost["count"])}
+        out["writer"] = {"records": s["records"], "lost": s["lost"], "frames": frames[0], "syncs": s["syncs"],
+                         "segments": len(s["segments"]),
+                         "bytes": sum(Path(p).stat().st_size for p in s["segments"])}
+    return out
+
+
+def bench_record(robot: str, seconds: float, camera: str | None = None, fps: float = 30.0, keep: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    say = progress or (lambda _m: None)
+    tmp = keep or tempfile.mkdtemp(prefix="vertebra-bench-record-")
+    try:
+        say(f"baseline: {robot} standing in real time, no recorder, {seconds:g} s ...")
+        base = _phase(robot, seconds, None, None, fps, say)
+        say(f"recording: the same with the recorder{f' and the {camera} camera at {fps:g} fps' if camera else ''}, "
+            f"{seconds:g} s ...")
+        rec = _phase(robot, seconds, tmp, camera, fps, say)
+    finally:
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "robot": robot, "seconds": seconds, "camera": camera, "fps": fps if camera else None,
+        "baseline": base, "recording": rec,
+        "record_cost_us": rec["record_cost_us"],
+        "compute_p99_delta_us": round(rec["compute_us"]["p99"] - base["compute_us"]["p99"], 2),
+        "compute_p50_delta_us": round(rec["compute_us"]["p50"] - base["compute_us"]["p50"], 2),
+        "lost": rec["writer"]["lost"],
+        "budget": {"record_cost_p99_us_max": 2.0, "lost_max": 0},
+        "ok": rec["record_cost_us"]["p99"] <= 2.0 and rec["writer"]["lost"] == 0,
+        **({"kept": tmp} if keep else {}),
+    }

@@ -1,0 +1,37 @@
+"""Where a result came from: the software that made it and the hashes of the configs it ran under.
+Written into HIL reports and recordings, so a run can be matched to its exact software and files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes (hex), read in blocks (a recording can be gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def software() -> dict[str, Any]:
+    """The installed vertebra version, the checkout's git commit (empty outside a checkout) and the host."""
+    try:
+        version = metadata.version("vertebra")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    commit = ""
+    here = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"vertebra": version, "commit": commit, "hostname": socket.gethostname()}

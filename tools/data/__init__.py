@@ -1,0 +1,1 @@
+"""`vertebra data`: reading, listing, plotting and exporting recordings."""
