@@ -188,6 +188,7 @@ class DeployConfig(Section):
     def check(self, context: Any) -> None:
         ctx = context if isinstance(context, DeployContext) else DeployContext(Path.cwd())
         self._robot = self._load_robot(ctx)
+        self.record.check_robot(self._robot)
         self._load_safety(ctx)
         if ctx.controllers is not None and self.controller not in ctx.controllers:
             raise self.error("controller", self.controller, "one of: " + ", ".join(ctx.controllers))

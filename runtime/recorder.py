@@ -56,6 +56,15 @@ def default_data_dir() -> Path:
     return Path(base) / "vertebra" / "runs"
 
 
+class RecordCamera(Section):
+    """A camera recorded at its own rate (JPEG frames on /camera/<name>)."""
+
+    name = field(str, pattern=r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}",
+                 doc="the robot config's camera (sim.cameras: the simulated one; its size is the config's)")
+    fps = field(float, default=30.0, lo=1.0, hi=120.0, doc="frames per second")
+    quality = field(int, default=90, lo=10, hi=100, doc="JPEG quality")
+
+
 class RecordOptions(Section):
     """Recording every run (runtime/recorder.py; docs/data.md)."""
 
@@ -73,6 +82,15 @@ class RecordOptions(Section):
     fsync_s = field(float, default=0.5, lo=0.02, hi=1.0,
                     doc="end the chunk, flush and fsync at least this often: a crash loses at most this much")
     operator = field(str, default=None, doc="who runs the robot (written into the metadata; dropped by --redact operator)")
+    cameras = field(list, item=RecordCamera, default=[],
+                    doc="cameras to record at their own rate (the simulated ones of the robot config)")
+
+    def check_robot(self, robot: Any) -> None:
+        """Every camera named is one of the robot's (configuration time; DeployConfig.check calls it)."""
+        have = [c.name for c in robot.sim.cameras]
+        for k, cam in enumerate(self.cameras):
+            if cam.name not in have:
+                raise cam.error("name", cam.name, f"a camera of {robot.name}: {', '.join(have) or '(it has none)'}")
 
 
 class Recorder:
@@ -208,9 +226,10 @@ class Recorder:
         """A line in /events (and /vertebra/events) at robot time now."""
         self._queue.put(("note", (self._now_ns(), text, fields)))
 
-    def frame(self, camera: str, image: Any, driver_ns: int | None = None, fmt: str = "jpeg") -> None:
+    def frame(self, camera: str, image: Any, driver_ns: int | None = None, fmt: str = "jpeg", quality: int = 90) -> None:
         """A camera frame: encoded bytes (`fmt`), or an HxWx3 uint8 array (JPEG-encoded on the writer thread)."""
-        self._queue.put(("frame", (self._now_ns() if driver_ns is None else int(driver_ns), camera, image, fmt)))
+        self._queue.put(("frame", (self._now_ns() if driver_ns is None else int(driver_ns), camera, image, fmt,
+                                   quality)))
 
     @property
     def episode_open(self) -> bool:
@@ -327,8 +346,8 @@ class Recorder:
                 self._add(rs.EVENTS, "vertebra.Event", dn, {"kind": "note", "text": text, "robot_time_ns": dn, **fields})
                 self._log_line(dn, rs.INFO, "note", text)
             elif kind == "frame":
-                dn, camera, image, fmt = item
-                data, fmt = _encode(image, fmt)
+                dn, camera, image, fmt, quality = item
+                data, fmt = _encode(image, fmt, quality)
                 self._add(rs.CAMERA_PREFIX + camera, "foxglove.CompressedImage", dn, {
                     "timestamp": rs.stamp(self._log_time(dn)), "frame_id": camera,
                     "data": base64.b64encode(data).decode(), "format": fmt})
@@ -491,7 +510,7 @@ def _event_line(e: dict[str, Any]) -> tuple[int, str]:
     return rs.INFO, str(e.get("text") or kind)
 
 
-def _encode(image: Any, fmt: str) -> tuple[bytes, str]:
+def _encode(image: Any, fmt: str, quality: int = 90) -> tuple[bytes, str]:
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image), fmt
     from PIL import Image
@@ -500,5 +519,5 @@ def _encode(image: Any, fmt: str) -> tuple[bytes, str]:
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in (3, 4):
         raise ValueError(f"camera frame: an HxWx3 uint8 image expected, found {a.dtype} {a.shape}")
     out = io.BytesIO()
-    Image.fromarray(a[..., :3]).save(out, format="JPEG", quality=90)
+    Image.fromarray(a[..., :3]).save(out, format="JPEG", quality=quality)
     return out.getvalue(), "jpeg"

@@ -114,26 +114,34 @@ class Runtime:
         self._targets_seq = 0
         self._closed = False
         self.recorder: Any = None
-        if record is not None and record.enabled:
-            from vertebra.runtime.recorder import Recorder
+        self.camera_feeds: list[Any] = []
+        try:
+            if record is not None and record.enabled:
+                from vertebra.runtime.recorder import Recorder
+                from vertebra.runtime.recorder_cameras import CameraFeed
 
-            self.recorder = Recorder(record, cfg, rate_hz=self.rate_hz, lockstep=lockstep,
-                                     metadata={"driver": self.driver.name, "controller": controller,
-                                               **(record_metadata or {})}, events=self.events)
-            self.recorder.attach(self.loop)
-        if configure is not None:
-            try:
+                record.check_robot(cfg)
+                self.recorder = Recorder(record, cfg, rate_hz=self.rate_hz, lockstep=lockstep,
+                                         metadata={"driver": self.driver.name, "controller": controller,
+                                                   **(record_metadata or {})}, events=self.events)
+                self.recorder.attach(self.loop)
+                self.camera_feeds = [CameraFeed(self.recorder, self, cam) for cam in record.cameras]
+            if configure is not None:
                 configure(self)
-            except BaseException:
-                self.events.stop()
-                if self.driver.lifecycle_state == "active":
-                    self.driver.deactivate()
-                raise
+        except BaseException:  # nothing half-built is left behind: the robot is handed back damped
+            for feed in self.camera_feeds:
+                feed.stop()
+            self.events.stop()
+            if self.driver.lifecycle_state == "active":
+                self.driver.deactivate()
+            raise
         if self.recorder is not None:
             self.recorder.start(self.time_s)
         if not lockstep:
             self.events.start()
             self.loop.start()
+            for feed in self.camera_feeds:
+                feed.start()
 
     @classmethod
     def from_deploy(cls, deploy: Any, **overrides: Any) -> Runtime:
@@ -192,7 +200,16 @@ class Runtime:
     def run_ticks(self, n: int) -> None:
         """Lockstep: run n ticks now, then flush the events and let the recorder catch up (the caller
         waits for the writer, so a lockstep recording loses nothing)."""
-        self.loop.run_ticks(int(n))
+        left = int(n)
+        while left > 0:
+            k = left
+            if self.camera_feeds:  # stop at the next frame's robot time, capture it, go on
+                due = min(f.next_s for f in self.camera_feeds) - self.time_s()
+                k = max(1, min(left, int(round(due * self.rate_hz))))
+            self.loop.run_ticks(k)
+            left -= k
+            for feed in self.camera_feeds:
+                feed.poll(self.time_s())
         self.events.flush()
         if self.recorder is not None:
             self.recorder.wait_room()
@@ -307,6 +324,8 @@ class Runtime:
             if not self.lockstep:
                 self.loop.stop()
             self.events.stop()
+            for feed in self.camera_feeds:
+                feed.stop()
             if self.recorder is not None:
                 self.recorder.close()
         finally:

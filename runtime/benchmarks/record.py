@@ -7,15 +7,14 @@ the runtime, 500 Hz by default): the baseline without a recorder, then with one.
 - the tick's compute time in both phases (p50/p99) and their difference;
 - the writer: records written, records lost to a full ring (the acceptance is 0), camera frames,
   MCAP bytes and fsyncs.
-With `--camera NAME` a thread renders that simulated camera at `--fps` and records every frame
-(JPEG), as a deployment recording its head camera would.
+With `--camera NAME` the recording also names that simulated camera (`record.cameras`): its thread
+renders it at `--fps` and every frame is recorded (JPEG), as a deployment recording its head camera.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,30 +28,12 @@ def _phase(robot: str, seconds: float, record_dir: str | None, camera: str | Non
     from vertebra.runtime.recorder import RecordOptions
     from vertebra.runtime.sim_runtime import SimRuntime
 
-    opts = RecordOptions.from_dict({"dir": record_dir}) if record_dir else None
+    opts = None
+    if record_dir:
+        opts = RecordOptions.from_dict({"dir": record_dir, "cameras": [{"name": camera, "fps": fps}] if camera else []})
     rt = SimRuntime(robot, lockstep=False, record=opts, record_metadata={"source": "vertebra bench record"})
-    frames = [0]
-    stop = threading.Event()
-    cam_thread = None
     try:
         rt.stand_up(hold_s=0.5)
-        if camera and rt.recorder is not None:
-            from vertebra.drivers.camera import OffscreenCamera
-
-            cam = OffscreenCamera(rt.mjcf_path, camera, 224, 224)
-
-            def shoot() -> None:
-                period = 1.0 / fps
-                nxt = time.monotonic()
-                while not stop.is_set():
-                    img = cam.render_driver(rt.driver)
-                    rt.recorder.frame(camera, img, int(round(rt.time_s() * 1e9)))
-                    frames[0] += 1
-                    nxt += period
-                    time.sleep(max(0.0, nxt - time.monotonic()))
-
-            cam_thread = threading.Thread(target=shoot, name="bench-camera", daemon=True)
-            cam_thread.start()
         rt.loop.reset_stats()
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds:
@@ -63,9 +44,6 @@ def _phase(robot: str, seconds: float, record_dir: str | None, camera: str | Non
         cost = rt.loop.record_cost() if rt.recorder is not None else None
         snap = rt.status()
     finally:
-        stop.set()
-        if cam_thread is not None:
-            cam_thread.join()
         rt.close()
     out: dict[str, Any] = {
         "ticks": int(stats["ticks"]),
@@ -77,8 +55,8 @@ def _phase(robot: str, seconds: float, record_dir: str | None, camera: str | Non
     if rt.recorder is not None:
         s = rt.recorder.summary()
         out["record_cost_us"] = {k: round(cost[k], 3) for k in (*KEYS, "mean")} | {"count": int(cost["count"])}
-        out["writer"] = {"records": s["records"], "lost": s["lost"], "frames": frames[0], "syncs": s["syncs"],
-                         "segments": len(s["segments"]),
+        out["writer"] = {"records": s["records"], "lost": s["lost"], "frames": sum(f.frames for f in rt.camera_feeds),
+                         "syncs": s["syncs"], "segments": len(s["segments"]),
                          "bytes": sum(Path(p).stat().st_size for p in s["segments"])}
     return out
 

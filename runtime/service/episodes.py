@@ -112,6 +112,9 @@ class PolicyRequests:
                         "interventions": [], "faults": []}
         self.event("episode_start", episode=self.episode["id"], instruction=msg["instruction"], policy=pol.active,
                    by=client)
+        if self.rt.recorder is not None:  # the recording's episode (tools/data: lists and exports it)
+            self.rt.recorder.episode_start(msg["instruction"], policy=pol.active,
+                                           task=str(msg.get("task") or msg["instruction"]))
         return {"episode": self.episode["id"]}
 
     def _enter_policy_mode(self, mode_now: str) -> None:
@@ -135,6 +138,9 @@ class PolicyRequests:
         if self.intervening:
             ep["interventions"][-1]["end"] = time.time()
             self.intervening = False
+        rec = self.rt.recorder
+        if rec is not None and rec.episode_open:
+            rec.episode_end(outcome, reason)  # closes an open intervention first
         ep.update(outcome=outcome, reason=reason, ended=time.time(),
                   faults=list(self.rt.loop.snapshot()["faults"]))
         self.event("episode_end", episode=ep["id"], outcome=outcome, reason=reason, policy=ep["policy"],
@@ -160,11 +166,15 @@ class PolicyRequests:
             self.intervening = True
             ep["interventions"].append({"start": time.time(), "by": client, "why": why})
             self.event("intervention_start", episode=ep["id"], by=client, why=why)
+            if self.rt.recorder is not None:
+                self.rt.recorder.intervention_start(client)
             self._activate_controller()
         else:
             ep["interventions"][-1]["end"] = time.time()
             self.intervening = False
             self.event("intervention_end", episode=ep["id"], by=client)
+            if self.rt.recorder is not None:
+                self.rt.recorder.intervention_end()
             # back to the policy
             s = self.rt.loop.snapshot()
             if self.policy.spec.action_space != "joint_targets":

@@ -80,9 +80,14 @@ def test_the_mujoco_driver_finds_its_standing_height_when_not_given():
     ({"loop": {"rate_hz": 10}}, "loop.rate_hz", ">= 50.0"),
     ({"loop": {"lockstep": "yes please"}}, "loop.lockstep", "true or false"),
     ({"loop": {"period_s": 0.002}}, "loop.period_s", "a known field: cpu, lockstep, rate_hz, realtime_priority"),
-    ({"speed": 1}, "speed", "a known field: active_policy, control, controller, driver, guard, loop, policy, policy_remote, robot, safety, "
-     "service, "
-     "use_estimator"),
+    ({"record": {"fsync_s": 5}}, "record.fsync_s", "<= 1.0"),
+    ({"record": {"every_ticks": 0}}, "record.every_ticks", ">= 1"),
+    ({"record": {"drir": "/data"}}, "record.drir", "a known field: cameras, controller_hz, dir, enabled"),
+    ({"robot": "g1", "record": {"cameras": [{"name": "belly"}]}}, "record.cameras[0].name", "a camera of g1: head"),
+    ({"record": {"cameras": [{"name": "head", "fps": 0}]}}, "record.cameras[0].fps", ">= 1.0"),
+    ({"serial": "G1 0042"}, "serial", "matching"),
+    ({"speed": 1}, "speed", "a known field: active_policy, control, controller, driver, guard, loop, policy, policy_remote, record, "
+     "robot, safety, serial, service, use_estimator"),
 ])
 def test_bad_deploy_fields_are_named(tmp_path, fields, field, valid):
     with pytest.raises(ConfigError) as ei:

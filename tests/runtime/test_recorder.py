@@ -247,3 +247,42 @@ def test_a_disabled_recording_records_nothing(tmp_path):
     rt.close()
     assert rt.recorder is None and not any(tmp_path.iterdir())
     shutil.rmtree(tmp_path)
+
+
+def test_a_named_camera_is_recorded_at_its_rate_in_robot_time(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    opts = RecordOptions.from_dict({"dir": str(tmp_path), "cameras": [{"name": "head", "fps": 10}]})
+    rt = SimRuntime("g1", record=opts)
+    try:
+        rt.wait(1.0)
+    finally:
+        rt.close()
+    frames = [m for s in reader.segments_of(rt.recorder.run_dir) for m in s.scan({rs.CAMERA_PREFIX + "head"})]
+    assert len(frames) == 10 and {m.schema for m in frames} == {"foxglove.CompressedImage"}
+    t = [m.json()["timestamp"] for m in frames]
+    ns = [x["sec"] * 1_000_000_000 + x["nsec"] for x in t]
+    assert all(b - a == pytest.approx(100_000_000, abs=2_000_001) for a, b in zip(ns, ns[1:]))  # every 0.1 s
+    first = frames[0].json()
+    assert first["format"] == "jpeg" and first["frame_id"] == "head"
+    img = Image.open(io.BytesIO(base64.b64decode(first["data"])))
+    spec = next(c for c in rt.cfg.sim.cameras if c.name == "head")
+    assert img.size == (spec.width_px, spec.height_px)
+
+
+def test_a_camera_the_driver_cannot_give_is_refused(tmp_path):
+    from vertebra.drivers.registry import driver_config
+    from vertebra.runtime.errors import ConfigError
+    from vertebra.runtime.runtime import Runtime
+
+    opts = RecordOptions.from_dict({"dir": str(tmp_path), "cameras": [{"name": "head"}]})
+    mock = driver_config("mock")
+    with pytest.raises(ConfigError, match="in-process simulator"):
+        Runtime("g1", mock, lockstep=True, record=opts)
+    assert not any(tmp_path.iterdir())  # refused before anything was recorded
+    opts = RecordOptions.from_dict({"dir": str(tmp_path), "cameras": [{"name": "belly"}]})
+    with pytest.raises(ConfigError, match="a camera of g1: head"):
+        SimRuntime("g1", record=opts)

@@ -113,7 +113,7 @@ class BenchRuntime:
             while m.state != "done":
                 if self.ctx.stop.is_set():
                     m.abort()
-                self.rt.loop.run_ticks(min(250, n - done + 2))
+                self.rt.run_ticks(min(250, n - done + 2))
                 done += 250
                 self.check_faults()
                 if done > n + 1000:
