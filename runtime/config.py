@@ -402,6 +402,28 @@ class EstimatorSettings(Section):
             raise self.error("contact_off_n", self.contact_off_n, f"less than contact_on_n ({self.contact_on_n})")
 
 
+class ServiceInterval(Section):
+    """A joint group's service interval: the first of these limits reached makes it due."""
+
+    match = field(str, doc="joints whose name matches this regular expression (first entry that matches wins)")
+    torque_hours = field(float, default=None, lo=0.01, hi=1e6, doc="hours under torque (above 5% of tau_max)")
+    travel_krad = field(float, default=None, lo=0.001, hi=1e9, doc="travel, thousands of radians")
+    torque_integral_mnms = field(float, default=None, lo=0.001, hi=1e9, doc="torque-time integral, millions of N·m·s")
+
+    def check(self, context: Any) -> None:
+        self.check_regex("match")
+        if self.torque_hours is None and self.travel_krad is None and self.torque_integral_mnms is None:
+            raise self.error("torque_hours", None, "at least one of torque_hours, travel_krad, torque_integral_mnms")
+
+
+class MaintenanceConfig(Section):
+    """Service intervals (`vertebra lifecycle` shows each joint's share and what is due). Site-specific:
+    set them from the robot's maintenance plan."""
+
+    powered_hours = field(float, default=None, lo=0.01, hi=1e6, doc="the robot's interval in powered hours")
+    joints = field(list, item=ServiceInterval, default=[], doc="per joint group")
+
+
 # -- the robot -------------------------------------------------------------------------------------
 class RobotConfig(Section):
     """A robot: its description, joints in motor-index order, limits, gains, frames, simulator, WBC."""
@@ -418,6 +440,7 @@ class RobotConfig(Section):
     wbc = field(WbcSettings, default=None, doc="the whole-body controller (optional)")
     estimator = field(EstimatorSettings, default=None,
                       doc="the floating-base state estimator (required to run without base truth: a real robot)")
+    maintenance = field(MaintenanceConfig, default={}, doc="service intervals (lifecycle records)")
     extra = field(dict, item=None, default={}, doc="free-form settings for tools (unchecked)")
 
     @property

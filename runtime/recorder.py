@@ -30,6 +30,7 @@ import io
 import json
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -41,10 +42,16 @@ from mcap.writer import CompressionType, Writer
 
 from vertebra import _rt
 from vertebra.runtime import record_schema as rs
+from vertebra.runtime import usage
 from vertebra.runtime.errors import VertebraError
+from vertebra.runtime.lifecycle import LifecycleStore
+from vertebra.runtime.run_stats import RunStats
 from vertebra.runtime.schema import Section, field
 
 FAULT_NAMES: list[str] = list(_rt.fault_names())
+SAFETY_MODES: list[str] = list(_rt.safety_mode_names())
+LIFECYCLE_EVERY_S = 10.0  # a crash loses at most this much of the lifecycle counters
+USAGE_EVERY_S = 60.0      # a usage checkpoint line (the run's record so far)
 
 
 def default_data_dir() -> Path:
@@ -111,10 +118,20 @@ class Recorder:
         self.table = rs.tick_table()
         self.dtype = rs.dtype_from_table(self.table)
         self._buf = np.zeros(min(self.ring.capacity, 256), dtype=self.dtype)
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        now = _dt.datetime.now(_dt.timezone.utc)
+        stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
         serial = str((metadata or {}).get("serial") or "")
-        self.run_id = run_id or "-".join(x for x in (robot.name, serial, stamp, str(os.getpid())) if x)
         self.dir = Path(options.dir).expanduser() if options.dir else default_data_dir()
+        base = run_id or "-".join(x for x in (robot.name, serial, stamp, str(os.getpid())) if x)
+        self.run_id, k = base, 1
+        self.dir.mkdir(parents=True, exist_ok=True)
+        while True:  # the run's own folder, made here: never two runs in one folder (nor one written over)
+            try:
+                (self.dir / self.run_id).mkdir()
+                break
+            except FileExistsError:
+                k += 1
+                self.run_id = f"{base}-{k}"
         self.run_dir = self.dir / self.run_id
         self.metadata = {"run": self.run_id, "robot": robot.name, "joints": ",".join(self.joint_names),
                          "rate_hz": f"{self.rate_hz:g}", "every_ticks": str(options.every_ticks),
@@ -151,6 +168,14 @@ class Recorder:
         self._intervention = 0
         self._intervention_open = False
         self._lock = threading.Lock()
+        # wear and usage (runtime/run_stats.py): the lifecycle database and the usage log in `dir`
+        tau_max = robot.column("tau_max_nm") if hasattr(robot, "column") else [1.0] * self.n
+        self.stats = RunStats(self.joint_names, tau_max, options.every_ticks / self.rate_hz, SAFETY_MODES)
+        self.serial = serial
+        self.started_wall = time.time()
+        self._lifecycle: LifecycleStore | None = None
+        self._last_lifecycle = self._last_usage = 0.0
+        self.problems: list[str] = []  # lifecycle / usage writes that failed (the recording goes on)
 
     # -- configuration ---------------------------------------------------------------------
     def attach(self, loop: Any) -> None:
@@ -264,6 +289,10 @@ class Recorder:
                 now = time.monotonic()
                 if now - self._last_sync >= self.options.fsync_s:
                     self._sync()
+                if now - self._last_lifecycle >= LIFECYCLE_EVERY_S:
+                    self._store_lifecycle()
+                if now - self._last_usage >= USAGE_EVERY_S:
+                    self._store_usage("checkpoint")
                 if stopping and k == 0 and self.ring.size == 0 and self._queue.empty():
                     break
                 if k < len(self._buf) and not stopping:
@@ -275,6 +304,10 @@ class Recorder:
                 self._finish_segment()
             except Exception as e:  # noqa: BLE001
                 self._error = self._error or e
+            self._store_lifecycle()
+            self._store_usage("run")
+            if self._lifecycle is not None:
+                self._lifecycle.close()
 
     def _log_time(self, driver_ns: int) -> int:
         if self._driver0 is None:
@@ -295,6 +328,7 @@ class Recorder:
         t0 = self._log_time(int(recs["driver_ns"][0]))
         self._add_raw(rs.TICKS, t0, recs.tobytes())
         self.records += len(recs)
+        self.stats.add_ticks(recs)
         n = self.n
         names = self.joint_names
         per_ns = 1e9
@@ -340,6 +374,7 @@ class Recorder:
             if kind == "episode":
                 dn, rec = item
                 self._add(rs.EPISODES, "vertebra.Episode", dn, rec)
+                self.stats.add_episode(rec)
                 self._log_line(dn, rs.INFO, "episode", _episode_text(rec))
             elif kind == "note":
                 dn, text, fields = item
@@ -363,6 +398,7 @@ class Recorder:
                 e["joint_name"] = self.joint_names[j]
             dn = int(e.get("robot_time_ns", 0))
             self._add(rs.EVENTS, "vertebra.Event", dn, e)
+            self.stats.add_event(e)
             level, msg = _event_line(e)
             self._log_line(dn, level, "safety", msg)
 
@@ -370,11 +406,33 @@ class Recorder:
         self._add(rs.LOG, "foxglove.Log", driver_ns, {"timestamp": rs.stamp(self._log_time(driver_ns)), "level": level,
                                                      "message": message, "name": name, "file": "", "line": 0})
 
+    # -- lifecycle and usage -------------------------------------------------------------------
+    def _store_lifecycle(self) -> None:
+        self._last_lifecycle = time.monotonic()
+        if self.stats.start_s is None:
+            return
+        try:
+            if self._lifecycle is None:
+                self._lifecycle = LifecycleStore(self.dir)
+            self._lifecycle.write_run(self.run_id, self.robot.name, self.serial, self.started_wall, self.stats)
+        except (sqlite3.Error, OSError) as e:
+            self.problems.append(f"lifecycle {self.dir / 'lifecycle.sqlite'}: {e}")
+
+    def _store_usage(self, kind: str) -> None:
+        self._last_usage = time.monotonic()
+        if self.stats.start_s is None:
+            return
+        try:
+            usage.append(self.dir, {"type": kind, "run": self.run_id, "robot": self.robot.name, "serial": self.serial,
+                                    "started": self.started_wall, "at": time.time(), **self.stats.usage()})
+        except OSError as e:
+            self.problems.append(f"usage {self.dir / usage.FILE}: {e}")
+
     # -- MCAP --------------------------------------------------------------------------------
     def _open_segment(self) -> None:
         self._segment += 1
         path = self.run_dir / f"{self.run_id}-{self._segment:04d}.mcap"
-        self._file = open(path, "wb")
+        self._file = open(path, "xb")  # a new file: an existing recording is never written over
         w = Writer(self._file, chunk_size=4 << 20, compression=CompressionType.ZSTD)
         w.start(profile=rs.PROFILE, library="vertebra")
         self._writer = w
@@ -438,6 +496,14 @@ class Recorder:
         os.fsync(f.fileno())
         f.close()
 
+    def discard(self) -> None:
+        """A recorder that never started (the runtime failed to build): remove its empty run folder."""
+        if self._thread is None and not self.segments:
+            try:
+                self.run_dir.rmdir()
+            except OSError:
+                pass
+
     # -- the end -----------------------------------------------------------------------------
     def close(self) -> dict[str, Any]:
         """Drain the ring and the queue, finish the segment, release the ring; the run's counters."""
@@ -457,13 +523,10 @@ class Recorder:
     def summary(self) -> dict[str, Any]:
         return {"run": self.run_id, "dir": str(self.run_dir), "segments": [str(p) for p in self.segments],
                 "records": self.records, "lost": int(self.ring.lost), "messages": self.messages, "syncs": self.syncs,
-                "episodes": self._episode, "interventions": self._intervention}
+                "episodes": self._episode, "interventions": self._intervention, "problems": list(self.problems)}
 
 
 # -- names for the JSON channels ---------------------------------------------------------------
-SAFETY_MODES: list[str] = list(_rt.safety_mode_names())
-
-
 def safety_mode_name(m: int) -> str:
     return SAFETY_MODES[m] if 0 <= m < len(SAFETY_MODES) else str(m)
 

@@ -131,6 +131,8 @@ class Runtime:
         except BaseException:  # nothing half-built is left behind: the robot is handed back damped
             for feed in self.camera_feeds:
                 feed.stop()
+            if self.recorder is not None:
+                self.recorder.discard()
             self.events.stop()
             if self.driver.lifecycle_state == "active":
                 self.driver.deactivate()

@@ -62,12 +62,15 @@ def _phase(robot: str, seconds: float, record_dir: str | None, camera: str | Non
 
 
 def bench_record(robot: str, seconds: float, camera: str | None = None, fps: float = 30.0, keep: str | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None, baseline_s: float | None = None) -> dict[str, Any]:
+    """`baseline_s`: how long the baseline phase runs (default: `seconds`; a long soak of the recorder
+    needs no equally long baseline)."""
     say = progress or (lambda _m: None)
     tmp = keep or tempfile.mkdtemp(prefix="vertebra-bench-record-")
+    b_s = seconds if baseline_s is None else baseline_s
     try:
-        say(f"baseline: {robot} standing in real time, no recorder, {seconds:g} s ...")
-        base = _phase(robot, seconds, None, None, fps, say)
+        say(f"baseline: {robot} standing in real time, no recorder, {b_s:g} s ...")
+        base = _phase(robot, b_s, None, None, fps, say)
         say(f"recording: the same with the recorder{f' and the {camera} camera at {fps:g} fps' if camera else ''}, "
             f"{seconds:g} s ...")
         rec = _phase(robot, seconds, tmp, camera, fps, say)
@@ -75,7 +78,7 @@ def bench_record(robot: str, seconds: float, camera: str | None = None, fps: flo
         if keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     return {
-        "robot": robot, "seconds": seconds, "camera": camera, "fps": fps if camera else None,
+        "robot": robot, "seconds": seconds, "baseline_seconds": b_s, "camera": camera, "fps": fps if camera else None,
         "baseline": base, "recording": rec,
         "record_cost_us": rec["record_cost_us"],
         "compute_p99_delta_us": round(rec["compute_us"]["p99"] - base["compute_us"]["p99"], 2),

@@ -121,12 +121,12 @@ def run_dds(args: argparse.Namespace) -> int:
 def run_record(args: argparse.Namespace) -> int:
     from vertebra.runtime.benchmarks.record import bench_record
 
-    if args.seconds <= 0 or args.fps <= 0:
-        print("vertebra bench record: --seconds and --fps must be > 0", file=sys.stderr)
+    if args.seconds <= 0 or args.fps <= 0 or (args.baseline_seconds is not None and args.baseline_seconds <= 0):
+        print("vertebra bench record: --seconds, --baseline-seconds and --fps must be > 0", file=sys.stderr)
         return 2
     try:
         out = bench_record(args.robot, args.seconds, camera=args.camera, fps=args.fps, keep=args.keep,
-                           progress=progress(True))
+                           progress=progress(True), baseline_s=args.baseline_seconds)
     except (RuntimeError, ValueError) as e:
         print(f"vertebra bench record: {e}", file=sys.stderr)
         return 1
@@ -134,7 +134,8 @@ def run_record(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0 if out["ok"] else 1
     c, b, r = out["record_cost_us"], out["baseline"], out["recording"]
-    print(f"{out['robot']}: {out['seconds']:g} s real time per phase{', camera ' + out['camera'] if out['camera'] else ''}")
+    print(f"{out['robot']}: {out['seconds']:g} s recording, {out['baseline_seconds']:g} s baseline (real time)"
+          f"{', camera ' + out['camera'] if out['camera'] else ''}")
     print(f"{'(us)':<34}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}")
     print(f"{'record step (in C++)':<34}{c['p50']:>9}{c['p99']:>9}{c['p999']:>9}{c['max']:>9}")
     for label, ph in (("tick compute, no recorder", b), ("tick compute, recording", r)):
@@ -215,7 +216,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                      "tick's compute time in both phases, and the writer's records, losses (0 is the "
                                      "budget), frames, bytes and fsyncs. --camera also renders and records a camera.")
     br.add_argument("--robot", choices=robots, default="g1", help="robot (default g1)")
-    br.add_argument("--seconds", type=float, default=10.0, help="seconds per phase (default 10)")
+    br.add_argument("--seconds", type=float, default=10.0, help="seconds recording (default 10)")
+    br.add_argument("--baseline-seconds", type=float, default=None,
+                    help="seconds of the baseline without a recorder (default: --seconds)")
     br.add_argument("--camera", default=None, help="also record this simulated camera (e.g. head), rendered at --fps")
     br.add_argument("--fps", type=float, default=30.0, help="camera frame rate (default 30)")
     br.add_argument("--keep", default=None, metavar="DIR", help="keep the recording in DIR (default: a temporary folder)")

@@ -286,3 +286,16 @@ def test_a_camera_the_driver_cannot_give_is_refused(tmp_path):
     opts = RecordOptions.from_dict({"dir": str(tmp_path), "cameras": [{"name": "belly"}]})
     with pytest.raises(ConfigError, match="a camera of g1: head"):
         SimRuntime("g1", record=opts)
+
+
+def test_two_runs_at_once_never_share_a_folder(tmp_path):
+    from types import SimpleNamespace
+
+    robot = SimpleNamespace(name="mock", joint_names=["j0"])
+    opts = RecordOptions.from_dict({"dir": str(tmp_path)})
+    a = Recorder(opts, robot, rate_hz=500, lockstep=True, run_id="same")
+    b = Recorder(opts, robot, rate_hz=500, lockstep=True, run_id="same")
+    assert a.run_dir != b.run_dir and b.run_id == "same-2" and a.run_dir.is_dir() and b.run_dir.is_dir()
+    a.discard()
+    b.discard()
+    assert not any(tmp_path.iterdir())

@@ -395,3 +395,27 @@ def test_a_remote_policy_server_runs_episodes_and_swaps(tmp_path, monkeypatch):
         nobody.stop()
     finally:
         server.close()
+
+
+def test_the_recording_holds_the_services_episodes_and_interventions(service):
+    from vertebra.tools.data import reader
+
+    c = service.client("operator")
+    c.acquire()
+    c.call("enable")
+    c.call("stand", duration_s=1.0)
+    wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", what="HOLD")
+    c.call("episode_start", instruction="lean forward", command=[0.0, 0.1, 0.0, 0.0])
+    time.sleep(0.3)
+    c.call("intervention", on=True)
+    time.sleep(0.2)
+    c.call("intervention", on=False)
+    time.sleep(0.2)
+    c.call("episode_stop", outcome="failure", reason="too slow")
+    time.sleep(1.2)  # past the writer's fsync interval: read the recording while it goes on
+    run = reader.load_run(service.rt.recorder.run_dir)
+    (ep,) = run.episodes
+    assert (ep.instruction, ep.policy, ep.outcome, ep.reason) == ("lean forward", "go2_pose", "failure", "too slow")
+    (iv,) = ep.interventions
+    assert iv["by"] == "operator" and iv["end_s"] > iv["start_s"] > ep.start_s and ep.end_s > iv["end_s"]
+    assert run.lost == 0 and run.ticks > 0
