@@ -127,8 +127,11 @@ def record_metadata(pkg: Any, cfg: Any) -> dict[str, str]:
     """What an evaluation's recording carries: the software, the robot config's and the policy's hashes."""
     from vertebra.runtime.provenance import file_sha256, software
 
+    spec = pkg.spec
+    actions = list(spec.targets) if spec.action_space == "wbc_targets" else list(cfg.joint_names)
     return {**{f"software.{k}": str(v) for k, v in software().items()}, "sha256.robot": file_sha256(cfg.file),
-            "policy": pkg.spec.name, "sha256.policy_model": pkg.spec.model_sha256, "source": "vertebra eval"}
+            "policy": spec.name, "sha256.policy_model": spec.model_sha256, "source": "vertebra eval",
+            "action_names": ",".join(actions)}
 
 
 def _episode_start(rt: Any, instruction: str, task: str, pkg: Any) -> None:
@@ -136,11 +139,11 @@ def _episode_start(rt: Any, instruction: str, task: str, pkg: Any) -> None:
         rt.recorder.episode_start(instruction, task=task, policy=pkg.spec.name, policy_sha256=pkg.spec.model_sha256)
 
 
-def _episode_end(rt: Any, success: bool, snap: dict[str, Any]) -> None:
+def _episode_end(rt: Any, success: bool, snap: dict[str, Any], time_to_success_s: float | None = None) -> None:
     if rt.recorder is None:
         return
     if success:
-        rt.recorder.episode_end("success")
+        rt.recorder.episode_end("success", time_to_success_s=time_to_success_s)
     elif snap["faults"]:
         rt.recorder.episode_end("aborted", "faults: " + ", ".join(snap["faults"]))
     else:
@@ -228,7 +231,7 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
                 errs.append((float(rot_err.max()), h_err))
             snap = rt.loop.snapshot()
             success = ok_since is not None and not snap["faults"] and snap["safety_mode"] == "ACTIVE"
-            _episode_end(rt, success, snap)
+            _episode_end(rt, success, snap, ok_since)
             results.append({"episode": ep, "command": [round(float(v), 4) for v in c], "success": success,
                             "time_to_success_s": ok_since, "final_rot_err_deg": round(errs[-1][0], 3),
                             "final_height_err_m": round(errs[-1][1], 4)})
@@ -315,7 +318,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                     t_success = (i + 1) / spec.rate_hz
             snap = sess.rt.loop.snapshot()
             ok = vla.success(ep, hist, sess.sh, sess.home) and not snap["faults"]
-            _episode_end(sess.rt, ok, snap)
+            _episode_end(sess.rt, ok, snap, t_success)
             results.append({"episode": k, "task": ep.task, "instruction": ep.instruction, "success": ok,
                             "time_to_success_s": t_success if ok else None,
                             "measures": {name: round(v, 4) for name, v in vla.measures(ep, hist, sess.sh, sess.home).items()}})

@@ -109,6 +109,7 @@ VERTEBRA_SCHEMAS: dict[str, dict[str, Any]] = {
             "episode": {"type": "integer"}, "instruction": {"type": "string"}, "task": {"type": "string"},
             "policy": {"type": "string"}, "policy_sha256": {"type": "string"},
             "outcome": {"enum": ["success", "failure", "aborted"]}, "reason": {"type": "string"},
+            "time_to_success_s": {"type": "number"},
             "intervention": {"type": "integer"}, "by": {"type": "string"}, "robot_time_ns": {"type": "integer"}},
         "required": ["event"],
     },

@@ -210,8 +210,9 @@ class Recorder:
                                "task": task or instruction, "policy": policy, "policy_sha256": policy_sha256})
             return self._episode
 
-    def episode_end(self, outcome: str, reason: str = "") -> None:
-        """End the open episode: outcome success, failure or aborted (and why)."""
+    def episode_end(self, outcome: str, reason: str = "", time_to_success_s: float | None = None) -> None:
+        """End the open episode: outcome success, failure or aborted (and why); `time_to_success_s`:
+        when the task was first achieved, from the episode's start (else its end is)."""
         if outcome not in ("success", "failure", "aborted"):
             raise ValueError(f"episode outcome {outcome!r}; valid: success, failure, aborted")
         with self._lock:
@@ -220,7 +221,10 @@ class Recorder:
             if self._intervention_open:
                 self._intervention_end_locked()
             self._episode_open = False
-            self._put_episode({"event": "episode_end", "episode": self._episode, "outcome": outcome, "reason": reason})
+            rec: dict[str, Any] = {"event": "episode_end", "episode": self._episode, "outcome": outcome, "reason": reason}
+            if time_to_success_s is not None:
+                rec["time_to_success_s"] = float(time_to_success_s)
+            self._put_episode(rec)
 
     def intervention_start(self, by: str = "operator") -> int:
         """An operator took over (teleop) from the policy; returns the intervention's number."""

@@ -12,10 +12,16 @@ RATE = 500.0
 @pytest.fixture(autouse=True, scope="session")
 def _recordings_in_a_scratch_folder(tmp_path_factory):
     """Every run a test makes is recorded (runtime/recorder.py), as any run is: into a folder of this
-    test session, never the user's data folder. Child processes inherit it."""
+    test session, never the user's data folder; and datasets are signed with a throwaway robot key
+    of this session (tools/data/security.py), never the user's. Child processes inherit both."""
     import os
 
+    from vertebra.tools.data.security import init_key
+
     os.environ["VERTEBRA_DATA_DIR"] = str(tmp_path_factory.mktemp("recordings"))
+    keys = tmp_path_factory.mktemp("keys")
+    os.environ["VERTEBRA_KEYS_DIR"] = str(keys)
+    init_key("robot", "ed25519", keys)
     yield
 
 

@@ -1928,5 +1928,5 @@ HEARTBEAT_MAGIC: int = 1447580244
 HEARTBEAT_SIZE: int = 1848
 HEARTBEAT_VERSION: int = 1
 MAX_JOINTS: int = 48
-TICK_RECORD_BYTES: int = 2136
+TICK_RECORD_BYTES: int = 2336
 testing: typing.Any  # vertebra._rt.testing: hooks for tests only (untyped)

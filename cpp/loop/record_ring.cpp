@@ -95,6 +95,7 @@ std::vector<RecordField> tick_record_fields() {
   VERTEBRA_FIELD(cmd_q, {J}); VERTEBRA_FIELD(cmd_dq, {J}); VERTEBRA_FIELD(cmd_kp, {J}); VERTEBRA_FIELD(cmd_kd, {J});
   VERTEBRA_FIELD(cmd_tau_ff, {J});
   VERTEBRA_FIELD(chunk_seq); VERTEBRA_FIELD(chunk_starved_ticks); VERTEBRA_FIELD(chunk_blend);
+  VERTEBRA_FIELD(action_dim); VERTEBRA_FIELD(action, {static_cast<size_t>(kMaxActionDim)});
   VERTEBRA_FIELD(com_err, {3}); VERTEBRA_FIELD(base_pos_err); VERTEBRA_FIELD(base_rot_err); VERTEBRA_FIELD(torso_rot_err);
   VERTEBRA_FIELD(hand_pos_err, {H}); VERTEBRA_FIELD(hand_rot_err, {H});
   VERTEBRA_FIELD(contact_wrench, {F, 6}); VERTEBRA_FIELD(contact_weight, {F});

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/chunk_scheduler.hpp"
 #include "core/modes.hpp"
 #include "core/types.hpp"
 
@@ -59,9 +60,12 @@ struct TickRecord {
   // the command written to the motors (after the limiter)
   float cmd_q[kMaxJoints] = {}, cmd_dq[kMaxJoints] = {}, cmd_kp[kMaxJoints] = {}, cmd_kd[kMaxJoints] = {},
         cmd_tau_ff[kMaxJoints] = {};
-  // action chunks (when a scheduler is attached)
+  // action chunks (when a scheduler is attached): the policy's action this tick (the scheduler's
+  // sample, `action_dim` values in the policy's column order; 0 when no chunk covered the tick)
   uint64_t chunk_seq = 0, chunk_starved_ticks = 0;
   float chunk_blend = 1;
+  int32_t action_dim = 0;
+  float action[kMaxActionDim] = {};
   // the active controller's diagnostics (ControllerDiagnostics, when it has them)
   float com_err[3] = {};
   float base_pos_err = 0, base_rot_err = 0, torso_rot_err = 0;

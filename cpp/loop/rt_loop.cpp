@@ -204,6 +204,9 @@ void RtLoop::record(uint64_t t, const State& seen) {
     r->chunk_seq = snap_.chunks.last_seq;
     r->chunk_starved_ticks = snap_.chunks.starved_ticks;
     r->chunk_blend = static_cast<float>(snap_.chunks.blend);
+    const int adim = chunks_ && chunk_sampled_ ? chunks_->config().dim : 0;
+    r->action_dim = adim;
+    for (int k = 0; k < adim; ++k) r->action[k] = static_cast<float>(chunk_out_[k]);
     const ControllerMode* m = supervisor_.registered_mode(ss.controller);
     if (m && m->diagnostics(diag_)) {
       r->flags = f | kRecDiagnostics;
@@ -350,6 +353,7 @@ void RtLoop::tick() {
   targets_in_.read(targets_);
   if (chunks_) {
     const Status cs = chunks_->sample(driver_->now_ns(), chunk_out_.data());
+    chunk_sampled_ = cs == Status::kOk;
     if (cs == Status::kOk && chunk_sink_) {
       chunk_sink_->stream(chunk_channels_.data(), chunk_out_.data(), chunks_->config().dim);
     } else if (cs == Status::kOk) {

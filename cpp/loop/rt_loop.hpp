@@ -196,6 +196,7 @@ class RtLoop {
   std::array<int, kMaxActionDim> chunk_channels_{};
   std::vector<std::pair<std::string, std::shared_ptr<ControllerMode>>> registered_;
   std::array<double, kMaxActionDim> chunk_out_{};
+  bool chunk_sampled_ = false;  // this tick's chunk sample is valid (the recorder's policy action)
   uint64_t chunk_ticks_ = 0;
   std::shared_ptr<EventRing> ring_;
   Supervisor supervisor_;

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-COMMANDS = ("run", "status", "teleop", "recover", "estop", "reload", "sim", "sim_bridge", "dds", "bench", "config", "serve", "policy", "train", "eval", "faults", "events", "data", "lifecycle", "usage", "service", "guard", "hil")
+COMMANDS = ("run", "status", "teleop", "recover", "estop", "reload", "sim", "sim_bridge", "dds", "bench", "config", "serve", "policy", "train", "eval", "faults", "events", "data", "keys", "lifecycle", "usage", "report", "service", "guard", "hil")
 
 
 def progress(enabled: bool) -> Callable[[str], None] | None:

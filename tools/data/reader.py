@@ -84,13 +84,15 @@ class Episode:
     end_s: float | None = None
     outcome: str = "aborted"
     reason: str = ""
+    time_to_success_s: float | None = None
     interventions: list[dict[str, Any]] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"episode": self.number, "instruction": self.instruction, "task": self.task, "policy": self.policy,
                 "start_s": round(self.start_s, 4), "end_s": None if self.end_s is None else round(self.end_s, 4),
-                "outcome": self.outcome, "reason": self.reason, "interventions": self.interventions,
+                "outcome": self.outcome, "reason": self.reason, "time_to_success_s": self.time_to_success_s,
+                "interventions": self.interventions,
                 "faults": [{"fault": f.get("fault"), "joint": f.get("joint_name"), "t_s": f.get("robot_time_s")}
                            for f in self.faults]}
 
@@ -107,6 +109,7 @@ class Run:
     episodes: list[Episode] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     interventions: list[dict[str, Any]] = field(default_factory=list)
+    clock_offset_ns: int = 0  # MCAP log time minus robot time (runtime/record_schema.py: one time base)
 
     @property
     def id(self) -> str:
@@ -155,6 +158,8 @@ def load_run(run_dir: str | Path) -> Run:
             if m.topic == rs.TICKS:
                 dt = rs.dtype_from_table(json.loads(m.schema_data))
                 recs = np.frombuffer(m.data, dt)
+                if run.ticks == 0:
+                    run.clock_offset_ns = int(m.log_time) - int(recs["driver_ns"][0])
                 run.ticks += len(recs)
                 t0, t1 = float(recs["driver_ns"][0]) * 1e-9, float(recs["driver_ns"][-1]) * 1e-9
                 run.start_s = t0 if run.start_s is None else min(run.start_s, t0)
@@ -173,6 +178,7 @@ def load_run(run_dir: str | Path) -> Run:
                 elif ev == "episode_end" and rec.get("episode") in episodes:
                     e = episodes[rec["episode"]]
                     e.end_s, e.outcome, e.reason = t, rec.get("outcome", "aborted"), rec.get("reason", "")
+                    e.time_to_success_s = rec.get("time_to_success_s")
                 elif ev == "intervention_start":
                     iv = {"intervention": rec.get("intervention"), "by": rec.get("by", ""), "start_s": t, "end_s": None,
                           "episode": rec.get("episode", 0)}
