@@ -3,6 +3,7 @@ at the same rate, measured in the same run."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,8 +37,9 @@ def python_sleep_loop(rate_hz: float, seconds: float) -> dict[str, Any]:
 
 
 def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float | None = None,
-             cpu: int | None = None) -> dict[str, Any]:
-    """The runtime's C++ real-time loop (mock driver, joint-PD mode: a full tick's data path)."""
+             cpu: int | None = None, record: bool = False) -> dict[str, Any]:
+    """The runtime's C++ real-time loop (mock driver, joint-PD mode: a full tick's data path).
+    `record`: with the recorder's ring attached (every tick) and drained by a thread, as the writer does."""
     driver = _rt.MockDriver()
     driver.init([f"j{i}" for i in range(n_joints)], rate_hz)
     ones = [1.0] * n_joints
@@ -51,6 +53,22 @@ def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float 
     if cpu is not None:
         cfg.cpu = cpu
     loop = _rt.RtLoop(driver, params, cfg)
+    ring = drain = None
+    stop = threading.Event()
+    if record:
+        from vertebra.runtime import record_schema as rs
+
+        ring = _rt.RecordRing(int(rate_hz))
+        loop.set_record_ring(ring)
+        buf = np.zeros(256, dtype=rs.tick_dtype())
+
+        def drain_ring() -> None:
+            while not stop.is_set():
+                ring.pop_into(buf)
+                stop.wait(0.005)
+
+        drain = threading.Thread(target=drain_ring, daemon=True)
+        drain.start()
     loop.start()
     try:
         loop.request_mode(_rt.Mode.HOLD)
@@ -59,8 +77,12 @@ def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float 
         time.sleep(seconds)
         stats = loop.stats()
         report = loop.rt_report()
+        cost = loop.record_cost() if record else None
     finally:
         loop.stop()
+        stop.set()
+        if drain is not None:
+            drain.join()
     lat = stats["lateness_us"]
     return {
         "lateness_us": {k: (int(lat[k]) if k == "count" else round(lat[k], 1)) for k in LATENESS_KEYS},
@@ -69,14 +91,22 @@ def cpp_loop(rate_hz: float, seconds: float, n_joints: int = 29, spin_us: float 
         "spin_us": spin_used_us,
         "cpu": cfg.cpu,
         "os": report,
+        **({"record_cost_us": {k: round(cost[k], 3) for k in ("p50", "p99", "max", "mean")},
+            "records_lost": int(ring.lost)} if record else {}),
     }
 
 
 def bench_loop(rate_hz: float, seconds: float, progress: Callable[[str], None] | None = None,
-               spin_us: float | None = None) -> dict[str, Any]:
+               spin_us: float | None = None, recorder: bool = False) -> dict[str, Any]:
+    """`recorder`: also run the C++ loop with the recorder's ring attached (the same run, after the
+    baseline) and report what it costs the tick."""
     say = progress or (lambda _m: None)
     say(f"C++ real-time loop at {rate_hz:g} Hz for {seconds:g} s ...")
     cpp = cpp_loop(rate_hz, seconds, spin_us=spin_us)
+    rec = None
+    if recorder:
+        say(f"C++ real-time loop at {rate_hz:g} Hz for {seconds:g} s, recording every tick ...")
+        rec = cpp_loop(rate_hz, seconds, spin_us=spin_us, record=True)
     say(f"Python time.sleep loop at {rate_hz:g} Hz for {seconds:g} s ...")
     py = python_sleep_loop(rate_hz, seconds)
 
@@ -88,5 +118,12 @@ def bench_loop(rate_hz: float, seconds: float, progress: Callable[[str], None] |
     ratios = {f"{k}_python_over_cpp": ratio(k) for k in ("p50", "p99", "p999", "max")}
     goals = {"p99_at_least_1.5x_lower": (ratios["p99_python_over_cpp"] or float("inf")) >= 1.5,
              "p999_at_least_3x_lower": (ratios["p999_python_over_cpp"] or float("inf")) >= 3.0}
-    return {"benchmark": "loop", "rate_hz": rate_hz, "seconds": seconds, "cpp": cpp, "python_sleep": py,
-            "ratios": ratios, "goals_met": goals}
+    out = {"benchmark": "loop", "rate_hz": rate_hz, "seconds": seconds, "cpp": cpp, "python_sleep": py,
+           "ratios": ratios, "goals_met": goals}
+    if rec is not None:
+        out["recorder"] = {
+            "compute_us_without": cpp["compute_us"], "compute_us_with": rec["compute_us"],
+            "compute_p99_delta_us": round(rec["compute_us"]["p99"] - cpp["compute_us"]["p99"], 2),
+            "record_cost_us": rec["record_cost_us"], "records_lost": rec["records_lost"],
+            "record_cost_p99_at_most_2us": rec["record_cost_us"]["p99"] <= 2.0}
+    return out

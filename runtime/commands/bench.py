@@ -16,7 +16,7 @@ def run_loop(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.seconds <= 0:
         print("vertebra bench loop: --rate and --seconds must be > 0", file=sys.stderr)
         return 2
-    out = bench_loop(args.rate, args.seconds, progress=progress(True), spin_us=args.spin_us)
+    out = bench_loop(args.rate, args.seconds, progress=progress(True), spin_us=args.spin_us, recorder=args.recorder)
     if args.json:
         print(json.dumps(out))
     else:
@@ -26,6 +26,11 @@ def run_loop(args: argparse.Namespace) -> int:
         print(f"{'Python sleep':<16}{p['p50']:>10}{p['p99']:>10}{p['p999']:>10}{p['max']:>10}")
         print("ratios python/C++:", out["ratios"], "goals met:", out["goals_met"])
         print("OS grants:", out["cpp"]["os"])
+        if "recorder" in out:
+            r = out["recorder"]
+            print(f"recorder: tick compute p99 {r['compute_us_without']['p99']} -> {r['compute_us_with']['p99']} us, "
+                  f"record step p50/p99/max {r['record_cost_us']['p50']}/{r['record_cost_us']['p99']}/"
+                  f"{r['record_cost_us']['max']} us, {r['records_lost']} lost")
     return 0
 
 
@@ -194,6 +199,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     help="C++ loop: wake this many microseconds early and spin to the deadline "
                          "(default: the runtime's, 100)")
     bl.add_argument("--json", action="store_true", help="print one JSON object")
+    bl.add_argument("--recorder", action="store_true",
+                    help="also run the C++ loop recording every tick (the recorder's ring, drained by a thread) and "
+                         "report the record step's cost and the tick's compute time with and without it")
     bl.set_defaults(func=run_loop)
 
     bw = bsub.add_parser("wbc", help="per-tick time of the C++ whole-body controller vs the same QP in Python",

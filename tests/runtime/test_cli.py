@@ -70,3 +70,12 @@ def test_view_needs_a_display_and_opens_the_viewer_on_one(tmp_path):
                         "--lockstep", "--view", "--duration", "0.5"], capture_output=True, text=True, timeout=180, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "go2: mode=hold" in r.stdout
+
+
+def test_bench_loop_with_the_recorder_reports_the_record_steps_cost():
+    r = subprocess.run([sys.executable, "-m", "vertebra.runtime.cli", "bench", "loop", "--rate", "500",
+                        "--seconds", "0.5", "--recorder", "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)["recorder"]
+    assert rec["records_lost"] == 0 and 0 < rec["record_cost_us"]["mean"] <= rec["record_cost_us"]["max"]
+    assert set(rec["compute_us_with"]) == set(rec["compute_us_without"]) == {"p50", "p99", "max"}

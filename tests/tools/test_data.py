@@ -127,3 +127,20 @@ def test_no_record_records_nothing(tmp_path):
     out = vertebra("sim", "--robot", "go2", "--lockstep", "--duration", "0.2", "--no-record", "--json", env=env)
     assert out.returncode == 0, out.stderr
     assert "recording" not in json.loads(out.stdout) and not any(tmp_path.iterdir())
+
+
+def test_an_eval_of_the_shipped_vla_records_its_episodes_and_what_the_policy_saw(tmp_path):
+    out = vertebra("eval", "--policy", str(REPO / "policies" / "packages" / "g1_vla"), "--robot", "g1",
+                   "--episodes", "2", "--record", str(tmp_path), "--json")
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    (run_dir,) = reader.run_dirs(tmp_path)
+    run = reader.load_run(run_dir)
+    assert [e.instruction for e in run.episodes] == [r["instruction"] for r in res["results"]]
+    assert [e.outcome for e in run.episodes] == ["success" if r["success"] else "failure" for r in res["results"]]
+    assert all(e.policy == "g1_vla" and e.task == r["task"] for e, r in zip(run.episodes, res["results"]))
+    frames = [m for s in reader.segments_of(run_dir) for m in s.scan({"/camera/head"})]
+    ticks = reader.load_ticks(run_dir)
+    assert len(frames) >= 2 * 10 * 3  # a frame per policy step (10 Hz), for each episode's seconds
+    assert ticks["action_dim"].max() == 6  # the policy's hand targets, recorded with every tick they drove
+    assert run.metadata["action_names"].count(",") == 5
