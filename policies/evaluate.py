@@ -125,12 +125,11 @@ class ServerProcess:
 
 def record_metadata(pkg: Any, cfg: Any) -> dict[str, str]:
     """What an evaluation's recording carries: the software, the robot config's and the policy's hashes."""
-    from vertebra.runtime.provenance import file_sha256, software
+    from vertebra.runtime.provenance import recording_metadata
 
     spec = pkg.spec
     actions = list(spec.targets) if spec.action_space == "wbc_targets" else list(cfg.joint_names)
-    return {**{f"software.{k}": str(v) for k, v in software().items()}, "sha256.robot": file_sha256(cfg.file),
-            "policy": spec.name, "sha256.policy_model": spec.model_sha256, "source": "vertebra eval",
+    return {**recording_metadata({"robot": cfg.file}), "policy": spec.name, "sha256.policy_model": spec.model_sha256, "source": "vertebra eval",
             "action_names": ",".join(actions)}
 
 

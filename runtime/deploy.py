@@ -168,15 +168,11 @@ class DeployConfig(Section):
     def provenance(self) -> dict[str, str]:
         """What a recording of this deployment carries: the serial, the deploy name, the software, and
         the sha256 of each config file it ran under (deploy, robot, safety, policy server)."""
-        from vertebra.runtime.provenance import file_sha256, software
+        from vertebra.runtime.provenance import recording_metadata
 
-        out = {"serial": self.serial or "", "deploy": Path(self.file).stem}
-        out.update({f"software.{k}": str(v) for k, v in software().items()})
-        files = {"deploy": self.file, "robot": self._robot.file, "safety": self.safety_path, "policy_server": self.policy_path}
-        for k, path in files.items():
-            if path is not None and Path(path).is_file():
-                out[f"sha256.{k}"] = file_sha256(path)
-        return out
+        return {"serial": self.serial or "", "deploy": Path(self.file).stem,
+                **recording_metadata({"deploy": self.file, "robot": self._robot.file, "safety": self.safety_path,
+                                      "policy_server": self.policy_path})}
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str], controllers: Sequence[str] | None = None) -> DeployConfig:

@@ -21,6 +21,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def recording_metadata(files: dict[str, str | os.PathLike[str] | None]) -> dict[str, str]:
+    """A recording's provenance as flat strings: `software.<key>` (software()) and `sha256.<name>` of
+    each of `files` that exists (config files, policy files)."""
+    out = {f"software.{k}": str(v) for k, v in software().items()}
+    for name, path in files.items():
+        if path is not None and Path(path).is_file():
+            out[f"sha256.{name}"] = file_sha256(path)
+    return out
+
+
 def software() -> dict[str, Any]:
     """The installed vertebra version, the checkout's git commit (empty outside a checkout) and the host."""
     try:

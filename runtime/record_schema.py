@@ -45,6 +45,11 @@ DROPOUTS = "/vertebra/dropouts"
 CAMERA_PREFIX = "/camera/"
 TICK_ENCODING = "vertebra.tickrecord"  # raw records, little-endian; layout in the schema
 
+# TickRecord.flags bits (cpp/loop/record_ring.hpp, TickRecordFlags)
+FLAG_ENABLED, FLAG_BASE_TRUTH, FLAG_ESTIMATE_USED, FLAG_ESTIMATE_VALID = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+FLAG_CHUNKS_STARVED, FLAG_DIAGNOSTICS, FLAG_MOTOR_TEMP, FLAG_FOOT_FORCE = 1 << 4, 1 << 5, 1 << 6, 1 << 7
+FLAG_REMOTE_ESTOP, FLAG_STREAM_EXPECTED = 1 << 8, 1 << 9
+
 # Foxglove log levels (foxglove.Log.level)
 DEBUG, INFO, WARNING, ERROR, FATAL = 1, 2, 3, 4, 5
 

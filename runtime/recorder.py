@@ -347,7 +347,7 @@ class Recorder:
                 cq, cdq, ct = r["cmd_q"][:n].tolist(), r["cmd_dq"][:n].tolist(), r["cmd_tau_ff"][:n].tolist()
                 self._add(rs.JOINT_COMMANDS, "foxglove.JointStates", dn, {"timestamp": ts, "joints": [
                     {"name": names[i], "position": cq[i], "velocity": cdq[i], "effort": ct[i]} for i in range(n)]})
-            if self.options.controller_hz > 0 and dn >= self._next_ctl and int(r["flags"]) & 0x20:
+            if self.options.controller_hz > 0 and dn >= self._next_ctl and int(r["flags"]) & rs.FLAG_DIAGNOSTICS:
                 self._next_ctl = dn + int(per_ns / self.options.controller_hz)
                 self._add(rs.CONTROLLER, "vertebra.Controller", dn, {
                     "tick": int(r["tick"]), "controller": mode_label(int(r["controller"])),
@@ -357,7 +357,7 @@ class Recorder:
                     "contact_wrench": r["contact_wrench"].tolist(), "contact_weight": r["contact_weight"].tolist(),
                     "solve_us": float(r["solve_us"]), "qp_iterations": int(r["qp_iterations"])})
             key = (int(r["safety_mode"]), int(r["controller"]), int(r["faults_active"]), int(r["faults_latched"]),
-                   bool(int(r["flags"]) & 1))
+                   bool(int(r["flags"]) & rs.FLAG_ENABLED))
             periodic = self.options.safety_hz > 0 and dn >= self._next_safety
             if key != self._last_safety or periodic:
                 if periodic:

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from vertebra.runtime import record_schema as rs
+
 TORQUE_ON = 0.05
 TEMP_EDGES_C = (40.0, 50.0, 60.0, 70.0, 80.0)  # time-at-temperature bins: <40, 40-50, ..., >=80
 STOP_MODES = ("STOPPING", "FAULT", "ESTOP")
 LIMIT_FAULTS = ("joint_soft_limit", "joint_hard_limit", "joint_velocity", "torque")
-FLAG_ENABLED, FLAG_STREAM, FLAG_MOTOR_TEMP = 1, 1 << 9, 1 << 6
 
 
 def temp_bin_names() -> list[str]:
@@ -81,7 +82,7 @@ class RunStats:
         self.torque_integral_nms += tau.sum(axis=0) * dt
         self.peak_torque_nm = np.maximum(self.peak_torque_nm, tau.max(axis=0))
         flags = recs["flags"].astype(np.int64)
-        hot = (flags & FLAG_MOTOR_TEMP) != 0
+        hot = (flags & rs.FLAG_MOTOR_TEMP) != 0
         if hot.any():
             temp = recs["temp_c"][hot, :n].astype(np.float64)
             self.peak_temp_c = np.fmax(self.peak_temp_c, temp.max(axis=0))
@@ -91,10 +92,10 @@ class RunStats:
         mode = recs["safety_mode"]
         k = len(recs)
         self.powered_s += k * dt
-        self.armed_s += int(((flags & FLAG_ENABLED) != 0).sum()) * dt
+        self.armed_s += int(((flags & rs.FLAG_ENABLED) != 0).sum()) * dt
         active = mode == self.active_mode
         self.active_s += int(active.sum()) * dt
-        streaming = ((flags & FLAG_STREAM) != 0) | (recs["chunk_seq"] > 0)
+        streaming = ((flags & rs.FLAG_STREAM_EXPECTED) != 0) | (recs["chunk_seq"] > 0)
         self.policy_s += int((active & streaming).sum()) * dt
         self.available_s += int((~np.isin(mode, self.down_modes)).sum()) * dt
         self.lost_records += int(recs["lost_before"].sum())

@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
+__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'TICK_RECORD_FLAGS', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
 class Mode:
     """
     Members:
@@ -1929,4 +1929,5 @@ HEARTBEAT_SIZE: int = 1848
 HEARTBEAT_VERSION: int = 1
 MAX_JOINTS: int = 48
 TICK_RECORD_BYTES: int = 2336
+TICK_RECORD_FLAGS: dict = {'enabled': 1, 'base_truth': 2, 'estimate_used': 4, 'estimate_valid': 8, 'chunks_starved': 16, 'diagnostics': 32, 'motor_temp': 64, 'foot_force': 128, 'remote_estop': 256, 'stream_expected': 512}
 testing: typing.Any  # vertebra._rt.testing: hooks for tests only (untyped)

@@ -9,6 +9,18 @@ namespace vertebra::bindings {
 
 void expose_record(py::module_& m) {
   m.attr("TICK_RECORD_BYTES") = sizeof(TickRecord);
+  py::dict flags;  // TickRecordFlags by name (runtime/record_schema.py mirrors them; a test compares)
+  flags["enabled"] = static_cast<uint32_t>(kRecEnabled);
+  flags["base_truth"] = static_cast<uint32_t>(kRecBaseTruth);
+  flags["estimate_used"] = static_cast<uint32_t>(kRecEstimateUsed);
+  flags["estimate_valid"] = static_cast<uint32_t>(kRecEstimateValid);
+  flags["chunks_starved"] = static_cast<uint32_t>(kRecChunksStarved);
+  flags["diagnostics"] = static_cast<uint32_t>(kRecDiagnostics);
+  flags["motor_temp"] = static_cast<uint32_t>(kRecMotorTemp);
+  flags["foot_force"] = static_cast<uint32_t>(kRecFootForce);
+  flags["remote_estop"] = static_cast<uint32_t>(kRecRemoteEstop);
+  flags["stream_expected"] = static_cast<uint32_t>(kRecStreamExpected);
+  m.attr("TICK_RECORD_FLAGS") = flags;
   m.def("tick_record_fields", [] {
     py::list out;
     for (const RecordField& f : tick_record_fields())

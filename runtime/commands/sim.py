@@ -115,12 +115,6 @@ def _record_options(args: argparse.Namespace, configured: Any) -> Any:
     return opts if opts.enabled else None
 
 
-def _sim_provenance(robot: Any) -> dict[str, str]:
-    from vertebra.runtime.provenance import file_sha256, software
-
-    return {**{f"software.{k}": str(v) for k, v in software().items()}, "sha256.robot": file_sha256(robot.file)}
-
-
 def _close_world(world: Any) -> None:
     if world is not None:
         world.close()
@@ -133,6 +127,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from vertebra.runtime.config import ConfigError, RobotConfig
+    from vertebra.runtime.provenance import recording_metadata
     from vertebra.runtime.sim_runtime import SimRuntime
 
     bad = _check_numbers(args)
@@ -206,12 +201,12 @@ def run(args: argparse.Namespace) -> int:
                                                         "lockstep": args.lockstep})
                 rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, controller=args.controller,
                                 event_log=log, driver=drv, world=world, record=_record_options(args, None),
-                                record_metadata=_sim_provenance(robot))
+                                record_metadata=recording_metadata({"robot": robot.file}))
             else:
                 rt = SimRuntime(robot, lockstep=args.lockstep, rate_hz=args.rate, noise=args.noise,
                                 command_latency_ms=args.latency_ms, controller=args.controller, event_log=log,
                                 use_estimator=args.estimator, record=_record_options(args, None),
-                                record_metadata=_sim_provenance(robot))
+                                record_metadata=recording_metadata({"robot": robot.file}))
         rt.events.note(f"vertebra sim --robot {args.robot} started", "", 0)
     except ConfigError as e:
         _close_world(world)

@@ -39,6 +39,11 @@ def test_the_field_table_describes_the_whole_record():
     assert dt["contact_wrench"].shape == (4, 6)
 
 
+def test_the_flag_names_are_the_cores():
+    mine = {k[len("FLAG_"):].lower(): v for k, v in vars(rs).items() if k.startswith("FLAG_")}
+    assert mine == dict(_rt.TICK_RECORD_FLAGS)
+
+
 def test_a_ring_is_a_power_of_two_and_refuses_nonsense():
     assert _rt.RecordRing(100).capacity == 128
     with pytest.raises(ValueError, match="capacity"):
