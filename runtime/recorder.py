@@ -160,7 +160,6 @@ class Recorder:
         self._last_safety: tuple[Any, ...] | None = None
         # counters
         self.records = 0
-        self.lost_written = 0
         self.messages = 0
         self.syncs = 0
         self._episode = 0
@@ -328,7 +327,6 @@ class Recorder:
             self._add(rs.DROPOUTS, "vertebra.Dropout", int(r["driver_ns"]),
                       {"lost": int(r["lost_before"]), "since_ns": int(r["lost_since_ns"]), "duration_s": dur,
                        "before_tick": int(r["tick"])})
-            self.lost_written += int(r["lost_before"])
         t0 = self._log_time(int(recs["driver_ns"][0]))
         self._add_raw(rs.TICKS, t0, recs.tobytes())
         self.records += len(recs)
