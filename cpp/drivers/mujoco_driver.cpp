@@ -152,6 +152,7 @@ void MujocoDriver::init_impl(const DriverInit& init) {
     for (int i = 0; i < n_; ++i) d_->qpos[qadr_[i]] = opt_.initial_joint_q[i];
   }
   mj_forward(m_, d_);
+  acc_period_valid_ = false;  // no period stepped yet: read() gives the initial state's sample
   hoist_x_ = d_->xipos[3 * base_body_];
   hoist_y_ = d_->xipos[3 * base_body_ + 1];
   hoist_z_.store(opt_.hoist_anchor_z_m);
@@ -273,7 +274,7 @@ Status MujocoDriver::read(State& out) {
   for (int i = 0; i < 4; ++i) out.imu_quat[i] = d_->sensordata[s_quat_ + i];
   for (int i = 0; i < 3; ++i) {
     out.imu_gyro[i] = d_->sensordata[s_gyro_ + i];
-    out.imu_acc[i] = d_->sensordata[s_acc_ + i];
+    out.imu_acc[i] = acc_period_valid_ ? acc_period_[i] : d_->sensordata[s_acc_ + i];
   }
   if (noise_on_) add_noise(out);
   out.has_base_truth = true;
@@ -467,6 +468,7 @@ Status MujocoDriver::write(const Command& cmd) {
   if (!d_ || !active()) return Status::kNotReady;
   if (params_dirty_.exchange(false, std::memory_order_acq_rel)) apply_joint_params();
   const bool thermal = thermal_.enabled();
+  acc_period_ = {0.0, 0.0, 0.0};
   for (int s = 0; s < steps_per_tick_; ++s) {
     // Latency: the board sees the command written `delay` physics steps ago.
     ring_[ring_head_] = cmd;
@@ -476,7 +478,10 @@ Status MujocoDriver::write(const Command& cmd) {
     if (thermal) heat_motors(m_->opt.timestep);
     apply_hoist();
     mj_step(m_, d_);
+    // the step's sensors are of the state it started from, under this step's forces
+    for (int i = 0; i < 3; ++i) acc_period_[i] += d_->sensordata[s_acc_ + i] / steps_per_tick_;
   }
+  acc_period_valid_ = true;
   if (d_->warning[mjWARN_BADQACC].number > 0 || d_->warning[mjWARN_BADQVEL].number > 0 ||
       d_->warning[mjWARN_BADQPOS].number > 0 || !std::isfinite(d_->time) || !std::isfinite(d_->qpos[base_qadr_ + 2]))
     return Status::kDriverError;

@@ -4,6 +4,15 @@
 //     tau = clamp(kp (q* - q) + kd (dq* - dq) + tau_ff, -effort, +effort)
 // from the latest (optionally delayed) command. One write() advances sim_rate/control_rate steps.
 //
+// The IMU: orientation and angular rate are the latest physics step's; the specific force is the
+// mean over the control period's physics steps. MEMS IMUs low-pass filter the accelerometer before
+// they decimate to their output rate (Bosch BMI088 data sheet, BST-BMI088-DS001, accelerometer
+// data processing; BMI160 data sheet §2.4.1: the output is the average of the samples taken in the
+// output period). The motor boards hold each command for the period, so the base's acceleration
+// jumps at every command and drifts within the period; a single step's sample of it is biased by
+// that drift (the bench's friction identification read +50% on the G1's waist), a mean is not.
+// Angular rate is a velocity: continuous at the command edges, so its latest sample is unbiased.
+//
 // Also here: optional sensor noise (the model is described at SimOptions' noise fields) and
 // command latency (both off by default), joint friction and effort limits changeable while the
 // simulation runs, an optional motor thermal model (MotorThermal), and a virtual hoist —
@@ -188,6 +197,9 @@ class MujocoDriver final : public Driver {
   JointArray heat_scale_{};  // in force
   JointArray temp_c_{};      // motor temperatures, thermal model on
   int s_quat_ = -1, s_gyro_ = -1, s_acc_ = -1;
+  // The accelerometer as an IMU reports it: the mean over the control period (see read()).
+  std::array<double, 3> acc_period_{};
+  bool acc_period_valid_ = false;
   std::vector<int> foot_body_;  // body id per foot
   uint64_t seq_ = 0;
   double mass_ = 0;

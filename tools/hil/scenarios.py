@@ -113,14 +113,22 @@ def _soft_sweeps(b: BenchRuntime, j: int) -> programs.Program:
 
 def _residual(model: BenchModel, j: int, p: programs.Program, tr: dict[str, Any], dt: float,
               sweeps: list[str]) -> np.ndarray:
-    """Measured torque minus the inverse dynamics of the hanging robot, over the sweeps (0 elsewhere)."""
+    """Measured torque minus the inverse dynamics of the hanging robot, over the sweeps (0 elsewhere).
+
+    Sample k's torque is what the motor gave over the control period that ended at sample k (it held
+    command k - 1 through it), so the inverse dynamics is that period's: the mean of samples k - 1 and
+    k for the state and the IMU's angular rate, their difference over the period for the
+    accelerations, and sample k's specific force (an IMU reports the period's mean: its accelerometer
+    filters before it decimates). Evaluated at sample k with a central difference instead, the model
+    is half a period ahead of the torque; gravity's pull on a heavy link then changes by its stiffness
+    x speed x half a period, which reads as viscous friction (the G1's waist read +50%)."""
     T = tr["tau"][:, j]
-    ddq = np.gradient(tr["dq"], dt, axis=0)
-    rate = np.gradient(tr["gyro"], dt, axis=0)
+    Q, DQ, G, A = tr["q"], tr["dq"], tr["gyro"], tr["acc"]
     resid = np.zeros_like(T)
     for name in sweeps:
-        for k in range(*p.segments[name]):
-            resid[k] = T[k] - model.joint_torques(tr["q"][k], tr["dq"][k], ddq[k], tr["gyro"][k], rate[k], tr["acc"][k])[j]
+        for k in range(max(1, p.segments[name][0]), p.segments[name][1]):
+            resid[k] = T[k] - model.joint_torques(0.5 * (Q[k] + Q[k - 1]), 0.5 * (DQ[k] + DQ[k - 1]), (DQ[k] - DQ[k - 1]) / dt,
+                                                  0.5 * (G[k] + G[k - 1]), (G[k] - G[k - 1]) / dt, A[k])[j]
     return resid
 
 
