@@ -1,5 +1,6 @@
-"""Lifecycle records: each robot's wear, per joint, across every run it made (SQLite, stdlib), and
-the service intervals it is measured against (the robot config's `maintenance:`).
+"""Lifecycle records: each robot's wear, per joint, across every run it made (SQLite, stdlib), the
+service intervals it is measured against (the robot config's `maintenance:`), and every bench-rig
+check it had (`vertebra hil run` appends its result).
 
 The recorder's writer thread stores its run's counters (runtime/run_stats.py) every few seconds
 and when the run ends (one row per run and per run and joint, replaced each time), so a crash
@@ -11,6 +12,9 @@ Tables:
        available_s, falls, estops, episodes, successes, interventions, faults, stops)  stops: JSON
   joints(run_id, joint, torque_s, travel_rad, torque_integral_nms, peak_torque_nm, peak_temp_c,
          temp_s, limit_hits, faults)  temp_s: JSON {bin: seconds}
+  hil(hil_id, robot_key, robot, serial, started, rig, profile, fit, stopped, passed, failed, errors,
+      skipped, duration_s, software, config_hashes, cases)  software, config_hashes: JSON;
+      cases: JSON [{case, verdict, message, measured}] (the plots stay in the run's own reports)
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ CREATE TABLE IF NOT EXISTS joints (run_id TEXT NOT NULL, joint TEXT NOT NULL, to
   torque_integral_nms REAL, peak_torque_nm REAL, peak_temp_c REAL, temp_s TEXT, limit_hits INTEGER, faults INTEGER,
   PRIMARY KEY (run_id, joint));
 CREATE INDEX IF NOT EXISTS runs_by_robot ON runs (robot_key);
+CREATE TABLE IF NOT EXISTS hil (hil_id INTEGER PRIMARY KEY AUTOINCREMENT, robot_key TEXT NOT NULL, robot TEXT NOT NULL,
+  serial TEXT NOT NULL, started TEXT NOT NULL, rig TEXT NOT NULL, profile TEXT NOT NULL, fit INTEGER NOT NULL,
+  stopped TEXT NOT NULL, passed INTEGER, failed INTEGER, errors INTEGER, skipped INTEGER, duration_s REAL,
+  software TEXT, config_hashes TEXT, cases TEXT);
+CREATE INDEX IF NOT EXISTS hil_by_robot ON hil (robot_key);
 """
 
 
@@ -65,15 +74,47 @@ class LifecycleStore:
                 [(run_id, r["joint"], r["torque_s"], r["travel_rad"], r["torque_integral_nms"], r["peak_torque_nm"],
                   r["peak_temp_c"], json.dumps(r["temp_s"]), r["limit_hits"], r["faults"]) for r in stats.joint_rows()])
 
+    def write_hil(self, result: Any) -> int:
+        """Append one bench-rig result (vertebra.tools.hil.results.RunResult); its row id."""
+        n = result.counts()
+        cases = [{"case": c.id, "verdict": c.verdict, "message": c.message, "measured": c.measured} for c in result.cases]
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO hil (robot_key, robot, serial, started, rig, profile, fit, stopped, passed, failed, errors, "
+                "skipped, duration_s, software, config_hashes, cases) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (result.serial or result.robot, result.robot, result.serial, result.started, result.rig, result.profile,
+                 int(result.passed), result.stopped, n["passed"], n["failed"], n["error"], n["skipped"],
+                 result.duration_s, json.dumps(result.software), json.dumps(result.config_hashes),
+                 json.dumps(cases, default=float)))
+        return int(cur.lastrowid)
+
+    def hil_history(self, robot_key: str) -> list[dict[str, Any]]:
+        """A robot's bench-rig results, oldest first (each without its cases' numbers, but with the ids of
+        the cases that failed and why)."""
+        out = []
+        for (hid, robot, serial, started, rig, profile, fit, stopped, passed, failed, errors, skipped, duration,
+             software, cases) in self.db.execute(
+                "SELECT hil_id, robot, serial, started, rig, profile, fit, stopped, passed, failed, errors, skipped, "
+                "duration_s, software, cases FROM hil WHERE robot_key = ? ORDER BY hil_id", (robot_key,)):
+            bad = [{"case": c["case"], "message": c["message"]} for c in json.loads(cases or "[]")
+                   if c["verdict"] in ("failed", "error")]
+            out.append({"hil_id": hid, "robot": robot, "serial": serial, "started": started, "rig": rig,
+                        "profile": profile, "fit_to_run": bool(fit), "stopped": stopped,
+                        "counts": {"passed": passed, "failed": failed, "error": errors, "skipped": skipped},
+                        "duration_s": duration, "software": json.loads(software or "{}"), "failed": bad})
+        return out
+
     def robots(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT robot_key FROM runs ORDER BY robot_key")]
+        return [r[0] for r in self.db.execute(
+            "SELECT robot_key FROM runs UNION SELECT robot_key FROM hil ORDER BY robot_key")]
 
     def totals(self, robot_key: str) -> dict[str, Any]:
         """A robot's totals over its runs: the robot's counters and each joint's."""
         rows = self.db.execute("SELECT robot, serial, powered_s, armed_s, active_s, policy_s, available_s, falls, "
                                "estops, episodes, successes, interventions, faults, stops, started, updated "
                                "FROM runs WHERE robot_key = ?", (robot_key,)).fetchall()
-        if not rows:
+        hil = self.hil_history(robot_key)
+        if not rows and not hil:
             raise KeyError(robot_key)
         stops: dict[str, dict[str, int]] = {}
         for r in rows:
@@ -81,14 +122,16 @@ class LifecycleStore:
                 d = stops.setdefault(mode, {})
                 for cause, k in by.items():
                     d[cause] = d.get(cause, 0) + int(k)
-        robot = {"robot_key": robot_key, "robot": rows[0][0], "serial": rows[0][1], "runs": len(rows),
+        first = rows[0] if rows else (hil[0]["robot"], hil[0]["serial"])
+        robot = {"robot_key": robot_key, "robot": first[0], "serial": first[1], "runs": len(rows),
                  "powered_h": sum(r[2] or 0 for r in rows) / 3600, "armed_h": sum(r[3] or 0 for r in rows) / 3600,
                  "active_h": sum(r[4] or 0 for r in rows) / 3600, "policy_h": sum(r[5] or 0 for r in rows) / 3600,
                  "available_h": sum(r[6] or 0 for r in rows) / 3600, "falls": sum(r[7] or 0 for r in rows),
                  "estops": sum(r[8] or 0 for r in rows), "episodes": sum(r[9] or 0 for r in rows),
                  "successes": sum(r[10] or 0 for r in rows), "interventions": sum(r[11] or 0 for r in rows),
                  "faults": sum(r[12] or 0 for r in rows), "stops": stops,
-                 "first_run": min(r[14] for r in rows), "last_update": max(r[15] for r in rows)}
+                 "first_run": min((r[14] for r in rows), default=None),
+                 "last_update": max((r[15] for r in rows), default=None)}
         joints: dict[str, dict[str, Any]] = {}
         bins = temp_bin_names()
         for (j, torque_s, travel, integral, peak_tau, peak_temp, temp_s, hits, faults) in self.db.execute(
@@ -108,4 +151,4 @@ class LifecycleStore:
                 t["temp_h"][b] = t["temp_h"].get(b, 0.0) + v / 3600
             t["limit_hits"] += hits or 0
             t["faults"] += faults or 0
-        return {"robot": robot, "joints": list(joints.values())}
+        return {"robot": robot, "joints": list(joints.values()), "hil": hil}

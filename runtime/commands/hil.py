@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as e:
         print(f"vertebra hil run: {e}", file=sys.stderr)
         written = {}
+    lifecycle = None if args.no_lifecycle or result.stopped.startswith("not confirmed") else _append_lifecycle(result, args.data_dir)
     counts = result.counts()
     if args.json:
         print(json.dumps({"fit_to_run": result.passed, "stopped": result.stopped, "counts": counts,
                           "duration_s": result.duration_s, "reports": {k: str(v) for k, v in written.items()},
+                          "lifecycle": str(lifecycle) if lifecycle else None,
                           "failed": [{"case": c.id, "message": c.message} for c in result.failed()]}))
     else:
         for c in result.cases:
@@ -61,7 +65,31 @@ def run(args: argparse.Namespace) -> int:
               + (f"; stopped: {result.stopped}" if result.stopped else ""))
         for k, v in written.items():
             print(f"{k}: {v}")
+        if lifecycle:
+            print(f"lifecycle records: {lifecycle}")
+    if lifecycle is False:
+        return 1
     return 0 if result.passed else 1
+
+
+def _append_lifecycle(result: Any, data_dir: str | None) -> Path | bool:
+    """Append the result to the robot's lifecycle records (the data folder's lifecycle.sqlite): the
+    database's path, or False (said on stderr) when it could not be written."""
+    from vertebra.runtime.lifecycle import LifecycleStore
+    from vertebra.runtime.recorder import default_data_dir
+
+    folder = data_dir or default_data_dir()
+    try:
+        store = LifecycleStore(folder)
+        try:
+            store.write_hil(result)
+        finally:
+            store.close()
+        return store.path
+    except Exception as e:  # noqa: BLE001 - a disk or database error is reported, and fails the command
+        print(f"vertebra hil run: the result was not appended to the lifecycle records in {folder}: "
+              f"{type(e).__name__}: {e}", file=sys.stderr)
+        return False
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -97,6 +125,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.add_argument("--html", help="write a self-contained HTML report here")
     r.add_argument("--json-out", dest="json_out", help="write the full result (JSON) here, for `vertebra hil compare`")
     r.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    r.add_argument("--data-dir", dest="data_dir", default=None,
+                   help="append the result to the lifecycle records here (default: $VERTEBRA_DATA_DIR, else "
+                        "~/.local/share/vertebra/runs; `vertebra lifecycle` shows them)")
+    r.add_argument("--no-lifecycle", dest="no_lifecycle", action="store_true",
+                   help="do not append the result to the robot's lifecycle records")
     r.add_argument("--yes", action="store_true", help="do not ask before moving the robot (automation)")
     r.add_argument("--domain", type=int, default=None, help="DDS domain instead of the deploy config's (sim rigs)")
     r.add_argument("--workdir", help="the run's scratch folder (default: a new temporary one)")

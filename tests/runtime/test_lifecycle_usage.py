@@ -145,3 +145,34 @@ def test_the_commands_say_when_there_is_nothing(tmp_path):
     assert out.returncode == 2 and "no lifecycle records" in out.stderr
     out = vertebra("usage", "--dir", str(tmp_path))
     assert out.returncode == 0 and "no usage recorded" in out.stdout
+
+
+def test_bench_rig_results_join_the_robots_lifecycle_records(runs, tmp_path):
+    """`vertebra hil run` appends its result (LifecycleStore.write_hil): the robot's history, with what
+    failed and why, beside its wear; a robot that has only been on the bench is listed too."""
+    from vertebra.runtime.lifecycle import LifecycleStore
+    from vertebra.tools.hil.results import Case, RunResult
+
+    def bench(serial: str, knee: str, started: str) -> RunResult:
+        r = RunResult(rig="bench_a", robot="go2", serial=serial, software={"vertebra": "0.1.0"}, config_hashes={},
+                      started=started, duration_s=12.5)
+        r.add(Case("bus", "lowstate", "passed", "", measured={"rate_hz": 500.0}))
+        r.add(Case("identify", "FR_calf_joint", knee, "friction 3.1x its siblings'", measured={"viscous_nm_s_rad": 0.3}))
+        return r
+
+    d, _ = runs
+    store = LifecycleStore(d)
+    store.write_hil(bench("GO2-LIFE", "failed", "2026-12-01T10:00:00+00:00"))
+    store.write_hil(bench("GO2-LIFE", "passed", "2026-12-01T11:00:00+00:00"))  # after the repair
+    store.write_hil(bench("GO2-BENCH", "passed", "2026-12-01T12:00:00+00:00"))
+    store.close()
+    robots = {r["robot"]["robot_key"]: r for r in json.loads(vertebra("lifecycle", "--dir", str(d), "--json").stdout)["robots"]}
+    assert set(robots) == {"GO2-LIFE", "GO2-BENCH"}
+    first, second = robots["GO2-LIFE"]["hil"]
+    assert not first["fit_to_run"] and first["counts"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
+    assert first["failed"] == [{"case": "identify/FR_calf_joint", "message": "friction 3.1x its siblings'"}]
+    assert second["fit_to_run"] and second["failed"] == [] and robots["GO2-LIFE"]["robot"]["runs"] == 1
+    assert robots["GO2-BENCH"]["robot"]["runs"] == 0 and len(robots["GO2-BENCH"]["hil"]) == 1
+    text = vertebra("lifecycle", "--dir", str(d)).stdout
+    assert "GO2-BENCH (go2): no recorded runs" in text and "bench-rig checks (vertebra hil run): 2" in text
+    assert "NOT FIT TO RUN, 1 passed, 1 failed" in text and "identify/FR_calf_joint: friction 3.1x" in text

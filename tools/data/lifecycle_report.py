@@ -1,5 +1,5 @@
 """`vertebra lifecycle`: each robot's totals from the lifecycle database (runtime/lifecycle.py)
-against its robot config's service intervals (`maintenance:`)."""
+against its robot config's service intervals (`maintenance:`), and its bench-rig results."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def due(totals: dict[str, Any], maintenance: Any) -> dict[str, Any]:
     robot = dict(totals["robot"])
     robot["share"] = robot["powered_h"] / maintenance.powered_hours if maintenance.powered_hours else None
     robot["due"] = robot["share"] is not None and robot["share"] >= 1.0
-    return {"robot": robot, "joints": out_joints,
+    return {"robot": robot, "joints": out_joints, "hil": totals.get("hil", []),
             "due": [j["joint"] for j in out_joints if j["due"]] + (["robot (powered hours)"] if robot["due"] else [])}
 
 
