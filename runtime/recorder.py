@@ -160,6 +160,8 @@ class Recorder:
         self._last_safety: tuple[Any, ...] | None = None
         # counters
         self.records = 0
+        self._lost_reported = 0  # records lost that a Dropout message has said so
+        self._last_driver_ns = 0
         self.messages = 0
         self.syncs = 0
         self._episode = 0
@@ -297,6 +299,7 @@ class Recorder:
                 if now - self._last_usage >= USAGE_EVERY_S:
                     self._store_usage("checkpoint")
                 if stopping and k == 0 and self.ring.size == 0 and self._queue.empty():
+                    self._report_trailing_loss()
                     break
                 if k < len(self._buf) and not stopping:
                     time.sleep(0.002)
@@ -317,6 +320,15 @@ class Recorder:
             return time.time_ns()
         return max(0, self._wall0 + (int(driver_ns) - self._driver0))
 
+    def _report_trailing_loss(self) -> None:
+        """Records lost after the last one that fitted are reported by no record (the next one would
+        carry them): at the end the ring's own count says how many; their start is unknown (0)."""
+        left = int(self.ring.lost) - self._lost_reported
+        if left > 0:
+            self._add(rs.DROPOUTS, "vertebra.Dropout", self._last_driver_ns,
+                      {"lost": left, "since_ns": 0, "duration_s": 0.0, "before_tick": -1})
+            self._lost_reported += left
+
     def _write_records(self, recs: np.ndarray) -> None:
         if self._driver0 is None:
             self._driver0, self._wall0 = int(recs["driver_ns"][0]), int(recs["wall_ns"][0])
@@ -327,6 +339,8 @@ class Recorder:
             self._add(rs.DROPOUTS, "vertebra.Dropout", int(r["driver_ns"]),
                       {"lost": int(r["lost_before"]), "since_ns": int(r["lost_since_ns"]), "duration_s": dur,
                        "before_tick": int(r["tick"])})
+            self._lost_reported += int(r["lost_before"])
+        self._last_driver_ns = int(recs["driver_ns"][-1])
         t0 = self._log_time(int(recs["driver_ns"][0]))
         self._add_raw(rs.TICKS, t0, recs.tobytes())
         self.records += len(recs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -222,12 +223,33 @@ def test_records_the_ring_lost_become_a_dropout_message(mock_loop, tmp_path):
     lost = rec.ring.lost
     assert lost == 400 - rec.ring.capacity
     rec.start()
+    end = time.monotonic() + 10.0
+    while rec.ring.size and time.monotonic() < end:  # the writer empties the ring: the next ticks fit
+        time.sleep(0.005)
     loop.run_ticks(10)
     rec.close()
     (d,) = [m.json() for s in reader.segments_of(rec.run_dir) for m in s.scan({rs.DROPOUTS})]
     assert d["lost"] == lost and d["duration_s"] > 0 and d["before_tick"] == 401
     run = reader.load_run(rec.run_dir)
     assert run.lost == lost and run.ticks == 400 - lost + 10
+
+
+def test_records_lost_at_the_end_of_a_run_are_reported_too(mock_loop, tmp_path):
+    """No record after the loss carries it (the run ended): the writer reports it from the ring's count."""
+    from types import SimpleNamespace
+
+    _, loop = mock_loop
+    robot = SimpleNamespace(name="mock", joint_names=[f"j{i}" for i in range(6)])
+    rec = Recorder(RecordOptions.from_dict({"dir": str(tmp_path), "ring_s": 0.1}), robot, rate_hz=500, lockstep=True)
+    rec.attach(loop)
+    loop.run_ticks(400)
+    lost = rec.ring.lost
+    rec.start()
+    rec.close()
+    (d,) = [m.json() for s in reader.segments_of(rec.run_dir) for m in s.scan({rs.DROPOUTS})]
+    assert d["lost"] == lost > 0 and d["before_tick"] == -1
+    run = reader.load_run(rec.run_dir)
+    assert run.lost == lost and run.ticks == 400 - lost
 
 
 def test_episode_outcomes_are_checked(tmp_path):
