@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vertebra import _rt
-from vertebra.runtime.config import RobotConfig
+from vertebra.runtime.config import KeepOutBox, RobotConfig
 from vertebra.runtime.schema import Section, field
 
 _DRIVERS: dict[str, type[DriverConfig]] = {}
@@ -91,6 +91,9 @@ class MujocoDriverConfig(DriverConfig):
     noise = field(bool, default=False, doc="add the robot config's sim.noise to the sensors")
     command_latency_ms = field(float, default=None, lo=0.0, hi=100.0, doc="command delay (null: the robot config's)")
     battery_v = field(float, default=0.0, lo=0.0, hi=200.0, doc="pack voltage the simulator reports (0: none)")
+    furniture = field(list, item=KeepOutBox, default=[],
+                      doc="boxes in the simulated world the robot collides with (a table; the deploy config's "
+                          "keep_out is what the controller keeps the hands out of)")
     mjcf_path = ""  # the model file the last build() loaded (not a config field)
 
     def hang_height_m(self, robot: RobotConfig) -> float:
@@ -108,7 +111,7 @@ class MujocoDriverConfig(DriverConfig):
         h = sim.hoist
         hang_z = self.hang_height_m(robot)
         o = _rt.SimOptions()
-        o.mjcf_path = str(build_mjcf(robot))
+        o.mjcf_path = str(build_mjcf(robot, self.furniture))
         o.sim_rate_hz = sim.sim_rate_hz
         o.base_pos = [0.0, 0.0, hang_z]
         o.base_quat = [1.0, 0.0, 0.0, 0.0]

@@ -2,9 +2,12 @@
 objects on it, seen by the robot's head camera.
 
 The objects are visual only (no collision: "touching" means reaching them), so the physics
-simulator does not need them. The scene exists in the rendering model: the robot's MJCF plus a
-table and mocap bodies for the objects, which can be moved between episodes without rebuilding
-anything. The camera renders the simulator's latest robot configuration with the scene around it.
+simulator does not need them. The table is physical: `table_box()` is the block the simulator's
+robot collides with (the MuJoCo driver's `furniture`) and the whole-body controller keeps the
+hands out of (a runtime's `keep_out`). The scene exists in the rendering model: the robot's MJCF
+plus the table's top and mocap bodies for the objects, which can be moved between episodes without
+rebuilding anything. The camera renders the simulator's latest robot configuration with the scene
+around it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import mujoco
 import numpy as np
 import vertebra.drivers  # noqa: F401  (selects the offscreen GL backend before mujoco loads)
 from vertebra.drivers.camera import OffscreenCamera
+from vertebra.runtime.config import KeepOutBox
 
 COLORS = {"red": [0.85, 0.1, 0.1, 1], "green": [0.1, 0.7, 0.15, 1], "blue": [0.1, 0.25, 0.9, 1],
           "yellow": [0.95, 0.85, 0.1, 1]}
@@ -24,6 +28,27 @@ OBJECT_SIZE_M = 0.025  # cube half-size / ball radius
 TABLE_TOP_Z = 0.80
 TABLE_CENTER = (0.33, 0.0)
 TABLE_HALF = (0.10, 0.32)
+
+
+def table_box() -> KeepOutBox:
+    """The table as the solid block the robot must keep out of and collides with: the tabletop down
+    to the floor (a hand under the table is as wrong as one through it)."""
+    return KeepOutBox.from_dict({"name": "table", "center_m": [TABLE_CENTER[0], TABLE_CENTER[1], TABLE_TOP_Z / 2],
+                                 "half_m": [TABLE_HALF[0], TABLE_HALF[1], TABLE_TOP_Z / 2]})
+
+
+def point_box_distance(p: np.ndarray, center: np.ndarray, half: np.ndarray) -> float:
+    """Signed distance from a point to an axis-aligned box (negative inside: minus the depth)."""
+    q = np.abs(p - center) - half
+    return float(np.linalg.norm(np.maximum(q, 0.0)) + min(float(q.max()), 0.0))
+
+
+def capsule_box_clearance(a: np.ndarray, b: np.ndarray, radius: float, box: KeepOutBox, samples: int = 17) -> float:
+    """Signed clearance (m) between a capsule (segment a-b, radius) and a box: the least over points
+    along the segment (17: on a 6 cm hand capsule, points 4 mm apart) of their distance, less the
+    radius. Negative: the capsule is inside the box by that much."""
+    c, h = np.asarray(box.center_m), np.asarray(box.half_m)
+    return min(point_box_distance(a + (b - a) * t, c, h) for t in np.linspace(0.0, 1.0, samples)) - radius
 
 
 @dataclass

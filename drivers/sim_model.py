@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import mujoco
 import vertebra.drivers  # noqa: F401  (offscreen GL backend choice before mujoco loads)
@@ -47,7 +49,9 @@ def _prepared_urdf(cfg: RobotConfig) -> str:
     return re.sub(r"(<robot[^>]*>)", r"\1" + compiler, text, count=1)
 
 
-def build_spec(cfg: RobotConfig) -> mujoco.MjSpec:
+def build_spec(cfg: RobotConfig, furniture: Sequence[Any] = ()) -> mujoco.MjSpec:
+    """The robot on a ground plane; `furniture`: boxes (config.KeepOutBox) the robot collides with
+    (a table), invisible to cameras (group 3: a scene draws its own)."""
     spec = mujoco.MjSpec.from_string(_prepared_urdf(cfg))
     spec.option.timestep = 1.0 / cfg.sim.sim_rate_hz
     spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
@@ -67,8 +71,20 @@ def build_spec(cfg: RobotConfig) -> mujoco.MjSpec:
     world.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[20, 20, 0.1], material="ground",
                    contype=WORLD_CONTYPE, conaffinity=WORLD_CONAFFINITY, friction=[cfg.sim.friction, 0.005, 0.0001])
 
+    for cap in cfg.sim.collision_capsules:
+        body = spec.body(cap.body)
+        if body is None:
+            raise ValueError(f"{cfg.file}: sim.collision_capsules: '{cap.body}' is not a body of the MuJoCo model")
+        body.add_geom(name=f"{cap.body}_collision", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
+                      fromto=list(cap.from_m) + list(cap.to_m), size=[cap.radius_m, 0, 0], contype=1, conaffinity=1,
+                      group=3, rgba=[0.5, 0.5, 0.5, 0.0], mass=0.0)
+    for box in furniture:
+        world.add_geom(name=f"furniture_{box.name}", type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(box.center_m),
+                       size=list(box.half_m), contype=WORLD_CONTYPE, conaffinity=WORLD_CONAFFINITY,
+                       friction=[cfg.sim.friction, 0.005, 0.0001], group=3, rgba=[0.5, 0.5, 0.5, 0.0])
+    furniture_names = {f"furniture_{b.name}" for b in furniture}
     for g in spec.geoms:
-        if g.name == "ground":
+        if g.name == "ground" or g.name in furniture_names:
             continue
         if g.contype or g.conaffinity:  # collision geoms from the URDF
             g.contype, g.conaffinity = ROBOT_CONTYPE, ROBOT_CONAFFINITY
@@ -108,9 +124,9 @@ def build_spec(cfg: RobotConfig) -> mujoco.MjSpec:
     return spec
 
 
-def build_mjcf(cfg: RobotConfig) -> Path:
+def build_mjcf(cfg: RobotConfig, furniture: Sequence[Any] = ()) -> Path:
     """Write the robot's MJCF (once per content) and return its path."""
-    spec = build_spec(cfg)
+    spec = build_spec(cfg, furniture)
     xml = spec.to_xml()
     digest = hashlib.sha256(xml.encode()).hexdigest()[:16]
     path = cache_dir() / f"{cfg.name}-{digest}.xml"

@@ -157,6 +157,16 @@ class NoiseConfig(Section):
     seed = field(int, default=1, lo=0, hi=2**63 - 1, doc="seed of the noise generator (same seed: same noise)")
 
 
+class CollisionCapsule(Section):
+    """Collision geometry the robot's URDF lacks (the G1's rubber hands have none): a capsule on a
+    body, between two points in the body's frame."""
+
+    body = field(str, doc="a body of the MuJoCo model (a URDF link)")
+    from_m = field(list, item=float, size=3, lo=-1.0, hi=1.0, doc="one end, body frame")
+    to_m = field(list, item=float, size=3, lo=-1.0, hi=1.0, doc="the other end, body frame")
+    radius_m = field(float, lo=0.001, hi=0.5, doc="radius")
+
+
 class SimConfig(Section):
     """The MuJoCo simulation of the robot."""
 
@@ -166,6 +176,8 @@ class SimConfig(Section):
     joint_dynamics = field(list, item=JointDynamics, min_size=1, doc="entries covering every joint (first match wins)")
     hoist = field(HoistConfig, doc="the hoist the robot starts in")
     cameras = field(list, item=CameraConfig, default=[], doc="simulated cameras")
+    collision_capsules = field(list, item=CollisionCapsule, default=[],
+                               doc="collision geometry added to links the URDF leaves without (named <body>_collision)")
     noise = field(NoiseConfig, default={}, doc="sensor noise")
     command_latency_ms = field(float, default=0.0, lo=0.0, hi=100.0, doc="delay of commands to the simulated motors")
 
@@ -324,6 +336,33 @@ class WbcBalanceGuard(Section):
             raise self.error("full_m", self.full_m, f"less than start_m ({self.start_m})")
 
 
+class WbcKeepOutPoint(Section):
+    """A point of the robot that stays out of the keep-out boxes: a frame's origin moved by offset_m."""
+
+    frame = field(str, doc="a frame of the robot model (a link)")
+    offset_m = field(list, item=float, size=3, default=[0.0, 0.0, 0.0], lo=-1.0, hi=1.0, doc="offset, frame axes")
+    radius_m = field(float, lo=0.0, hi=0.5, doc="the link's extent around the point")
+
+
+class WbcKeepOut(Section):
+    """Which points of the robot the controller keeps out of declared keep-out boxes (a table, a
+    fixture: the deploy config's ``keep_out:``), and the barrier that does it."""
+
+    points = field(list, item=WbcKeepOutPoint, default=[], doc="protected points (hands, forearms)")
+    margin_m = field(float, default=0.02, lo=0.0, hi=0.2, doc="clearance kept beyond each point's radius")
+    kp = field(float, default=400.0, lo=1.0, hi=1e5, doc="barrier stiffness (1/s^2)")
+    kd = field(float, default=40.0, lo=0.1, hi=1e4, doc="barrier damping (1/s; 2 sqrt(kp): critically damped)")
+    activation_m = field(float, default=0.15, lo=0.001, hi=2.0, doc="a point's rows are idle while farther than this")
+
+
+class KeepOutBox(Section):
+    """A world-fixed, axis-aligned box the robot's protected points stay out of."""
+
+    name = field(str, pattern=r"[A-Za-z0-9_.-]+", doc="what it is (reports)")
+    center_m = field(list, item=float, size=3, lo=-100.0, hi=100.0, doc="centre, world frame")
+    half_m = field(list, item=float, size=3, lo=0.001, hi=50.0, doc="half sizes along the world axes")
+
+
 class WbcSettings(Section):
     """The whole-body controller (``vertebra sim --controller wbc``); converted to ``_rt.WbcConfig`` by
     ``vertebra.runtime.wbc.build_wbc_config``."""
@@ -335,6 +374,7 @@ class WbcSettings(Section):
     solver = field(WbcSolver, default={}, doc="QP solver settings")
     limits = field(WbcLimits, default={}, doc="reference error bounds and the joint-limit horizon")
     balance_guard = field(WbcBalanceGuard, default={}, doc="centre-of-mass weight near the support edge")
+    keep_out = field(WbcKeepOut, default={}, doc="the points kept out of keep-out boxes, and the barrier's gains")
 
     @property
     def flat_feet(self) -> bool:

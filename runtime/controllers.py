@@ -74,7 +74,7 @@ class WholeBodyControllerMode(Controller):
 
         if runtime.cfg.wbc is None:
             raise VertebraError(f"controller 'wbc' needs a 'wbc:' section in the robot config {runtime.cfg.file}")
-        wb = WholeBody(runtime.cfg, runtime.model)
+        wb = WholeBody(runtime.cfg, runtime.model, keep_out=runtime.keep_out)
         runtime.loop.register_mode(self.name, wb.ctrl)
         return wb
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vertebra.drivers.registry import driver_types
-from vertebra.runtime.config import CONFIG_DIR, RobotConfig, available_robots, loop_config
+from vertebra.runtime.config import CONFIG_DIR, KeepOutBox, RobotConfig, available_robots, loop_config
 from vertebra.policies.server_config import CurveSettings
 from vertebra.runtime.recorder import RecordOptions
 from vertebra.runtime.schema import Section, Variant, config_file, field, read_yaml
@@ -158,6 +158,9 @@ class DeployConfig(Section):
     serial = field(str, default=None, pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
                    doc="the robot's serial number (in every recording's metadata and run name)")
     record = field(RecordOptions, default={}, doc="recording every run (runtime/recorder.py, docs/data.md)")
+    keep_out = field(list, item=KeepOutBox, default=[],
+                     doc="boxes at the workstation (a table, a fixture) the wbc controller keeps the robot's hands "
+                         "and forearms out of (the robot config's wbc.keep_out.points)")
 
     # Derived by check(): the resolved paths (and the loaded configs, see robot_config()/safety_settings()).
     safety_path: Path

@@ -48,7 +48,8 @@ class Runtime:
                  realtime_priority: bool = True, cpu: int | None = None, fault_injection: bool = False,
                  event_log: str | os.PathLike[str] | None = None, model: Any = None,
                  use_estimator: bool = False, configure: Callable[[Runtime], None] | None = None,
-                 heartbeat: str | None = None, record: Any = None, record_metadata: dict[str, Any] | None = None):
+                 heartbeat: str | None = None, record: Any = None, record_metadata: dict[str, Any] | None = None,
+                 keep_out: list[Any] | None = None):
         """`driver`: a registered driver config (its ``build(robot, rate_hz)`` makes the C++ driver) or
         a C++ driver already built. `controller`: ``pd`` or a registered controller name.
         `fault_injection`: a FaultInjector between the driver and the loop (``self.injector``).
@@ -61,7 +62,10 @@ class Runtime:
         after every tick's driver write, for ``vertebra guard``; real time only (lockstep has no
         steady heartbeat). Opened before the driver is built, so a bad segment touches nothing.
         `record`: a RecordOptions (runtime/recorder.py) to record the run (``self.recorder``), with
-        `record_metadata` (serial, config hashes, ...) in every segment; None or disabled: no recording."""
+        `record_metadata` (serial, config hashes, ...) in every segment; None or disabled: no recording.
+        `keep_out`: boxes (config.KeepOutBox) the whole-body controller keeps the robot's
+        ``wbc.keep_out.points`` out of (the deploy config's ``keep_out:``); refused by a controller
+        that cannot keep them."""
         self.cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
         cfg = self.cfg
         self.rate_hz = float(rate_hz or cfg.control_rate_hz)
@@ -107,6 +111,12 @@ class Runtime:
             raise ConfigError(cfg.file, "estimator", "<missing>" if floating else f"driver {self.driver.name}",
                               "an estimator section on a robot with a floating base (use_estimator needs one)")
         self.controller = controller
+        self.keep_out = list(keep_out or [])
+        if self.keep_out and controller != "wbc":
+            from vertebra.runtime.errors import ConfigError
+
+            raise ConfigError(cfg.file, "keep_out", ", ".join(b.name for b in self.keep_out),
+                              f"the wbc controller (controller '{controller}' cannot keep the robot out of them)")
         # The name ACTIVE is requested under, and the controller's handle (WholeBody for wbc).
         self.active_mode = BUILTIN_CONTROLLERS.get(controller, controller)
         self._controller = None if controller in BUILTIN_CONTROLLERS else controller_class(controller)()
@@ -175,7 +185,8 @@ class Runtime:
         robot = d.robot_config()
         return robot, dict(controller=d.controller, safety=d.safety_settings(robot), rate_hz=d.loop.rate_hz,
                            lockstep=d.loop.lockstep, realtime_priority=d.loop.realtime_priority,
-                           use_estimator=d.use_estimator, record=d.record, record_metadata=d.provenance())
+                           use_estimator=d.use_estimator, record=d.record, record_metadata=d.provenance(),
+                           keep_out=list(d.keep_out))
 
     # -- time ------------------------------------------------------------------------------
     def time_s(self) -> float:

@@ -44,7 +44,7 @@ class SimRuntime(Runtime):
                  controller: str = "pd", safety: SafetySettings | None = None, fault_injection: bool = False,
                  event_log: str | os.PathLike[str] | None = None, driver: Any = None,
                  use_estimator: bool = False, world: Any = None, record: Any = None,
-                 record_metadata: dict[str, Any] | None = None):
+                 record_metadata: dict[str, Any] | None = None, keep_out: list[Any] | None = None):
         """`safety`: the supervisor's settings (default: configs/safety/<robot>.yaml).
         `fault_injection`: put a FaultInjector between the simulator and the loop (self.injector).
         `event_log`: append the safety events to this JSON-lines file (always kept in memory too).
@@ -53,7 +53,8 @@ class SimRuntime(Runtime):
         (``unitree_dds`` against a sim bridge) needs `world`: the simulator's hoist, pushes and truth
         (``vertebra.drivers.bridge_process.BridgeProcess``); the in-process simulator is its own.
         `use_estimator`: the controller uses the state estimator's base, not truth (as on hardware).
-        `record`, `record_metadata`: record the run (Runtime; runtime/recorder.py)."""
+        `record`, `record_metadata`: record the run (Runtime; runtime/recorder.py). `keep_out`: boxes
+        the whole-body controller keeps the hands and forearms out of (Runtime)."""
         from vertebra.drivers.registry import driver_config
 
         cfg = robot if isinstance(robot, RobotConfig) else RobotConfig.load(robot)
@@ -73,7 +74,8 @@ class SimRuntime(Runtime):
                              "(its hoist, pushes and truth), e.g. vertebra.drivers.bridge_process.BridgeProcess")
         super().__init__(cfg, sim, controller=controller, safety=safety, rate_hz=rate_hz, lockstep=lockstep,
                          realtime_priority=realtime_priority, fault_injection=fault_injection, event_log=event_log,
-                         model=model, use_estimator=use_estimator, record=record, record_metadata=record_metadata)
+                         model=model, use_estimator=use_estimator, record=record, record_metadata=record_metadata,
+                         keep_out=keep_out)
         self.mjcf_path = getattr(sim, "mjcf_path", "")
         self.world = world if world is not None else self.driver
         self.wb = self.handle if controller == "wbc" else None

@@ -59,8 +59,9 @@ def _pose(value: Any, name: str) -> tuple[list[float], list[float]]:
     return pos.tolist(), quat
 
 
-def build_wbc_config(robot: RobotConfig) -> Any:
-    """The C++ ``_rt.WbcConfig`` of a robot's ``wbc:`` section (``WbcSettings``) and its joints and frames."""
+def build_wbc_config(robot: RobotConfig, keep_out: list[Any] | None = None) -> Any:
+    """The C++ ``_rt.WbcConfig`` of a robot's ``wbc:`` section (``WbcSettings``) and its joints and
+    frames; `keep_out`: the boxes (``KeepOutBox``) its ``wbc.keep_out.points`` stay out of."""
     w = robot.wbc
     if w is None:
         raise ConfigError(robot.file, "wbc", "<missing>", "a wbc section to run the whole-body controller")
@@ -109,15 +110,25 @@ def build_wbc_config(robot: RobotConfig) -> Any:
     c.out_kp = [w.output_kp_scale * j.kp for j in robot.joints]
     c.out_kd = [w.output_kd_scale * j.kd for j in robot.joints]
     c.control_rate_hz = robot.control_rate_hz
+    if keep_out:
+        ko = w.keep_out
+        if not ko.points:
+            raise ConfigError(robot.file, "wbc.keep_out.points", "[]",
+                              f"the points to keep out of {', '.join(b.name for b in keep_out)} (hands, forearms)")
+        c.keep_out = [_rt.KeepOutBox(list(b.center_m), list(b.half_m)) for b in keep_out]
+        c.keep_out_points = [_rt.KeepOutPoint(p.frame, list(p.offset_m), p.radius_m) for p in ko.points]
+        c.keep_out_margin_m, c.keep_out_kp, c.keep_out_kd = ko.margin_m, ko.kp, ko.kd
+        c.keep_out_activation_m = ko.activation_m
     return c
 
 
 class WholeBody:
     """The whole-body controller of a robot and its named targets."""
 
-    def __init__(self, robot: RobotConfig, model: Any):
+    def __init__(self, robot: RobotConfig, model: Any, keep_out: list[Any] | None = None):
         self.robot = robot
-        self.ctrl = _rt.WholeBodyController(model, build_wbc_config(robot))
+        self.keep_out = list(keep_out or [])
+        self.ctrl = _rt.WholeBodyController(model, build_wbc_config(robot, self.keep_out))
         self._t = _rt.WbcTargets()
         self._seq = 0
         # Hands by frame name, plus "left_hand"/"right_hand" for frames whose name says which side.

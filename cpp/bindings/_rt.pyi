@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'TICK_RECORD_FLAGS', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
+__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'KeepOutBox', 'KeepOutPoint', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'TICK_RECORD_FLAGS', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
 class Mode:
     """
     Members:
@@ -1550,6 +1550,51 @@ class WbcGains:
     @weight.setter
     def weight(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(6)"]) -> None:
         ...
+class KeepOutBox:
+    """
+    a world-fixed, axis-aligned box protected points stay out of (m)
+    """
+    @typing.overload
+    def __init__(self) -> None:
+        ...
+    @typing.overload
+    def __init__(self, center: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"], half: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+    @property
+    def center(self) -> typing.Annotated[list[float], "FixedSize(3)"]:
+        ...
+    @center.setter
+    def center(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+    @property
+    def half(self) -> typing.Annotated[list[float], "FixedSize(3)"]:
+        ...
+    @half.setter
+    def half(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+class KeepOutPoint:
+    """
+    a protected point: a frame's origin moved by offset (frame axes, m), with a radius (m)
+    """
+    frame: str
+    @typing.overload
+    def __init__(self) -> None:
+        ...
+    @typing.overload
+    def __init__(self, frame: str, offset: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"], radius_m: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset(self) -> typing.Annotated[list[float], "FixedSize(3)"]:
+        ...
+    @offset.setter
+    def offset(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+    @property
+    def radius_m(self) -> float:
+        ...
+    @radius_m.setter
+    def radius_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
 class WbcConfig:
     """
     whole-body controller settings (cpp/wbc/wbc.hpp)
@@ -1631,6 +1676,42 @@ class WbcConfig:
         ...
     @inner_max_iter.setter
     def inner_max_iter(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def keep_out(self) -> list[KeepOutBox]:
+        ...
+    @keep_out.setter
+    def keep_out(self, arg0: collections.abc.Sequence[KeepOutBox]) -> None:
+        ...
+    @property
+    def keep_out_activation_m(self) -> float:
+        ...
+    @keep_out_activation_m.setter
+    def keep_out_activation_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def keep_out_kd(self) -> float:
+        ...
+    @keep_out_kd.setter
+    def keep_out_kd(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def keep_out_kp(self) -> float:
+        ...
+    @keep_out_kp.setter
+    def keep_out_kp(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def keep_out_margin_m(self) -> float:
+        ...
+    @keep_out_margin_m.setter
+    def keep_out_margin_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def keep_out_points(self) -> list[KeepOutPoint]:
+        ...
+    @keep_out_points.setter
+    def keep_out_points(self, arg0: collections.abc.Sequence[KeepOutPoint]) -> None:
         ...
     @property
     def limit_horizon_s(self) -> float:

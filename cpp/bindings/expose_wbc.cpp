@@ -13,9 +13,40 @@ void expose_wbc(py::module_& m) {
       .def_readwrite("kp", &WbcGains::kp)
       .def_readwrite("kd", &WbcGains::kd)
       .def_readwrite("weight", &WbcGains::weight);
+  py::class_<KeepOutBox>(m, "KeepOutBox", "a world-fixed, axis-aligned box protected points stay out of (m)")
+      .def(py::init<>())
+      .def(py::init([](const std::array<double, 3>& center, const std::array<double, 3>& half) {
+             KeepOutBox b;
+             b.center = center;
+             b.half = half;
+             return b;
+           }),
+           py::arg("center"), py::arg("half"))
+      .def_readwrite("center", &KeepOutBox::center)
+      .def_readwrite("half", &KeepOutBox::half);
+  py::class_<KeepOutPoint>(m, "KeepOutPoint", "a protected point: a frame's origin moved by offset (frame axes, m), "
+                                               "with a radius (m)")
+      .def(py::init<>())
+      .def(py::init([](const std::string& frame, const std::array<double, 3>& offset, double radius_m) {
+             KeepOutPoint p;
+             p.frame = frame;
+             p.offset = offset;
+             p.radius_m = radius_m;
+             return p;
+           }),
+           py::arg("frame"), py::arg("offset"), py::arg("radius_m"))
+      .def_readwrite("frame", &KeepOutPoint::frame)
+      .def_readwrite("offset", &KeepOutPoint::offset)
+      .def_readwrite("radius_m", &KeepOutPoint::radius_m);
   py::class_<WbcConfig>(m, "WbcConfig", "whole-body controller settings (cpp/wbc/wbc.hpp)")
       .def(py::init<>())
       .def_readwrite("flat_feet", &WbcConfig::flat_feet)
+      .def_readwrite("keep_out", &WbcConfig::keep_out)
+      .def_readwrite("keep_out_points", &WbcConfig::keep_out_points)
+      .def_readwrite("keep_out_margin_m", &WbcConfig::keep_out_margin_m)
+      .def_readwrite("keep_out_kp", &WbcConfig::keep_out_kp)
+      .def_readwrite("keep_out_kd", &WbcConfig::keep_out_kd)
+      .def_readwrite("keep_out_activation_m", &WbcConfig::keep_out_activation_m)
       .def_readwrite("foot_frames", &WbcConfig::foot_frames)
       .def_readwrite("sole_offset_m", &WbcConfig::sole_offset_m)
       .def_readwrite("friction", &WbcConfig::friction)
@@ -122,6 +153,8 @@ void expose_wbc(py::module_& m) {
         d["contact_wrench"] = wr;
         d["contact_weight"] = arr(s.contact_weight.data(), w.n_contacts());
         d["primal_residual"] = s.max_constraint_violation;
+        d["keep_out_clearance_m"] = s.keep_out_clearance_m;
+        d["keep_out_active"] = s.keep_out_active;
         d["dual_residual"] = s.last_dual_residual;
         d["qp_status"] = s.last_qp_status;
         return d;

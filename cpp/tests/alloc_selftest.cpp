@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
   cfg.armature.assign(n, 0.01);
   cfg.out_kp.assign(n, 10.0);
   cfg.out_kd.assign(n, 1.0);
+  // Keep-out rows on every tick: the hands kept above the floor, always active (the activation
+  // distance exceeds their height), so the rows' tick path is counted too.
+  cfg.keep_out = {KeepOutBox{{0.0, 0.0, -0.5}, {5.0, 5.0, 0.5}}};
+  for (const auto& h : hands) cfg.keep_out_points.push_back(KeepOutPoint{h, {0.0, 0.0, 0.0}, 0.03});
+  cfg.keep_out_activation_m = 5.0;
   WholeBodyController wbc(robot, cfg);
   WbcConfig cfg_eq = cfg;
   cfg_eq.eliminate_contacts = false;  // the fallback path: contact rows as equalities
@@ -395,9 +400,9 @@ int main(int argc, char** argv) {
                  safety_mode_name(snap.safety.mode));
     return 4;
   }
-  std::printf("{\"wbc_updates\": 2900, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
+  std::printf("{\"wbc_updates\": 2900, \"wbc_keep_out_rows\": %d, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
               "\"loop_allocations\": %ld, \"loop_events\": %ld, \"estimator_updates\": %d, "
               "\"estimator_allocations\": %ld, \"estimator_failed_updates\": %ld}\n",
-              wbc_allocs, bad, loop_allocs, events, imu.empty() ? 0 : 2000, est_allocs, est_bad);
+              wst.keep_out_active, wbc_allocs, bad, loop_allocs, events, imu.empty() ? 0 : 2000, est_allocs, est_bad);
   return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0 && est_allocs == 0 && est_bad == 0) ? 0 : 1;
 }

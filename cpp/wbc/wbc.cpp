@@ -221,7 +221,8 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   }
   I.C.bottomRows(I.nin - nj).setZero();
   const double mu = cfg_.friction, X = cfg_.sole_half_length_m, Y = cfg_.sole_half_width_m;
-  int row = nj;
+  keep_out_rows(I, cfg_);  // rows nj .. nj + nko
+  int row = nj + I.nko;
   for (int c = 0; c < nc_; ++c) {
     const int fo = nj + c * m_;  // fx fy fz [tx ty tz]
     const int rows = cfg_.flat_feet ? 16 : 4;

@@ -11,6 +11,11 @@
 //              flat foot: linearised friction (4), centre of pressure inside the sole (4),
 //              yaw torque (8, the contact wrench cone of Caron, Pham, Nakamura, ICRA 2015)
 //              point foot: friction pyramid (4)
+//              keep-out (one per protected point and box, after the torques):
+//                n' (J_p ddq + dJ_p dq) >= -kp d - kd d'
+//              with d the point's clearance from the box's face it is farthest out of (less its
+//              radius and the margin), n that face's normal: a second-order barrier (d'' + kd d' +
+//              kp d >= 0 keeps d >= 0), idle beyond keep_out_activation_m
 // Bounds       ddq_j from joint position (horizon) and velocity limits; f_z in
 //              [w f_min, w f_max] where w in [0, 1] ramps a contact in or out.
 // Cost         sum_k w_k || J_k ddq + drift_k - a_ref_k ||^2 + regularisation, with PD references
@@ -66,6 +71,19 @@ struct WbcGains {
   std::array<double, 6> weight{};  // per axis: linear xyz, angular xyz (3-D tasks use the first 3)
 };
 
+// A world-fixed, axis-aligned box the protected points stay out of (a tabletop down to the floor,
+// a shelf, a fixture), and a protected point: a frame's origin moved by `offset` (frame axes), with
+// a radius (the link's extent around it).
+struct KeepOutBox {
+  std::array<double, 3> center{}, half{};
+};
+struct KeepOutPoint {
+  std::string frame;
+  std::array<double, 3> offset{};
+  double radius_m = 0.0;
+};
+inline constexpr int kMaxKeepOutRows = 64;  // points x boxes
+
 struct WbcConfig {
   // Contacts (feet), in the robot's foot order.
   bool flat_feet = true;
@@ -88,6 +106,12 @@ struct WbcConfig {
   double balance_guard_start_m = 0.04, balance_guard_full_m = 0.015, balance_guard_scale = 10.0;
   // Joint-limit acceleration bounds look this far ahead.
   double limit_horizon_s = 0.05;
+  // Keep-out volumes (header comment): every point stays keep_out_margin_m clear of every box.
+  std::vector<KeepOutBox> keep_out;
+  std::vector<KeepOutPoint> keep_out_points;
+  double keep_out_margin_m = 0.02;
+  double keep_out_kp = 400.0, keep_out_kd = 40.0;  // the barrier's gains (critically damped: kd = 2 sqrt(kp))
+  double keep_out_activation_m = 0.15;             // a pair's row is idle while its clearance is larger
   // Model and output.
   std::vector<double> armature;        // motor order (reflected rotor inertia)
   std::vector<double> out_kp, out_kd;  // motor order
@@ -159,6 +183,10 @@ struct WbcStatus {
   std::array<std::array<double, 6>, kMaxContacts> contact_wrench{};  // sole frame (flat) / world (point)
   std::array<double, kMaxContacts> contact_weight{};
   double max_constraint_violation = 0;
+  // Keep-out: the smallest clearance (m, beyond the radius, before the margin; negative: inside a
+  // box) of any protected point this tick, and how many pairs' rows were active.
+  double keep_out_clearance_m = 0;
+  int32_t keep_out_active = 0;
 };
 
 // Registered as the controller mode "wbc" (runtime: vertebra.runtime.wbc). Its target sink

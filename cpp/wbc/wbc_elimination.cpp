@@ -127,13 +127,16 @@ bool eliminate_contacts(WholeBodyController::Impl& I, int nj) {
   auto& C = q.C();
   for (int r = 0; r < nin; ++r)
     for (int j = 0; j < nf; ++j) C(r, j) = I.C(r, I.free_[j]);
-  for (int r = 0; r < nj; ++r)
+  // The rows on joint accelerations (torques, then keep-out) have dependent components; the cone
+  // rows are on the forces only, whose dependent ones (released contacts') their idle rows ignore.
+  const int nt = nj + I.nko;
+  for (int r = 0; r < nt; ++r)
     for (int j = 0; j < nd; ++j) I.Cd(r, j) = I.C(r, I.dep[j]);
-  C.topRows(nj).noalias() -= I.Cd * I.K;
+  C.topRows(nt).noalias() -= I.Cd * I.K;
   q.l().head(nin) = I.l;
   q.u().head(nin) = I.u;
-  q.l().head(nj).noalias() -= I.Cd * I.k0;
-  q.u().head(nj).noalias() -= I.Cd * I.k0;
+  q.l().head(nt).noalias() -= I.Cd * I.k0;
+  q.u().head(nt).noalias() -= I.Cd * I.k0;
   for (int j = 0; j < nd; ++j) {
     C.row(nin + j) = -I.K.row(j);
     q.l()[nin + j] = I.lbox[I.dep[j]] - I.k0[j];

@@ -63,6 +63,8 @@ struct WholeBodyController::Impl {
   int nr = 0, neq_r = 0;  // what ProxQP sees: the base accelerations are eliminated (header)
   std::vector<int> m2q, m2v;  // motor index -> model q/v index
   std::vector<pinocchio::FrameIndex> contact_fid, hand_fid;
+  std::vector<pinocchio::FrameIndex> keep_out_fid;  // per keep-out point: an added frame at its offset
+  int nko = 0;  // keep-out rows (points x boxes), right after the joint-torque rows
   std::vector<pinocchio::FrameIndex> used_fid;  // the frames whose placements the tick reads
   pinocchio::FrameIndex base_fid = 0, torso_fid = 0;
   bool has_torso = false;
@@ -145,6 +147,7 @@ void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, const Eig
                      const Eigen::Matrix3d& R_ref, const WbcGains& g, bool with_position, double* pos_err,
                      double* rot_err, double max_pos, double max_rot);
 double balance_guard(const WholeBodyController::Impl& I, const WbcConfig& cfg, int nc);
+void keep_out_rows(WholeBodyController::Impl& I, const WbcConfig& cfg);
 // wbc_elimination.cpp
 void relax_joint_bounds_eliminated(WholeBodyController::Impl& I, int nj);
 void y_cost(WholeBodyController::Impl& I);

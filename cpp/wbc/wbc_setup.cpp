@@ -62,10 +62,33 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     throw std::invalid_argument("WBC: balance_guard_scale: found " + std::to_string(cfg.balance_guard_scale) +
                                 "; valid: a finite number (<= 1 turns the guard off)");
 
+  for (const auto& b : cfg.keep_out)
+    for (int k = 0; k < 3; ++k)
+      if (!std::isfinite(b.center[k]) || !(b.half[k] > 0) || !std::isfinite(b.half[k]))
+        throw std::invalid_argument("WBC: keep_out: a box needs a finite centre and half sizes > 0; found half " +
+                                    std::to_string(b.half[k]) + " on axis " + std::to_string(k));
+  for (const auto& pt : cfg.keep_out_points)
+    if (!(pt.radius_m >= 0) || !std::isfinite(pt.radius_m) || !std::isfinite(pt.offset[0]) ||
+        !std::isfinite(pt.offset[1]) || !std::isfinite(pt.offset[2]))
+      throw std::invalid_argument("WBC: keep_out_points: " + pt.frame + " needs a finite offset and a radius >= 0");
+  const int nko = static_cast<int>(cfg.keep_out.size() * cfg.keep_out_points.size());
+  if (nko > kMaxKeepOutRows)
+    throw std::invalid_argument("WBC: keep_out: " + std::to_string(cfg.keep_out_points.size()) + " points x " +
+                                std::to_string(cfg.keep_out.size()) + " boxes = " + std::to_string(nko) +
+                                " rows; valid: at most " + std::to_string(kMaxKeepOutRows));
+  if (nko > 0) {
+    if (!(cfg.keep_out_margin_m >= 0) || !std::isfinite(cfg.keep_out_margin_m))
+      throw std::invalid_argument("WBC: keep_out_margin_m: found " + std::to_string(cfg.keep_out_margin_m) +
+                                  "; valid: a finite number >= 0");
+    positive("keep_out_kp", cfg.keep_out_kp);
+    positive("keep_out_kd", cfg.keep_out_kd);
+    positive("keep_out_activation_m", cfg.keep_out_activation_m);
+  }
+
   const int nv = robot.nv();
   const int n = nv + nc_ * m_;
   const int neq = 6 + nc_ * m_;
-  const int nin = nj + nc_ * (cfg.flat_feet ? 16 : 4);
+  const int nin = nj + nko + nc_ * (cfg.flat_feet ? 16 : 4);
   impl_ = std::make_unique<Impl>(n, neq, nin, cfg);
   Impl& I = *impl_;
   I.model = robot.impl().model;
@@ -102,7 +125,17 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     I.has_torso = true;
   }
   for (const auto& h : cfg.hand_frames) I.hand_fid.push_back(static_cast<pinocchio::FrameIndex>(robot.frame_id(h)));
+  I.nko = nko;
+  for (const auto& pt : cfg.keep_out_points) {
+    const auto parent = static_cast<pinocchio::FrameIndex>(robot.frame_id(pt.frame));
+    const auto& pf = I.model.frames[parent];
+    pinocchio::SE3 offset(Eigen::Matrix3d::Identity(), Eigen::Vector3d(pt.offset[0], pt.offset[1], pt.offset[2]));
+    I.keep_out_fid.push_back(I.model.addFrame(pinocchio::Frame("wbc_keep_out_" + std::to_string(I.keep_out_fid.size()),
+                                                               pf.parentJoint, parent, pf.placement * offset,
+                                                               pinocchio::OP_FRAME)));
+  }
   I.used_fid = I.contact_fid;
+  for (auto f : I.keep_out_fid) I.used_fid.push_back(f);
   I.used_fid.push_back(I.base_fid);
   if (I.has_torso) I.used_fid.push_back(I.torso_fid);
   for (auto f : I.hand_fid) I.used_fid.push_back(f);
@@ -154,7 +187,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     I.K = Eigen::MatrixXd::Zero(I.nd, I.nf);
     I.Jrf = Eigen::MatrixXd::Zero(max_rows, I.nf);
     I.Jrd = Eigen::MatrixXd::Zero(max_rows, I.nd);
-    I.Cd = Eigen::MatrixXd::Zero(nj, I.nd);
+    I.Cd = Eigen::MatrixXd::Zero(nj + nko, I.nd);  // the rows on joint accelerations: torques, keep-out
     I.Jw_w = Eigen::MatrixXd::Zero(max_rows + I.nd, I.nf);
     I.ew = Eigen::VectorXd::Zero(max_rows + I.nd);
     // ProxQP's automatic choice for this shape is the primal LDLT backend, which is slower here and

@@ -113,3 +113,63 @@ double balance_guard(const WholeBodyController::Impl& I, const WbcConfig& cfg, i
 }
 
 }  // namespace vertebra::wbc_detail
+
+namespace vertebra::wbc_detail {
+
+// Keep-out rows (header comment), rows nj .. nj + nko of C, on y = [ddq_j ; f] (ddq_b = Tb y + t0b).
+// Per point and box: the face the point is farthest out of (the largest of |r_k| - half_k over the
+// axes, r the point in box coordinates; inside the box that is the nearest face, so the barrier
+// pushes it out the short way), its outward normal n, and the clearance d beyond radius + margin.
+// The point's acceleration along n is n' (J ddq + drift); the row asks it to be at least
+// -kp d - kd d', which keeps d >= 0 once it is (and brings it back when it is not).
+void keep_out_rows(WholeBodyController::Impl& I, const WbcConfig& cfg) {
+  auto& d = I.data;
+  const int nj = I.nj;
+  double clearance = kFree;
+  int active = 0;
+  int row = nj;
+  for (size_t p = 0; p < I.keep_out_fid.size(); ++p) {
+    const auto fid = I.keep_out_fid[p];
+    const Eigen::Vector3d pos = d.oMf[fid].translation();
+    bool have_jacobian = false;
+    for (const auto& box : cfg.keep_out) {
+      const int r = row++;
+      I.l[r] = -kFree;
+      I.u[r] = kFree;
+      int axis = 0;
+      double excess = -kFree, side = 1.0;
+      for (int k = 0; k < 3; ++k) {
+        const double rk = pos[k] - box.center[k];
+        const double e = std::abs(rk) - box.half[k];
+        if (e > excess) {
+          excess = e;
+          axis = k;
+          side = rk >= 0 ? 1.0 : -1.0;
+        }
+      }
+      const double clear = excess - cfg.keep_out_points[p].radius_m;
+      clearance = std::min(clearance, clear);
+      const double dist = clear - cfg.keep_out_margin_m;
+      if (dist > cfg.keep_out_activation_m) continue;
+      if (!have_jacobian) {
+        I.J6.setZero();
+        pinocchio::getFrameJacobian(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED, I.J6);
+        have_jacobian = true;
+      }
+      const pinocchio::Motion acc = pinocchio::getFrameClassicalAcceleration(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED);
+      const pinocchio::Motion vel = pinocchio::getFrameVelocity(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED);
+      // n' J ddq with n = side e_axis: the Jacobian's row `axis`, signed; in y through the base elimination
+      const auto Jn = I.J6.row(axis);
+      I.C.row(r).noalias() = side * Jn.leftCols<6>() * I.Tb;
+      I.C.row(r).head(nj) += side * Jn.tail(nj);
+      const double drift = side * (acc.linear()[axis] + Jn.leftCols<6>().dot(I.t0b));
+      const double ddist = side * vel.linear()[axis];
+      I.l[r] = -cfg.keep_out_kp * dist - cfg.keep_out_kd * ddist - drift;
+      ++active;
+    }
+  }
+  I.st.keep_out_clearance_m = I.keep_out_fid.empty() || cfg.keep_out.empty() ? 0.0 : clearance;
+  I.st.keep_out_active = active;
+}
+
+}  // namespace vertebra::wbc_detail

@@ -35,6 +35,7 @@ from vertebra.policies.vla.collect import (
 )
 from vertebra.policies.vla.expert import (
     MOVE_S,
+    TABLE_MODES,
     WAVE_AMP_M,
     WAVE_HZ,
     G1Session,
@@ -70,7 +71,7 @@ from vertebra.policies.vla.tasks import (
 
 __all__ = [
     "ARM_WORDS", "AUX_WEIGHT", "CHUNK", "EPISODE_S", "EXEC_NOISE_M", "IMAGE", "MOVE_S", "NOISE_KEEP", "OBS_EVERY",
-    "POINT_TOL_DEG", "PROPRIO_DROP", "PROPRIO_NOISE", "RAISED_Z_M", "RATE_HZ", "RESET_S", "SCENE_VARIANTS", "TASKS",
+    "POINT_TOL_DEG", "PROPRIO_DROP", "PROPRIO_NOISE", "RAISED_Z_M", "RATE_HZ", "RESET_S", "SCENE_VARIANTS", "TABLE_MODES", "TASKS",
     "TASK_WEIGHTS", "TOKENS", "TOUCH_TOL_M", "VOCAB", "WAVE_AMP_M", "WAVE_HZ", "WAVE_SWEEP_M", "WAVE_Z_M", "Episode",
     "G1Session", "arm_joints", "build_model", "collect", "collect_parallel", "expert_targets", "export", "goal",
     "measures", "min_jerk", "relabel", "sample_episode", "shoulders", "success", "train", "train_vla",

@@ -11,6 +11,7 @@ from vertebra.policies.vla.tasks import IMAGE, RATE_HZ, Episode, arm_joints
 from vertebra.runtime.numerics import rotation_to_quat
 
 MOVE_S = 1.5  # the expert reaches each task's goal in this long
+TABLE_MODES = ("visual", "solid", "keep_out")  # G1Session(table=...)
 WAVE_AMP_M = 0.10    # the expert's wave: +/-10 cm at 0.8 Hz, tracked as a 7.4 cm sweep (+/-7 cm at 1 Hz
 WAVE_HZ = 0.8        # gave 5.5 cm, and the learned policy's wave fell short of the 4 cm)
 
@@ -55,16 +56,29 @@ class G1Session:
     """A standing G1 on the whole-body controller with the tabletop scene and head camera."""
 
     def __init__(self, chunk_scheduler: bool = False, target_names: list[str] | None = None, record: Any = None,
-                 record_metadata: dict[str, str] | None = None):
+                 record_metadata: dict[str, str] | None = None, table: str = "visual"):
         """`chunk_scheduler`: stream action chunks to the whole-body controller's named targets;
         `target_names`: what each chunk column drives (a package's outputs.targets; default: the
         hands' x, y, z in frame order, what the expert's demonstrations hold). `record`,
-        `record_metadata`: record the session (runtime/recorder.py)."""
+        `record_metadata`: record the session (runtime/recorder.py). `table` (TABLE_MODES): `visual`,
+        only seen (what the shipped g1_vla was trained with: its touches pass through the tabletop);
+        `solid`, the simulator's robot collides with it; `keep_out`, solid and the whole-body
+        controller keeps the hands and forearms out of it (wbc.keep_out.points)."""
         from vertebra import _rt
-        from vertebra.drivers.scene import SceneCamera
+        from vertebra.drivers.registry import driver_config
+        from vertebra.drivers.scene import SceneCamera, table_box
         from vertebra.runtime.sim_runtime import SimRuntime
 
-        self.rt = SimRuntime("g1", controller="wbc", record=record, record_metadata=record_metadata)
+        if table not in TABLE_MODES:
+            raise ValueError(f"table {table!r}; valid: {', '.join(TABLE_MODES)}")
+        self.table_mode = table
+        self.table = table_box()
+        furniture = [self.table.to_dict()] if table != "visual" else []
+        self.rt = SimRuntime("g1", controller="wbc", record=record, record_metadata=record_metadata,
+                             driver=driver_config("mujoco", furniture=furniture),
+                             keep_out=[self.table] if table == "keep_out" else None)
+        # the hands' collision geometry (the robot config's capsules on the hand links)
+        self.hand_capsules = [c for c in self.rt.cfg.sim.collision_capsules if c.body in self.rt.cfg.hand_frames]
         self.sched = None
         if chunk_scheduler:
             names = target_names or [f"{h}.{a}" for h in self.rt.cfg.hand_frames for a in "xyz"]
@@ -90,6 +104,20 @@ class G1Session:
     def hands(self) -> list[np.ndarray]:
         q = self.q_full()
         return [np.asarray(self.rt.model.frame_translation(q, n)) for n in self.rt.cfg.hand_frames]
+
+    def hand_table_clearance(self) -> float:
+        """The least signed distance (m) of the hands' collision capsules to the table block now
+        (negative: a hand is that deep in the table). Measured whatever the table mode."""
+        from vertebra.drivers.scene import capsule_box_clearance
+
+        q = self.q_full()
+        out = float("inf")
+        for c in self.hand_capsules:
+            p = np.asarray(self.rt.model.frame_translation(q, c.body))
+            R = np.asarray(self.rt.model.frame_rotation(q, c.body))
+            out = min(out, capsule_box_clearance(p + R @ np.asarray(c.from_m), p + R @ np.asarray(c.to_m), c.radius_m,
+                                                 self.table))
+        return out
 
     def set_hand_targets(self, x: np.ndarray) -> None:
         names = self.rt.cfg.hand_frames

@@ -48,8 +48,25 @@ def test_the_driver_section_is_validated_by_the_driver_class(tmp_path):
     with pytest.raises(ConfigError) as ei:
         DeployConfig.load(write(tmp_path, driver={"type": "mujoco", "command_latency_ms": -5}))
     assert ei.value.field == "driver.command_latency_ms" and ei.value.found == -5
-    with pytest.raises(ConfigError, match="a known field: battery_v, command_latency_ms, noise, standing_height_m"):
+    with pytest.raises(ConfigError, match="a known field: battery_v, command_latency_ms, furniture, noise, standing_height_m"):
         DeployConfig.load(write(tmp_path, driver={"type": "mujoco", "latency_ms": 5}))
+
+
+def test_keep_out_boxes_reach_the_runtime_and_bad_ones_are_named(tmp_path):
+    from vertebra.runtime.runtime import Runtime
+
+    table = {"name": "table", "center_m": [0.33, 0.0, 0.4], "half_m": [0.1, 0.32, 0.4]}
+    d = DeployConfig.load(write(tmp_path, robot="g1", controller="wbc", keep_out=[table],
+                                driver={"type": "mujoco", "furniture": [table]}))
+    _, kw = Runtime.deploy_arguments(d)
+    assert [b.name for b in kw["keep_out"]] == ["table"] and kw["keep_out"][0].half_m == [0.1, 0.32, 0.4]
+    assert [b.name for b in d.driver.furniture] == ["table"]
+    with pytest.raises(ConfigError) as ei:
+        DeployConfig.load(write(tmp_path, robot="g1", controller="wbc", keep_out=[{**table, "half_m": [0.1, 0.0, 0.4]}]))
+    assert ei.value.field == "keep_out[0].half_m"
+    with pytest.raises(MissingFieldsError) as ei:
+        DeployConfig.load(write(tmp_path, keep_out=[{"name": "table"}]))
+    assert ei.value.fields == ["keep_out[0].center_m", "keep_out[0].half_m"]
 
 
 def test_a_mock_deploy_builds_its_driver_and_loop(tmp_path):
@@ -86,7 +103,7 @@ def test_the_mujoco_driver_finds_its_standing_height_when_not_given():
     ({"robot": "g1", "record": {"cameras": [{"name": "belly"}]}}, "record.cameras[0].name", "a camera of g1: head"),
     ({"record": {"cameras": [{"name": "head", "fps": 0}]}}, "record.cameras[0].fps", ">= 1.0"),
     ({"serial": "G1 0042"}, "serial", "matching"),
-    ({"speed": 1}, "speed", "a known field: active_policy, control, controller, driver, guard, loop, policy, policy_remote, record, "
+    ({"speed": 1}, "speed", "a known field: active_policy, control, controller, driver, guard, keep_out, loop, policy, policy_remote, record, "
      "robot, safety, serial, service, use_estimator"),
 ])
 def test_bad_deploy_fields_are_named(tmp_path, fields, field, valid):

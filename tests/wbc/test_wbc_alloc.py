@@ -32,6 +32,7 @@ def test_tick_path_allocates_nothing(robot):
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["wbc_allocations"] == 0, out
+    assert out["wbc_keep_out_rows"] == len(cfg.hand_frames), out  # the keep-out rows were on the counted ticks
     assert out["loop_allocations"] == 0, out
     assert out["failed_updates"] == 0, out
     assert out["estimator_updates"] == 2000 and out["estimator_allocations"] == 0, out
