@@ -151,8 +151,11 @@ def _episode_end(rt: Any, success: bool, snap: dict[str, Any], time_to_success_s
 
 def evaluate(package: str, robot: str, episodes: int, seed: int,
              say: Callable[[str], None] | None = None, replan_steps: int = 1,
-             shared_memory: bool = True, record: Any = None) -> dict[str, Any]:
-    """`record`: a RecordOptions (runtime/recorder.py): record the rollouts, one episode each."""
+             shared_memory: bool = True, record: Any = None, table: str = "visual",
+             perturb: Any = None) -> dict[str, Any]:
+    """`record`: a RecordOptions (runtime/recorder.py): record the rollouts, one episode each.
+    `table`: the tabletop tasks' table (vla.TABLE_MODES: visual, solid, keep_out). `perturb`: a
+    condition (vla.perturb.Perturbation) the tabletop tasks run under."""
     from vertebra import _rt
     from vertebra.policies.package import PolicyPackage, check_against_robot
     from vertebra.policies.train_pose import LIMITS
@@ -169,7 +172,10 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     if problems:
         raise ValueError(f"{spec.name} does not fit {robot}: " + "; ".join(problems))
     if spec.action_space == "wbc_targets":
-        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps, shared_memory, record)
+        return evaluate_vla(pkg, cfg, episodes, seed, say, replan_steps, shared_memory, record, table, perturb)
+    if perturb is not None and perturb.text != "none":
+        raise ValueError(f"{spec.name}: --perturb changes the tabletop tasks' scenes and words; this package's action "
+                         f"space is {spec.action_space} (no camera or instruction to perturb)")
     if spec.action_space != "joint_targets" or len(spec.command_names) != 4:
         raise ValueError(f"{spec.name}: this evaluation runs joint-target body-pose policies (a 4-value command); "
                          f"the package has action space {spec.action_space} and command {spec.command_names}")
@@ -261,23 +267,45 @@ def evaluate(package: str, robot: str, episodes: int, seed: int,
     }
 
 
+def hand_table_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hands against the table over the episodes: the least clearance of any (m; negative: into
+    the table), per task, and the episodes where a hand went into it."""
+    if not results:
+        return {"min_clearance_m": None, "per_task_min_m": {}, "episodes_penetrating": 0}
+    per: dict[str, float] = {}
+    for r in results:
+        per[r["task"]] = min(per.get(r["task"], float("inf")), r["hand_table_clearance_m"])
+    return {"min_clearance_m": min(per.values()), "per_task_min_m": per,
+            "episodes_penetrating": sum(r["hand_table_clearance_m"] < 0 for r in results)}
+
+
 def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[str], None],
-                 replan_steps: int = 1, shared_memory: bool = True, record: Any = None) -> dict[str, Any]:
+                 replan_steps: int = 1, shared_memory: bool = True, record: Any = None,
+                 table: str = "visual", perturb: Any = None) -> dict[str, Any]:
     """Tabletop vision-language tasks on the G1 (vertebra.policies.vla): held-out random scenes and
-    instructions; success per task as defined there, checked after every policy step."""
+    instructions; success per task as defined there, checked after every policy step. Every policy
+    step also measures how close the hands' collision geometry came to the table (negative: into it),
+    whatever `table` (G1Session) makes of the table. `perturb` (vla.perturb.Perturbation): the
+    condition the scenes, camera and words are changed by; with `absent`, only touch and point run and
+    success is not acting. Every rate comes with its Wilson 95% interval."""
     from vertebra.policies import vla
+    from vertebra.policies.vla.perturb import ABSENT_STILL_M, Perturbation, wilson
+
+    perturb = perturb if perturb is not None else Perturbation.parse("none")
+    tasks = ("touch", "point") if perturb.absent else vla.TASKS
 
     spec = pkg.spec
     server = ServerProcess({spec.name: pkg.path}, cfg.name)
     try:
         sess = vla.G1Session(chunk_scheduler=True, target_names=list(spec.targets), record=record,
-                             record_metadata=record_metadata(pkg, cfg))
+                             record_metadata=record_metadata(pkg, cfg), table=table)
     except BaseException:
         server.close()  # never leave the server process behind (it holds our output pipe)
         raise
     latency_us: list[float] = []
     results: list[dict[str, Any]] = []
     try:
+        perturb.apply_to_camera(sess.cam)
         client = server.client(cfg.joint_names, shared_memory=shared_memory)
         say(f"server ready ({spec.name}); G1 standing on the whole-body controller")
         dt_ns = int(1e9 / spec.rate_hz)
@@ -294,9 +322,12 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                                              for h in range(2)]) for i in range(n_reset)])
             sess.sched.push(t_now + dt_ns, dt_ns, path)
             sess.rt.run_ticks(n_reset * sess.period)
-            ep = vla.sample_episode(rng, vla.TASKS[k % len(vla.TASKS)])
+            ep = perturb.episode(rng, tasks[k % len(tasks)])
+            start = np.concatenate(sess.hands())
+            moved = 0.0
             _episode_start(sess.rt, ep.instruction, ep.task, pkg)
             hist: list[np.ndarray] = []
+            clearance = float("inf")
             t_success = None
             for i in range(int(vla.EPISODE_S * spec.rate_hz)):
                 if i % replan_steps == 0:  # the action horizon: chunk actions executed per inference
@@ -313,13 +344,19 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                         sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
                 sess.rt.run_ticks(sess.period)
                 hist.append(np.concatenate(sess.hands()))
+                clearance = min(clearance, sess.hand_table_clearance())
+                moved = max(moved, float(np.abs(hist[-1] - start).reshape(2, 3).max(axis=1).max()))
+                if perturb.absent:  # nothing to do: success is not acting, judged at the end
+                    continue
                 if t_success is None and vla.success(ep, hist, sess.sh, sess.home):
                     t_success = (i + 1) / spec.rate_hz
             snap = sess.rt.loop.snapshot()
-            ok = vla.success(ep, hist, sess.sh, sess.home) and not snap["faults"]
+            done = moved < ABSENT_STILL_M if perturb.absent else vla.success(ep, hist, sess.sh, sess.home)
+            ok = done and not snap["faults"]
             _episode_end(sess.rt, ok, snap, t_success)
             results.append({"episode": k, "task": ep.task, "instruction": ep.instruction, "success": ok,
                             "time_to_success_s": t_success if ok else None,
+                            "hand_table_clearance_m": round(clearance, 4), "hands_moved_m": round(moved, 4),
                             "measures": {name: round(v, 4) for name, v in vla.measures(ep, hist, sess.sh, sess.home).items()}})
             say(f"episode {k + 1}/{episodes}: {ep.instruction!r}: {'success' if ok else 'FAIL'} {results[-1]['measures']}")
             if snap["faults"]:
@@ -331,23 +368,32 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
     recording = sess.rt.recorder.summary() if sess.rt.recorder is not None else None
     lat = np.asarray(latency_us) if latency_us else np.zeros(1)
     per_task: dict[str, Any] = {}
+    counts: dict[str, Any] = {}
     times: dict[str, Any] = {}
-    for task in vla.TASKS:
+    for task in tasks:
         rs = [r for r in results if r["task"] == task]
         if rs:
             per_task[task] = round(sum(r["success"] for r in rs) / len(rs), 3)
+            k = sum(r["success"] for r in rs)
+            counts[task] = {"successes": k, "episodes": len(rs), "wilson95": [round(x, 3) for x in wilson(k, len(rs))]}
             ts = [r["time_to_success_s"] for r in rs if r["success"]]
             times[task] = round(float(np.mean(ts)), 3) if ts else None
     return {
         "policy": spec.name, "robot": cfg.name, "episodes": len(results), "seed": seed,
         "success_rate": per_task,
         "success_rate_all": round(sum(r["success"] for r in results) / max(1, len(results)), 3),
+        "success_counts": counts,
+        "success_all": {"successes": sum(r["success"] for r in results), "episodes": len(results),
+                        "wilson95": [round(x, 3) for x in wilson(sum(r["success"] for r in results), len(results))]},
+        "perturb": perturb.text,
         "mean_time_to_success_s": times,
         "inference_latency_us": summary(lat, ("p50", "p99")),
         "starvation_ticks": int(chunks["starved_ticks"]) - starved_before,
         "server_outages": server.outages,
         "transport": server.transport,
         "replan_steps": replan_steps,
+        "table": table,
+        "hand_table": hand_table_summary(results),
         "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
                      "episode_s": vla.EPISODE_S},
         "results": results,

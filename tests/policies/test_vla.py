@@ -128,3 +128,17 @@ def test_the_vla_pipeline_reproduces_a_package(tmp_path):
     assert r.returncode == 0, r.stderr
     r = subprocess.run([EXE, "policy", "check", str(out), "--robot", "g1"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_eval_measures_the_hands_against_the_table_and_keep_out_holds_them_clear():
+    """`vertebra eval --table keep_out`: whatever the policy's targets, the whole-body controller keeps
+    the hands' collision geometry out of the (solid) table; every episode's least clearance is reported."""
+    r = subprocess.run([EXE, "eval", "--policy", str(PACKAGE), "--robot", "g1", "--episodes", "4", "--seed", "3",
+                        "--table", "keep_out", "--no-record", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    ht = out["hand_table"]
+    assert out["table"] == "keep_out" and len(out["results"]) == 4
+    assert ht["episodes_penetrating"] == 0 and ht["min_clearance_m"] >= 0.0, ht
+    assert ht["min_clearance_m"] == min(x["hand_table_clearance_m"] for x in out["results"])
+    assert out["starvation_ticks"] == 0
