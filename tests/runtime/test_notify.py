@@ -149,8 +149,10 @@ def test_pinger_pings_only_while_healthy_and_resumes(listener):
     assert not p.check_once()
     assert dict(listener.wait_for("STATUS", "mode FAULT")) == {"STATUS": "mode FAULT"}  # status alone
     loop.ticks += 1
+    before = len(listener.messages())
     assert p.check_once()  # resumed
     assert p.pings == 2 and p.skipped == 2
+    listener.wait_for("WATCHDOG", "1", start=before)  # the datagram reaches the listener's thread
     assert listener.count("WATCHDOG", "1") == 2
     assert dict(listener.messages()[-1]) == {"WATCHDOG": "1"}  # unchanged status is not repeated
 
