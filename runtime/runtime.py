@@ -344,6 +344,13 @@ class Runtime:
         finally:
             if self.driver.lifecycle_state == "active":
                 self.driver.deactivate()
+            # A bus driver keeps its DDS entities, its rt/lowcmd writer among them, until cleaned up.
+            # Left to the garbage collector, a closed runtime's writer can stay matched for a while,
+            # and the next controller on the bus (a service started after a bench run) sees a second
+            # writer: lowcmd_conflict. A closed runtime leaves the bus.
+            if getattr(self.driver_config, "driver_name", "") == "unitree_dds" \
+                    and self.driver.lifecycle_state == "inactive":
+                self.driver.cleanup()
 
     def __enter__(self) -> Runtime:
         return self
