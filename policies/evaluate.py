@@ -287,8 +287,12 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
     step also measures how close the hands' collision geometry came to the table (negative: into it),
     whatever `table` (G1Session) makes of the table. `perturb` (vla.perturb.Perturbation): the
     condition the scenes, camera and words are changed by; with `absent`, only touch and point run and
-    success is not acting. Every rate comes with its Wilson 95% interval."""
+    success is the policy saying it cannot comply (the package's outputs.feasibility) and the hands
+    staying still. A policy that says it cannot comply is held where it is for the rest of the episode,
+    as the runtime holds it; on a feasible task that is a failure. Every rate comes with its Wilson 95%
+    interval."""
     from vertebra.policies import vla
+    from vertebra.policies.package import CANNOT_COMPLY_REPLIES
     from vertebra.policies.vla.perturb import ABSENT_STILL_M, Perturbation, wilson
 
     perturb = perturb if perturb is not None else Perturbation.parse("none")
@@ -329,8 +333,12 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
             hist: list[np.ndarray] = []
             clearance = float("inf")
             t_success = None
+            cannot_comply_at = None  # the policy step at which it said it cannot comply
+            doubtful = 0  # replies in a row that said it cannot (each one held, not acted on)
+            feasible_min = None
+            gap = None
             for i in range(int(vla.EPISODE_S * spec.rate_hz)):
-                if i % replan_steps == 0:  # the action horizon: chunk actions executed per inference
+                if i % replan_steps == 0 and cannot_comply_at is None:  # the action horizon: actions per inference
                     obs = sess.observe(ep)
                     t_obs = int(round(obs.pop("t_s") * 1e9))
                     if sess.rt.recorder is not None:  # the frame the policy saw, at the time it was taken
@@ -340,25 +348,53 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
                     reply = server.infer(client, obs, step, say)
                     if reply is not None:
                         latency_us.append((time.perf_counter_ns() - t) / 1e3)
-                        # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
-                        sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
+                        if "feasible" in reply:
+                            f = float(reply["feasible"])
+                            feasible_min = f if feasible_min is None else min(feasible_min, f)
+                        if reply.get("cannot_comply"):
+                            # as the runtime does: the chunk is not acted on, the hands hold where they
+                            # are; CANNOT_COMPLY_REPLIES such replies in a row and it cannot comply
+                            doubtful += 1
+                            if doubtful >= CANNOT_COMPLY_REPLIES:
+                                cannot_comply_at = i
+                            here = np.concatenate(sess.hands())
+                            sess.sched.push(t_obs, dt_ns, np.repeat(here[None], spec.chunk_length, axis=0))
+                        else:
+                            doubtful = 0
+                            # action k is the hand target from t_obs + k * dt on (the expert's targets lead by a step)
+                            sess.sched.push(t_obs, dt_ns, np.asarray(reply["actions"], np.float64))
+                    if cannot_comply_at is not None:
+                        say(f"episode {k + 1}: the policy cannot comply with {ep.instruction!r}")
+                elif cannot_comply_at is not None and i % spec.chunk_length == 0:
+                    sess.sched.push(int(round(sess.rt.loop.snapshot()["time_s"] * 1e9)), dt_ns,
+                                    np.repeat(here[None], spec.chunk_length, axis=0))  # still holding
                 sess.rt.run_ticks(sess.period)
                 hist.append(np.concatenate(sess.hands()))
                 clearance = min(clearance, sess.hand_table_clearance())
                 moved = max(moved, float(np.abs(hist[-1] - start).reshape(2, 3).max(axis=1).max()))
-                if perturb.absent:  # nothing to do: success is not acting, judged at the end
+                if not ep.feasible:  # nothing to do: success is saying so and not acting, judged at the end
                     continue
-                if t_success is None and vla.success(ep, hist, sess.sh, sess.home):
+                gap = sess.touch_gap(ep)
+                if t_success is None and vla.success(ep, hist, sess.sh, sess.home, gap):
                     t_success = (i + 1) / spec.rate_hz
             snap = sess.rt.loop.snapshot()
-            done = moved < ABSENT_STILL_M if perturb.absent else vla.success(ep, hist, sess.sh, sess.home)
+            if ep.feasible:
+                done = cannot_comply_at is None and vla.success(ep, hist, sess.sh, sess.home, gap)
+                measured = vla.measures(ep, hist, sess.sh, sess.home, gap)
+            else:
+                done = cannot_comply_at is not None and moved < ABSENT_STILL_M
+                measured = {}
             ok = done and not snap["faults"]
             _episode_end(sess.rt, ok, snap, t_success)
             results.append({"episode": k, "task": ep.task, "instruction": ep.instruction, "success": ok,
-                            "time_to_success_s": t_success if ok else None,
+                            "feasible": ep.feasible, "cannot_comply": cannot_comply_at is not None,
+                            "cannot_comply_step": cannot_comply_at,
+                            "feasible_min": None if feasible_min is None else round(feasible_min, 4),
+                            "time_to_success_s": t_success if ok and ep.feasible else None,
                             "hand_table_clearance_m": round(clearance, 4), "hands_moved_m": round(moved, 4),
-                            "measures": {name: round(v, 4) for name, v in vla.measures(ep, hist, sess.sh, sess.home).items()}})
-            say(f"episode {k + 1}/{episodes}: {ep.instruction!r}: {'success' if ok else 'FAIL'} {results[-1]['measures']}")
+                            "measures": {name: round(v, 4) for name, v in measured.items()}})
+            say(f"episode {k + 1}/{episodes}: {ep.instruction!r}: {'success' if ok else 'FAIL'} "
+                f"{results[-1]['measures'] or ('cannot comply' if cannot_comply_at is not None else 'acted')}")
             if snap["faults"]:
                 break
         chunks = sess.rt.loop.snapshot()["chunks"]
@@ -376,7 +412,7 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
             per_task[task] = round(sum(r["success"] for r in rs) / len(rs), 3)
             k = sum(r["success"] for r in rs)
             counts[task] = {"successes": k, "episodes": len(rs), "wilson95": [round(x, 3) for x in wilson(k, len(rs))]}
-            ts = [r["time_to_success_s"] for r in rs if r["success"]]
+            ts = [r["time_to_success_s"] for r in rs if r["success"] and r["time_to_success_s"] is not None]
             times[task] = round(float(np.mean(ts)), 3) if ts else None
     return {
         "policy": spec.name, "robot": cfg.name, "episodes": len(results), "seed": seed,
@@ -394,7 +430,11 @@ def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[st
         "replan_steps": replan_steps,
         "table": table,
         "hand_table": hand_table_summary(results),
-        "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
+        "cannot_comply": {"episodes": sum(r["cannot_comply"] for r in results),
+                          "on_feasible": sum(r["cannot_comply"] and r["feasible"] for r in results),
+                          "on_infeasible": sum(r["cannot_comply"] and not r["feasible"] for r in results),
+                          "infeasible_episodes": sum(not r["feasible"] for r in results)},
+        "criteria": {"touch_tol_m": vla.TOUCH_TOL_M, "point_tol_deg": vla.POINT_TOL_DEG, "point_reach_m": vla.POINT_REACH_M, "raised_z_m": vla.RAISED_Z_M, "wave_z_m": vla.WAVE_Z_M, "wave_sweep_m": vla.WAVE_SWEEP_M,
                      "episode_s": vla.EPISODE_S},
         "results": results,
         **({"recording": recording} if recording else {}),

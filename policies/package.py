@@ -16,11 +16,18 @@ A package says what it needs and what it produces:
     inputs:
       cameras: [{name: head, height: 96, width: 96, input: image}]  # model input float32 [1, 3, H, W]
       state: {input: state, fields: [{kind: q, joints: [...]}]}     # float32 [1, state_dim]
-      instruction: {input: tokens, tokenizer: {kind: words, vocab: [...], max_tokens: 10}}  # int64 [1, max_tokens]
+      instruction: {input: tokens, tokenizer: {kind: words, vocab: [...], max_tokens: 16, stem: true}}  # int64 [1, max_tokens]
       command: {input: command, names: [vx, vy, wz]}                # float32 [1, len(names)]
     outputs: {output: actions, action_space: joint_targets, targets: [...], chunk_length: 10, rate_hz: 50,
-              range: {min: [...], max: [...]}}   # optional: the actions' bounds, one per target
+              range: {min: [...], max: [...]},   # optional: the actions' bounds, one per target
+              feasibility: {output: feasible, threshold: 0.5}}  # optional: P(can be done), 1 value
     normalization: {state: {mean, std}, actions: {mean, std}, image: {mean, std}, command: {mean, std}}
+
+The instruction's words are read in order; a word outside the vocabulary is folded onto one by
+common inflections (``stem``) or becomes ``<unk>``; more than ``max_tokens`` words is an error, never
+a cut. Where ``outputs.feasibility`` is declared, the server's reply says ``cannot_comply`` when the
+model's feasibility output is below the threshold, and the runtime does not act on that chunk;
+CANNOT_COMPLY_REPLIES such replies in a row and the runtime reports that the policy cannot comply.
 
 Actions leave the server within ``outputs.range`` (clipped), by default the training distribution's
 ``normalization.actions`` mean ± 5 std (RANGE_STDS): a model output beyond it is out of what the
@@ -50,6 +57,9 @@ from vertebra.policies.package_integrity import sha256_file as sha256_file  # re
 
 ACTION_SPACES = ("joint_targets", "wbc_targets")
 RANGE_STDS = 5.0  # the default outputs.range: normalization.actions mean +- this many std
+# A runtime declares "cannot comply" after this many replies in a row below the feasibility
+# threshold; each of them is held, not acted on (one doubtful frame pauses, it does not abort).
+CANNOT_COMPLY_REPLIES = 3
 STATE_KINDS = ("q", "dq")
 
 @dataclass
@@ -60,14 +70,29 @@ class CameraSpec:
     input: str
 
 
+# Inflections the word tokenizer folds onto a vocabulary word when the word itself is unknown
+# ("pointing" -> "point", "waving" -> "wave", "hands" -> "hand", "raised" -> "raise"): (suffix, what
+# replaces it), tried in order.
+STEMS = (("ing", ""), ("ing", "e"), ("es", ""), ("s", ""), ("ed", ""), ("d", ""))
+
+
+class InstructionError(ValueError):
+    """An instruction the policy cannot read as given (too long): refused, never cut."""
+
+
 @dataclass
 class Tokenizer:
-    """Whitespace word tokenizer over a fixed vocabulary (lower-cased, punctuation stripped)."""
+    """Word tokenizer over a fixed vocabulary (lower-cased, punctuation stripped), in word order.
+
+    A word not in the vocabulary is first folded onto one that is by `STEMS` (when `stem`), else it
+    becomes the unknown token, whose embedding the training teaches by word dropout. An instruction
+    of more than `max_tokens` words is refused (`InstructionError`), never silently cut."""
 
     vocab: list[str]
     max_tokens: int
     pad: str = "<pad>"
     unknown: str = "<unk>"
+    stem: bool = False
     index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,12 +100,34 @@ class Tokenizer:
         for special in (self.pad, self.unknown):
             if special not in self.index:
                 raise PackageError(f"tokenizer: the vocabulary must contain '{special}'")
+        if len(self.index) != len(self.vocab):
+            raise PackageError("tokenizer: a word is listed twice in the vocabulary")
+
+    def words(self, text: str) -> list[str]:
+        return re.findall(r"[a-z0-9]+", text.lower())
+
+    def word_id(self, w: str) -> int:
+        i = self.index.get(w)
+        if i is None and self.stem:
+            for suffix, repl in STEMS:
+                if w.endswith(suffix) and len(w) > len(suffix) + 1:
+                    i = self.index.get(w[: -len(suffix)] + repl)
+                    if i is not None:
+                        break
+        return self.index[self.unknown] if i is None else i
 
     def encode(self, text: str) -> np.ndarray:
-        words = re.findall(r"[a-z0-9]+", text.lower())[: self.max_tokens]
-        ids = [self.index.get(w, self.index[self.unknown]) for w in words]
+        words = self.words(text)
+        if len(words) > self.max_tokens:
+            raise InstructionError(f"instruction: {len(words)} words, this policy reads at most {self.max_tokens} "
+                                   f"(nothing is cut): {text[:120]!r}")
+        ids = [self.word_id(w) for w in words]
         ids += [self.index[self.pad]] * (self.max_tokens - len(ids))
         return np.asarray(ids, dtype=np.int64)
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` that become the unknown token."""
+        return [w for w in self.words(text) if self.word_id(w) == self.index[self.unknown]]
 
 
 @dataclass
@@ -114,6 +161,8 @@ class PolicySpec:
     model_files: dict[str, str] = field(default_factory=dict)  # external-data file -> sha256
     action_min: np.ndarray | None = None  # outputs.range (set by load: declared, or the default)
     action_max: np.ndarray | None = None
+    feasibility_output: str | None = None  # outputs.feasibility.output: P(the instruction can be done)
+    feasibility_threshold: float = 0.5     # ... below it the policy cannot comply
 
     @property
     def state_dim(self) -> int:
@@ -131,6 +180,7 @@ class PolicySpec:
             "state_fields": [{"kind": k, "joints": j} for k, j in self.state_fields],
             "instruction": self.tokenizer is not None,
             "command": self.command_names,
+            "feasibility": self.feasibility_output is not None,
         }
 
 
@@ -207,8 +257,11 @@ class PolicyPackage:
             kind = _need(t, "kind", str, w + ".tokenizer")
             if kind != "words":
                 raise PackageError(f"{w}.tokenizer: kind '{kind}' is not supported (supported: words)")
+            stem = t.get("stem", False)
+            if not isinstance(stem, bool):
+                raise PackageError(f"{w}.tokenizer: field 'stem' must be true or false, found {show(stem)}")
             tok = Tokenizer([str(x) for x in _need(t, "vocab", list, w + ".tokenizer")],
-                            _count(t, "max_tokens", w + ".tokenizer"))
+                            _count(t, "max_tokens", w + ".tokenizer"), stem=stem)
         cmd = inputs.get("command")
         cmd_input, cmd_names = None, []
         if cmd is not None:
@@ -251,7 +304,24 @@ class PolicyPackage:
             model_files=model_files,
         )
         spec.action_min, spec.action_max = _action_range(out.get("range"), spec, w)
+        if "feasibility" in out:  # declared (an empty one is an error, not "none")
+            spec.feasibility_output, spec.feasibility_threshold = _feasibility(out["feasibility"], spec, w)
         return cls(root, spec)
+
+
+def _feasibility(f: Any, spec: PolicySpec, where: str) -> tuple[str | None, float]:
+    """outputs.feasibility: {output: <model output, 1 value: P(the instruction can be done)>,
+    threshold: <below it: cannot comply; default 0.5>}."""
+    w = where + ".feasibility"
+    if not isinstance(f, dict) or not set(f) <= {"output", "threshold"}:
+        raise PackageError(f"{w}: a mapping with 'output' (and 'threshold') is required, found {show(f)}")
+    name = _need(f, "output", str, w)
+    if name == spec.output:
+        raise PackageError(f"{w}: output '{name}' is the actions' output; the feasibility needs its own")
+    th = f.get("threshold", 0.5)
+    if isinstance(th, bool) or not isinstance(th, (int, float)) or not 0.0 < th < 1.0:
+        raise PackageError(f"{w}: field 'threshold' must be a number in (0, 1), found {show(th)}")
+    return name, float(th)
 
 
 def _action_range(r: Any, spec: PolicySpec, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +441,14 @@ def check_model(spec: PolicySpec, session: Any) -> list[str]:
     if out.type != "tensor(float)":
         problems.append(f"outputs.output: '{spec.output}' must be float32, the model's output is "
                         f"{_ORT_TYPES.get(out.type, out.type)}")
+    if spec.feasibility_output is not None:
+        fo = outputs.get(spec.feasibility_output)
+        if fo is None:
+            problems.append(f"outputs.feasibility.output: '{spec.feasibility_output}' is not an output of the model; "
+                            f"its outputs: {', '.join(outputs)}")
+        elif fo.type != "tensor(float)" or math.prod(d for d in fo.shape if isinstance(d, int)) != 1:
+            problems.append(f"outputs.feasibility.output: '{spec.feasibility_output}' must be one float32 value, the "
+                            f"model's is {_ORT_TYPES.get(fo.type, fo.type)} {_dims(fo.shape)}")
     want = spec.chunk_length * spec.action_dim
     static = [d for d in out.shape if isinstance(d, int)]
     if math.prod(static) != want:
@@ -458,9 +536,16 @@ class OnnxPolicy:
 
     def infer(self, obs: dict[str, Any]) -> np.ndarray:
         """De-normalised actions [chunk, dim], not yet limited (the server checks them, then limits)."""
-        out = self.session.run([self.spec.output], self.preprocess(obs))[0]
-        a = np.asarray(out, dtype=np.float32).reshape(self.spec.chunk_length, self.spec.action_dim)
-        return a * self.spec.action_std + self.spec.action_mean
+        return self.infer_all(obs)[0]
+
+    def infer_all(self, obs: dict[str, Any]) -> tuple[np.ndarray, float | None]:
+        """(de-normalised actions [chunk, dim], the feasibility output or None where none is declared)."""
+        s = self.spec
+        names = [s.output] + ([s.feasibility_output] if s.feasibility_output else [])
+        outs = self.session.run(names, self.preprocess(obs))
+        a = np.asarray(outs[0], dtype=np.float32).reshape(s.chunk_length, s.action_dim)
+        feasible = float(np.asarray(outs[1], dtype=np.float64).reshape(-1)[0]) if s.feasibility_output else None
+        return a * s.action_std + s.action_mean, feasible
 
 
 def resize_nearest(img: np.ndarray, h: int, w: int) -> np.ndarray:

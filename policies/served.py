@@ -1,7 +1,8 @@
 """The policies a server serves: what `load` builds from a config entry. Each has `needs_mapping`
 (it reads joint state, so an observation must name its joint mapping), `metadata()`,
-`infer(obs, joint_names)` (de-normalised actions [chunk, dim]) and `limit(actions)` (the package's
-declared action range)."""
+`infer(obs, joint_names)` (de-normalised actions [chunk, dim]), `infer_all(obs, joint_names)` (the
+actions and the feasibility output, None where the policy has none) and `limit(actions)` (the
+package's declared action range)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class NoopPolicy:
     def infer(self, obs: dict[str, Any], joint_names: list[str] | None) -> np.ndarray:
         return self.chunk
 
+    def infer_all(self, obs: dict[str, Any], joint_names: list[str] | None) -> tuple[np.ndarray, float | None]:
+        return self.chunk, None
+
     def limit(self, actions: np.ndarray) -> np.ndarray:
         return actions
 
@@ -52,6 +56,10 @@ class PackagePolicy:
         return {"kind": "package", **self.spec.metadata()}
 
     def infer(self, obs: dict[str, Any], joint_names: list[str] | None) -> np.ndarray:
+        return self.infer_all(obs, joint_names)[0]
+
+    def infer_all(self, obs: dict[str, Any], joint_names: list[str] | None) -> tuple[np.ndarray, float | None]:
+        """(actions, P(the instruction can be done) where the package declares outputs.feasibility)."""
         if joint_names is not None:
             state = obs.get("state") or {}
             if not isinstance(state, dict):
@@ -67,7 +75,7 @@ class PackagePolicy:
                     raise ValueError(f"observation: the mapping lacks joint(s) the policy reads: {', '.join(missing[:5])}")
                 self.policy.set_joint_names(joint_names)
                 self._names = joint_names
-        return self.policy.infer(obs)
+        return self.policy.infer_all(obs)
 
     def limit(self, actions: np.ndarray) -> np.ndarray:
         lo, hi = getattr(self.spec, "action_min", None), getattr(self.spec, "action_max", None)

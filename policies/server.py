@@ -22,6 +22,7 @@ What the server guarantees a robot:
 from __future__ import annotations
 
 import collections
+import math
 import secrets
 import sys
 import time
@@ -256,13 +257,21 @@ class PolicyServer(ShmChannels):
                                                    "with the mapping it returns")
         # (NaN and infinity were refused when the request was decoded: protocol.decode)
         try:
-            actions = pol.infer(msg["obs"], names)
+            both = getattr(pol, "infer_all", None)  # a served policy with only infer() has no feasibility
+            actions, feasible = both(msg["obs"], names) if both is not None else (pol.infer(msg["obs"], names), None)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise ProtocolError("bad_observation", f"{type(e).__name__}: {e}") from None
         if actions.dtype.kind in "fc" and not np.isfinite(actions).all():
             raise ProtocolError("bad_output", f"policy '{self.active_name}' produced non-finite actions; nothing is sent")
-        return {"type": "infer_reply", "actions": pol.limit(actions), "id": msg.get("id", 0),
-                "t_obs_ns": msg.get("t_obs_ns", 0), "policy": self.active_name}
+        reply = {"type": "infer_reply", "actions": pol.limit(actions), "id": msg.get("id", 0),
+                 "t_obs_ns": msg.get("t_obs_ns", 0), "policy": self.active_name}
+        if feasible is not None:
+            # The policy's own answer to "can this instruction be done here?": below the package's
+            # threshold (or not a number) it cannot comply, and the runtime must not act on the chunk.
+            th = pol.spec.feasibility_threshold
+            reply["feasible"] = feasible if math.isfinite(feasible) else 0.0
+            reply["cannot_comply"] = not (math.isfinite(feasible) and feasible >= th)
+        return reply
 
     def _load_reply(self, msg: dict[str, Any]) -> dict[str, Any]:
         name = msg["name"]

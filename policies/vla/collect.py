@@ -1,10 +1,16 @@
 """Demonstrations: the scripted expert on random scenes, recorded as (head camera, instruction, arm
-state) -> the next CHUNK hand-position targets; touch/point frames rendered once more in a
-relabelled scene; split over worker processes by `collect_parallel()`.
+state) -> the next CHUNK hand-position targets and whether the instruction can be done;
+touch/point frames rendered once more in a relabelled scene; split over worker processes by
+`collect_parallel()`.
 
-Every other 10 Hz step records the head camera, the instruction tokens, the arm joints' q and dq,
-the plan's targets of that step and the CHUNK - 1 after it, and where the named object is (NaN when
-the task names none; the training's auxiliary label).
+The robot stands at the table of COLLECT_TABLE (G1Session's table modes; with "keep_out" the expert
+plans over the table from above its plane). Every other
+10 Hz step records the head camera, the instruction tokens, the arm joints' q and dq, the plan's
+targets of that step and the CHUNK - 1 after it, where the named object is (NaN when the task names
+none; the training's auxiliary label) and whether it can be done (`feasible`: 0 when the named
+object is absent, and the plan is then to stay). Each episode is drawn from the randomised
+distribution (`randomise`): phrasings, placement, object count, colours, sizes, light and camera,
+a new look for every relabelled render.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from vertebra.policies.vla.expert import G1Session, expert_targets, min_jerk
+from vertebra.policies.vla import randomise
+from vertebra.policies.vla.expert import G1Session, min_jerk
 from vertebra.policies.vla.tasks import (
     CHUNK,
     EPISODE_S,
@@ -25,12 +32,16 @@ from vertebra.policies.vla.tasks import (
     TASKS,
     TOKENS,
     VOCAB,
+    make_absent,
     relabel,
     sample_episode,
 )
 
-# Demonstrations per task: the two that need the image get more scenes.
-TASK_WEIGHTS = (0.40, 0.30, 0.10, 0.20)
+# Demonstrations per kind: touch, point, raise, wave, and a touch or point whose object is absent
+# (the two that need the image get more scenes).
+TASK_WEIGHTS = (0.34, 0.26, 0.10, 0.15, 0.15)
+KINDS = (*TASKS, "absent")
+ABSENT_S = 1.0  # an absent object's episode: this long (the plan is to stay)
 # Each touch/point frame is rendered once more with the scene relabelled: the target object keeps
 # its place (so the arm's motion and its labels stay right) but gets another colour and shape, the
 # instruction names it, and the other objects are drawn anew. The words and the pixels that decide
@@ -39,6 +50,21 @@ SCENE_VARIANTS = 1
 EXEC_NOISE_M = 0.02  # demonstrations: executed targets off the plan by this much (see collect())
 NOISE_KEEP = 0.85   # ... a first-order random offset, correlated over about 0.6 s
 OBS_EVERY = 2  # demonstrations record every second policy step (more scenes for the same frames)
+# The table the demonstrations are collected at (G1Session table modes). "visual": the expert's
+# straight paths; with "keep_out" the whole-body controller cannot yet carry the hanging hand up in
+# front of the table fast enough for the expert's timing (docs/policies.md), so it is not the default.
+COLLECT_TABLE = "visual"
+
+
+def draw_episode(rng: np.random.Generator) -> Any:
+    """One demonstration episode from the training distribution."""
+    d = randomise.DISTRIBUTION
+    kind = KINDS[int(rng.choice(len(KINDS), p=TASK_WEIGHTS))]
+    task = kind if kind != "absent" else ("touch", "point")[int(rng.integers(0, 2))]
+    ep = sample_episode(rng, task, spread=d["placement_spread"], n_objects=tuple(d["objects"]), phrasing_rng=rng)
+    if kind == "absent":
+        ep = make_absent(ep, rng, phrasing_rng=rng)
+    return ep
 
 
 def collect(episodes: int, seed: int, say: Callable[[str], None],
@@ -51,31 +77,39 @@ def collect(episodes: int, seed: int, say: Callable[[str], None],
     rng = np.random.default_rng(seed)
     noise_rng = np.random.default_rng(seed + 1)  # its own stream: the scenes do not depend on the noise
     exec_noise_m = EXEC_NOISE_M if exec_noise_m is None else exec_noise_m
-    sess = G1Session()
-    tok = Tokenizer(list(VOCAB), TOKENS)
-    imgs, toks, states, acts, goals = [], [], [], [], []
+    sess = G1Session(table=COLLECT_TABLE)
+    tok = Tokenizer(list(VOCAB), TOKENS, stem=True)
+    imgs, toks, states, acts, goals, feasible = [], [], [], [], [], []
     t0 = time.monotonic()
-    steps = int(EPISODE_S * RATE_HZ)
     episode_ids = []
     for k in range(episodes):
-        ep = sample_episode(rng, TASKS[int(rng.choice(len(TASKS), p=TASK_WEIGHTS))])
+        ep = draw_episode(rng)
+        steps = int((EPISODE_S if ep.feasible else ABSENT_S) * RATE_HZ)
+        ep.objects = randomise.dress(ep.objects, rng, keep_size=ep.target)
+        if ep.target is not None and ep.feasible:  # the dressed copy (an absent one stays unseen)
+            ep.target = next(o for o in ep.objects if o.name == ep.target.name)
         start = sess.hands()
-        plan = [expert_targets(ep, (i + 1) / RATE_HZ, start, sess.home, sess.sh) for i in range(steps + CHUNK)]
+        plan = [sess.expert(ep, (i + 1) / RATE_HZ, start) for i in range(steps + CHUNK)]
         offset = np.zeros(6)
         for i in range(steps):
             if i % OBS_EVERY == 0:
-                views = [ep] + [relabel(ep, rng) for _ in range(SCENE_VARIANTS if ep.target is not None else 0)]
-                for view in views:
+                views = [ep] + [relabel(ep, rng, phrasing_rng=rng)
+                                for _ in range(SCENE_VARIANTS if ep.target is not None else 0)]
+                for j, view in enumerate(views):
+                    if j:
+                        view.objects = randomise.dress(view.objects, rng, keep_size=view.target)
+                    sess.cam.set_look(randomise.random_look(rng))
                     o = sess.observe(view)
                     imgs.append(o["images"]["head"])
                     toks.append(tok.encode(view.instruction))
                     states.append(np.concatenate([o["state"]["q"][sess.arm], o["state"]["dq"][sess.arm]]))
                     acts.append(np.asarray(plan[i:i + CHUNK]))
-                    # where the named object is (NaN: the task names none), for the auxiliary loss
-                    goals.append(view.target.pos if view.target is not None else np.full(3, np.nan))
+                    # where the named object is (NaN: the task names none, or it is absent), for the auxiliary loss
+                    goals.append(view.target.pos if view.target is not None and view.feasible else np.full(3, np.nan))
+                    feasible.append(1.0 if view.feasible else 0.0)
                     episode_ids.append(k)
             offset = NOISE_KEEP * offset + math.sqrt(1 - NOISE_KEEP ** 2) * exec_noise_m * noise_rng.standard_normal(6)
-            sess.set_hand_targets(plan[i] + offset)
+            sess.set_hand_targets(plan[i] + (offset if ep.feasible else 0.0))
             sess.rt.loop.run_ticks(sess.period)
         # back home for the next episode (not recorded)
         back = sess.hands()
@@ -90,7 +124,8 @@ def collect(episodes: int, seed: int, say: Callable[[str], None],
     sess.close()
     return {"images": np.asarray(imgs, np.uint8), "tokens": np.asarray(toks, np.int64),
             "state": np.asarray(states, np.float32), "actions": np.asarray(acts, np.float32),
-            "goal": np.asarray(goals, np.float32), "episode": np.asarray(episode_ids, np.int64)}
+            "goal": np.asarray(goals, np.float32), "feasible": np.asarray(feasible, np.float32),
+            "episode": np.asarray(episode_ids, np.int64)}
 
 
 def _collect_worker(episodes: int, seed: int, first_episode: int, out_path: str, worker: int, queue: Any) -> None:

@@ -4,13 +4,20 @@ camera (`G1Session`), and the minimum-jerk hand targets that carry out each task
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from vertebra.policies.vla.tasks import IMAGE, RATE_HZ, Episode, arm_joints
+from vertebra.drivers.scene import TABLE_CENTER, TABLE_HALF, TABLE_TOP_Z
+from vertebra.policies.vla.tasks import IMAGE, POINT_REACH_M, RATE_HZ, Episode, arm_joints
 from vertebra.runtime.numerics import rotation_to_quat
 
-MOVE_S = 1.5  # the expert reaches each task's goal in this long
+MOVE_S = 1.5  # the expert reaches each task's goal in this long ...
+VIA_S = 0.9   # ... a touch or point over the table by way of a point above its plane, reached by then
+APPROACH_CLEAR_M = 0.05  # the hand's lowest point this far above the tabletop on its way over the table
+TOUCH_HOVER_M = 0.005    # a touch: the hand's lowest point this far above the object's top
+POINT_CLEAR_M = 0.03     # a point: the hand's geometry at least this far from the table
+POINT_REACH_MAX_M = 0.40
 TABLE_MODES = ("visual", "solid", "keep_out")  # G1Session(table=...)
 WAVE_AMP_M = 0.10    # the expert's wave: +/-10 cm at 0.8 Hz, tracked as a 7.4 cm sweep (+/-7 cm at 1 Hz
 WAVE_HZ = 0.8        # gave 5.5 cm, and the learned policy's wave fell short of the 4 cm)
@@ -21,14 +28,61 @@ def shoulders(model: Any, q_full: np.ndarray, robot_cfg: Any) -> list[np.ndarray
     return [np.asarray(model.frame_translation(q_full, n)) for n in names]
 
 
-def goal(ep: Episode, t: float, home: list[np.ndarray], sh: list[np.ndarray]) -> list[np.ndarray]:
-    """The expert's hand targets at time t of the episode (before min-jerk shaping)."""
+@dataclass
+class HandShape:
+    """A hand's collision capsule at its home orientation: the segment's ends as world-frame offsets
+    from the hand frame, and its radius (the expert plans with it)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    radius: float
+
+    def lowest(self) -> np.ndarray:
+        """The offset from the hand frame to the capsule's lowest point."""
+        end = self.a if self.a[2] < self.b[2] else self.b
+        return end - np.array([0.0, 0.0, self.radius])
+
+    def table_clearance(self, frame: np.ndarray) -> float:
+        from vertebra.drivers.scene import capsule_box_clearance, table_box
+
+        return capsule_box_clearance(frame + self.a, frame + self.b, self.radius, table_box())
+
+
+TABLE_FRONT_X = TABLE_CENTER[0] - TABLE_HALF[0]
+FACE_CLEAR_M = 0.03  # on its way up, the hand's geometry this far in front of the table's front face
+
+
+def _front(shape: HandShape | None) -> float:
+    """How far the hand's geometry reaches in front of (+x) its frame."""
+    return max(shape.a[0], shape.b[0]) + shape.radius if shape is not None else 0.0
+
+
+def _over_table(p: np.ndarray, shape: HandShape | None) -> bool:
+    """Whether a hand whose frame is at p has geometry over (or in) the table's footprint."""
+    r = shape.radius if shape is not None else 0.0
+    return p[0] + _front(shape) > TABLE_FRONT_X and abs(p[1] - TABLE_CENTER[1]) < TABLE_HALF[1] + r
+
+
+def goal(ep: Episode, t: float, home: list[np.ndarray], sh: list[np.ndarray],
+         shapes: list[HandShape] | None = None) -> list[np.ndarray]:
+    """The expert's hand targets at time t of the episode (before min-jerk shaping). `shapes`: the
+    hands' geometry (G1Session.shapes); without it, the hand frame stands for the hand."""
     g = [home[0].copy(), home[1].copy()]
+    if not ep.feasible:
+        return g  # the named object is not there: nothing to do
     if ep.task == "touch":
-        g[ep.hand] = ep.target.pos + np.array([-0.01, 0.0, 0.03])  # the fingertips come from above-behind
+        if shapes:  # the hand's lowest point just above the object's top
+            g[ep.hand] = ep.target.pos + np.array([0.0, 0.0, ep.target.size_m + TOUCH_HOVER_M]) - shapes[ep.hand].lowest()
+        else:  # the hand frame just above-behind the object (its fingers overlap it)
+            g[ep.hand] = ep.target.pos + np.array([-0.01, 0.0, 0.03])
     elif ep.task == "point":
         d = ep.target.pos - sh[ep.hand]
-        g[ep.hand] = sh[ep.hand] + 0.40 * d / np.linalg.norm(d)
+        d = d / np.linalg.norm(d)
+        r = POINT_REACH_MAX_M
+        if shapes:  # as far along the line as the hand's geometry stays clear of the table
+            while r > POINT_REACH_M + 0.04 and shapes[ep.hand].table_clearance(sh[ep.hand] + r * d) < POINT_CLEAR_M:
+                r -= 0.01
+        g[ep.hand] = sh[ep.hand] + r * d
     elif ep.task == "raise":
         g[0] = np.array([0.22, 0.25, 1.12])
         g[1] = np.array([0.22, -0.25, 1.12])
@@ -44,11 +98,38 @@ def min_jerk(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
     return a + (b - a) * (s ** 3 * (10 - 15 * s + 6 * s * s))
 
 
+def via(start: np.ndarray, end: np.ndarray, shape: HandShape | None) -> np.ndarray | None:
+    """Where a hand going from `start` to `end` over the table passes first: above the end, with its
+    lowest point APPROACH_CLEAR_M above the tabletop, its geometry still FACE_CLEAR_M in front of the
+    table's front face (None: `end` is not over the table, or the straight path is above it already).
+    The hand rises in front of the table, then goes over it: a path straight at the goal would meet
+    the front face, where the controller's keep-out stops it."""
+    if not _over_table(end, shape):
+        return None
+    lowest = shape.lowest() if shape is not None else np.zeros(3)
+    z = TABLE_TOP_Z + APPROACH_CLEAR_M - lowest[2]
+    if start[2] >= z and end[2] >= z:
+        return None
+    x = min(end[0], TABLE_FRONT_X - FACE_CLEAR_M - _front(shape))
+    return np.array([x, end[1], max(z, end[2])])
+
+
 def expert_targets(ep: Episode, t: float, start: list[np.ndarray], home: list[np.ndarray],
-                   sh: list[np.ndarray]) -> np.ndarray:
-    """Both hands' targets [6] (left xyz, right xyz) at time t, from the hands' positions at the start."""
-    g = goal(ep, t, home, sh)
-    out = [min_jerk(start[h], g[h], t / MOVE_S) if t < MOVE_S else g[h] for h in range(2)]
+                   sh: list[np.ndarray], shapes: list[HandShape] | None = None) -> np.ndarray:
+    """Both hands' targets [6] (left xyz, right xyz) at time t, from the hands' positions at the
+    start: minimum-jerk paths, over the table by way of `via()` (from above its plane)."""
+    g = goal(ep, t, home, sh, shapes)
+    out = []
+    for h in range(2):
+        w = via(start[h], g[h], shapes[h]) if shapes else None
+        if t >= MOVE_S:
+            out.append(g[h])
+        elif w is None:
+            out.append(min_jerk(start[h], g[h], t / MOVE_S))
+        elif t < VIA_S:
+            out.append(min_jerk(start[h], w, t / VIA_S))
+        else:
+            out.append(min_jerk(w, g[h], (t - VIA_S) / (MOVE_S - VIA_S)))
     return np.concatenate(out)
 
 
@@ -96,6 +177,30 @@ class G1Session:
                           for n in self.rt.cfg.hand_frames]
         self.sh = shoulders(self.rt.model, q, self.rt.cfg)
         self.period = int(round(self.rt.rate_hz / RATE_HZ))
+        self.shapes = []
+        for name in self.rt.cfg.hand_frames:
+            c = next(c for c in self.hand_capsules if c.body == name)
+            R = np.asarray(self.rt.model.frame_rotation(q, name))
+            self.shapes.append(HandShape(R @ np.asarray(c.from_m), R @ np.asarray(c.to_m), c.radius_m))
+
+    def expert(self, ep: Episode, t: float, start: list[np.ndarray]) -> np.ndarray:
+        """The expert's targets for this robot's hands: with the table kept out, planned with the
+        hands' shapes (over the table from above its plane); else the hand frames' straight paths."""
+        return expert_targets(ep, t, start, self.home, self.sh, self.shapes if self.table_mode == "keep_out" else None)
+
+    def touch_gap(self, ep: Episode) -> float | None:
+        """Now, the named hand's collision capsule to the named object's surface (m; negative:
+        overlapping); None when the episode is not a touch of an object on the table."""
+        from vertebra.drivers.scene import capsule_object_gap
+
+        if ep.task != "touch" or ep.target is None or not ep.feasible:
+            return None
+        q = self.q_full()
+        name = self.rt.cfg.hand_frames[ep.hand]
+        c = next(c for c in self.hand_capsules if c.body == name)
+        p = np.asarray(self.rt.model.frame_translation(q, name))
+        R = np.asarray(self.rt.model.frame_rotation(q, name))
+        return capsule_object_gap(p + R @ np.asarray(c.from_m), p + R @ np.asarray(c.to_m), c.radius_m, ep.target)
 
     def q_full(self) -> np.ndarray:
         s = self.rt.loop.snapshot()["state"]

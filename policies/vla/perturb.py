@@ -9,9 +9,10 @@ One `--perturb` argument is one condition: comma-separated settings, all applied
   placement=S      objects placed over S x the training range about the table's centre
   distractors=N    N more objects on the table
   phrasing=heldout instructions in phrasings of PARAPHRASES, none of them the training's
-  hand=cross       touch with the hand on the far side of the object (within reach)
-  absent=1         the named object is not on the table (touch, point): success is not acting
-                   (both hands stay within ABSENT_STILL_M of where they started)
+  hand=cross       touch with the hand on the far side of the object (the object moved within
+                   tasks.CROSS_REACH_Y_M of the midline, where either hand reaches it)
+  absent=1         the named object is not on the table (touch, point): success is the policy
+                   saying it cannot comply, with both hands within ABSENT_STILL_M of where they started
   none             the training conditions (a baseline row)
 
 Success rates are reported with Wilson 95% score intervals (`wilson`): with n = 8 episodes of a
@@ -25,16 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from vertebra.drivers.scene import COLORS, SHAPES, TABLE_CENTER, TABLE_HALF, TABLE_TOP_Z, OBJECT_SIZE_M, SceneObject
-from vertebra.policies.vla.tasks import Episode, sample_episode
+from vertebra.drivers.scene import COLORS, SHAPES, TABLE_CENTER, TABLE_HALF, TABLE_TOP_Z, OBJECT_SIZE_M, Look, SceneObject
+from vertebra.policies.vla.tasks import CROSS_REACH_Y_M, Episode, phrase, sample_episode
 
 # Multipliers on a white light's RGB for a warm (3000 K) and a cool (8000 K) source: the sRGB colour of
 # a blackbody at those temperatures with 6500 K as white (M. Charity, "What color is a blackbody?":
 # 3000 K #ffb46b, 8000 K #e3e9ff).
 TINTS = {"warm": (1.0, 180 / 255, 107 / 255), "cool": (227 / 255, 233 / 255, 1.0)}
 ABSENT_STILL_M = 0.05
-# Held-out phrasings: none is a training instruction (tasks.sample_episode), each keeps the task's
-# meaning. {obj}: "red cube"; {hand}: left/right.
+# Held-out phrasings: none is a training phrasing (tasks.TRAIN_PHRASINGS; a test checks it), each
+# keeps the task's meaning. {obj}: "red cube"; {hand}: left/right.
 PARAPHRASES = {
     "touch": ["use your {hand} hand to touch the {obj}", "reach out and touch the {obj} with your {hand} hand",
               "with your {hand} hand, touch the {obj}", "put your {hand} hand on the {obj}"],
@@ -111,55 +112,39 @@ class Perturbation:
         return p
 
     # -- the camera ------------------------------------------------------------------------------
+    def look(self) -> Look:
+        rgb = TINTS[self.tint] if self.tint else (1.0, 1.0, 1.0)
+        return Look(light_scale=self.light, light_rgb=rgb, cam_pitch_deg=self.cam_pitch_deg, cam_yaw_deg=self.cam_yaw_deg)
+
     def apply_to_camera(self, cam: Any) -> None:
         """Light and camera mounting on a SceneCamera (its own model copy: the physics is untouched)."""
-        m = cam.model
-        rgb = np.asarray(TINTS[self.tint] if self.tint else (1.0, 1.0, 1.0))
-        for i in range(m.nlight):
-            m.light_diffuse[i] = m.light_diffuse[i] * self.light * rgb
-            m.light_ambient[i] = m.light_ambient[i] * self.light * rgb
-            m.light_specular[i] = m.light_specular[i] * self.light * rgb
-        m.vis.headlight.diffuse[:] = np.asarray(m.vis.headlight.diffuse) * self.light * rgb
-        m.vis.headlight.ambient[:] = np.asarray(m.vis.headlight.ambient) * self.light * rgb
-        if self.cam_pitch_deg or self.cam_yaw_deg:
-            import mujoco
-
-            cid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, cam.camera)
-            # MuJoCo cameras look along their -z with +y up: looking down is a negative turn about
-            # +x, turning left a positive turn about +y (camera axes, applied after the mount's)
-            q = np.asarray(m.cam_quat[cid], float)
-            for axis, deg in ((np.array([1.0, 0.0, 0.0]), -self.cam_pitch_deg), (np.array([0.0, 1.0, 0.0]), self.cam_yaw_deg)):
-                if deg:
-                    half = math.radians(deg) / 2
-                    r = np.concatenate([[math.cos(half)], math.sin(half) * axis])
-                    out = np.zeros(4)
-                    mujoco.mju_mulQuat(out, q, r)
-                    q = out
-            m.cam_quat[cid] = q
+        cam.set_look(self.look())
 
     # -- the episode -----------------------------------------------------------------------------
     def episode(self, rng: np.random.Generator, task: str) -> Episode:
-        """A held-out episode of `task` under this condition."""
-        ep = sample_episode(rng, task)
+        """A held-out episode of `task` under this condition, in a training phrasing (drawn) unless
+        `phrasing=heldout`."""
+        ep = sample_episode(rng, task, phrasing_rng=rng, cross=0.0 if self.hand == "cross" else 0.5)
         objects = [SceneObject(o.color, o.shape, self._placed(o.pos)) for o in ep.objects]
         target = objects[ep.objects.index(ep.target)] if ep.target is not None else None
         hand = ep.hand
         if self.hand == "cross" and task == "touch":
-            hand = 1 - (0 if target.pos[1] > 0.0 else 1)  # the far side's hand
+            side = 1.0 if target.pos[1] > 0.0 else -1.0
+            if abs(target.pos[1]) > CROSS_REACH_Y_M:  # where either hand reaches, on its side
+                target.pos[1] = side * float(rng.uniform(0.02, CROSS_REACH_Y_M))
+            hand = 0 if side < 0 else 1  # the far side's hand
+            # (an object it moved next to is taken off: objects stay 10 cm apart)
+            objects = [o for o in objects if o is target or np.linalg.norm(o.pos[:2] - target.pos[:2]) >= 0.10]
         for _ in range(self.distractors):
             extra = _free_object(rng, objects)
             if extra is not None:
                 objects.append(extra)
+        feasible = True
         if self.absent and target is not None:
             objects = [o for o in objects if o is not target]
-        text = ep.instruction
-        if target is not None and task == "touch":
-            text = f"touch the {target.name} with your {'left' if hand == 0 else 'right'} hand"
-        if self.phrasing == "heldout":
-            choices = PARAPHRASES[task]
-            text = choices[int(rng.integers(0, len(choices)))].format(
-                obj=target.name if target is not None else "", hand="left" if hand == 0 else "right")
-        return Episode(task, text, objects, target, hand)
+            feasible = False
+        text = phrase(task, target, hand, rng, PARAPHRASES if self.phrasing == "heldout" else None)
+        return Episode(task, text, objects, target, hand, feasible)
 
     def _placed(self, pos: np.ndarray) -> np.ndarray:
         if self.placement == 1.0:

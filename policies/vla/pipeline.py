@@ -14,7 +14,7 @@ from vertebra.policies.vla.export import export
 from vertebra.policies.vla.model import train
 
 
-def train_vla(robot: str = "g1", out: str | None = None, episodes: int = 560, epochs: int = 24, seed: int = 0,
+def train_vla(robot: str = "g1", out: str | None = None, episodes: int = 720, epochs: int = 22, seed: int = 0,
               say: Callable[[str], None] | None = None, data_path: str | None = None,
               workers: int = 2) -> dict[str, Any]:
     """Collect `episodes` demonstrations over `workers` processes (or reuse `data_path`, saving them

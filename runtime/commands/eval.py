@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"hands against the table ({out['table']}): least clearance {ht['min_clearance_m']} m "
                   f"(negative: into it), per task {ht['per_task_min_m']}; {ht['episodes_penetrating']} of "
                   f"{out['episodes']} episodes went into the table")
+        if "cannot_comply" in out:
+            cc = out["cannot_comply"]
+            print(f"cannot comply: said in {cc['on_infeasible']} of {cc['infeasible_episodes']} episodes that could "
+                  f"not be done, and in {cc['on_feasible']} that could")
         if "recording" in out:
             print(f"recorded {out['recording']['episodes']} episodes to {out['recording']['dir']} "
                   f"(vertebra data list {out['recording']['dir']})")
@@ -83,16 +87,20 @@ def _print_conditions(outs: list[dict[str, Any]], as_json: bool) -> int:
 
     width = max(12, *(len(o["perturb"]) for o in outs)) + 2
     print(f"{outs[0]['policy']} on {outs[0]['robot']}: success per task, k/n (Wilson 95% interval)")
-    print(f"{'condition':<{width}}" + "".join(f"{t:>18}" for t in tasks) + f"{'all':>18}{'into table':>12}")
+    print(f"{'condition':<{width}}" + "".join(f"{t:>18}" for t in tasks) + f"{'all':>18}{'into table':>12}"
+          f"{'least gap':>11}{'cannot comply':>15}")
     for out in outs:
         row = "".join(f"{cell(out['success_counts'][t]) if t in out['success_counts'] else '-':>18}" for t in tasks)
         ht = out["hand_table"]
-        print(f"{out['perturb']:<{width}}{row}{cell(out['success_all']):>18}{ht['episodes_penetrating']:>6}/{out['episodes']:<5}")
+        cc = out.get("cannot_comply", {})
+        print(f"{out['perturb']:<{width}}{row}{cell(out['success_all']):>18}{ht['episodes_penetrating']:>6}/{out['episodes']:<5}"
+              f"{1000 * ht['min_clearance_m']:>8.1f} mm{cc.get('episodes', 0):>9}/{out['episodes']:<5}")
     from vertebra.policies.vla.perturb import wilson
 
     n = min(c["episodes"] for out in outs for c in out["success_counts"].values())
     note = f"; with {n} episodes of a task, {n}/{n} shows only that its rate is at least {100 * wilson(n, n)[0]:.0f}%"
-    print(f"intervals: Wilson score, 95%{note}. 'into table': episodes whose hands went into the table.")
+    print(f"intervals: Wilson score, 95%{note}. 'into table': episodes whose hands went into the table; 'least "
+          "gap': the hands' least clearance to the table; 'cannot comply': episodes where the policy said so.")
     return 0
 
 
@@ -119,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev.add_argument("--perturb", action="append", default=None, metavar="NAME=VALUE,...",
                     help="run under a condition (repeat for several; `none`: as trained): light=S, tint=warm|cool, "
                          "cam_pitch=DEG, cam_yaw=DEG, placement=S, distractors=N, phrasing=heldout, hand=cross, "
-                         "absent=1 (policies/vla/perturb.py); prints success per task per condition with Wilson 95% "
+                         "absent=1 (policies/vla/perturb.py); prints success per task per condition with Wilson 95%% "
                          "intervals")
     ev.add_argument("--table", choices=["visual", "solid", "keep_out"], default="visual",
                     help="tabletop tasks: the table only seen (default: what g1_vla was trained with), solid in "

@@ -57,8 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                       "in torch on CPU, export ONNX and the policy package.")
     tv.add_argument("--robot", choices=["g1"], default="g1", help="robot (default g1)")
     tv.add_argument("--out", default=None, help="package directory (default policies/packages/<robot>_vla)")
-    tv.add_argument("--episodes", type=int, default=560, help="demonstration episodes (default 560)")
-    tv.add_argument("--epochs", type=int, default=24, help="training epochs (default 24)")
+    tv.add_argument("--episodes", type=int, default=720, help="demonstration episodes (default 720)")
+    tv.add_argument("--epochs", type=int, default=22, help="training epochs (default 22)")
     tv.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     tv.add_argument("--data", default=None, help="cache the demonstrations in this .npz (reused when it exists)")
     tv.add_argument("--workers", type=int, default=2,

@@ -101,8 +101,25 @@ class PolicyRequests:
                                           f"({', '.join(pol.spec.command_names)}) for {pol.active}")
         if pol.spec.action_space != "joint_targets":
             self._feet_loaded(s)  # the policy drives the whole-body controller
-        pol.set_episode(cmd or np.zeros(len(pol.spec.command_names)), msg["instruction"])
-        if not pol.step():
+        from vertebra.runtime.service.policy_host import PolicyRefused
+
+        try:
+            pol.set_episode(cmd or np.zeros(len(pol.spec.command_names)), msg["instruction"])
+        except PolicyRefused as e:
+            raise refused(str(e)) from None
+        from vertebra.policies.package import CANNOT_COMPLY_REPLIES
+
+        first = False
+        for _ in range(CANNOT_COMPLY_REPLIES):  # a doubtful reply is asked again, up to the count
+            first = pol.step()
+            if first or pol.cannot_comply is not None or not pol.doubtful:
+                break
+        if not first:
+            if pol.cannot_comply is not None:  # the policy says it cannot do this here: nothing moves
+                self.event("cannot_comply", instruction=msg["instruction"], policy=pol.active, by=client,
+                           feasible=pol.cannot_comply.get("feasible"), during_episode=False)
+                raise ProtocolError("cannot_comply", f"policy {pol.active} cannot comply with {msg['instruction']!r} "
+                                                     "here (it says the task cannot be done); the robot holds")
             raise refused(f"the policy server gave no first chunk: {pol.last_error or pol.server_state}")
         self._enter_policy_mode(s["safety_mode"])
         pol.running = True
@@ -147,6 +164,17 @@ class PolicyRequests:
                    interventions=len(ep["interventions"]), faults=ep["faults"])
         self.last_episode = ep
         return ep
+
+    def _cannot_comply(self, what: dict[str, Any]) -> None:
+        """The runner's policy said mid-episode that it cannot comply: the episode ends so, the robot
+        holds (called from the runner thread, which has stopped pushing)."""
+        with self._lock:
+            self.event("cannot_comply", instruction=what.get("instruction"), policy=what.get("policy"),
+                       feasible=what.get("feasible"), during_episode=self.episode is not None)
+            if self.episode is not None and not self.intervening:
+                self._end_policy("aborted", f"cannot_comply: policy {what.get('policy')} says it cannot do "
+                                            f"{what.get('instruction')!r} here")
+                self._try(lambda: self._request(_rt.Mode.HOLD))
 
     def _req_episode_stop(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if self.episode is None:

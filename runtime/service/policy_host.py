@@ -91,6 +91,11 @@ class PolicyHost:
         self.steps = self.outages = self.restarts = 0
         self.latency_us: list[float] = []
         self.last_error = ""
+        # The policy said the instruction cannot be done here (its outputs.feasibility): what and
+        # when; the chunk is not acted on and the runner stops (the service holds the robot).
+        self.cannot_comply: dict[str, Any] | None = None
+        self.doubtful = 0  # replies in a row below the policy's feasibility threshold
+        self.on_cannot_comply: Callable[[dict[str, Any]], None] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -266,6 +271,7 @@ class PolicyHost:
     def step(self) -> bool:
         """One policy step now: observation -> chunk -> scheduler. False when no chunk came (counted)."""
         from vertebra.policies.client import PolicyError
+        from vertebra.policies.package import CANNOT_COMPLY_REPLIES
 
         with self._lock:  # one thread on the server's connection; the spec the chunk was made by
             client, spec = self.client, self.spec
@@ -282,6 +288,16 @@ class PolicyHost:
                 self.outages += 1
                 self.last_error = str(e)
                 return False
+            flag = reply.get("cannot_comply")
+            if flag is not None and flag is not False:
+                # Not acted on, whatever the chunk says (a malformed flag counts as "cannot"); after
+                # CANNOT_COMPLY_REPLIES in a row the policy cannot comply.
+                self.doubtful += 1
+                if self.doubtful >= CANNOT_COMPLY_REPLIES:
+                    self.cannot_comply = {"instruction": self.instruction, "feasible": reply.get("feasible"),
+                                          "policy": spec.name, "at": time.time()}
+                return False
+            self.doubtful = 0
         if actions.ndim != 2 or actions.shape[1] != len(spec.targets) or actions.shape[0] < 1 \
                 or not np.all(np.isfinite(actions)):
             self.outages += 1
@@ -309,7 +325,10 @@ class PolicyHost:
                 next_t = time.monotonic()
                 continue
             try:
-                self.step()
+                if not self.step() and self.cannot_comply is not None and self.running:
+                    self.running = False  # nothing more is pushed; the service holds the robot
+                    if self.on_cannot_comply is not None:
+                        self.on_cannot_comply(self.cannot_comply)
             except Exception as e:  # noqa: BLE001 - the runner outlives any one step (starvation holds)
                 self.outages += 1
                 self.last_error = f"runner: {type(e).__name__}: {e}"
@@ -389,9 +408,21 @@ class PolicyHost:
         return self.commit(name, self.prepare(name))
 
     def set_episode(self, command: Any, instruction: str) -> None:
+        """The episode's command and instruction; an instruction the policy's tokenizer refuses (too
+        long) is refused here, before anything moves."""
+        from vertebra.policies.package import InstructionError
+
+        tok = getattr(self.spec, "tokenizer", None)
+        if tok is not None and instruction:
+            try:
+                tok.encode(instruction)
+            except InstructionError as e:
+                raise PolicyRefused(str(e)) from None
         with self._lock:
             self.command = np.asarray(command, np.float32)
             self.instruction = instruction
+            self.cannot_comply = None
+            self.doubtful = 0
 
     def status(self) -> dict[str, Any]:
         lat = np.asarray(self.latency_us[-200:]) if self.latency_us else None
@@ -400,7 +431,7 @@ class PolicyHost:
                 "steps": self.steps, "outages": self.outages, "restarts": self.restarts,
                 "latency_us": None if lat is None else {"p50": round(float(np.percentile(lat, 50)), 1),
                                                        "max": round(float(lat.max()), 1)},
-                "last_error": self.last_error,
+                "last_error": self.last_error, "cannot_comply": self.cannot_comply,
                 "available": self.available()}
 
     def available(self) -> list[str]:

@@ -132,6 +132,7 @@ class Service(ServiceStatus, PolicyRequests):
             from vertebra.runtime.service.policy_host import PolicyHost
 
             self.policy = PolicyHost(d, self.robot, self.event, self.say)  # checked before the bus is touched
+            self.policy.on_cannot_comply = self._cannot_comply
         self.notifier.status("starting: building the runtime")
         from vertebra.runtime.runtime import Runtime
 

@@ -16,8 +16,9 @@ from vertebra.runtime.config import RobotConfig
 EXE = os.path.join(os.path.dirname(sys.executable), "vertebra")
 
 
-def make_package(tmp_path, robot="go2", chunk=4, rate=50, cameras=(), extra=None):
-    """A real ONNX model: actions[0, k, j] = state[0, j] * (k + 1) (the first 12 state values)."""
+def make_package(tmp_path, robot="go2", chunk=4, rate=50, cameras=(), extra=None, feasible=False):
+    """A real ONNX model: actions[0, k, j] = state[0, j] * (k + 1) (the first 12 state values); with
+    `feasible`, a second output feasible = sigmoid(-1000 * command[0]) (declared in outputs.feasibility)."""
     cfg = RobotConfig.load(robot)
     n = cfg.n_joints
     w = np.zeros((2 * n, chunk * n), np.float32)
@@ -33,6 +34,11 @@ def make_package(tmp_path, robot="go2", chunk=4, rate=50, cameras=(), extra=None
         [helper.make_tensor_value_info("actions", TensorProto.FLOAT, [1, chunk, n])],
         [helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.flatten().tolist()),
          helper.make_tensor("shape", TensorProto.INT64, [3], [1, chunk, n])])
+    if feasible:
+        graph.node.extend([helper.make_node("MatMul", ["command", "Wf"], ["logit"]),
+                           helper.make_node("Sigmoid", ["logit"], ["feasible"])])
+        graph.initializer.append(helper.make_tensor("Wf", TensorProto.FLOAT, [4, 1], [-1000.0, 0.0, 0.0, 0.0]))
+        graph.output.append(helper.make_tensor_value_info("feasible", TensorProto.FLOAT, [1, 1]))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     pkg = tmp_path / "pkg"
@@ -50,6 +56,8 @@ def make_package(tmp_path, robot="go2", chunk=4, rate=50, cameras=(), extra=None
                               "command": {"mean": [0.0] * 4, "std": [1.0] * 4},
                               "actions": {"mean": [0.5] * n, "std": [10.0] * n},
                               "image": {"mean": [0.5] * 3, "std": [0.25] * 3}}}
+    if feasible:
+        spec["outputs"]["feasibility"] = {"output": "feasible", "threshold": 0.5}
     if extra:
         spec.update(extra)
     (pkg / "policy.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -112,3 +120,45 @@ def test_bad_specs_are_refused(tmp_path, field, value, match):
     pkg, _ = make_package(tmp_path, extra={field: value})
     with pytest.raises(PackageError, match=match):
         PolicyPackage.load(pkg)
+
+
+def test_the_feasibility_output_is_read_and_checked(tmp_path):
+    pkg, cfg = make_package(tmp_path, feasible=True)
+    pol = OnnxPolicy(PolicyPackage.load(pkg))
+    pol.set_joint_names(cfg.joint_names)
+    obs = {"state": {"q": np.zeros(12, np.float32), "dq": np.zeros(12, np.float32)}}
+    _, yes = pol.infer_all({**obs, "command": np.array([-0.01, 0, 0, 0], np.float32)})
+    _, no = pol.infer_all({**obs, "command": np.array([0.01, 0, 0, 0], np.float32)})
+    assert yes > 0.99 and no < 0.01
+    meta = yaml.safe_load((pkg / "policy.yaml").read_text())
+    for bad, match in ((None, "a mapping with 'output'"), ({"output": "actions"}, "is the actions' output"),
+                       ({"output": "feasible", "threshold": 1.5}, r"a number in \(0, 1\)"),
+                       ({"output": "nope"}, "'nope' is not an output of the model")):
+        meta["outputs"]["feasibility"] = bad
+        (pkg / "policy.yaml").write_text(yaml.safe_dump(meta))
+        with pytest.raises(PackageError, match=match):
+            OnnxPolicy(PolicyPackage.load(pkg))
+
+
+def test_the_server_says_when_the_policy_cannot_comply(tmp_path):
+    from vertebra.policies.served import PackagePolicy
+
+    pkg, cfg = make_package(tmp_path, feasible=True)
+    pol = PackagePolicy("toy", pkg, 1)
+    obs = {"state": {"q": np.zeros(12, np.float32), "dq": np.zeros(12, np.float32)}}
+    _, p = pol.infer_all({**obs, "command": np.array([0.5, 0, 0, 0], np.float32)}, list(cfg.joint_names))
+    assert p < 0.5
+
+
+def test_an_instruction_too_long_is_refused_never_cut():
+    from vertebra.policies.package import InstructionError, Tokenizer
+
+    tok = Tokenizer(["<pad>", "<unk>", "touch", "the", "red", "cube", "point", "wave"], 4, stem=True)
+    assert tok.encode("touch the red cube").tolist() == [2, 3, 4, 5]
+    assert tok.encode("pointing").tolist() == [6, 0, 0, 0] and tok.encode("waving").tolist() == [7, 0, 0, 0]
+    assert tok.encode("cubes").tolist() == [5, 0, 0, 0] and tok.encode("touched").tolist() == [2, 0, 0, 0]
+    assert tok.encode("grab").tolist() == [1, 0, 0, 0]
+    with pytest.raises(InstructionError, match="5 words, this policy reads at most 4"):
+        tok.encode("touch the red cube now")
+    with pytest.raises(PackageError, match="listed twice"):
+        Tokenizer(["<pad>", "<unk>", "a", "a"], 4)

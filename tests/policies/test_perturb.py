@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from vertebra.drivers.scene import TABLE_CENTER
 from vertebra.policies.vla.perturb import PARAPHRASES, Perturbation, PerturbError, wilson
-from vertebra.policies.vla.tasks import VOCAB
+from vertebra.policies.vla.tasks import CROSS_REACH_Y_M, TRAIN_PHRASINGS, VOCAB
 from vertebra.runtime.config import REPO_ROOT
 
 EXE = os.path.join(os.path.dirname(sys.executable), "vertebra")
@@ -37,24 +37,33 @@ def test_bad_conditions_are_refused_naming_what_is_valid(text, words):
 
 def test_episodes_change_as_the_condition_says():
     plain = Perturbation.parse("none")
-    wide = Perturbation.parse("placement=1.3,distractors=1,hand=cross,phrasing=heldout")
+    wide = Perturbation.parse("placement=1.2,distractors=1,phrasing=heldout")
     for task in ("touch", "point", "raise", "wave"):  # the same draw of the scene, then changed
         a, b = plain.episode(np.random.default_rng(4), task), wide.episode(np.random.default_rng(4), task)
         if a.target is not None:  # placement scaled about the table's centre (same draw)
-            assert abs(b.target.pos[1] - TABLE_CENTER[1]) == pytest.approx(1.3 * abs(a.target.pos[1] - TABLE_CENTER[1]), abs=1e-9)
+            assert abs(b.target.pos[1] - TABLE_CENTER[1]) == pytest.approx(1.2 * abs(a.target.pos[1] - TABLE_CENTER[1]), abs=1e-9)
             assert len(b.objects) == len(a.objects) + 1
-        if task == "touch":  # the hand on the far side of the object is named
-            assert b.hand == 1 - a.hand and ("left" if b.hand == 0 else "right") in b.instruction
         assert b.instruction != a.instruction
         assert any(b.instruction == t.format(obj=b.target.name if b.target else "", hand="left" if b.hand == 0 else "right")
                    for t in PARAPHRASES[task])
-    # held-out phrasings are not the training's (tasks.sample_episode), and use words it never had
-    training = {"touch the {obj} with your {hand} hand", "point at the {obj}", "raise both arms", "wave with your right hand"}
-    assert not training & {t for ts in PARAPHRASES.values() for t in ts}
-    assert any(w not in VOCAB for ts in PARAPHRASES.values() for t in ts for w in t.split())
+        assert a.feasible and b.feasible
+    # held-out phrasings are none of the training's, and use words the vocabulary never had
+    held = {t for ts in PARAPHRASES.values() for t in ts}
+    assert not held & {t for ts in TRAIN_PHRASINGS.values() for t in ts}
+    assert any(w not in VOCAB for t in held for w in t.replace("{obj}", "").replace("{hand}", "").split())
     absent = Perturbation.parse("absent=1").episode(np.random.default_rng(4), "touch")
-    assert absent.target is not None and absent.target not in absent.objects
+    assert absent.target is not None and absent.target not in absent.objects and not absent.feasible
     assert absent.target.name in absent.instruction
+
+
+def test_cross_body_touches_name_the_far_hand_on_an_object_either_hand_reaches():
+    cross = Perturbation.parse("hand=cross")
+    for seed in range(40):
+        ep = cross.episode(np.random.default_rng(seed), "touch")
+        side = 0 if ep.target.pos[1] > 0 else 1  # the hand on the object's side
+        assert ep.hand == 1 - side and ("left" if ep.hand == 0 else "right") in ep.instruction
+        assert abs(ep.target.pos[1]) <= CROSS_REACH_Y_M and ep.target in ep.objects
+        assert all(np.linalg.norm(o.pos[:2] - ep.target.pos[:2]) >= 0.10 for o in ep.objects if o is not ep.target)
 
 
 def test_light_and_camera_change_what_the_head_camera_sees():
@@ -87,10 +96,13 @@ def test_eval_prints_each_condition_with_intervals():
     for out in (base, absent):
         for c in out["success_counts"].values():
             assert c["wilson95"] == [round(x, 3) for x in wilson(c["successes"], c["episodes"])]
-    # the named object is missing: only touch and point run, and success is not acting -- the shipped
-    # policy acts anyway (it has no way to say it cannot comply)
+    # the named object is missing: only touch and point run, and success is saying so and not moving
     assert set(absent["success_counts"]) == {"touch", "point"}
-    assert all(r["hands_moved_m"] > 0.05 and not r["success"] for r in absent["results"])
+    assert absent["cannot_comply"]["infeasible_episodes"] == 4
+    for res in absent["results"]:
+        assert not res["feasible"] and res["success"] == (res["cannot_comply"] and res["hands_moved_m"] < 0.05)
+    assert absent["cannot_comply"]["on_infeasible"] >= 3, absent["results"]
+    assert base["cannot_comply"]["on_feasible"] == 0, base["results"]
     p = subprocess.run([EXE, "eval", "--policy", str(PACKAGE), "--robot", "g1", "--episodes", "1", "--perturb", "light=0"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--perturb light=0: valid: a number in [0.05, 5]" in p.stderr

@@ -19,7 +19,7 @@ PACKAGE = REPO_ROOT / "policies" / "packages" / "g1_vla"
 
 @pytest.fixture(scope="module")
 def session():
-    s = vla.G1Session()
+    s = vla.G1Session()  # as the demonstrations are collected (the table seen, not solid)
     yield s
     s.close()
 
@@ -39,31 +39,77 @@ def test_the_head_camera_sees_the_named_objects(session):
     assert len(ep.objects) >= 2 and ep.target in ep.objects
 
 
-@pytest.mark.parametrize("task", vla.TASKS)
-def test_the_expert_completes_every_task(session, task):
-    rng = np.random.default_rng(zlib.crc32(task.encode()) % 1000)  # str hash() changes per process
-    ep = vla.sample_episode(rng, task)
+def run_expert(session, ep):
     start = session.hands()
-    hist = []
+    hist, least = [], float("inf")
     for i in range(int(vla.EPISODE_S * vla.RATE_HZ)):
-        session.set_hand_targets(vla.expert_targets(ep, (i + 1) / vla.RATE_HZ, start, session.home, session.sh))
+        session.set_hand_targets(session.expert(ep, (i + 1) / vla.RATE_HZ, start))
         session.rt.loop.run_ticks(session.period)
         hist.append(np.concatenate(session.hands()))
-    assert vla.success(ep, hist, session.sh, session.home), (ep.instruction, hist[-1])
-    assert not session.rt.loop.snapshot()["faults"]
+        least = min(least, session.hand_table_clearance())
+    gap = session.touch_gap(ep)
+    ok = vla.success(ep, hist, session.sh, session.home, gap)
+    measured = vla.measures(ep, hist, session.sh, session.home, gap)
     back = session.hands()
     for i in range(15):  # home again for the next case
         session.set_hand_targets(np.concatenate([vla.min_jerk(back[h], session.home[h], (i + 1) / 15) for h in range(2)]))
         session.rt.loop.run_ticks(session.period)
+    return ok, measured, least
 
 
-def test_instructions_need_both_vision_and_language():
-    rng = np.random.default_rng(0)
-    eps = [vla.sample_episode(rng, "touch") for _ in range(50)]
-    # the same words, different places (vision), and the same scene, different words (language)
-    assert len({e.instruction for e in eps}) > 10
-    assert all(e.target.name in e.instruction for e in eps)
-    assert len({tuple(np.round(e.target.pos, 3)) for e in eps}) == 50
+@pytest.mark.parametrize("task", vla.TASKS)
+def test_the_expert_completes_every_task(session, task):
+    rng = np.random.default_rng(zlib.crc32(task.encode()) % 1000)  # str hash() changes per process
+    for _ in range(2):
+        ep = vla.sample_episode(rng, task, phrasing_rng=rng)
+        ok, measured, _least = run_expert(session, ep)
+        assert ok, (ep.instruction, measured)
+    assert not session.rt.loop.snapshot()["faults"]
+
+
+@pytest.mark.parametrize("y", [0.09, -0.09, 0.0])
+def test_the_expert_touches_with_the_far_hand_across_the_body(session, y):
+    from vertebra.drivers.scene import TABLE_TOP_Z, SceneObject
+
+    for x in (0.28, 0.38):
+        obj = SceneObject("red", "cube", np.array([x, y, TABLE_TOP_Z + 0.025]))
+        hand = 1 if y >= 0 else 0  # the far side's hand (at y = 0 either)
+        ep = vla.Episode("touch", vla.phrase("touch", obj, hand, None), [obj], obj, hand)
+        ok, measured, _least = run_expert(session, ep)
+        assert ok, (x, y, measured)
+
+
+def test_an_absent_object_is_a_task_that_cannot_be_done():
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        ep = vla.sample_episode(rng, "touch", phrasing_rng=rng)
+        gone = vla.make_absent(ep, rng, phrasing_rng=rng)
+        assert not gone.feasible and gone.target.name in gone.instruction
+        assert all(o.name != gone.target.name for o in gone.objects)
+        assert len(gone.objects) == len(ep.objects) - 1
+        # the expert's plan for it is to stay
+        g = vla.goal(gone, 2.0, [np.zeros(3), np.ones(3)], [np.zeros(3), np.zeros(3)])
+        assert np.array_equal(g[0], np.zeros(3)) and np.array_equal(g[1], np.ones(3))
+        v = vla.relabel(gone, rng)
+        assert not v.feasible and all(o.name != v.target.name for o in v.objects)
+
+
+def test_the_vocabulary_reads_every_training_phrasing_in_order():
+    from vertebra.policies.package import InstructionError, Tokenizer
+
+    tok = Tokenizer(list(vla.VOCAB), vla.TOKENS, stem=True)
+    for task, ts in vla.TRAIN_PHRASINGS.items():
+        for t in ts:
+            text = t.format(obj="yellow ball", hand="left")
+            assert tok.unknown_words(text) == [], text
+            assert len(tok.words(text)) <= vla.TOKENS
+    a = tok.encode("touch the red cube with your left hand")
+    b = tok.encode("with your left hand touch the red cube")
+    assert sorted(a.tolist()) == sorted(b.tolist()) and a.tolist() != b.tolist()  # the same words, in order
+    assert tok.encode("pointing at the balls").tolist()[:4] == tok.encode("point at the ball").tolist()[:4]
+    assert tok.unknown_words("touch the red cube gently") == ["gently"]
+    with pytest.raises(InstructionError, match="19 words, this policy reads at most 16"):
+        tok.encode("please could you touch the red cube with your left hand now and then wave with your right one")
 
 
 def test_a_relabelled_scene_keeps_the_motion_and_changes_the_words_and_pixels():
@@ -75,6 +121,7 @@ def test_a_relabelled_scene_keeps_the_motion_and_changes_the_words_and_pixels():
             v = vla.relabel(ep, rng)
             assert v.task == ep.task and v.hand == ep.hand and np.array_equal(v.target.pos, ep.target.pos)
             assert v.target in v.objects and v.target.name in v.instruction and 2 <= len(v.objects) <= 3
+            assert v.target.size_m == ep.target.size_m
             assert len({o.name for o in v.objects}) == len(v.objects)  # one object of each kind at most
             assert all(np.linalg.norm(a.pos[:2] - b.pos[:2]) > 0.10 for a in v.objects for b in v.objects if a is not b)
             if task == "touch":
@@ -90,6 +137,13 @@ def test_shipped_vla_package_fits_the_robot():
     g1 = RobotConfig.load("g1")
     assert check_against_robot(pkg.spec, g1, wbc_targets=wbc_target_names(g1)) == []
     assert sum(f.stat().st_size for f in PACKAGE.iterdir()) < 20 * 1024 * 1024
+    # it says when it cannot comply, reads words in order up to 16, and records what it was trained on
+    assert pkg.spec.feasibility_output == "feasible" and pkg.spec.tokenizer.max_tokens == vla.TOKENS
+    assert pkg.spec.tokenizer.stem and pkg.spec.tokenizer.vocab == list(vla.VOCAB)
+    import yaml
+
+    dist = yaml.safe_load((PACKAGE / "policy.yaml").read_text())["training"]["distribution"]
+    assert dist["light_scale"] == [0.4, 1.6] and dist["camera_pitch_yaw_deg"] == 5.0 and dist["table"] == "visual"
 
 
 def test_policy_check_refuses_a_target_without_all_its_axes_or_listed_twice():
@@ -109,8 +163,8 @@ def test_policy_check_refuses_a_target_without_all_its_axes_or_listed_twice():
 
 def test_the_shipped_vla_meets_a_floor_in_closed_loop():
     # Lockstep sim and CPU inference are deterministic: a fixed seed gives a fixed result, so this is
-    # a regression floor (16 held-out episodes, 4 per task; these give 16/16, and 50 episodes with
-    # seeds 0 and 1 give 50/50 each).
+    # a regression floor (16 held-out episodes, 4 per task, in drawn training phrasings; these give
+    # 15/16, a point with the arm on the other side; 52 episodes give 50/52, docs/policies.md).
     r = subprocess.run([EXE, "eval", "--policy", str(PACKAGE), "--robot", "g1", "--episodes", "16", "--seed", "0",
                         "--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -33,10 +33,37 @@ def second_package(tmp: Path) -> Path:
     return dst
 
 
+def doubtful_package(tmp: Path) -> Path:
+    """go2_pose with a feasibility output: it says it cannot comply with a roll command above about
+    0.005 rad (feasible = sigmoid(50 - 1000 x the normalised roll))."""
+    import onnx
+    from onnx import TensorProto, helper
+    from vertebra.policies.package import sha256_file
+
+    dst = tmp / "go2_pose_doubtful"
+    shutil.copytree(REPO_ROOT / "policies" / "packages" / "go2_pose", dst)
+    model = onnx.load(str(dst / "model.onnx"))
+    g = model.graph
+    g.node.extend([helper.make_node("MatMul", ["command", "Wf"], ["roll_logit"]),
+                   helper.make_node("Add", ["roll_logit", "bf"], ["logit"]),
+                   helper.make_node("Sigmoid", ["logit"], ["feasible"])])
+    g.initializer.extend([helper.make_tensor("Wf", TensorProto.FLOAT, [4, 1], [-1000.0, 0.0, 0.0, 0.0]),
+                          helper.make_tensor("bf", TensorProto.FLOAT, [1], [50.0])])
+    g.output.append(helper.make_tensor_value_info("feasible", TensorProto.FLOAT, [1, 1]))
+    onnx.save(model, str(dst / "model.onnx"))
+    meta = yaml.safe_load((dst / "policy.yaml").read_text())
+    meta["name"] = "go2_pose_doubtful"
+    meta["model"]["sha256"] = sha256_file(dst / "model.onnx")
+    meta["outputs"]["feasibility"] = {"output": "feasible"}
+    (dst / "policy.yaml").write_text(yaml.safe_dump(meta))
+    return dst
+
+
 def write_deploy(tmp: Path, **extra) -> Path:
     server = {"robot": "go2", "default": "go2_pose",
               "policies": {"go2_pose": {"kind": "package", "path": str(REPO_ROOT / "policies/packages/go2_pose")},
-                           "go2_pose_b": {"kind": "package", "path": str(second_package(tmp))}}}
+                           "go2_pose_b": {"kind": "package", "path": str(second_package(tmp))},
+                           "go2_pose_doubtful": {"kind": "package", "path": str(doubtful_package(tmp))}}}
     (tmp / "server.yaml").write_text(yaml.safe_dump(server))
     d = {"robot": "go2", "driver": {"type": "mujoco"}, "controller": "pd", "policy": str(tmp / "server.yaml"),
          "active_policy": "go2_pose", "guard": {"enabled": False},
@@ -163,6 +190,29 @@ def test_a_stale_lease_holds_then_stops_an_active_robot(service):
     with pytest.raises(ControlError) as e:  # one stand at a time: the second moves nothing
         c.call("stand", duration_s=3.0)
     assert e.value.code == "busy"
+
+
+def test_a_policy_that_cannot_comply_moves_nothing_and_says_so(service):
+    c = service.client("operator")
+    c.acquire()
+    c.call("policy_swap", name="go2_pose_doubtful")
+    c.call("enable")
+    c.call("stand", duration_s=1.0)
+    wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", what="HOLD")
+    with pytest.raises(ControlError) as e:
+        c.call("episode_start", instruction="roll", command=[0.1, 0.0, 0.0, 0.0])
+    assert e.value.code == "cannot_comply" and "go2_pose_doubtful" in str(e.value)
+    s = c.request("status")
+    assert s["safety_mode"] == "HOLD" and s["episode"] is None and not s["policy"]["running"]
+    assert s["policy"]["cannot_comply"]["instruction"] == "roll" and s["policy"]["cannot_comply"]["feasible"] < 0.5
+    ev = events(service, "cannot_comply")
+    assert ev and ev[-1]["by"] == "operator" and ev[-1]["policy"] == "go2_pose_doubtful"
+    assert not events(service, "episode_start")
+    # a command it can do starts as usual, and the refusal is cleared
+    c.call("episode_start", instruction="level", command=[0.0, 0.0, 0.0, 0.0])
+    s = c.request("status")
+    assert s["safety_mode"] == "ACTIVE" and s["policy"]["running"] and s["policy"]["cannot_comply"] is None
+    c.call("episode_stop")
 
 
 def test_episode_and_swap_through_reload_leave_no_tick_without_a_target(service, tmp_path):
@@ -373,7 +423,7 @@ def test_a_remote_policy_server_runs_episodes_and_swaps(tmp_path, monkeypatch):
             c.acquire()
             s = c.request("status")
             assert s["policy"]["server"] == "remote" and s["policy"]["name"] == "go2_pose"
-            assert set(s["policy"]["available"]) == {"go2_pose", "go2_pose_b"}
+            assert set(s["policy"]["available"]) == {"go2_pose", "go2_pose_b", "go2_pose_doubtful"}
             c.call("enable")
             c.call("stand", duration_s=1.0)
             wait_for(lambda: c.request("status")["safety_mode"] == "HOLD", what="HOLD")
