@@ -13,6 +13,7 @@ around it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,18 @@ def point_box_distance(p: np.ndarray, center: np.ndarray, half: np.ndarray) -> f
     return float(np.linalg.norm(np.maximum(q, 0.0)) + min(float(q.max()), 0.0))
 
 
-def capsule_box_clearance(a: np.ndarray, b: np.ndarray, radius: float, box: KeepOutBox, samples: int = 17) -> float:
-    """Signed clearance (m) between a capsule (segment a-b, radius) and a box: the least over points
-    along the segment (17: on a 6 cm hand capsule, points 4 mm apart) of their distance, less the
-    radius. Negative: the capsule is inside the box by that much."""
+def capsule_clearance(a: np.ndarray, b: np.ndarray, radius: float, distance: Callable[[np.ndarray], float],
+                      samples: int = 17) -> float:
+    """Signed clearance (m) between a capsule (segment a-b, radius) and a solid whose signed distance
+    from a point is `distance`: the least over points along the segment (17: on a 6 cm hand capsule,
+    points 4 mm apart) of their distance, less the radius. Negative: overlapping by that much."""
+    return min(distance(a + (b - a) * t) for t in np.linspace(0.0, 1.0, samples)) - radius
+
+
+def capsule_box_clearance(a: np.ndarray, b: np.ndarray, radius: float, box: KeepOutBox) -> float:
+    """capsule_clearance() against an axis-aligned box (KeepOutBox)."""
     c, h = np.asarray(box.center_m), np.asarray(box.half_m)
-    return min(point_box_distance(a + (b - a) * t, c, h) for t in np.linspace(0.0, 1.0, samples)) - radius
+    return capsule_clearance(a, b, radius, lambda p: point_box_distance(p, c, h))
 
 
 @dataclass
@@ -75,10 +82,9 @@ class SceneObject:
         return point_box_distance(p, self.pos, np.full(3, self.size_m))
 
 
-def capsule_object_gap(a: np.ndarray, b: np.ndarray, radius: float, obj: SceneObject, samples: int = 17) -> float:
-    """Signed gap (m) between a capsule (segment a-b, radius) and an object's surface: the least over
-    points along the segment of their surface distance, less the radius (negative: overlapping)."""
-    return min(obj.surface_distance(a + (b - a) * t) for t in np.linspace(0.0, 1.0, samples)) - radius
+def capsule_object_gap(a: np.ndarray, b: np.ndarray, radius: float, obj: SceneObject) -> float:
+    """capsule_clearance() against an object's surface (negative: overlapping)."""
+    return capsule_clearance(a, b, radius, obj.surface_distance)
 
 
 # The colour of a light at a colour temperature, as multipliers on white (6500 K): the sRGB colour of

@@ -195,12 +195,15 @@ class G1Session:
 
         if ep.task != "touch" or ep.target is None or not ep.feasible:
             return None
-        q = self.q_full()
         name = self.rt.cfg.hand_frames[ep.hand]
-        c = next(c for c in self.hand_capsules if c.body == name)
-        p = np.asarray(self.rt.model.frame_translation(q, name))
-        R = np.asarray(self.rt.model.frame_rotation(q, name))
-        return capsule_object_gap(p + R @ np.asarray(c.from_m), p + R @ np.asarray(c.to_m), c.radius_m, ep.target)
+        (a, b, r), = [self._capsule(c, self.q_full()) for c in self.hand_capsules if c.body == name]
+        return capsule_object_gap(a, b, r, ep.target)
+
+    def _capsule(self, c: Any, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """A collision capsule in the world at configuration q: its segment's ends and radius."""
+        p = np.asarray(self.rt.model.frame_translation(q, c.body))
+        R = np.asarray(self.rt.model.frame_rotation(q, c.body))
+        return p + R @ np.asarray(c.from_m), p + R @ np.asarray(c.to_m), c.radius_m
 
     def q_full(self) -> np.ndarray:
         s = self.rt.loop.snapshot()["state"]
@@ -216,13 +219,7 @@ class G1Session:
         from vertebra.drivers.scene import capsule_box_clearance
 
         q = self.q_full()
-        out = float("inf")
-        for c in self.hand_capsules:
-            p = np.asarray(self.rt.model.frame_translation(q, c.body))
-            R = np.asarray(self.rt.model.frame_rotation(q, c.body))
-            out = min(out, capsule_box_clearance(p + R @ np.asarray(c.from_m), p + R @ np.asarray(c.to_m), c.radius_m,
-                                                 self.table))
-        return out
+        return min(capsule_box_clearance(*self._capsule(c, q), self.table) for c in self.hand_capsules)
 
     def set_hand_targets(self, x: np.ndarray) -> None:
         names = self.rt.cfg.hand_frames

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from vertebra.drivers.scene import COLORS, SHAPES, TABLE_CENTER, TABLE_HALF, TABLE_TOP_Z, OBJECT_SIZE_M, Look, SceneObject
+from vertebra.drivers.scene import (COLORS, OBJECT_SIZE_M, SHAPES, TABLE_CENTER, TABLE_HALF, TABLE_TOP_Z, Look, SceneObject,
+                                    light_rgb)
 from vertebra.policies.vla.tasks import CROSS_REACH_Y_M, Episode, phrase, sample_episode
 
-# Multipliers on a white light's RGB for a warm (3000 K) and a cool (8000 K) source: the sRGB colour of
-# a blackbody at those temperatures with 6500 K as white (M. Charity, "What color is a blackbody?":
-# 3000 K #ffb46b, 8000 K #e3e9ff).
-TINTS = {"warm": (1.0, 180 / 255, 107 / 255), "cool": (227 / 255, 233 / 255, 1.0)}
+# The light's colour for a warm (3000 K) and a cool (8000 K) source (scene.light_rgb: the sRGB colour
+# of a blackbody, 6500 K as white).
+TINTS = {"warm": tuple(light_rgb(3000)), "cool": tuple(light_rgb(8000))}
 ABSENT_STILL_M = 0.05
 # Held-out phrasings: none is a training phrasing (tasks.TRAIN_PHRASINGS; a test checks it), each
 # keeps the task's meaning. {obj}: "red cube"; {hand}: left/right.
