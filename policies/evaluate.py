@@ -151,7 +151,7 @@ def _episode_end(rt: Any, success: bool, snap: dict[str, Any], time_to_success_s
 
 def evaluate(package: str, robot: str, episodes: int, seed: int,
              say: Callable[[str], None] | None = None, replan_steps: int = 1,
-             shared_memory: bool = True, record: Any = None, table: str = "visual",
+             shared_memory: bool = True, record: Any = None, table: str = "keep_out",
              perturb: Any = None) -> dict[str, Any]:
     """`record`: a RecordOptions (runtime/recorder.py): record the rollouts, one episode each.
     `table`: the tabletop tasks' table (vla.TABLE_MODES: visual, solid, keep_out). `perturb`: a
@@ -281,7 +281,7 @@ def hand_table_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate_vla(pkg: Any, cfg: Any, episodes: int, seed: int, say: Callable[[str], None],
                  replan_steps: int = 1, shared_memory: bool = True, record: Any = None,
-                 table: str = "visual", perturb: Any = None) -> dict[str, Any]:
+                 table: str = "keep_out", perturb: Any = None) -> dict[str, Any]:
     """Tabletop vision-language tasks on the G1 (vertebra.policies.vla): held-out random scenes and
     instructions; success per task as defined there, checked after every policy step. Every policy
     step also measures how close the hands' collision geometry came to the table (negative: into it),

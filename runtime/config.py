@@ -375,6 +375,12 @@ class WbcSettings(Section):
     limits = field(WbcLimits, default={}, doc="reference error bounds and the joint-limit horizon")
     balance_guard = field(WbcBalanceGuard, default={}, doc="centre-of-mass weight near the support edge")
     keep_out = field(WbcKeepOut, default={}, doc="the points kept out of keep-out boxes, and the barrier's gains")
+    hand_aim = field(list, item=str, default=[],
+                     doc="one shoulder frame per hand: a hand's orientation is held relative to the shoulder-to-"
+                         "target direction ([]: held in the world)")
+    hand_posture_scale = field(float, default=1.0, lo=0.0, hi=1.0,
+                               doc="while a hand's target is set, its arm's posture weight times this (the posture's "
+                                   "joint damping otherwise drags the arm; 1: unchanged)")
 
     @property
     def flat_feet(self) -> bool:
@@ -572,6 +578,9 @@ class RobotConfig(Section):
                 raise self.wbc.tasks.error(name, "<missing>",
                                            "a task entry: com, base, posture and swing_foot are required, torso with "
                                            "torso_frame, hands when frames.hands lists hands")
+        if self.wbc.hand_aim and len(self.wbc.hand_aim) != len(self.hand_frames):
+            raise self.wbc.error("hand_aim", self.wbc.hand_aim,
+                                 f"one shoulder frame per hand ({len(self.hand_frames)}: frames.hands), or [] for none")
 
     def _check_against_urdf(self) -> None:
         """The YAML may tighten the URDF's limits, never widen them; frames must exist."""
@@ -599,6 +608,8 @@ class RobotConfig(Section):
         checks += [(f"sim.cameras[{i}].body", c.body) for i, c in enumerate(self.sim.cameras)]
         if self.wbc is not None and self.wbc.torso_frame:
             checks.append(("wbc.torso_frame", self.wbc.torso_frame))
+        if self.wbc is not None:
+            checks += [(f"wbc.hand_aim[{i}]", f) for i, f in enumerate(self.wbc.hand_aim)]
         for where, name in checks:
             if name not in frames:
                 raise ConfigError(self.file, where, name, "a frame of the URDF: " + ", ".join(sorted(frames)))

@@ -59,6 +59,27 @@ def rotation_to_quat(R: Any) -> list[float]:
     return (qa / np.linalg.norm(qa) * (1 if qa[0] >= 0 else -1)).tolist()
 
 
+def rotation_between(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The smallest rotation (3x3) taking direction a to direction b; an about-face turns about an
+    axis normal to a, in the plane of a and the world's y axis where it can. The whole-body
+    controller's hand aim (cpp/wbc/wbc_tasks.cpp, rotation_between) does the same."""
+    a = np.asarray(a, float) / np.linalg.norm(a)
+    b = np.asarray(b, float) / np.linalg.norm(b)
+    axis = np.cross(a, b)
+    s, c = float(np.linalg.norm(axis)), float(a @ b)
+    if s < 1e-9:
+        if c > 0:
+            return np.eye(3)
+        axis = np.cross(a, [0.0, 1.0, 0.0])
+        if np.linalg.norm(axis) < 1e-6:
+            axis = np.cross(a, [1.0, 0.0, 0.0])
+        axis, angle = axis / np.linalg.norm(axis), math.pi
+    else:
+        axis, angle = axis / s, math.atan2(s, c)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * (K @ K)
+
+
 def summary(values: Iterable[float] | np.ndarray, keys: Sequence[str] = ("p50", "p99", "p999", "max", "mean"),
             digits: int = 1) -> dict[str, float]:
     """Percentile summary of a sample: any of count, p50, p90, p99, p999, max, min, mean (rounded)."""

@@ -102,6 +102,8 @@ def build_wbc_config(robot: RobotConfig, keep_out: list[Any] | None = None) -> A
     c.max_position_error_m = lim.max_position_error_m
     c.max_rotation_error_rad = lim.max_rotation_error_rad
     c.limit_horizon_s = lim.limit_horizon_s
+    c.hand_posture_scale = w.hand_posture_scale
+    c.hand_aim_frames = list(w.hand_aim)
     c.balance_guard_start_m = guard.start_m
     c.balance_guard_full_m = guard.full_m
     c.balance_guard_scale = guard.scale
@@ -170,7 +172,13 @@ class WholeBody:
         elif name == "torso" and self.robot.wbc.torso_frame:
             t.torso_quat, t.torso_set = _orientation(value, name), True
         elif name in self.hands:
-            self._set_pose_slot("hand", self.hands[name], _pose(value, name))
+            a = np.asarray(value, dtype=float) if not isinstance(value, tuple) else None
+            if a is not None and a.shape == (3,):  # a position: the orientation reference stays (wbc.hand_aim)
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"target '{name}': expected a finite position [x, y, z], found {value!r}")
+                self._set_pose_slot("hand", self.hands[name], (a.tolist(), [1.0, 0.0, 0.0, 0.0]), position_only=True)
+            else:
+                self._set_pose_slot("hand", self.hands[name], _pose(value, name))
         elif name in self.feet:
             self._set_pose_slot("foot", self.feet[name], _pose(value, name))
         elif name == "posture":
@@ -198,9 +206,14 @@ class WholeBody:
             raise ValueError(f"unknown target '{name}'; targets are: {', '.join(self.valid_names())}")
         self._publish()
 
-    def _set_pose_slot(self, kind: str, i: int, pose: tuple[list[float], list[float]]) -> None:
+    def _set_pose_slot(self, kind: str, i: int, pose: tuple[list[float], list[float]],
+                       position_only: bool = False) -> None:
         """Set slot i of the hand_* or foot_* arrays (pybind11 hands out copies: write them back)."""
         t = self._t
+        if kind == "hand":
+            po = t.hand_position_only
+            po[i] = position_only
+            t.hand_position_only = po
         pos, quat, flag = getattr(t, f"{kind}_pos"), getattr(t, f"{kind}_quat"), getattr(t, f"{kind}_set")
         pos[i], quat[i], flag[i] = pose[0], pose[1], True
         setattr(t, f"{kind}_pos", pos)

@@ -2,7 +2,7 @@
 // versions; the whole-body controller's update() and the loop's tick (mock driver, joint PD)
 // run thousands of times on a moving state after warm-up, and any allocation fails the test.
 //
-// usage: vertebra_alloc_selftest URDF --joints a,b,.. --feet l,r --base B [--torso T] [--hands l,r]
+// usage: vertebra_alloc_selftest URDF --joints a,b,.. --feet l,r --base B [--torso T] [--hands l,r] [--aim sl,sr]
 //                                 [--point] [--sole x,y,z] [--pose q0,q1,..] [--height H] [--imu FRAME]
 #include <atomic>
 #include <cmath>
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string urdf = argv[1], base, torso, imu;
-  std::vector<std::string> joints, feet, hands;
+  std::vector<std::string> joints, feet, hands, aim;
   std::vector<double> sole{0, 0, 0}, pose;
   bool flat = true;
   double height = 0.8;
@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
     if (a == "--joints") joints = split(next());
     else if (a == "--feet") feet = split(next());
     else if (a == "--hands") hands = split(next());
+    else if (a == "--aim") aim = split(next());
     else if (a == "--base") base = next();
     else if (a == "--torso") torso = next();
     else if (a == "--point") flat = false;
@@ -99,6 +100,8 @@ int main(int argc, char** argv) {
   cfg.base_frame = base;
   cfg.torso_frame = torso;
   cfg.hand_frames = hands;
+  cfg.hand_aim_frames = aim;      // hands aimed from their shoulders (the robot config's wbc.hand_aim)
+  cfg.hand_posture_scale = 0.05;  // and the arms' posture weight scaled while their hands have targets
   cfg.com = {60, 15, {100, 100, 100, 0, 0, 0}};
   cfg.base = {60, 15, {0, 0, 100, 50, 50, 20}};
   cfg.torso = {60, 15, {0, 0, 0, 20, 20, 10}};
@@ -180,6 +183,8 @@ int main(int argc, char** argv) {
   tg.com_set = true;
   tg.com = {0.01, 0.02, height - 0.1};
   tg.hand_set = {true, true};
+  tg.hand_position_only = {true, true};  // the orientations stay the entry's, turned with the arms (aim)
+  tg.hand_pos = {{{0.25, 0.2, height + 0.1}, {0.25, -0.2, height + 0.1}}};
   g_allocs = 0;
   g_counting = true;
   run(1000, bad, wbc);

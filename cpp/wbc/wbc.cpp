@@ -94,6 +94,7 @@ Status WholeBodyController::enter(const RobotParams& p, const State& s, const Co
     I.hand_active[h] = false;
     I.hand_pos_ref[h] = I.data.oMf[I.hand_fid[h]].translation();
     I.hand_rot_ref[h] = I.data.oMf[I.hand_fid[h]].rotation();
+    I.aim_reset[h] = true;  // the orientation applies where the hand is
   }
   I.f.setZero();
   I.solved_since_entry = false;
@@ -135,6 +136,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   if (!load_state(I, s)) return Status::kNonFinite;
   if (targets_in_.read(I.latest) && I.latest.seq > I.entry_seq) merge_targets(I, I.latest, nc_, static_cast<int>(I.hand_fid.size()));
   kinematics(I);
+  aim_hands(I);
   auto& d = I.data;
   const int nv = I.nv, nj = I.nj, nfv = nc_ * m_;
 
@@ -314,7 +316,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   for (size_t h = 0; h < I.hand_fid.size(); ++h) {
     I.st.hand_active[h] = I.hand_active[h] ? 1.0 : 0.0;
     if (I.hand_active[h])
-      se3_task(I, I.hand_fid[h], I.hand_pos_ref[h], I.hand_rot_ref[h], cfg_.hands, true, &I.st.hand_pos_err[h],
+      se3_task(I, I.hand_fid[h], I.hand_pos_ref[h], I.hand_rot_cmd[h], cfg_.hands, true, &I.st.hand_pos_err[h],
                &I.st.hand_rot_err[h], cfg_.max_position_error_m, cfg_.max_rotation_error_rad);
   }
   for (int c = 0; c < nc_; ++c)
@@ -342,7 +344,8 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   I.cy.setZero();
   for (int i = 0; i < nj; ++i) {
     const int yi = I.m2v[i] - 6;
-    const double w = cfg_.posture.weight[0];
+    const int arm = I.arm_hand[yi];
+    const double w = cfg_.posture.weight[0] * (arm >= 0 && I.hand_active[arm] ? cfg_.hand_posture_scale : 1.0);
     const double aref = cfg_.posture.kp * (I.posture[i] - s.q[i]) - cfg_.posture.kd * s.dq[i];
     I.dy[yi] += w;
     I.cy[yi] -= w * aref;

@@ -97,6 +97,18 @@ struct WbcConfig {
   std::string base_frame, torso_frame;  // torso_frame empty: no torso task
   std::vector<std::string> hand_frames;
   WbcGains com, base, torso, hands, swing_foot, posture;
+  // While a hand's target is set, the posture weight of its arm's joints (the hand frame's chain
+  // below the torso frame, or the base frame without one) is scaled by this. The posture task's
+  // joint damping (kd dq per joint, in rad/s^2) otherwise outweighs a hand task in m/s^2: a G1
+  // hand lifted from its hanging pose crawled up at 6 cm/s with weight 1 (1: unchanged).
+  double hand_posture_scale = 1.0;
+  // Hands that aim (empty: off; else one frame per hand, its shoulder): a hand's orientation
+  // reference is held relative to the arm's direction, the shoulder frame to the hand's target. It
+  // applies at the direction it was set at (enter(): the hand where it is; a target's orientation:
+  // its position); a target at another direction (a position-only target, a streamed chunk) gets it
+  // turned by the smallest rotation between the two directions. A hand held fingers-down beside the
+  // body then points them forward when raised in front, instead of driving the wrist to its limits.
+  std::vector<std::string> hand_aim_frames;
   double reg_ddq = 1e-6, reg_force = 1e-5;
   // The PD references of pose tasks see at most this error: a far target is approached at a
   // bounded acceleration instead of a jerk that tips the robot.
@@ -154,6 +166,7 @@ struct WbcTargets {
   std::array<bool, kMaxHands> hand_set{};
   std::array<std::array<double, 3>, kMaxHands> hand_pos{};
   std::array<std::array<double, 4>, kMaxHands> hand_quat{};
+  std::array<bool, kMaxHands> hand_position_only{};  // hand_quat ignored: the orientation reference stays
   std::array<bool, kMaxContacts> contact_active{true, true, true, true};
   std::array<bool, kMaxContacts> foot_set{};
   std::array<std::array<double, 3>, kMaxContacts> foot_pos{};

@@ -68,6 +68,10 @@ struct WholeBodyController::Impl {
   std::vector<pinocchio::FrameIndex> used_fid;  // the frames whose placements the tick reads
   pinocchio::FrameIndex base_fid = 0, torso_fid = 0;
   bool has_torso = false;
+  std::vector<int> arm_hand;  // per y (joint velocity) index: the hand whose arm it is, or -1
+  std::vector<pinocchio::FrameIndex> aim_fid;  // per hand: its shoulder (WbcConfig::hand_aim_frames)
+  std::array<Eigen::Vector3d, kMaxHands> aim_dir{};  // the arm's direction hand_rot_ref applies at
+  std::array<bool, kMaxHands> aim_reset{};           // aim_dir to be taken from the target this tick
   Eigen::VectorXd tau_max_v;  // per model v index (joints only meaningful)
 
   // per-tick workspace; the QP's matrices live in the solver (filled in place)
@@ -112,6 +116,7 @@ struct WholeBodyController::Impl {
   Eigen::Matrix3d base_rot_ref = Eigen::Matrix3d::Identity(), torso_rot_ref = Eigen::Matrix3d::Identity();
   std::array<Eigen::Vector3d, kMaxHands> hand_pos_ref{};
   std::array<Eigen::Matrix3d, kMaxHands> hand_rot_ref{};
+  std::array<Eigen::Matrix3d, kMaxHands> hand_rot_cmd{};  // this tick's: hand_rot_ref turned to aim
   std::array<bool, kMaxHands> hand_active{};
   std::array<Eigen::Vector3d, kMaxContacts> foot_pos_ref{};
   std::array<Eigen::Matrix3d, kMaxContacts> foot_rot_ref{};
@@ -141,6 +146,8 @@ void joint_space_inertia(WholeBodyController::Impl& I);
 void kinematics(WholeBodyController::Impl& I);
 // wbc_tasks.cpp
 void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh);
+Eigen::Matrix3d rotation_between(const Eigen::Vector3d& a, const Eigen::Vector3d& b);
+void aim_hands(WholeBodyController::Impl& I);
 void add_task(WholeBodyController::Impl& I, const Eigen::Ref<const Eigen::MatrixXd>& J, const double* drift,
                      const double* aref, const double* w);
 void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, const Eigen::Vector3d& p_ref,

@@ -1,4 +1,5 @@
 // Whole-body controller: construction (configuration time; may throw). See wbc_impl.hpp.
+#include <algorithm>
 #include "wbc/wbc_impl.hpp"
 
 namespace vertebra {
@@ -61,6 +62,9 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   if (!std::isfinite(cfg.balance_guard_scale))
     throw std::invalid_argument("WBC: balance_guard_scale: found " + std::to_string(cfg.balance_guard_scale) +
                                 "; valid: a finite number (<= 1 turns the guard off)");
+  if (!(cfg.hand_posture_scale >= 0.0 && cfg.hand_posture_scale <= 1.0))
+    throw std::invalid_argument("WBC: hand_posture_scale: found " + std::to_string(cfg.hand_posture_scale) +
+                                "; valid: 0..1 (1: the arms' posture weight unchanged)");
 
   for (const auto& b : cfg.keep_out)
     for (int k = 0; k < 3; ++k)
@@ -125,6 +129,22 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     I.has_torso = true;
   }
   for (const auto& h : cfg.hand_frames) I.hand_fid.push_back(static_cast<pinocchio::FrameIndex>(robot.frame_id(h)));
+  if (!cfg.hand_aim_frames.empty()) {
+    if (cfg.hand_aim_frames.size() != cfg.hand_frames.size())
+      throw std::invalid_argument("WBC: hand_aim_frames: one shoulder frame per hand (" + std::to_string(cfg.hand_frames.size()) +
+                                  "), found " + std::to_string(cfg.hand_aim_frames.size()));
+    for (const auto& f : cfg.hand_aim_frames) I.aim_fid.push_back(static_cast<pinocchio::FrameIndex>(robot.frame_id(f)));
+  }
+  // Each hand's arm: the joints supporting the hand frame that do not support the torso (or base).
+  I.arm_hand.assign(nv - 6, -1);
+  {
+    const auto& trunk = I.model.supports[I.model.frames[I.has_torso ? I.torso_fid : I.base_fid].parentJoint];
+    for (size_t h = 0; h < I.hand_fid.size(); ++h)
+      for (auto j : I.model.supports[I.model.frames[I.hand_fid[h]].parentJoint]) {
+        if (j == 0 || I.model.idx_vs[j] < 6 || std::find(trunk.begin(), trunk.end(), j) != trunk.end()) continue;
+        for (int k = 0; k < I.model.nvs[j]; ++k) I.arm_hand[I.model.idx_vs[j] + k - 6] = static_cast<int>(h);
+      }
+  }
   I.nko = nko;
   for (const auto& pt : cfg.keep_out_points) {
     const auto parent = static_cast<pinocchio::FrameIndex>(robot.frame_id(pt.frame));
@@ -139,6 +159,7 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
   I.used_fid.push_back(I.base_fid);
   if (I.has_torso) I.used_fid.push_back(I.torso_fid);
   for (auto f : I.hand_fid) I.used_fid.push_back(f);
+  for (auto f : I.aim_fid) I.used_fid.push_back(f);
   I.data = pinocchio::Data(I.model);
   I.weight_n = pinocchio::computeTotalMass(I.model) * 9.81;
 

@@ -13,12 +13,15 @@ void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, in
   }
   if (t.torso_set && finite(t.torso_quat)) I.torso_rot_ref = quat_wxyz(t.torso_quat).toRotationMatrix();
   for (int h = 0; h < nh; ++h) {
-    const bool ok = finite(t.hand_pos[h]) && finite(t.hand_quat[h]);
+    const bool ok = finite(t.hand_pos[h]) && (t.hand_position_only[h] || finite(t.hand_quat[h]));
     if (!t.hand_set[h]) I.hand_active[h] = false;
     if (t.hand_set[h] && ok) {
       I.hand_active[h] = true;
       I.hand_pos_ref[h] = Eigen::Vector3d(t.hand_pos[h][0], t.hand_pos[h][1], t.hand_pos[h][2]);
-      I.hand_rot_ref[h] = quat_wxyz(t.hand_quat[h]).toRotationMatrix();
+      if (!t.hand_position_only[h]) {
+        I.hand_rot_ref[h] = quat_wxyz(t.hand_quat[h]).toRotationMatrix();
+        I.aim_reset[h] = true;  // the orientation applies at this target's direction
+      }
     }
   }
   for (int c = 0; c < nc; ++c) {
@@ -30,6 +33,36 @@ void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, in
   }
   for (int j = 0; j < I.nj; ++j)
     if (t.posture_set[j] && std::isfinite(t.posture[j])) I.posture[j] = t.posture[j];
+}
+
+// The smallest rotation taking unit vector a to unit vector b (a about-face turns about an axis
+// normal to a, in the plane of a and the world's y axis where it can).
+Eigen::Matrix3d rotation_between(const Eigen::Vector3d& a, const Eigen::Vector3d& b) {
+  Eigen::Vector3d axis = a.cross(b);
+  const double s = axis.norm(), c = a.dot(b);
+  if (s < 1e-9) {
+    if (c > 0.0) return Eigen::Matrix3d::Identity();
+    axis = a.cross(Eigen::Vector3d::UnitY());
+    if (axis.norm() < 1e-6) axis = a.cross(Eigen::Vector3d::UnitX());
+    return Eigen::AngleAxisd(M_PI, axis.normalized()).toRotationMatrix();
+  }
+  return Eigen::AngleAxisd(std::atan2(s, c), axis / s).toRotationMatrix();
+}
+
+// Each hand's orientation for this tick (WbcConfig::hand_aim_frames): its reference, turned from the
+// arm's direction it applies at to the arm's direction to the target now.
+void aim_hands(WholeBodyController::Impl& I) {
+  for (size_t h = 0; h < I.hand_fid.size(); ++h) {
+    I.hand_rot_cmd[h] = I.hand_rot_ref[h];
+    if (I.aim_fid.empty()) continue;
+    const Eigen::Vector3d d = I.hand_pos_ref[h] - I.data.oMf[I.aim_fid[h]].translation();
+    if (d.norm() < 1e-3) continue;  // a target at the shoulder has no direction: the reference as it is
+    if (I.aim_reset[h]) {
+      I.aim_dir[h] = d.normalized();
+      I.aim_reset[h] = false;
+    }
+    I.hand_rot_cmd[h] = rotation_between(I.aim_dir[h], d.normalized()) * I.hand_rot_ref[h];
+  }
 }
 
 // Adds w-weighted || J ddq + drift - aref ||^2 for a k-row task (k <= 6).

@@ -29,6 +29,7 @@ torch is imported only by training and export, so evaluation and the policy serv
 from vertebra.policies.vla import collect, export, randomise
 from vertebra.policies.vla.collect import (
     ABSENT_S,
+    COLLECT_TABLE,
     EXEC_NOISE_M,
     KINDS,
     NOISE_KEEP,
@@ -81,7 +82,7 @@ from vertebra.policies.vla.tasks import (
 )
 
 __all__ = [
-    "ABSENT_S", "ARM_WORDS", "AUX_WEIGHT", "CHUNK", "CROSS_REACH_Y_M", "EPISODE_S", "EXEC_NOISE_M", "FEASIBLE_WEIGHT",
+    "ABSENT_S", "ARM_WORDS", "AUX_WEIGHT", "CHUNK", "COLLECT_TABLE", "CROSS_REACH_Y_M", "EPISODE_S", "EXEC_NOISE_M", "FEASIBLE_WEIGHT",
     "IMAGE", "KINDS", "MOVE_S", "NOISE_KEEP", "OBS_EVERY", "POINT_REACH_M", "POINT_TOL_DEG", "PROPRIO_DROP",
     "PROPRIO_NOISE", "RAISED_Z_M", "RATE_HZ", "RESET_S", "SCENE_VARIANTS", "TABLE_MODES", "TASKS", "TASK_WEIGHTS",
     "TOKENS", "TOUCH_TOL_M", "TRAIN_PHRASINGS", "VOCAB", "WAVE_AMP_M", "WAVE_HZ", "WAVE_SWEEP_M", "WAVE_Z_M",

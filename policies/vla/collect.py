@@ -4,7 +4,7 @@ touch/point frames rendered once more in a relabelled scene; split over worker p
 `collect_parallel()`.
 
 The robot stands at the table of COLLECT_TABLE (G1Session's table modes; with "keep_out" the expert
-plans over the table from above its plane). Every other
+plans over the table from above its plane, with the hands' geometry as the controller aims them). Every other
 10 Hz step records the head camera, the instruction tokens, the arm joints' q and dq, the plan's
 targets of that step and the CHUNK - 1 after it, where the named object is (NaN when the task names
 none; the training's auxiliary label) and whether it can be done (`feasible`: 0 when the named
@@ -50,10 +50,9 @@ SCENE_VARIANTS = 1
 EXEC_NOISE_M = 0.02  # demonstrations: executed targets off the plan by this much (see collect())
 NOISE_KEEP = 0.85   # ... a first-order random offset, correlated over about 0.6 s
 OBS_EVERY = 2  # demonstrations record every second policy step (more scenes for the same frames)
-# The table the demonstrations are collected at (G1Session table modes). "visual": the expert's
-# straight paths; with "keep_out" the whole-body controller cannot yet carry the hanging hand up in
-# front of the table fast enough for the expert's timing (docs/policies.md), so it is not the default.
-COLLECT_TABLE = "visual"
+# The table the demonstrations are collected at (G1Session table modes): solid, and the whole-body
+# controller keeps the hands out of it; the expert goes over it from above its plane.
+COLLECT_TABLE = "keep_out"
 
 
 def draw_episode(rng: np.random.Generator) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from vertebra.drivers.scene import TABLE_CENTER, TABLE_HALF, TABLE_TOP_Z
 from vertebra.policies.vla.tasks import IMAGE, POINT_REACH_M, RATE_HZ, Episode, arm_joints
-from vertebra.runtime.numerics import rotation_to_quat
+from vertebra.runtime.numerics import rotation_between
 
 MOVE_S = 1.5  # the expert reaches each task's goal in this long ...
 VIA_S = 0.9   # ... a touch or point over the table by way of a point above its plane, reached by then
@@ -30,37 +30,49 @@ def shoulders(model: Any, q_full: np.ndarray, robot_cfg: Any) -> list[np.ndarray
 
 @dataclass
 class HandShape:
-    """A hand's collision capsule at its home orientation: the segment's ends as world-frame offsets
-    from the hand frame, and its radius (the expert plans with it)."""
+    """A hand's collision capsule as the whole-body controller holds it: at home, its segment's ends
+    as world-frame offsets `a`, `b` from the hand frame and its radius; elsewhere, turned as the
+    controller aims the hand (wbc.hand_aim: by the smallest rotation from the home direction,
+    shoulder to hand, to the direction shoulder to frame). The expert plans with it."""
 
     a: np.ndarray
     b: np.ndarray
     radius: float
+    shoulder: np.ndarray | None = None  # None: the orientation is held in the world (no aim)
+    home_dir: np.ndarray | None = None
 
-    def lowest(self) -> np.ndarray:
-        """The offset from the hand frame to the capsule's lowest point."""
-        end = self.a if self.a[2] < self.b[2] else self.b
-        return end - np.array([0.0, 0.0, self.radius])
+    def ends(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The segment's ends (offsets from the frame) with the hand frame at `frame`."""
+        if self.shoulder is None:
+            return self.a, self.b
+        R = rotation_between(self.home_dir, np.asarray(frame) - self.shoulder)
+        return R @ self.a, R @ self.b
+
+    def lowest(self, frame: np.ndarray) -> np.ndarray:
+        """The offset from the hand frame to the capsule's lowest point, with the frame at `frame`."""
+        a, b = self.ends(frame)
+        return (a if a[2] < b[2] else b) - np.array([0.0, 0.0, self.radius])
+
+    def front(self, frame: np.ndarray) -> float:
+        """How far the hand's geometry reaches in front of (+x) its frame at `frame`."""
+        a, b = self.ends(frame)
+        return max(a[0], b[0]) + self.radius
 
     def table_clearance(self, frame: np.ndarray) -> float:
         from vertebra.drivers.scene import capsule_box_clearance, table_box
 
-        return capsule_box_clearance(frame + self.a, frame + self.b, self.radius, table_box())
+        a, b = self.ends(frame)
+        return capsule_box_clearance(frame + a, frame + b, self.radius, table_box())
 
 
 TABLE_FRONT_X = TABLE_CENTER[0] - TABLE_HALF[0]
 FACE_CLEAR_M = 0.03  # on its way up, the hand's geometry this far in front of the table's front face
 
 
-def _front(shape: HandShape | None) -> float:
-    """How far the hand's geometry reaches in front of (+x) its frame."""
-    return max(shape.a[0], shape.b[0]) + shape.radius if shape is not None else 0.0
-
-
 def _over_table(p: np.ndarray, shape: HandShape | None) -> bool:
     """Whether a hand whose frame is at p has geometry over (or in) the table's footprint."""
     r = shape.radius if shape is not None else 0.0
-    return p[0] + _front(shape) > TABLE_FRONT_X and abs(p[1] - TABLE_CENTER[1]) < TABLE_HALF[1] + r
+    return p[0] + (shape.front(p) if shape is not None else 0.0) > TABLE_FRONT_X and abs(p[1] - TABLE_CENTER[1]) < TABLE_HALF[1] + r
 
 
 def goal(ep: Episode, t: float, home: list[np.ndarray], sh: list[np.ndarray],
@@ -71,8 +83,11 @@ def goal(ep: Episode, t: float, home: list[np.ndarray], sh: list[np.ndarray],
     if not ep.feasible:
         return g  # the named object is not there: nothing to do
     if ep.task == "touch":
-        if shapes:  # the hand's lowest point just above the object's top
-            g[ep.hand] = ep.target.pos + np.array([0.0, 0.0, ep.target.size_m + TOUCH_HOVER_M]) - shapes[ep.hand].lowest()
+        if shapes:  # the hand's lowest point just above the object's top (as it is aimed there)
+            top = ep.target.pos + np.array([0.0, 0.0, ep.target.size_m + TOUCH_HOVER_M])
+            g[ep.hand] = top - shapes[ep.hand].lowest(top)
+            for _ in range(3):  # the aim depends on where the frame ends: a fixed point, found in a few steps
+                g[ep.hand] = top - shapes[ep.hand].lowest(g[ep.hand])
         else:  # the hand frame just above-behind the object (its fingers overlap it)
             g[ep.hand] = ep.target.pos + np.array([-0.01, 0.0, 0.03])
     elif ep.task == "point":
@@ -106,12 +121,17 @@ def via(start: np.ndarray, end: np.ndarray, shape: HandShape | None) -> np.ndarr
     the front face, where the controller's keep-out stops it."""
     if not _over_table(end, shape):
         return None
-    lowest = shape.lowest() if shape is not None else np.zeros(3)
+    lowest = shape.lowest(end) if shape is not None else np.zeros(3)
     z = TABLE_TOP_Z + APPROACH_CLEAR_M - lowest[2]
     if start[2] >= z and end[2] >= z:
         return None
-    x = min(end[0], TABLE_FRONT_X - FACE_CLEAR_M - _front(shape))
-    return np.array([x, end[1], max(z, end[2])])
+    w = np.array([min(end[0], TABLE_FRONT_X - FACE_CLEAR_M), end[1], max(z, end[2])])
+    for _ in range(3):  # the hand's geometry at the via point itself (aimed there) in front of the table
+        front = shape.front(w) if shape is not None else 0.0
+        lowest = shape.lowest(w) if shape is not None else np.zeros(3)
+        w = np.array([min(end[0], TABLE_FRONT_X - FACE_CLEAR_M - front), end[1],
+                      max(TABLE_TOP_Z + APPROACH_CLEAR_M - lowest[2], end[2])])
+    return w
 
 
 def expert_targets(ep: Episode, t: float, start: list[np.ndarray], home: list[np.ndarray],
@@ -137,13 +157,13 @@ class G1Session:
     """A standing G1 on the whole-body controller with the tabletop scene and head camera."""
 
     def __init__(self, chunk_scheduler: bool = False, target_names: list[str] | None = None, record: Any = None,
-                 record_metadata: dict[str, str] | None = None, table: str = "visual"):
+                 record_metadata: dict[str, str] | None = None, table: str = "keep_out"):
         """`chunk_scheduler`: stream action chunks to the whole-body controller's named targets;
         `target_names`: what each chunk column drives (a package's outputs.targets; default: the
         hands' x, y, z in frame order, what the expert's demonstrations hold). `record`,
         `record_metadata`: record the session (runtime/recorder.py). `table` (TABLE_MODES): `visual`,
-        only seen (what the shipped g1_vla was trained with: its touches pass through the tabletop);
-        `solid`, the simulator's robot collides with it; `keep_out`, solid and the whole-body
+        only seen (nothing stops a hand going into it); `solid`, the simulator's robot collides with
+        it; `keep_out` (default; what the shipped g1_vla was trained at), solid and the whole-body
         controller keeps the hands and forearms out of it (wbc.keep_out.points)."""
         from vertebra import _rt
         from vertebra.drivers.registry import driver_config
@@ -173,15 +193,16 @@ class G1Session:
         self.arm = [self.names.index(n) for n in arm_joints(self.rt.cfg)]
         self.home = self.hands()
         q = self.q_full()
-        self.home_quat = [rotation_to_quat(np.asarray(self.rt.model.frame_rotation(q, n)))
-                          for n in self.rt.cfg.hand_frames]
         self.sh = shoulders(self.rt.model, q, self.rt.cfg)
         self.period = int(round(self.rt.rate_hz / RATE_HZ))
         self.shapes = []
-        for name in self.rt.cfg.hand_frames:
+        aim = bool(self.rt.cfg.wbc.hand_aim)  # the controller turns the hands with the arms
+        for h, name in enumerate(self.rt.cfg.hand_frames):
             c = next(c for c in self.hand_capsules if c.body == name)
             R = np.asarray(self.rt.model.frame_rotation(q, name))
-            self.shapes.append(HandShape(R @ np.asarray(c.from_m), R @ np.asarray(c.to_m), c.radius_m))
+            self.shapes.append(HandShape(R @ np.asarray(c.from_m), R @ np.asarray(c.to_m), c.radius_m,
+                                         shoulder=self.sh[h] if aim else None,
+                                         home_dir=(self.home[h] - self.sh[h]) if aim else None))
 
     def expert(self, ep: Episode, t: float, start: list[np.ndarray]) -> np.ndarray:
         """The expert's targets for this robot's hands: with the table kept out, planned with the
@@ -222,9 +243,11 @@ class G1Session:
         return min(capsule_box_clearance(*self._capsule(c, q), self.table) for c in self.hand_capsules)
 
     def set_hand_targets(self, x: np.ndarray) -> None:
+        """The hands' positions [6]; their orientations are the controller's (wbc.hand_aim: as it was
+        when the controller was engaged, turned with the arm), as for a policy's streamed chunks."""
         names = self.rt.cfg.hand_frames
         for h in range(2):
-            self.rt.wb.set_target(names[h], (x[3 * h:3 * h + 3], self.home_quat[h]))
+            self.rt.wb.set_target(names[h], np.asarray(x[3 * h:3 * h + 3], float))
 
     def observe(self, ep: Episode) -> dict[str, Any]:
         s = self.rt.loop.snapshot()

@@ -6,8 +6,9 @@ evaluation's held-out phrasings are `perturb.PARAPHRASES`). Success is checked i
 (`success()`, which reads `measures()`):
 - "touch the <colour> <shape> with your <left|right> hand": that hand's collision geometry (the
   robot config's capsule) within TOUCH_TOL_M of the object's surface;
-- "point at the <colour> <shape>": the arm on the object's side points at it (within 10 deg,
-  hand at least POINT_REACH_M from the shoulder) while the other hand stays down (within 10 cm of rest);
+- "point at the <colour> <shape>": the arm on the object's side (either arm within CROSS_REACH_Y_M
+  of the midline: the instruction names none) points at it (within 10 deg, hand at least
+  POINT_REACH_M from the shoulder) while the other hand stays down (within 10 cm of rest);
 - "raise both arms": both hands above 1.0 m (they hang at 0.69 m);
 - "wave with your right hand": over the last 1.5 s the right hand stays above 0.9 m and sweeps
   at least 4 cm sideways (the expert's +/-10 cm command is tracked as about 7 cm).
@@ -77,7 +78,7 @@ POINT_REACH_M = 0.2  # the pointing hand at least this far from its shoulder
 RAISED_Z_M = 1.0  # hands above the chest (they hang at 0.69 m; the shoulders are at 1.07 m)
 WAVE_Z_M = 0.9    # the waving hand stays raised (the whole-body controller tracks the wave at 0.97-1.07 m)
 WAVE_SWEEP_M = 0.04  # and sweeps sideways ...
-CROSS_REACH_Y_M = 0.10  # an object within this of the midline can be touched by either hand
+CROSS_REACH_Y_M = 0.10  # an object within this of the midline can be touched (or pointed at) by either hand
 
 
 @dataclass
@@ -176,10 +177,16 @@ def measures(ep: Episode, hands_hist: list[np.ndarray], sh: list[np.ndarray],
         return {"hand_gap_m": float(touch_gap_m),
                 "hand_to_object_m": float(np.linalg.norm(h[ep.hand] - ep.target.pos))}
     if ep.task == "point":
-        v, d = h[ep.hand] - sh[ep.hand], ep.target.pos - sh[ep.hand]
+        # the arm on the object's side; within CROSS_REACH_Y_M of the midline, whichever arm points
+        # (the instruction names none: the hand further from its rest)
+        arm = ep.hand
+        if abs(ep.target.pos[1]) <= CROSS_REACH_Y_M and (np.linalg.norm(h[1 - arm] - home[1 - arm])
+                                                         > np.linalg.norm(h[arm] - home[arm])):
+            arm = 1 - arm
+        v, d = h[arm] - sh[arm], ep.target.pos - sh[arm]
         ang = math.degrees(math.acos(np.clip(v @ d / (np.linalg.norm(v) * np.linalg.norm(d) + 1e-9), -1, 1)))
-        return {"angle_deg": ang, "reach_m": float(np.linalg.norm(v)),
-                "other_hand_from_rest_m": float(np.linalg.norm(h[1 - ep.hand] - home[1 - ep.hand]))}
+        return {"angle_deg": ang, "reach_m": float(np.linalg.norm(v)), "arm": float(arm),
+                "other_hand_from_rest_m": float(np.linalg.norm(h[1 - arm] - home[1 - arm]))}
     if ep.task == "raise":
         return {"lower_hand_z_m": float(min(h[0][2], h[1][2]))}
     recent = np.asarray(hands_hist[-int(1.5 * RATE_HZ):]).reshape(-1, 2, 3)[:, 1]

@@ -129,9 +129,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          "cam_pitch=DEG, cam_yaw=DEG, placement=S, distractors=N, phrasing=heldout, hand=cross, "
                          "absent=1 (policies/vla/perturb.py); prints success per task per condition with Wilson 95%% "
                          "intervals")
-    ev.add_argument("--table", choices=["visual", "solid", "keep_out"], default="visual",
-                    help="tabletop tasks: the table only seen (default: what g1_vla was trained with), solid in "
-                         "the simulator, or solid with the controller keeping the hands out of it")
+    ev.add_argument("--table", choices=["visual", "solid", "keep_out"], default="keep_out",
+                    help="tabletop tasks: the table only seen, solid in the simulator, or solid with the controller "
+                         "keeping the hands out of it (default: keep_out, what g1_vla was trained with)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--verbose", action="store_true", help="show progress even with --json")
     ev.set_defaults(func=run)

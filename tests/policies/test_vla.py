@@ -19,7 +19,7 @@ PACKAGE = REPO_ROOT / "policies" / "packages" / "g1_vla"
 
 @pytest.fixture(scope="module")
 def session():
-    s = vla.G1Session()  # as the demonstrations are collected (the table seen, not solid)
+    s = vla.G1Session(table=vla.COLLECT_TABLE)  # as the demonstrations are collected (solid, kept out)
     yield s
     s.close()
 
@@ -62,8 +62,9 @@ def test_the_expert_completes_every_task(session, task):
     rng = np.random.default_rng(zlib.crc32(task.encode()) % 1000)  # str hash() changes per process
     for _ in range(2):
         ep = vla.sample_episode(rng, task, phrasing_rng=rng)
-        ok, measured, _least = run_expert(session, ep)
+        ok, measured, least = run_expert(session, ep)
         assert ok, (ep.instruction, measured)
+        assert least > 0.0, (ep.instruction, least)  # over the table, never into it
     assert not session.rt.loop.snapshot()["faults"]
 
 
@@ -75,8 +76,28 @@ def test_the_expert_touches_with_the_far_hand_across_the_body(session, y):
         obj = SceneObject("red", "cube", np.array([x, y, TABLE_TOP_Z + 0.025]))
         hand = 1 if y >= 0 else 0  # the far side's hand (at y = 0 either)
         ep = vla.Episode("touch", vla.phrase("touch", obj, hand, None), [obj], obj, hand)
-        ok, measured, _least = run_expert(session, ep)
+        ok, measured, least = run_expert(session, ep)
         assert ok, (x, y, measured)
+        assert least > 0.0, (x, y, least)
+
+
+@pytest.mark.parametrize("y,arm,ok", [(0.03, 1, True), (0.03, 0, True), (-0.03, 0, True),
+                                      (0.20, 1, False), (0.20, 0, True), (-0.20, 0, False)])
+def test_a_point_near_the_midline_may_use_either_arm(y, arm, ok):
+    """The instruction names no arm: within CROSS_REACH_Y_M of the midline either arm's point counts;
+    further out, the arm on the object's side (the other arm's point, across the body, does not)."""
+    from vertebra.drivers.scene import TABLE_TOP_Z, SceneObject
+
+    obj = SceneObject("green", "ball", np.array([0.30, y, TABLE_TOP_Z + 0.025]))
+    ep = vla.Episode("point", vla.phrase("point", obj, 0 if y > 0 else 1, None), [obj], obj, 0 if y > 0 else 1)
+    sh = [np.array([0.01, 0.10, 1.07]), np.array([0.01, -0.10, 1.07])]
+    home = [np.array([0.07, 0.22, 0.69]), np.array([0.07, -0.22, 0.69])]
+    hands = [home[0].copy(), home[1].copy()]
+    d = obj.pos - sh[arm]
+    hands[arm] = sh[arm] + 0.35 * d / np.linalg.norm(d)  # that arm points straight at it
+    m = vla.measures(ep, [np.concatenate(hands)], sh, home)
+    assert vla.success(ep, [np.concatenate(hands)], sh, home) is ok, m
+    assert ok == (m["angle_deg"] < 1.0)
 
 
 def test_an_absent_object_is_a_task_that_cannot_be_done():
@@ -143,7 +164,7 @@ def test_shipped_vla_package_fits_the_robot():
     import yaml
 
     dist = yaml.safe_load((PACKAGE / "policy.yaml").read_text())["training"]["distribution"]
-    assert dist["light_scale"] == [0.4, 1.6] and dist["camera_pitch_yaw_deg"] == 5.0 and dist["table"] == "visual"
+    assert dist["light_scale"] == [0.4, 1.6] and dist["camera_pitch_yaw_deg"] == 5.0 and dist["table"] == "keep_out"
 
 
 def test_policy_check_refuses_a_target_without_all_its_axes_or_listed_twice():
@@ -163,14 +184,15 @@ def test_policy_check_refuses_a_target_without_all_its_axes_or_listed_twice():
 
 def test_the_shipped_vla_meets_a_floor_in_closed_loop():
     # Lockstep sim and CPU inference are deterministic: a fixed seed gives a fixed result, so this is
-    # a regression floor (16 held-out episodes, 4 per task, in drawn training phrasings; these give
-    # 15/16, a point with the arm on the other side; 52 episodes give 50/52, docs/policies.md).
+    # a regression floor (16 held-out episodes, 4 per task, in drawn training phrasings, at the table
+    # kept out; these give 16/16; 52 episodes give 50/52, docs/policies.md).
     r = subprocess.run([EXE, "eval", "--policy", str(PACKAGE), "--robot", "g1", "--episodes", "16", "--seed", "0",
                         "--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["success_rate_all"] >= 0.9, out["success_rate"]
     assert all(rate >= 0.75 for rate in out["success_rate"].values()), out["success_rate"]
+    assert out["table"] == "keep_out" and out["hand_table"]["episodes_penetrating"] == 0, out["hand_table"]
     assert out["starvation_ticks"] == 0
     assert out["transport"] == "shared_memory"
 

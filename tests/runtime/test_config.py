@@ -128,6 +128,7 @@ RECORDED_WBC = {
            "foot_frames": ["left_ankle_roll_link", "right_ankle_roll_link"], "friction": 0.7,
            "hand_frames": ["left_rubber_hand", "right_rubber_hand"],
            "hands": (150.0, 25.0, [100.0, 100.0, 100.0, 20.0, 20.0, 20.0]), "limit_horizon_s": 0.05,
+           "hand_posture_scale": 0.05, "hand_aim_frames": ["left_shoulder_pitch_link", "right_shoulder_pitch_link"],
            "max_consecutive_failures": 10, "max_iter": 50, "max_normal_force_n": 1500.0, "max_position_error_m": 0.05,
            "max_rotation_error_rad": 0.3, "min_normal_force_n": 10.0,
            "posture": (40.0, 12.0, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]), "qp_backend": 0, "reg_ddq": 1e-06,
@@ -147,6 +148,7 @@ RECORDED_WBC = {
             "com": (60.0, 15.0, [20.0, 20.0, 0.0, 0.0, 0.0, 0.0]), "contact_ramp_s": 0.1, "control_rate_hz": 500.0,
             "eliminate_contacts": True, "eps_abs": 1e-06, "flat_feet": False,
             "foot_frames": ["FR_foot", "FL_foot", "RR_foot", "RL_foot"], "friction": 0.6, "hand_frames": [],
+            "hand_posture_scale": 1.0, "hand_aim_frames": [],
             "hands": (0.0, 0.0, [0.0] * 6), "limit_horizon_s": 0.05, "max_consecutive_failures": 10, "max_iter": 50,
             "max_normal_force_n": 500.0, "max_position_error_m": 0.05, "max_rotation_error_rad": 0.3,
             "min_normal_force_n": 5.0, "posture": (40.0, 12.0, [0.05, 0.0, 0.0, 0.0, 0.0, 0.0]), "qp_backend": 0,
@@ -181,6 +183,7 @@ WBC_KNOBS = {  # schema path under wbc -> the C++ WbcConfig field it sets
     ("balance_guard", "start_m"): "balance_guard_start_m", ("balance_guard", "full_m"): "balance_guard_full_m",
     ("balance_guard", "scale"): "balance_guard_scale",
 }
+WBC_TOP_KNOBS = {"hand_posture_scale": "hand_posture_scale", "hand_aim": "hand_aim_frames"}  # wbc.<name>
 
 
 def test_wbc_knob_defaults_are_the_cpp_defaults():
@@ -193,6 +196,10 @@ def test_wbc_knob_defaults_are_the_cpp_defaults():
         declared = WbcSettings.declared_fields[section].kind.declared_fields[name].default
         assert declared == getattr(cpp, cpp_name), (section, name)
         assert rows[f"{section}.{name}"].doc
+    for name, cpp_name in WBC_TOP_KNOBS.items():
+        declared = WbcSettings.declared_fields[name].default
+        assert declared == getattr(cpp, cpp_name), name
+        assert rows[name].doc
     solver = WbcSettings.declared_fields["solver"].kind
     assert solver.declared_fields["qp_backend"].default == "auto" and cpp.qp_backend == 0
     from vertebra.runtime.wbc import build_wbc_config
@@ -232,6 +239,9 @@ def test_wbc_knobs_are_settable_from_yaml(g1_data, tmp_path):
     (("wbc", "contacts", "sole_half_width_m"), 0.001, "wbc.contacts.sole_half_width_m", ">= 0.005"),
     (("wbc", "tasks", "com", "weight"), [1, 1], "wbc.tasks.com.weight", "a list of 3 finite numbers >= 0"),
     (("wbc", "tasks", "hands"), DELETE, "wbc.tasks.hands", "hands when frames.hands lists hands"),
+    (("wbc", "hand_aim"), ["left_shoulder_pitch_link"], "wbc.hand_aim", "one shoulder frame per hand (2"),
+    (("wbc", "hand_aim"), ["left_shoulder_pitch_link", "right_shoulder"], "wbc.hand_aim[1]", "a frame of the URDF"),
+    (("wbc", "hand_posture_scale"), 1.5, "wbc.hand_posture_scale", "<= 1"),
 ])
 def test_bad_wbc_fields_are_named(g1_data, tmp_path, path, value, field, valid):
     d = copy.deepcopy(g1_data)

@@ -25,6 +25,8 @@ def test_tick_path_allocates_nothing(robot):
             "--pose", ",".join(map(str, cfg.column("default_rad"))), "--height", str(h), "--imu", cfg.imu_frame]
     if cfg.hand_frames:
         args += ["--hands", ",".join(cfg.hand_frames)]
+    if cfg.wbc.hand_aim:
+        args += ["--aim", ",".join(cfg.wbc.hand_aim)]
     if cfg.wbc.torso_frame:
         args += ["--torso", cfg.wbc.torso_frame]
     if not cfg.wbc.flat_feet:
