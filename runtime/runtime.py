@@ -286,9 +286,11 @@ class Runtime:
             self.loop.run_ticks(1)
             self.events.flush()
         else:
+            # two ticks on: the tick in flight when the request was posted may have read its requests
+            # already, and published after it (a status read then still showed ESTOP after a release)
             t = self.loop.snapshot()["tick"]
             deadline = time.monotonic() + 1.0
-            while self.loop.snapshot()["tick"] == t and time.monotonic() < deadline:
+            while self.loop.snapshot()["tick"] < t + 2 and time.monotonic() < deadline:
                 time.sleep(0.0005)
 
     # -- what happened ---------------------------------------------------------------------

@@ -95,7 +95,6 @@ class Service(ServiceStatus, PolicyRequests):
         self._events_seen = 0
         self._pending_events: list[tuple[str, dict[str, Any]]] = []
         self._hands: dict[str, list[float]] = {}
-        self._quat: dict[str, list[float]] = {}
         self._lock = threading.RLock()  # operator requests (the API thread, jobs, the monitor)
         self._stop = threading.Event()
         self._terms = 0
@@ -531,15 +530,13 @@ class Service(ServiceStatus, PolicyRequests):
         return {"safety_mode": "ACTIVE", "mode": self.rt.active_mode}
 
     def _capture_hands(self) -> None:
-        """The hands' current poses: targets given as a position keep the orientation they had."""
-        from vertebra.runtime.numerics import rotation_to_quat
-
+        """The hands' current positions (a target given as a position keeps the controller's orientation
+        reference: as the hand was when the controller was entered, turned with the arm under wbc.hand_aim)."""
         s = self.rt.loop.snapshot()
         b = s["base"]
         q = self.rt.model.full_configuration(b["pos"], b["quat"], s["state"]["q"])
         for h in self.robot.hand_frames:
             self._hands[h] = [round(float(v), 4) for v in self.rt.model.frame_translation(q, h)]
-            self._quat[h] = list(rotation_to_quat(np.asarray(self.rt.model.frame_rotation(q, h))))
 
     def _req_targets(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if self.rt.handle is None:
@@ -557,7 +554,7 @@ class Service(ServiceStatus, PolicyRequests):
                 if name in self.robot.hand_frames or name in ("left_hand", "right_hand"):
                     frame = name if name in self.robot.hand_frames else self.robot.hand_frames[wb.hands[name]]
                     if len(vals) == 3:
-                        wb.set_target(name, (vals, self._quat.get(frame, [1.0, 0.0, 0.0, 0.0])))
+                        wb.set_target(name, np.asarray(vals, float))  # position only
                     elif len(vals) == 7:
                         wb.set_target(name, (vals[:3], vals[3:]))
                     else:
