@@ -3,6 +3,7 @@
     wb = WholeBody(robot_cfg, robot_model)
     wb.set_target("com", [0.0, 0.05, 0.68])                 # metres, world
     wb.set_target("left_hand", pose_4x4)                     # SE3: 4x4 matrix or (xyz, quat wxyz)
+    wb.set_target("left_hand", [0.3, 0.2, 0.9])              # position only: the orientation reference stays
     wb.set_target("torso", quat_wxyz)                        # orientation: quaternion or 3x3
     wb.set_target("left_elbow_joint", 0.8)                   # one joint of the posture task
     wb.release("left_hand")                                  # stop tracking
@@ -41,6 +42,17 @@ def _orientation(value: Any, name: str) -> list[float]:
     if a.shape == (3, 3):
         return _rotation(a, name)
     return _quat_from(a, name)
+
+
+def _position(value: Any) -> np.ndarray | None:
+    """`value` as a bare [x, y, z] (list, tuple or array), else None (a pose: _pose reads it)."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return None  # (position, orientation)
+    try:
+        a = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return a if a.shape == (3,) else None
 
 
 def _pose(value: Any, name: str) -> tuple[list[float], list[float]]:
@@ -172,8 +184,8 @@ class WholeBody:
         elif name == "torso" and self.robot.wbc.torso_frame:
             t.torso_quat, t.torso_set = _orientation(value, name), True
         elif name in self.hands:
-            a = np.asarray(value, dtype=float) if not isinstance(value, tuple) else None
-            if a is not None and a.shape == (3,):  # a position: the orientation reference stays (wbc.hand_aim)
+            a = _position(value)
+            if a is not None:  # a position: the orientation reference stays (wbc.hand_aim)
                 if not np.all(np.isfinite(a)):
                     raise ValueError(f"target '{name}': expected a finite position [x, y, z], found {value!r}")
                 self._set_pose_slot("hand", self.hands[name], (a.tolist(), [1.0, 0.0, 0.0, 0.0]), position_only=True)

@@ -133,7 +133,16 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     if (cfg.hand_aim_frames.size() != cfg.hand_frames.size())
       throw std::invalid_argument("WBC: hand_aim_frames: one shoulder frame per hand (" + std::to_string(cfg.hand_frames.size()) +
                                   "), found " + std::to_string(cfg.hand_aim_frames.size()));
-    for (const auto& f : cfg.hand_aim_frames) I.aim_fid.push_back(static_cast<pinocchio::FrameIndex>(robot.frame_id(f)));
+    for (size_t h = 0; h < cfg.hand_aim_frames.size(); ++h) {
+      const auto fid = static_cast<pinocchio::FrameIndex>(robot.frame_id(cfg.hand_aim_frames[h]));
+      const auto& chain = I.model.supports[I.model.frames[I.hand_fid[h]].parentJoint];
+      const auto parent = I.model.frames[fid].parentJoint;
+      if (fid == I.hand_fid[h] || parent == I.model.frames[I.hand_fid[h]].parentJoint ||
+          std::find(chain.begin(), chain.end(), parent) == chain.end())
+        throw std::invalid_argument("WBC: hand_aim_frames: " + cfg.hand_aim_frames[h] + " is not a link above " +
+                                    cfg.hand_frames[h] + " on its arm (a shoulder: the aim is from there to the hand)");
+      I.aim_fid.push_back(fid);
+    }
   }
   // Each hand's arm: the joints supporting the hand frame that do not support the torso (or base).
   I.arm_hand.assign(nv - 6, -1);
@@ -142,8 +151,13 @@ WholeBodyController::WholeBodyController(const RobotModel& robot, const WbcConfi
     for (size_t h = 0; h < I.hand_fid.size(); ++h)
       for (auto j : I.model.supports[I.model.frames[I.hand_fid[h]].parentJoint]) {
         if (j == 0 || I.model.idx_vs[j] < 6 || std::find(trunk.begin(), trunk.end(), j) != trunk.end()) continue;
-        for (int k = 0; k < I.model.nvs[j]; ++k) I.arm_hand[I.model.idx_vs[j] + k - 6] = static_cast<int>(h);
+        for (int k = 0; k < I.model.nvs[j]; ++k) {
+          int& a = I.arm_hand[I.model.idx_vs[j] + k - 6];
+          a = (a == -1) ? static_cast<int>(h) : -2;  // a joint under both hands is neither's arm
+        }
       }
+    for (int& a : I.arm_hand)
+      if (a == -2) a = -1;
   }
   I.nko = nko;
   for (const auto& pt : cfg.keep_out_points) {

@@ -43,9 +43,10 @@ class HandShape:
 
     def ends(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The segment's ends (offsets from the frame) with the hand frame at `frame`."""
-        if self.shoulder is None:
+        d = np.asarray(frame) - self.shoulder if self.shoulder is not None else None
+        if d is None or np.linalg.norm(d) < 1e-3:  # no aim, or no direction (as the controller: unturned)
             return self.a, self.b
-        R = rotation_between(self.home_dir, np.asarray(frame) - self.shoulder)
+        R = rotation_between(self.home_dir, d)
         return R @ self.a, R @ self.b
 
     def lowest(self, frame: np.ndarray) -> np.ndarray:

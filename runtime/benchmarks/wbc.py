@@ -16,7 +16,7 @@ import proxsuite
 from vertebra import _rt
 from vertebra.runtime.config import RobotConfig, robot_params
 from vertebra.runtime.sim_runtime import SimRuntime
-from vertebra.runtime.numerics import quat_from_rpy, summary
+from vertebra.runtime.numerics import quat_from_rpy, rotation_between, summary
 from vertebra.runtime.wbc import build_wbc_config
 
 FREE = 1e6
@@ -97,6 +97,19 @@ class PythonWbc:
         self.base = m.getFrameId(cfg.base_frame)
         self.torso = m.getFrameId(w.torso_frame) if w.torso_frame else None
         self.hands = [m.getFrameId(h) for h in cfg.hand_frames]
+        # the controller's arms (wbc_setup.cpp): joints under a hand and not under the torso (or base);
+        # their posture weight x hand_posture_scale while the hand has a target
+        trunk = set(m.supports[m.frames[self.torso if self.torso is not None else self.base].parentJoint])
+        self.arm_of: dict[int, int] = {}  # v index -> hand, -1: under both
+        for h, fid in enumerate(self.hands):
+            for j in m.supports[m.frames[fid].parentJoint]:
+                if j == 0 or m.joints[j].idx_v < 6 or j in trunk:
+                    continue
+                iv = m.joints[j].idx_v
+                self.arm_of[iv] = h if iv not in self.arm_of else -1
+        # hands aimed from their shoulders (wbc_tasks.cpp, aim_hands)
+        self.aim = [m.getFrameId(f) for f in self.wc.hand_aim_frames]
+        self.aim_dir: dict[str, np.ndarray] = {}
         self.m = 6 if w.flat_feet else 3
         self.nc = len(self.contacts)
         self.nv, self.nj = m.nv, cfg.n_joints
@@ -149,6 +162,7 @@ class PythonWbc:
             else:
                 w_, x_, y_, z_ = value[1]
                 self.refs[name] = (np.asarray(value[0]), pin.Quaternion(w_, x_, y_, z_).toRotationMatrix())
+                self.aim_dir.pop(name, None)  # the orientation applies at this target's direction
 
     def _task(self, H, g, J, drift, aref, w):
         W = np.asarray(w)
@@ -277,11 +291,17 @@ class PythonWbc:
         self._se3(H, g, self.base, bp, bR, wc.base)
         if self.torso is not None:
             self._se3(H, g, self.torso, None, self.refs["torso"], wc.torso, with_pos=False)
-        for name, fid in zip(self.cfg.hand_frames, self.hands):
+        for h, (name, fid) in enumerate(zip(self.cfg.hand_frames, self.hands)):
             if name in self.refs:
                 p_, R_ = self.refs[name]
+                if self.aim:
+                    dh = p_ - d.oMf[self.aim[h]].translation
+                    if np.linalg.norm(dh) >= 1e-3:
+                        R_ = rotation_between(self.aim_dir.setdefault(name, dh / np.linalg.norm(dh)), dh) @ R_
                 self._se3(H, g, fid, p_, R_, wc.hands, max_p=wc.max_position_error_m, max_r=wc.max_rotation_error_rad)
-        wp = wc.posture.weight[0]
+        active = [name in self.refs for name in self.cfg.hand_frames]
+        wp = wc.posture.weight[0] * np.array([wc.hand_posture_scale if self.arm_of.get(int(iv), -1) >= 0
+                                              and active[self.arm_of[int(iv)]] else 1.0 for iv in self.vidx])
         aref = wc.posture.kp * (self.posture - qj) - wc.posture.kd * vj
         H[self.vidx, self.vidx] += wp
         g[self.vidx] -= wp * aref

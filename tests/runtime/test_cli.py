@@ -77,6 +77,17 @@ def test_bench_wbc_reports_both_implementations_on_the_same_states():
     assert out["same_solution_max_ddq_diff"] < 1e-2  # both solve the same problem
 
 
+def test_bench_wbc_python_reference_is_the_g1_controller_too():
+    """The G1's controller scales its arms' posture weight and aims its hands (wbc.hand_posture_scale,
+    wbc.hand_aim): the Python reference QP solves that problem too, on moving hand targets."""
+    r = subprocess.run([sys.executable, "-m", "vertebra.runtime.cli", "bench", "wbc", "--robot", "g1", "--ticks", "300",
+                        "--python-ticks", "100", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["solve_failures"]["cpp"] == 0
+    assert out["same_solution_max_ddq_diff"] < 1e-2
+
+
 def test_view_needs_a_display_and_opens_the_viewer_on_one(tmp_path):
     import os
     import shutil

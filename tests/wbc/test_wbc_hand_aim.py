@@ -114,3 +114,33 @@ def test_the_aim_rotation_is_the_smallest_one():
     a = np.array([0.0, 0.0, -1.0])
     R = rotation_between(a, -a)  # an about-face: half a turn about an axis normal to it
     assert np.allclose(R @ a, -a, atol=1e-9) and np.allclose(R.T @ R, np.eye(3), atol=1e-9)
+
+
+def test_hand_targets_as_a_position_or_a_pose_in_any_sequence_type():
+    from vertebra import _rt
+    from vertebra.runtime.wbc import WholeBody
+
+    cfg = RobotConfig.load("g1")
+    wb = WholeBody(cfg, _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names))
+    i = wb.hands[RIGHT]
+    for position in ([0.3, -0.2, 0.9], (0.3, -0.2, 0.9), np.array([0.3, -0.2, 0.9])):
+        wb.set_target(RIGHT, position)
+        assert wb._t.hand_position_only[i] and wb._t.hand_set[i]
+    for pose in ([[0.3, -0.2, 0.9], [1.0, 0.0, 0.0, 0.0]], ((0.3, -0.2, 0.9), np.eye(3)), np.eye(4)):
+        wb.set_target(RIGHT, pose)
+        assert not wb._t.hand_position_only[i]
+    for bad in ([0.3, float("nan"), 0.9], [0.3, 0.2], "up"):
+        with pytest.raises(ValueError):
+            wb.set_target(RIGHT, bad)
+
+
+@pytest.mark.parametrize("aim", [["left_rubber_hand", "right_rubber_hand"], ["right_shoulder_pitch_link",
+                                                                             "left_shoulder_pitch_link"]])
+def test_a_hand_is_aimed_from_a_link_above_it_on_its_own_arm(aim):
+    from vertebra import _rt
+    from vertebra.runtime.wbc import build_wbc_config
+
+    cfg = RobotConfig.load("g1")
+    cfg.wbc.hand_aim = aim  # the hand itself, or the other arm's shoulder
+    with pytest.raises(ValueError, match="hand_aim_frames: .* is not a link above"):
+        _rt.WholeBodyController(_rt.RobotModel(str(cfg.urdf_path), cfg.joint_names), build_wbc_config(cfg))
