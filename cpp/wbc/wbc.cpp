@@ -94,17 +94,11 @@ Status WholeBodyController::enter(const RobotParams& p, const State& s, const Co
     I.hand_active[h] = false;
     I.hand_pos_ref[h] = I.data.oMf[I.hand_fid[h]].translation();
     I.hand_rot_ref[h] = I.data.oMf[I.hand_fid[h]].rotation();
-    // the orientation applies where the hand is (taken now: a position-only target published before
-    // the first update must be turned from here, not from its own direction)
     I.aim_reset[h] = true;
-    if (!I.aim_fid.empty()) {
-      const Eigen::Vector3d d = I.hand_pos_ref[h] - I.data.oMf[I.aim_fid[h]].translation();
-      if (d.norm() >= 1e-3) {
-        I.aim_dir[h] = d.normalized();
-        I.aim_reset[h] = false;
-      }
-    }
   }
+  // the orientation applies where the hand is, its aim direction taken now (a position-only target
+  // published before the first update is turned from here, not from its own direction)
+  aim_hands(I);
   I.f.setZero();
   I.solved_since_entry = false;
   for (int c = 0; c < nc_; ++c) {

@@ -86,8 +86,8 @@ def goal(ep: Episode, t: float, home: list[np.ndarray], sh: list[np.ndarray],
     if ep.task == "touch":
         if shapes:  # the hand's lowest point just above the object's top (as it is aimed there)
             top = ep.target.pos + np.array([0.0, 0.0, ep.target.size_m + TOUCH_HOVER_M])
-            g[ep.hand] = top - shapes[ep.hand].lowest(top)
-            for _ in range(3):  # the aim depends on where the frame ends: a fixed point, found in a few steps
+            g[ep.hand] = top
+            for _ in range(4):  # the aim depends on where the frame ends: a fixed point, found in a few steps
                 g[ep.hand] = top - shapes[ep.hand].lowest(g[ep.hand])
         else:  # the hand frame just above-behind the object (its fingers overlap it)
             g[ep.hand] = ep.target.pos + np.array([-0.01, 0.0, 0.03])
