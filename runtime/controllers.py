@@ -65,6 +65,12 @@ def controller_class(name: str) -> type[Controller]:
     return _CONTROLLERS[name]
 
 
+def _needs_wbc_section(runtime: Runtime, name: str) -> None:
+    """Controllers built on the whole-body QP need the robot config's ``wbc:`` section."""
+    if runtime.cfg.wbc is None:
+        raise VertebraError(f"controller '{name}' needs a 'wbc:' section in the robot config {runtime.cfg.file}")
+
+
 @register_controller("wbc")
 class WholeBodyControllerMode(Controller):
     """The whole-body inverse-dynamics QP (cpp/wbc); the handle is :class:`WholeBody`."""
@@ -72,8 +78,7 @@ class WholeBodyControllerMode(Controller):
     def attach(self, runtime: Runtime) -> Any:
         from vertebra.runtime.wbc import WholeBody
 
-        if runtime.cfg.wbc is None:
-            raise VertebraError(f"controller 'wbc' needs a 'wbc:' section in the robot config {runtime.cfg.file}")
+        _needs_wbc_section(runtime, self.name)
         wb = WholeBody(runtime.cfg, runtime.model, keep_out=runtime.keep_out)
         runtime.loop.register_mode(self.name, wb.ctrl)
         return wb
@@ -81,3 +86,19 @@ class WholeBodyControllerMode(Controller):
     def before_activate(self, handle: Any) -> None:
         # Targets are sent as one cumulative value: forget the last session's (WholeBody.reset_targets).
         handle.reset_targets()
+
+
+@register_controller("walk")
+class WalkControllerMode(Controller):
+    """Walking on the whole-body QP (cpp/locomotion/walk_mode.hpp); the handle is :class:`Walker`."""
+
+    def attach(self, runtime: Runtime) -> Any:
+        from vertebra.runtime.walk import Walker
+
+        _needs_wbc_section(runtime, self.name)
+        w = Walker(runtime.cfg, runtime.model, keep_out=runtime.keep_out)
+        runtime.loop.register_mode(self.name, w.mode)
+        return w
+
+    def before_activate(self, handle: Any) -> None:
+        handle.wb.reset_targets()

@@ -78,7 +78,7 @@ class SimRuntime(Runtime):
                          keep_out=keep_out)
         self.mjcf_path = getattr(sim, "mjcf_path", "")
         self.world = world if world is not None else self.driver
-        self.wb = self.handle if controller == "wbc" else None
+        self.wb = self.handle if controller == "wbc" else (self.handle.wb if controller == "walk" else None)
 
     @classmethod
     def from_deploy(cls, deploy: Any, **overrides: Any) -> SimRuntime:  # type: ignore[override]

@@ -178,6 +178,7 @@ class WholeBody:
             if a.shape != (3,) or not np.all(np.isfinite(a)):
                 raise ValueError(f"target 'com': expected a finite [x, y, z] in metres, found {value!r}")
             t.com, t.com_set = a.tolist(), True
+            t.com_vel, t.com_acc = [0.0] * 3, [0.0] * 3  # a set point
         elif name == "base":
             t.base_pos, t.base_quat = _pose(value, name)
             t.base_set = True
@@ -216,6 +217,17 @@ class WholeBody:
             t.posture, t.posture_set = p, ps
         else:
             raise ValueError(f"unknown target '{name}'; targets are: {', '.join(self.valid_names())}")
+        self._publish()
+
+    def set_com_trajectory(self, pos: Any, vel: Any, acc: Any) -> None:
+        """A centre-of-mass target with its trajectory's velocity and acceleration (world; the task's
+        reference is acc + kp (pos - c) + kd (vel - c'): tracked without the lag of a set point)."""
+        vals = [np.asarray(v, dtype=float) for v in (pos, vel, acc)]
+        for what, a in zip(("pos", "vel", "acc"), vals):
+            if a.shape != (3,) or not np.all(np.isfinite(a)):
+                raise ValueError(f"centre-of-mass trajectory {what}: expected a finite [x, y, z], found {a.tolist()!r}")
+        t = self._t
+        t.com, t.com_vel, t.com_acc, t.com_set = vals[0].tolist(), vals[1].tolist(), vals[2].tolist(), True
         self._publish()
 
     def _set_pose_slot(self, kind: str, i: int, pose: tuple[list[float], list[float]],

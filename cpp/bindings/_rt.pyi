@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'KeepOutBox', 'KeepOutPoint', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'TICK_RECORD_FLAGS', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
+__all__: list[str] = ['BenchMode', 'BridgeOptions', 'ChunkScheduler', 'CommandLimiter', 'ContactSource', 'ControllerMode', 'DcmPlan', 'DdsGuard', 'Driver', 'EstimatorConfig', 'EventLog', 'FaultInjector', 'GaitParams', 'GuardOptions', 'HEARTBEAT_MAGIC', 'HEARTBEAT_SIZE', 'HEARTBEAT_VERSION', 'HardwareFaults', 'Heartbeat', 'HoldMode', 'JointFault', 'JointPDMode', 'KeepOutBox', 'KeepOutPoint', 'LoopConfig', 'MAX_JOINTS', 'MockDriver', 'Mode', 'MotionSwitcherClient', 'MotorThermal', 'MujocoDriver', 'RecordRing', 'RobotModel', 'RobotParams', 'RtLoop', 'SafetyConfig', 'SimOptions', 'StateEstimator', 'TICK_RECORD_BYTES', 'TICK_RECORD_FLAGS', 'UnitreeDdsDriver', 'UnitreeDdsOptions', 'UnitreeSimBridge', 'WalkConfig', 'WalkMode', 'WbcConfig', 'WbcGains', 'WbcTargets', 'WholeBodyController', 'dds_lockstep_exchange', 'dds_survey', 'fault_names', 'gait_dcm_feedback', 'gait_plan_footsteps', 'gait_reachable', 'gait_swing', 'heartbeat_clock_ns', 'known_modes', 'mode_name', 'safety_mode_names', 'set_chunk_scheduler', 'testing', 'tick_record_fields']
 class Mode:
     """
     Members:
@@ -1861,10 +1861,34 @@ class WbcTargets:
     def com(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
         ...
     @property
+    def com_acc(self) -> typing.Annotated[list[float], "FixedSize(3)"]:
+        ...
+    @com_acc.setter
+    def com_acc(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+    @property
+    def com_vel(self) -> typing.Annotated[list[float], "FixedSize(3)"]:
+        ...
+    @com_vel.setter
+    def com_vel(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+    @property
+    def com_weight_scale(self) -> float:
+        ...
+    @com_weight_scale.setter
+    def com_weight_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def contact_active(self) -> typing.Annotated[list[bool], "FixedSize(4)"]:
         ...
     @contact_active.setter
     def contact_active(self, arg0: typing.Annotated[collections.abc.Sequence[bool], "FixedSize(4)"]) -> None:
+        ...
+    @property
+    def foot_acc(self) -> typing.Annotated[list[typing.Annotated[list[float], "FixedSize(6)"]], "FixedSize(4)"]:
+        ...
+    @foot_acc.setter
+    def foot_acc(self, arg0: typing.Annotated[collections.abc.Sequence[typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(6)"]], "FixedSize(4)"]) -> None:
         ...
     @property
     def foot_pos(self) -> typing.Annotated[list[typing.Annotated[list[float], "FixedSize(3)"]], "FixedSize(4)"]:
@@ -1883,6 +1907,12 @@ class WbcTargets:
         ...
     @foot_set.setter
     def foot_set(self, arg0: typing.Annotated[collections.abc.Sequence[bool], "FixedSize(4)"]) -> None:
+        ...
+    @property
+    def foot_vel(self) -> typing.Annotated[list[typing.Annotated[list[float], "FixedSize(6)"]], "FixedSize(4)"]:
+        ...
+    @foot_vel.setter
+    def foot_vel(self, arg0: typing.Annotated[collections.abc.Sequence[typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(6)"]], "FixedSize(4)"]) -> None:
         ...
     @property
     def hand_pos(self) -> typing.Annotated[list[typing.Annotated[list[float], "FixedSize(3)"]], "FixedSize(2)"]:
@@ -1989,6 +2019,194 @@ class WholeBodyController(ControllerMode):
     @property
     def solver_variables(self) -> int:
         ...
+class GaitParams:
+    """
+    biped walking pattern parameters (cpp/locomotion/gait.hpp)
+    """
+    def __init__(self) -> None:
+        ...
+    def check(self) -> str:
+        """
+        '' when the parameters make a gait, else what is wrong
+        """
+    @property
+    def com_height_m(self) -> float:
+        ...
+    @com_height_m.setter
+    def com_height_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def double_support_s(self) -> float:
+        ...
+    @double_support_s.setter
+    def double_support_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def gravity(self) -> float:
+        ...
+    @gravity.setter
+    def gravity(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_step_back_m(self) -> float:
+        ...
+    @max_step_back_m.setter
+    def max_step_back_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_step_length_m(self) -> float:
+        ...
+    @max_step_length_m.setter
+    def max_step_length_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_step_out_m(self) -> float:
+        ...
+    @max_step_out_m.setter
+    def max_step_out_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_step_turn_rad(self) -> float:
+        ...
+    @max_step_turn_rad.setter
+    def max_step_turn_rad(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def min_step_width_m(self) -> float:
+        ...
+    @min_step_width_m.setter
+    def min_step_width_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def omega(self) -> float:
+        ...
+    @property
+    def single_support_s(self) -> float:
+        ...
+    @single_support_s.setter
+    def single_support_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def step_s(self) -> float:
+        ...
+    @property
+    def step_width_m(self) -> float:
+        ...
+    @step_width_m.setter
+    def step_width_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def swing_height_m(self) -> float:
+        ...
+    @swing_height_m.setter
+    def swing_height_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def zmp_inset_m(self) -> float:
+        ...
+    @zmp_inset_m.setter
+    def zmp_inset_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class DcmPlan:
+    """
+    the ZMP and DCM reference of a footstep plan (cpp/locomotion/gait.hpp)
+    """
+    def __init__(self, params: GaitParams, zmp_start: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], t_first: typing.SupportsFloat | typing.SupportsIndex, left: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], right: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], steps: list, dcm_start: typing.Any = None) -> None:
+        """
+        dcm_start (x, y): the first segment's ZMP start chosen so the plan's DCM starts there (a robot at rest)
+        """
+    def dcm(self, t: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+        ...
+    def dcm_rate(self, t: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+        ...
+    def zmp(self, t: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+        ...
+    @property
+    def duration(self) -> float:
+        ...
+    @property
+    def end(self) -> tuple:
+        ...
+    @property
+    def omega(self) -> float:
+        ...
+    @property
+    def segments(self) -> int:
+        ...
+class WalkConfig:
+    """
+    the walking controller's settings (cpp/locomotion/walk_mode.hpp)
+    """
+    gait: GaitParams
+    step_in_place: bool
+    def __init__(self) -> None:
+        ...
+    @property
+    def com_weight_scale(self) -> float:
+        ...
+    @com_weight_scale.setter
+    def com_weight_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dcm_gain(self) -> float:
+        ...
+    @dcm_gain.setter
+    def dcm_gain(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def left_foot(self) -> int:
+        ...
+    @left_foot.setter
+    def left_foot(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_lin_acc(self) -> float:
+        ...
+    @max_lin_acc.setter
+    def max_lin_acc(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_yaw_acc(self) -> float:
+        ...
+    @max_yaw_acc.setter
+    def max_yaw_acc(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def preview_steps(self) -> int:
+        ...
+    @preview_steps.setter
+    def preview_steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def right_foot(self) -> int:
+        ...
+    @right_foot.setter
+    def right_foot(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def start_s(self) -> float:
+        ...
+    @start_s.setter
+    def start_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def zmp_margin_m(self) -> float:
+        ...
+    @zmp_margin_m.setter
+    def zmp_margin_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class WalkMode(ControllerMode):
+    """
+    the walking controller mode: velocity command -> footsteps, DCM plan, swing feet, tracked by the whole-body QP it wraps (cpp/locomotion/walk_mode.hpp)
+    """
+    def __init__(self, wbc: WholeBodyController, config: WalkConfig) -> None:
+        ...
+    def set_command(self, vx: typing.SupportsFloat | typing.SupportsIndex, vy: typing.SupportsFloat | typing.SupportsIndex, wz: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        """
+        the velocity command (m/s, m/s, rad/s, walking frame)
+        """
+    def status(self) -> dict:
+        ...
 def dds_lockstep_exchange(driver: Driver, command: dict, steps: typing.SupportsInt | typing.SupportsIndex = 1) -> dict:
     """
     Outside any loop (no limiter, no safety): `steps` times driver.write(command) then driver.read(), which in lockstep waits for the bridge's answer (one control period per command). command: {q, dq, kp, kd, tau_ff}, one value per joint. Returns the last state read (state dict, with status and write_status). Refuses a driver that is not simulated (a real robot). For bench tests against the sim bridge.
@@ -2000,6 +2218,22 @@ def dds_survey(domain_id: typing.SupportsInt | typing.SupportsIndex, network_int
 def fault_names() -> list[str]:
     """
     every fault the supervisor's monitors can raise
+    """
+def gait_dcm_feedback(xi: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], xi_d: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], p_d: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], omega: typing.SupportsFloat | typing.SupportsIndex, k: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    the ZMP to command so that the DCM error decays at rate k
+    """
+def gait_plan_footsteps(params: GaitParams, left: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], right: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], first: str, cmd: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], n: typing.SupportsInt | typing.SupportsIndex, t_first: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> list:
+    """
+    footsteps [{foot, pose: (x, y, yaw), t_lift, t_land}] for a velocity command (vx, vy, wz) held over n steps
+    """
+def gait_reachable(params: GaitParams, cmd: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]) -> tuple[float, float, float]:
+    """
+    the (vx, vy, wz) command the footstep planner can follow at these limits
+    """
+def gait_swing(from_pose: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], z_from: typing.SupportsFloat | typing.SupportsIndex, to_pose: tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex], z_to: typing.SupportsFloat | typing.SupportsIndex, height: typing.SupportsFloat | typing.SupportsIndex, duration: typing.SupportsFloat | typing.SupportsIndex, t: typing.SupportsFloat | typing.SupportsIndex) -> dict:
+    """
+    the swing foot at t: {pos, vel, acc, yaw, yaw_rate, yaw_acc}
     """
 def heartbeat_clock_ns() -> int:
     """

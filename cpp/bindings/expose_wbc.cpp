@@ -92,6 +92,9 @@ void expose_wbc(py::module_& m) {
       .def_readwrite("seq", &WbcTargets::seq)
       .def_readwrite("com_set", &WbcTargets::com_set)
       .def_readwrite("com", &WbcTargets::com)
+      .def_readwrite("com_vel", &WbcTargets::com_vel)
+      .def_readwrite("com_acc", &WbcTargets::com_acc)
+      .def_readwrite("com_weight_scale", &WbcTargets::com_weight_scale)
       .def_readwrite("base_set", &WbcTargets::base_set)
       .def_readwrite("base_pos", &WbcTargets::base_pos)
       .def_readwrite("base_quat", &WbcTargets::base_quat)
@@ -105,6 +108,8 @@ void expose_wbc(py::module_& m) {
       .def_readwrite("foot_set", &WbcTargets::foot_set)
       .def_readwrite("foot_pos", &WbcTargets::foot_pos)
       .def_readwrite("foot_quat", &WbcTargets::foot_quat)
+      .def_readwrite("foot_vel", &WbcTargets::foot_vel)
+      .def_readwrite("foot_acc", &WbcTargets::foot_acc)
       .def_readwrite("posture_set", &WbcTargets::posture_set)
       .def_readwrite("posture", &WbcTargets::posture);
   py::class_<WholeBodyController, ControllerMode, std::shared_ptr<WholeBodyController>>(

@@ -8,6 +8,7 @@ namespace vertebra::bindings { void expose_estimation(py::module_& m); }  // exp
 namespace vertebra::bindings { void expose_guard(py::module_& m); }  // expose_guard.cpp (heartbeat, guard)
 namespace vertebra::bindings { void expose_hil(py::module_& m); }  // expose_hil.cpp (the bench harness mode)
 namespace vertebra::bindings { void expose_record(py::module_& m); }  // expose_record.cpp (the recorder's ring)
+namespace vertebra::bindings { void expose_locomotion(py::module_& m); }  // expose_locomotion.cpp (the walking pattern)
 
 PYBIND11_MODULE(_rt, m) {
   m.doc() = "Vertebra real-time core (C++): robot model, real-time loop, controller modes, drivers.";
@@ -23,5 +24,6 @@ PYBIND11_MODULE(_rt, m) {
   vertebra::bindings::expose_record(m);  // after loop: adds to RtLoop
   vertebra::bindings::expose_policies(m);
   vertebra::bindings::expose_wbc(m);
+  vertebra::bindings::expose_locomotion(m);
   vertebra::bindings::expose_testing(m);
 }

@@ -24,6 +24,8 @@ Eigen::VectorXd WholeBodyController::last_tau() const {
   return out;
 }
 
+const WbcTargets& WholeBodyController::planned() const { return impl_->planned; }
+
 void WholeBodyController::publish_targets(const WbcTargets& t) {
   std::lock_guard<std::mutex> lock(publish_mutex_);
   targets_in_.write(t);
@@ -65,7 +67,11 @@ void WholeBodyController::stream(const int* ch, const double* v, int n) {
     seen[g] |= 1 << a;
   }
   auto ok = [&](int g) { return seen[g] == 7 && std::isfinite(p[g][0]) && std::isfinite(p[g][1]) && std::isfinite(p[g][2]); };
-  if (ok(0)) I.com_ref = Eigen::Vector3d(p[0][0], p[0][1], p[0][2]);
+  if (ok(0)) {  // a streamed position is a set point
+    I.com_ref = Eigen::Vector3d(p[0][0], p[0][1], p[0][2]);
+    I.com_vel_ref.setZero();
+    I.com_acc_ref.setZero();
+  }
   for (int h = 0; h < nh; ++h) {
     if (!ok(1 + h)) continue;
     I.hand_active[h] = true;
@@ -107,7 +113,13 @@ Status WholeBodyController::enter(const RobotParams& p, const State& s, const Co
     I.ramp_ref[c] = I.weight_n / nc_;
     I.foot_pos_ref[c] = I.data.oMf[I.contact_fid[c]].translation();
     I.foot_rot_ref[c] = I.data.oMf[I.contact_fid[c]].rotation();
+    I.foot_vel_ref[c] = {};
+    I.foot_acc_ref[c] = {};
   }
+  I.com_vel_ref.setZero();
+  I.com_acc_ref.setZero();
+  I.com_weight_scale = 1.0;
+  I.planned = WbcTargets{};
   I.posture = p.default_pose;
   targets_in_.read(I.latest);
   I.entry_seq = I.latest.seq;  // targets published before this switch are stale
@@ -134,11 +146,20 @@ Status WholeBodyController::fail_tick(Command& out) {
 }
 
 Status WholeBodyController::update(const RobotParams& p, const State& s, const Targets&, double dt, Command& out) {
+  return tick(p, s, dt, out, nullptr);
+}
+
+Status WholeBodyController::tick(const RobotParams& p, const State& s, double dt, Command& out, WbcPlanner* planner) {
   Impl& I = *impl_;
   const auto t0 = Clock::now();
   if (!load_state(I, s)) return Status::kNonFinite;
   if (targets_in_.read(I.latest) && I.latest.seq > I.entry_seq) merge_targets(I, I.latest, nc_, static_cast<int>(I.hand_fid.size()));
   kinematics(I);
+  if (planner) {  // a pattern generator's targets for this tick (WbcPlanner), from where the robot is
+    fill_kinematics(I, nc_);
+    if (!planner->plan(I.kin, dt, I.planned)) return fail_tick(out);
+    merge_planned(I, I.planned, nc_);
+  }
   aim_hands(I);
   auto& d = I.data;
   const int nv = I.nv, nj = I.nj, nfv = nc_ * m_;
@@ -162,9 +183,12 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
         I.contact_on[c] = false;
         // The foot now follows its swing target: the one published (possibly together with the
         // release), else it holds where it is.
-        if (!(I.latest.seq > I.entry_seq && I.latest.foot_set[c])) {
+        const bool targeted = (planner && I.planned.foot_set[c]) || (I.latest.seq > I.entry_seq && I.latest.foot_set[c]);
+        if (!targeted) {
           I.foot_pos_ref[c] = d.oMf[I.contact_fid[c]].translation();
           I.foot_rot_ref[c] = d.oMf[I.contact_fid[c]].rotation();
+          I.foot_vel_ref[c] = {};
+          I.foot_acc_ref[c] = {};
         }
       }
     }
@@ -302,13 +326,13 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
     const Eigen::Vector3d e = I.com_ref - d.com[0];
     double aref[3], dr[3];
     for (int k = 0; k < 3; ++k) {
-      aref[k] = cfg_.com.kp * e[k] - cfg_.com.kd * d.vcom[0][k];
+      aref[k] = I.com_acc_ref[k] + cfg_.com.kp * e[k] + cfg_.com.kd * (I.com_vel_ref[k] - d.vcom[0][k]);
       dr[k] = d.acom[0][k];
     }
     double w[3] = {cfg_.com.weight[0], cfg_.com.weight[1], cfg_.com.weight[2]};
     const double guard = balance_guard(I, cfg_, nc_);
-    w[0] *= guard;
-    w[1] *= guard;
+    w[0] *= guard * I.com_weight_scale;
+    w[1] *= guard * I.com_weight_scale;
     I.st.balance_guard = guard;
     add_task(I, d.Jcom, dr, aref, w);
     I.st.com_err = {e[0], e[1], e[2]};
@@ -325,7 +349,7 @@ Status WholeBodyController::update(const RobotParams& p, const State& s, const T
   for (int c = 0; c < nc_; ++c)
     if (!I.contact_on[c])
       se3_task(I, I.contact_fid[c], I.foot_pos_ref[c], I.foot_rot_ref[c], cfg_.swing_foot, true, nullptr, nullptr,
-               cfg_.max_position_error_m, cfg_.max_rotation_error_rad);
+               cfg_.max_position_error_m, cfg_.max_rotation_error_rad, I.foot_vel_ref[c].data(), I.foot_acc_ref[c].data());
   {
     // || Jw ddq - e ||^2 with ddq_b = Tb y + t0b:  Jr = Jw_b Tb + [Jw_j 0],  er = e - Jw_b t0b.
     const int k = I.task_rows;

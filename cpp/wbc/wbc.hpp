@@ -158,6 +158,13 @@ struct WbcTargets {
   uint64_t seq = 0;
   bool com_set = false;
   std::array<double, 3> com{};
+  // Feed-forward with the centre-of-mass target (a trajectory: its velocity and acceleration, world;
+  // zeros: a set point): a_ref = com_acc + kp (com - c) + kd (com_vel - c').
+  std::array<double, 3> com_vel{}, com_acc{};
+  // The horizontal centre-of-mass weight times this (> 0; else 1). A walking pattern's CoM
+  // acceleration is the balance: at the configured weight the posture task's pull on the legs held
+  // it back by 0.4 m/s^2 (a G1 shifting onto one foot fell towards the other).
+  double com_weight_scale = 1.0;
   bool base_set = false;
   std::array<double, 3> base_pos{};
   std::array<double, 4> base_quat{1, 0, 0, 0};  // w x y z
@@ -171,6 +178,8 @@ struct WbcTargets {
   std::array<bool, kMaxContacts> foot_set{};
   std::array<std::array<double, 3>, kMaxContacts> foot_pos{};
   std::array<std::array<double, 4>, kMaxContacts> foot_quat{};
+  // Feed-forward with a swing foot's target: linear then angular velocity and acceleration (world).
+  std::array<std::array<double, 6>, kMaxContacts> foot_vel{}, foot_acc{};
   std::array<bool, kMaxJoints> posture_set{};
   JointArray posture{};
 };
@@ -202,6 +211,29 @@ struct WbcStatus {
   int32_t keep_out_active = 0;
 };
 
+// Where the robot is this tick, as the controller's kinematics pass saw it (world frame): what a
+// planner run inside the tick (WbcPlanner) plans from.
+struct WbcKinematics {
+  std::array<double, 3> com{}, com_vel{};
+  int32_t n_feet = 0;
+  std::array<std::array<double, 3>, kMaxContacts> foot_pos{};  // the contact frames' origins
+  std::array<double, kMaxContacts> foot_yaw{};                 // their heading (rad)
+  std::array<double, kMaxContacts> contact_weight{};           // the contact ramp, 0..1
+  std::array<std::array<double, 6>, kMaxContacts> contact_wrench{};  // the last solve's (WbcStatus)
+  std::array<double, 3> base_pos{};
+  std::array<double, 4> base_quat{1, 0, 0, 0};                 // w x y z
+};
+
+// A pattern generator run inside the controller's tick (a walking controller): after the state's
+// kinematics and before the tasks, it reads where the robot is and sets this tick's centre of mass,
+// base and torso orientation, contacts and swing feet (the hands and the posture stay the ones
+// published from Python). [tick]: no allocation, no exceptions; false fails the tick.
+class WbcPlanner {
+ public:
+  virtual ~WbcPlanner() = default;
+  virtual bool plan(const WbcKinematics& k, double dt, WbcTargets& out) = 0;
+};
+
 // Registered as the controller mode "wbc" (runtime: vertebra.runtime.wbc). Its target sink
 // (streamed task targets, by name): com.x, com.y, com.z (world, m), then <hand frame>.x/.y/.z per
 // hand in config order (world, m). A streamed position replaces that task's position target (a
@@ -217,6 +249,11 @@ class WholeBodyController final : public ControllerMode, public TargetSink {
 
   // Python side (any thread; never blocks the tick).
   void publish_targets(const WbcTargets& t);
+  // [tick] update() with a planner run inside the tick (WbcPlanner; nullptr: none): what a mode that
+  // wraps this controller (the walking controller) calls from its own update().
+  Status tick(const RobotParams& p, const State& s, double dt, Command& out, WbcPlanner* planner);
+  // The targets the planner set on the last tick (for the owning mode and tests; the tick's thread).
+  const WbcTargets& planned() const;
   uint64_t input_seq(const Targets&) const override {
     return published_.load(std::memory_order_acquire) + streamed_;
   }

@@ -112,6 +112,8 @@ struct WholeBodyController::Impl {
 
   // references (active targets)
   Eigen::Vector3d com_ref = Eigen::Vector3d::Zero();
+  Eigen::Vector3d com_vel_ref = Eigen::Vector3d::Zero(), com_acc_ref = Eigen::Vector3d::Zero();  // feed-forward
+  double com_weight_scale = 1.0;
   Eigen::Vector3d base_pos_ref = Eigen::Vector3d::Zero();
   Eigen::Matrix3d base_rot_ref = Eigen::Matrix3d::Identity(), torso_rot_ref = Eigen::Matrix3d::Identity();
   std::array<Eigen::Vector3d, kMaxHands> hand_pos_ref{};
@@ -120,6 +122,9 @@ struct WholeBodyController::Impl {
   std::array<bool, kMaxHands> hand_active{};
   std::array<Eigen::Vector3d, kMaxContacts> foot_pos_ref{};
   std::array<Eigen::Matrix3d, kMaxContacts> foot_rot_ref{};
+  std::array<std::array<double, 6>, kMaxContacts> foot_vel_ref{}, foot_acc_ref{};  // feed-forward (swing)
+  WbcTargets planned{};  // the planner's targets of this tick (WbcPlanner)
+  WbcKinematics kin{};
   std::array<bool, kMaxContacts> contact_target{}, contact_on{};
   std::array<double, kMaxContacts> contact_w{};
   std::array<double, kMaxContacts> ramp_ref{};  // normal force the ramp scales: at release / the weight
@@ -146,13 +151,17 @@ void joint_space_inertia(WholeBodyController::Impl& I);
 void kinematics(WholeBodyController::Impl& I);
 // wbc_tasks.cpp
 void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh);
+// A planner's targets: centre of mass, base, torso, contacts and feet; not the hands or the posture.
+void merge_planned(WholeBodyController::Impl& I, const WbcTargets& t, int nc);
+void fill_kinematics(WholeBodyController::Impl& I, int nc);
 Eigen::Matrix3d rotation_between(const Eigen::Vector3d& a, const Eigen::Vector3d& b);
 void aim_hands(WholeBodyController::Impl& I);
 void add_task(WholeBodyController::Impl& I, const Eigen::Ref<const Eigen::MatrixXd>& J, const double* drift,
                      const double* aref, const double* w);
 void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, const Eigen::Vector3d& p_ref,
                      const Eigen::Matrix3d& R_ref, const WbcGains& g, bool with_position, double* pos_err,
-                     double* rot_err, double max_pos, double max_rot);
+                     double* rot_err, double max_pos, double max_rot, const double* vel_ff = nullptr,
+                     const double* acc_ff = nullptr);
 double balance_guard(const WholeBodyController::Impl& I, const WbcConfig& cfg, int nc);
 void keep_out_rows(WholeBodyController::Impl& I, const WbcConfig& cfg);
 // wbc_elimination.cpp

@@ -5,13 +5,58 @@ namespace vertebra::wbc_detail {
 
 // Fields that are set and finite replace the references; a non-finite field is ignored (the
 // previous reference stays), so a bad target can never reach the solver.
-void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh) {
-  if (t.com_set && finite(t.com)) I.com_ref = Eigen::Vector3d(t.com[0], t.com[1], t.com[2]);
+namespace {
+// The centre of mass, base, torso, contacts and feet of a target (merge_targets, merge_planned).
+void merge_body(WholeBodyController::Impl& I, const WbcTargets& t, int nc) {
+  if (t.com_set && finite(t.com)) {
+    I.com_ref = Eigen::Vector3d(t.com[0], t.com[1], t.com[2]);
+    const bool ff = finite(t.com_vel) && finite(t.com_acc);  // a bad feed-forward: a set point
+    I.com_vel_ref = ff ? Eigen::Vector3d(t.com_vel[0], t.com_vel[1], t.com_vel[2]) : Eigen::Vector3d::Zero();
+    I.com_acc_ref = ff ? Eigen::Vector3d(t.com_acc[0], t.com_acc[1], t.com_acc[2]) : Eigen::Vector3d::Zero();
+    I.com_weight_scale = std::isfinite(t.com_weight_scale) && t.com_weight_scale > 0.0 ? t.com_weight_scale : 1.0;
+  }
   if (t.base_set && finite(t.base_pos) && finite(t.base_quat)) {
     I.base_pos_ref = Eigen::Vector3d(t.base_pos[0], t.base_pos[1], t.base_pos[2]);
     I.base_rot_ref = quat_wxyz(t.base_quat).toRotationMatrix();
   }
   if (t.torso_set && finite(t.torso_quat)) I.torso_rot_ref = quat_wxyz(t.torso_quat).toRotationMatrix();
+  for (int c = 0; c < nc; ++c) {
+    I.contact_target[c] = t.contact_active[c];
+    if (t.foot_set[c] && finite(t.foot_pos[c]) && finite(t.foot_quat[c])) {
+      I.foot_pos_ref[c] = Eigen::Vector3d(t.foot_pos[c][0], t.foot_pos[c][1], t.foot_pos[c][2]);
+      I.foot_rot_ref[c] = quat_wxyz(t.foot_quat[c]).toRotationMatrix();
+      const bool ff = finite(t.foot_vel[c]) && finite(t.foot_acc[c]);
+      I.foot_vel_ref[c] = ff ? t.foot_vel[c] : std::array<double, 6>{};
+      I.foot_acc_ref[c] = ff ? t.foot_acc[c] : std::array<double, 6>{};
+    }
+  }
+}
+}  // namespace
+
+void merge_planned(WholeBodyController::Impl& I, const WbcTargets& t, int nc) { merge_body(I, t, nc); }
+
+void fill_kinematics(WholeBodyController::Impl& I, int nc) {
+  const auto& d = I.data;
+  WbcKinematics& k = I.kin;
+  for (int i = 0; i < 3; ++i) {
+    k.com[i] = d.com[0][i];
+    k.com_vel[i] = d.vcom[0][i];
+  }
+  k.n_feet = nc;
+  for (int c = 0; c < nc; ++c) {
+    const auto& M = d.oMf[I.contact_fid[c]];
+    for (int i = 0; i < 3; ++i) k.foot_pos[c][i] = M.translation()[i];
+    k.foot_yaw[c] = std::atan2(M.rotation()(1, 0), M.rotation()(0, 0));
+    k.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
+    k.contact_wrench[c] = I.st.contact_wrench[c];
+  }
+  for (int i = 0; i < 3; ++i) k.base_pos[i] = d.oMf[I.base_fid].translation()[i];
+  const Eigen::Quaterniond qb(d.oMf[I.base_fid].rotation());
+  k.base_quat = {qb.w(), qb.x(), qb.y(), qb.z()};
+}
+
+void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh) {
+  merge_body(I, t, nc);
   for (int h = 0; h < nh; ++h) {
     const bool ok = finite(t.hand_pos[h]) && (t.hand_position_only[h] || finite(t.hand_quat[h]));
     if (!t.hand_set[h]) I.hand_active[h] = false;
@@ -22,13 +67,6 @@ void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, in
         I.hand_rot_ref[h] = quat_wxyz(t.hand_quat[h]).toRotationMatrix();
         I.aim_reset[h] = true;  // the orientation applies at this target's direction
       }
-    }
-  }
-  for (int c = 0; c < nc; ++c) {
-    I.contact_target[c] = t.contact_active[c];
-    if (t.foot_set[c] && finite(t.foot_pos[c]) && finite(t.foot_quat[c])) {
-      I.foot_pos_ref[c] = Eigen::Vector3d(t.foot_pos[c][0], t.foot_pos[c][1], t.foot_pos[c][2]);
-      I.foot_rot_ref[c] = quat_wxyz(t.foot_quat[c]).toRotationMatrix();
     }
   }
   for (int j = 0; j < I.nj; ++j)
@@ -80,7 +118,8 @@ void add_task(WholeBodyController::Impl& I, const Eigen::Ref<const Eigen::Matrix
 // SE3 (or orientation-only) tracking task on frame fid, LOCAL_WORLD_ALIGNED.
 void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, const Eigen::Vector3d& p_ref,
                      const Eigen::Matrix3d& R_ref, const WbcGains& g, bool with_position, double* pos_err,
-                     double* rot_err, double max_pos, double max_rot) {
+                     double* rot_err, double max_pos, double max_rot, const double* vel_ff,
+                     const double* acc_ff) {
   auto& d = I.data;
   I.J6.setZero();
   pinocchio::getFrameJacobian(I.model, d, fid, pinocchio::LOCAL_WORLD_ALIGNED, I.J6);
@@ -93,8 +132,10 @@ void se3_task(WholeBodyController::Impl& I, pinocchio::FrameIndex fid, const Eig
   const double sp = np_ > max_pos ? max_pos / np_ : 1.0, sr = nr > max_rot ? max_rot / nr : 1.0;
   double aref[6], dr[6], w[6];
   for (int k = 0; k < 3; ++k) {
-    aref[k] = g.kp * sp * ep[k] - g.kd * vel.linear()[k];
-    aref[3 + k] = g.kp * sr * er[k] - g.kd * vel.angular()[k];
+    // with a trajectory's feed-forward: a* + kp e + kd (v* - v)
+    const double vl = vel_ff ? vel_ff[k] : 0.0, va = vel_ff ? vel_ff[3 + k] : 0.0;
+    aref[k] = (acc_ff ? acc_ff[k] : 0.0) + g.kp * sp * ep[k] + g.kd * (vl - vel.linear()[k]);
+    aref[3 + k] = (acc_ff ? acc_ff[3 + k] : 0.0) + g.kp * sr * er[k] + g.kd * (va - vel.angular()[k]);
     dr[k] = drift.linear()[k];
     dr[3 + k] = drift.angular()[k];
     w[k] = with_position ? g.weight[k] : 0.0;

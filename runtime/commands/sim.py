@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -150,8 +151,18 @@ def run(args: argparse.Namespace) -> int:
             return 0
         args.controller_given = args.controller is not None
         args.controller = args.controller or "pd"
-        if args.scenario and args.controller != "wbc" and not args.config:
-            return _fail("--scenario needs --controller wbc")
+        from vertebra.runtime.walk_scenarios import WALK_SCENARIOS
+
+        if args.controller == "walk":
+            args.scenario = args.scenario or "forward"
+            if args.scenario not in WALK_SCENARIOS:
+                return _fail(f"--controller walk: --scenario is one of {', '.join(WALK_SCENARIOS)}")
+            if not (math.isfinite(args.speed) and args.speed > 0):
+                return _fail(f"--speed: expected a positive scale, found {args.speed}")
+        elif args.scenario in WALK_SCENARIOS:
+            return _fail(f"--scenario {args.scenario} needs --controller walk")
+        if args.scenario and args.controller not in ("wbc", "walk") and not args.config:
+            return _fail("--scenario needs --controller wbc (or walk)")
         from vertebra.safety.events import default_log_path
 
         log = args.event_log or str(default_log_path())
@@ -221,7 +232,12 @@ def run(args: argparse.Namespace) -> int:
 
             viewer = SimViewer(rt)
         say = progress(not args.json or args.verbose)
-        if args.controller == "wbc":
+        if args.controller == "walk":
+            from vertebra.runtime.walk_scenarios import run_walk_scenario
+
+            result = rt.stand_up(hold_s=0.5, progress=say)
+            scenario = run_walk_scenario(rt, args.scenario, args.duration, say or (lambda _m: None), speed=args.speed)
+        elif args.controller == "wbc":
             from vertebra.runtime.scenarios import run_scenario
 
             result = rt.stand_up(hold_s=0.5, progress=say)
@@ -230,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = rt.stand_up(hold_s=args.duration, progress=say)
         report = rt.report(result)
-        if args.controller == "wbc":
-            report["controller"] = "wbc"
+        if args.controller in ("wbc", "walk"):
+            report["controller"] = args.controller
             report["scenario"] = args.scenario or "stand"
             report.update(scenario)
             report["max_tilt_deg"] = scenario["max_tilt_deg"]
@@ -300,11 +316,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--estimator", action="store_true",
                    help="the controller uses the state estimator's base instead of the simulator's truth (as on "
                         "hardware; always so with --driver unitree_dds); the report gives its errors against truth")
-    s.add_argument("--controller", choices=["pd", "wbc"], default=None,
-                   help="pd: stand on joint hold (default); wbc: stand, then hand over to the whole-body controller")
-    s.add_argument("--scenario", choices=["stand", "push", "reach", "pose"], default=None,
+    s.add_argument("--controller", choices=["pd", "wbc", "walk"], default=None,
+                   help="pd: stand on joint hold (default); wbc: stand, then hand over to the whole-body controller; "
+                        "walk: stand, then walk on it (a biped: the G1)")
+    s.add_argument("--scenario", choices=["stand", "push", "reach", "pose", "forward", "backward", "lateral", "turn"],
+                   default=None,
                    help="with --controller wbc: stand (--duration s), push (8 directions), reach (hand targets, "
-                        "humanoid), pose (CoM shifts on a humanoid, base roll/pitch/yaw/height on a quadruped)")
+                        "humanoid), pose (CoM shifts on a humanoid, base roll/pitch/yaw/height on a quadruped); with "
+                        "--controller walk: forward (0.3 m/s), backward (0.15 m/s), lateral (0.08 m/s left), turn "
+                        "(0.2 rad/s left), each held --duration s (times --speed), then a stop to standing")
+    s.add_argument("--speed", type=float, default=1.0,
+                   help="--controller walk: the scenario's command times this (default 1)")
     s.add_argument("--push-n", type=float, default=30.0,
                    help="push scenario: force in N, applied for 0.2 s (default 30)")
     s.add_argument("--push-search", action="store_true",

@@ -1,0 +1,116 @@
+"""The G1 walks on the walk mode (cpp/locomotion/walk_mode.hpp) in lockstep simulation: forward,
+backward, sideways and turning at the commanded speed, then stops standing; on the simulator's truth,
+on the state estimator, and over DDS against the sim bridge in another process (no truth at all).
+Outcomes are judged on the simulator's truth."""
+
+import itertools
+import json
+import math
+import os
+
+import pytest
+from vertebra import _rt
+from vertebra.runtime.cli import main
+
+_domains = itertools.count(0)
+
+
+def base_flags(base):
+    if base == "estimate":
+        return ["--estimator"]
+    if base == "dds":
+        return ["--driver", "unitree_dds", "--domain", str(100 + (os.getpid() * 11 + next(_domains) + 30) % 120)]
+    return []
+
+
+def walk(capsys, scenario, *extra, base="truth"):
+    rc = main(["sim", "--robot", "g1", "--lockstep", "--controller", "walk", "--scenario", scenario, "--duration", "8",
+               "--json", "--no-record", *extra, *base_flags(base)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["controller"] == "walk" and out["walk"] == scenario and out["mode"] == "walk", out
+    assert out["fell"] is False and out["faults"] == [] and out["ended_standing"], out
+    assert out["base"] == ("truth" if base == "truth" else "estimate")
+    assert out["tracking_rms"]["strides"] >= 2
+    return out
+
+
+@pytest.mark.parametrize("base", ["truth", "estimate", "dds"])
+def test_g1_walks_forward_at_the_commanded_speed_and_stops_standing(capsys, base):
+    out = walk(capsys, "forward", base=base)
+    assert out["applied"] == [0.3, 0.0, 0.0]
+    assert out["achieved"]["vx_m_s"] > 0.27 and abs(out["achieved"]["vy_m_s"]) < 0.03, out["achieved"]
+    assert out["tracking_rms"]["linear_m_s"] < 0.05, out["tracking_rms"]
+    assert out["steps"] >= 9 and out["distance_m"] > 1.8
+    assert out["max_tilt_deg"] < 10.0
+
+
+@pytest.mark.parametrize("scenario, axis, low", [("backward", "vx_m_s", -0.135), ("lateral", "vy_m_s", 0.07),
+                                                 ("turn", "wz_rad_s", 0.18)])
+def test_g1_walks_backward_sideways_and_turns(capsys, scenario, axis, low):
+    out = walk(capsys, scenario)
+    got = out["achieved"][axis]
+    assert (got < low) if low < 0 else (got > low), out["achieved"]
+    assert out["tracking_rms"]["linear_m_s"] < 0.05 and out["tracking_rms"]["yaw_rad_s"] < 0.05, out["tracking_rms"]
+    if scenario == "turn":  # on the spot
+        assert out["turned_rad"] > 1.2 and out["distance_m"] < 0.2, out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--controller", "walk", "--scenario", "push"], "--scenario is one of"),
+    (["--controller", "wbc", "--scenario", "forward"], "needs --controller walk"),
+    (["--controller", "walk", "--speed", "-1"], "--speed"),
+    (["--controller", "walk", "--speed", "nan"], "--speed"),
+])
+def test_bad_walk_requests_are_refused_with_the_reason(capsys, argv, says):
+    assert main(["sim", "--robot", "g1", "--lockstep", "--no-record", *argv]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_quadruped_is_refused_by_the_biped_walker(capsys):
+    assert main(["sim", "--robot", "go2", "--lockstep", "--no-record", "--controller", "walk"]) == 2
+    assert "two feet" in capsys.readouterr().err
+
+
+def test_walk_mode_refuses_bad_settings_and_commands():
+    from vertebra.runtime.config import RobotConfig
+    from vertebra.runtime.walk import Walker, build_walk_config
+
+    cfg = RobotConfig.load("g1")
+    model = _rt.RobotModel(str(cfg.urdf_path), cfg.joint_names)
+    for field, value, says in [("dcm_gain", -1.0, "dcm_gain"), ("preview_steps", 1, "preview_steps"),
+                               ("start_s", 0.0, "start_s"), ("zmp_margin_m", 0.5, "zmp_margin_m"),
+                               ("com_weight_scale", 0.0, "com_weight_scale")]:
+        c = build_walk_config(cfg)
+        setattr(c, field, value)
+        with pytest.raises(ValueError, match=says):
+            Walker(cfg, model, config=c)
+    c = build_walk_config(cfg)
+    g = c.gait
+    g.single_support_s = 0.15  # shorter than the contact ramp (0.1 s) + 0.1 s
+    c.gait = g
+    with pytest.raises(ValueError, match="contact ramp"):
+        Walker(cfg, model, config=c)
+    w = Walker(cfg, model)
+    with pytest.raises(ValueError, match="finite"):
+        w.command(float("nan"), 0.0, 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        w.mode.set_command(0.1, math.inf, 0.0)
+
+
+def test_a_command_set_before_the_walk_mode_is_entered_does_not_move_the_robot():
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    rt = SimRuntime("g1", controller="walk")
+    rt.stand_up(hold_s=0.5)
+    rt.handle.command(0.3, 0.0, 0.0)  # stale: before this session of the mode
+    rt.activate_controller()
+    p0 = rt.truth()["base_pos"]
+    rt.wait(2.0)
+    st = rt.handle.status()
+    assert rt.loop.snapshot()["mode"] == "walk"
+    assert st["phase"] == "standing" and st["steps"] == 0 and st["applied"] == [0.0, 0.0, 0.0]
+    assert math.dist(rt.truth()["base_pos"][:2], p0[:2]) < 0.01
+    rt.handle.command(0.3, 0.0, 0.0)  # a command in this session walks
+    rt.wait(2.0)
+    assert rt.handle.status()["steps"] >= 1
