@@ -21,12 +21,19 @@ from vertebra.runtime.numerics import tilt_deg
 from vertebra.runtime.sim_runtime import SimRuntime
 
 # The command each scenario holds (vx m/s, vy m/s, wz rad/s), at --speed 1 (--speed scales it).
+# random: a new command every RANDOM_EVERY_S, each axis uniform over RANDOM_RANGE (x --speed; seeded:
+# the range the single-axis scenarios walk; the gait's full reach, 0.47 m/s forward, falls); push-walk: forward at 0.3 m/s with a push every PUSH_EVERY_S from 8 directions in turn.
 WALK_SCENARIOS: dict[str, tuple[float, float, float]] = {
     "forward": (0.3, 0.0, 0.0),
     "backward": (-0.15, 0.0, 0.0),
     "lateral": (0.0, 0.08, 0.0),
     "turn": (0.0, 0.0, 0.2),
+    "random": (0.0, 0.0, 0.0),
+    "push-walk": (0.3, 0.0, 0.0),
 }
+RANDOM_EVERY_S = 3.0
+RANDOM_RANGE = ((-0.15, 0.3), (-0.08, 0.08), (-0.2, 0.2))
+PUSH_EVERY_S = 2.5
 
 
 def _yaw(q: Any) -> float:
@@ -35,7 +42,8 @@ def _yaw(q: Any) -> float:
 
 
 def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callable[[str], None],
-                      speed: float = 1.0, settle_s: float = 3.0) -> dict[str, Any]:
+                      speed: float = 1.0, settle_s: float = 3.0, push_n: float = 60.0, push_s: float = 0.1,
+                      seed: int = 0) -> dict[str, Any]:
     if name not in WALK_SCENARIOS:
         raise ValueError(f"unknown walk scenario '{name}'; walk scenarios are: {', '.join(WALK_SCENARIOS)}")
     if not (math.isfinite(speed) and speed > 0.0):
@@ -59,7 +67,38 @@ def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callabl
         samples.append((rt.time_s() - t0, np.asarray(st["base_pos"][:2], dtype=float), _yaw(st["base_quat"]),
                         int(walker.status()["steps"])))
 
-    rt.wait(duration_s, on_sample=sample, sample_every_s=0.01)
+    pushes: list[dict[str, Any]] = []
+    commands: list[list[float]] = [list(cmd)]
+    if name == "random":
+        rng = np.random.default_rng(seed)
+        elapsed = 0.0
+        while elapsed < duration_s - 1e-9:
+            c = [float(rng.uniform(lo, hi)) * speed for lo, hi in RANDOM_RANGE]
+            walker.command(*c)
+            commands.append([round(v, 4) for v in c])
+            span = min(RANDOM_EVERY_S, duration_s - elapsed)
+            rt.wait(span, on_sample=sample, sample_every_s=0.01)
+            elapsed += span
+            if max_tilt > 45.0:
+                break
+        commands = commands[1:]
+    elif name == "push-walk":
+        rt.wait(min(3.0, duration_s), on_sample=sample, sample_every_s=0.01)  # up to speed first
+        elapsed, k = min(3.0, duration_s), 0
+        while elapsed + PUSH_EVERY_S <= duration_s + 1e-9:
+            ang = 2.0 * math.pi * (k % 8) / 8.0
+            yaw = _yaw(rt.truth()["base_quat"])  # the direction is the robot's (0: from behind)
+            say(f"push {push_n:g} N for {push_s:g} s at {math.degrees(ang):.0f} deg while walking")
+            rt.world.push(push_n * math.cos(yaw + ang), push_n * math.sin(yaw + ang), 0.0, push_s)
+            rt.wait(PUSH_EVERY_S, on_sample=sample, sample_every_s=0.01)
+            pushes.append({"direction_deg": round(math.degrees(ang), 1), "fell": max_tilt > 45.0 or min_h < 0.6 * rt.standing_height_m})
+            elapsed += PUSH_EVERY_S
+            k += 1
+            if pushes[-1]["fell"]:
+                break
+        rt.wait(max(0.0, duration_s - elapsed), on_sample=sample, sample_every_s=0.01)
+    else:
+        rt.wait(duration_s, on_sample=sample, sample_every_s=0.01)
     applied = list(walker.status()["applied"])
     walker.command(0.0, 0.0, 0.0)
     say(f"stopping: {settle_s:g} s to stand")
@@ -84,7 +123,16 @@ def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callabl
     err = [v - np.asarray(applied) for v in steady]
     achieved = np.mean(steady, axis=0) if steady else np.zeros(3)
     distance = float(np.linalg.norm(samples[-1][1] - samples[0][1])) if samples else 0.0
+    extra: dict[str, Any] = {}
+    if name == "random":
+        extra = {"commands": commands, "command_every_s": RANDOM_EVERY_S, "seed": seed}
+    if name == "push-walk":
+        extra = {"push_force_n": push_n, "push_duration_s": push_s, "pushes": pushes,
+                 "survived_all": bool(pushes) and not any(p["fell"] for p in pushes) and not fell}
+    if name in ("random", "push-walk"):  # the command changed (or was disturbed): no steady tracking
+        err = []
     return {
+        **extra,
         "walk": name,
         "command": [round(v, 4) for v in cmd],
         "applied": [round(float(v), 4) for v in applied],

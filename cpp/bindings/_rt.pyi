@@ -2138,8 +2138,27 @@ class WalkConfig:
     the walking controller's settings (cpp/locomotion/walk_mode.hpp)
     """
     gait: GaitParams
+    step_adjust: bool
     step_in_place: bool
     def __init__(self) -> None:
+        ...
+    @property
+    def adjust_deadband_m(self) -> float:
+        ...
+    @adjust_deadband_m.setter
+    def adjust_deadband_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def adjust_freeze_s(self) -> float:
+        ...
+    @adjust_freeze_s.setter
+    def adjust_freeze_s(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def adjust_max_m(self) -> float:
+        ...
+    @adjust_max_m.setter
+    def adjust_max_m(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def com_weight_scale(self) -> float:

@@ -160,6 +160,10 @@ void expose_walk(py::module_& m) {
       .def_readwrite("max_yaw_acc", &WalkConfig::max_yaw_acc)
       .def_readwrite("zmp_margin_m", &WalkConfig::zmp_margin_m)
       .def_readwrite("com_weight_scale", &WalkConfig::com_weight_scale)
+      .def_readwrite("step_adjust", &WalkConfig::step_adjust)
+      .def_readwrite("adjust_deadband_m", &WalkConfig::adjust_deadband_m)
+      .def_readwrite("adjust_max_m", &WalkConfig::adjust_max_m)
+      .def_readwrite("adjust_freeze_s", &WalkConfig::adjust_freeze_s)
       .def_readwrite("step_in_place", &WalkConfig::step_in_place);
   py::class_<WalkMode, ControllerMode, std::shared_ptr<WalkMode>>(
       m, "WalkMode", "the walking controller mode: velocity command -> footsteps, DCM plan, swing feet, tracked by "
@@ -184,6 +188,8 @@ void expose_walk(py::module_& m) {
         d["zmp_ref"] = s.zmp_ref;
         d["zmp_cmd"] = s.zmp_cmd;
         d["dcm_err_m"] = s.dcm_err_m;
+        d["adjusted_steps"] = s.adjusted_steps;
+        d["adjust"] = s.adjust;
         d["plan_time_s"] = s.plan_time_s;
         return d;
       });

@@ -87,19 +87,24 @@ int plan_footsteps(const GaitParams& g, const std::array<Pose2, 2>& feet_in, int
     const double dy = cmd.vy * sg > 0.0 ? 2.0 * cmd.vy * T : 0.0;   // the foot on the motion's side opens
     const double dyaw = cmd.wz * sg > 0.0 ? 2.0 * cmd.wz * T : 0.0;
     const Pose2 moved = compose(compose(frame, 0.0, 0.0, 0.5 * dyaw), dx, dy, 0.5 * dyaw);
-    Pose2 rel = relative(stance, compose(moved, 0.0, sg * half, 0.0));
-    rel.x = clamp(rel.x, -g.max_step_back_m, g.max_step_length_m);
-    rel.y = sg * clamp(sg * rel.y, g.min_step_width_m, g.step_width_m + g.max_step_out_m);
-    rel.yaw = clamp(rel.yaw, -g.max_step_turn_rad, g.max_step_turn_rad);
     Footstep& s = out[k];
     s.foot = f;
-    s.pose = compose(stance, rel.x, rel.y, rel.yaw);
+    s.pose = clamp_landing(g, stance, f, compose(moved, 0.0, sg * half, 0.0));
     s.t_lift = t_first + k * T;
     s.t_land = s.t_lift + g.single_support_s;
     feet[f] = s.pose;
     f = 1 - f;
   }
   return n;
+}
+
+Pose2 clamp_landing(const GaitParams& g, const Pose2& stance, int32_t swing, const Pose2& landing) {
+  const double sg = side(swing);
+  Pose2 rel = relative(stance, landing);
+  rel.x = clamp(rel.x, -g.max_step_back_m, g.max_step_length_m);
+  rel.y = sg * clamp(sg * rel.y, g.min_step_width_m, g.step_width_m + g.max_step_out_m);
+  rel.yaw = clamp(rel.yaw, -g.max_step_turn_rad, g.max_step_turn_rad);
+  return compose(stance, rel.x, rel.y, rel.yaw);
 }
 
 Vec2 stance_zmp(const GaitParams& g, const Pose2& foot, int32_t which) {

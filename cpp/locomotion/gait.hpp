@@ -83,6 +83,8 @@ struct Footstep {
 // single support starts t_first + k T after the plan's start. Returns the number written.
 int plan_footsteps(const GaitParams& g, const std::array<Pose2, 2>& feet, int32_t first_swing, const Velocity2& cmd,
                    int n, double t_first, Footstep* out);
+// A landing of the `swing` foot clamped against the stance foot: length, width (never across) and turn.
+Pose2 clamp_landing(const GaitParams& g, const Pose2& stance, int32_t swing, const Pose2& landing);
 // The command the unicycle can follow at these limits (each axis clamped to what one step can do).
 Velocity2 reachable(const GaitParams& g, const Velocity2& cmd);
 

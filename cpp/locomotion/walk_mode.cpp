@@ -36,6 +36,9 @@ std::string WalkConfig::check(int n_feet, bool flat_feet) const {
     return "max_lin_acc and max_yaw_acc must be positive";
   if (!(std::isfinite(zmp_margin_m) && zmp_margin_m >= 0.0)) return "zmp_margin_m must not be negative";
   if (!(std::isfinite(com_weight_scale) && com_weight_scale > 0.0)) return "com_weight_scale must be positive";
+  if (!(std::isfinite(adjust_deadband_m) && adjust_deadband_m >= 0.0 && std::isfinite(adjust_max_m) && adjust_max_m >= 0.0 &&
+        std::isfinite(adjust_freeze_s) && adjust_freeze_s >= 0.0))
+    return "adjust_deadband_m, adjust_max_m and adjust_freeze_s must not be negative";
   return "";
 }
 
@@ -93,10 +96,46 @@ int WalkMode::stop_steps(const std::array<Pose2, 2>& feet, int32_t swing) const 
 
 void WalkMode::start_plan(const std::array<Pose2, 2>& feet, int32_t first, int n, double t_first, const Vec2& zmp_start) {
   n_steps_ = gait::plan_footsteps(g_, feet, first, {applied_[0], applied_[1], applied_[2]}, n, t_first, steps_.data());
-  dcm_.build(g_, zmp_start, t_first, feet, steps_.data(), n_steps_, t_first > 0.0 || n_steps_ == 0 ? &dcm_now_ : nullptr);
+  nominal_ = steps_;
+  plan_feet_ = feet;
+  plan_t_first_ = t_first;
+  plan_zmp_start_ = zmp_start;
+  plan_dcm_start_ = dcm_now_;
+  plan_from_dcm_ = t_first > 0.0 || n_steps_ == 0;
+  adjusted_ = {};
+  dcm_.build(g_, zmp_start, t_first, feet, steps_.data(), n_steps_, plan_from_dcm_ ? &plan_dcm_start_ : nullptr);
   planned_feet_ = feet;
   t_ = 0.0;
   ++st_.replans;
+}
+
+void WalkMode::adjust_steps(const Vec2& r_want, const Vec2& r, double omega, const Pose2& stance) {
+  const gait::Footstep& s0 = nominal_[0];
+  const double left = s0.t_land - t_;
+  if (left < cfg_.adjust_freeze_s) return;  // too late in the swing: the landing stays
+  // What the sole cannot give: the feedback wants the ZMP at r_want, the support holds it at r. Held
+  // so until touch-down, the DCM ends (r_want - r)(exp(omega left) - 1) beyond where the feedback
+  // would have taken it (0 while the ZMP is inside the sole: then nothing moves).
+  const double g = std::exp(omega * left) - 1.0;
+  const Vec2 more{(r_want.x - r.x) * g, (r_want.y - r.y) * g};
+  if (std::hypot(more.x, more.y) < cfg_.adjust_deadband_m) return;
+  Vec2 off{adjusted_.x + more.x, adjusted_.y + more.y};
+  const double m = std::hypot(off.x, off.y);
+  if (m > cfg_.adjust_max_m) off = {off.x * cfg_.adjust_max_m / m, off.y * cfg_.adjust_max_m / m};
+  Pose2 land = s0.pose;
+  land.x += off.x;
+  land.y += off.y;
+  land = gait::clamp_landing(g_, stance, s0.foot, land);
+  const Vec2 d{land.x - s0.pose.x, land.y - s0.pose.y};
+  if (std::hypot(d.x - adjusted_.x, d.y - adjusted_.y) < 1e-3) return;  // at the limits already
+  adjusted_ = d;
+  for (int k = 0; k < n_steps_; ++k) {  // the landing and every step after it move together
+    steps_[k] = nominal_[k];
+    steps_[k].pose.x += d.x;
+    steps_[k].pose.y += d.y;
+  }
+  dcm_.build(g_, plan_zmp_start_, plan_t_first_, plan_feet_, steps_.data(), n_steps_,
+             plan_from_dcm_ ? &plan_dcm_start_ : nullptr);
 }
 
 Vec2 WalkMode::clamp_to_support(const Vec2& r, const std::array<Pose2, 2>& feet, int32_t swing) const {
@@ -194,6 +233,15 @@ bool WalkMode::plan(const WbcKinematics& k, double dt, WbcTargets& t) {
     swinging_ = false;
   } else {
     int32_t swing = -1;
+    if (n_steps_ >= 1 && t_ >= steps_[0].t_lift && t_ < steps_[0].t_land) {
+      swing = steps_[0].foot;
+      if (cfg_.step_adjust) {
+        const Vec2 want = gait::dcm_feedback(xi, dcm_.dcm(t_), dcm_.zmp(t_), w, cfg_.dcm_gain);
+        const double before = std::hypot(adjusted_.x, adjusted_.y);
+        adjust_steps(want, clamp_to_support(want, feet, swing), w, feet[1 - swing]);
+        if (before == 0.0 && std::hypot(adjusted_.x, adjusted_.y) > 0.0) ++st_.adjusted_steps;
+      }
+    }
     if (n_steps_ >= 1) {
       const gait::Footstep& s0 = steps_[0];
       if (t_ >= s0.t_lift && t_ < s0.t_land) {
@@ -202,7 +250,6 @@ bool WalkMode::plan(const WbcKinematics& k, double dt, WbcTargets& t) {
           lift_pose_ = feet[s0.foot];
           lift_z_ = k.foot_pos[idx[s0.foot]][2];
         }
-        swing = s0.foot;
         const double ramp = wbc_->config().contact_ramp_s;
         const gait::SwingSample sw = gait::swing(lift_pose_, lift_z_, s0.pose, ground_z_, g_.swing_height_m,
                                                  g_.single_support_s - ramp, t_ - s0.t_lift - ramp);
@@ -231,6 +278,7 @@ bool WalkMode::plan(const WbcKinematics& k, double dt, WbcTargets& t) {
     st_.zmp_ref = {p_d.x, p_d.y};
     st_.zmp_cmd = {r.x, r.y};
     st_.swing_foot = swing;
+    st_.adjust = {adjusted_.x, adjusted_.y};
   }
   t.base_pos = {k.base_pos[0], k.base_pos[1], base_z_};
   t.base_quat = t.torso_quat = yaw_quat(yaw);

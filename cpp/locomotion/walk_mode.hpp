@@ -42,6 +42,17 @@ struct WalkConfig {
   double max_lin_acc = 0.5, max_yaw_acc = 1.0;  // the command's rate limits: m/s^2, rad/s^2
   double zmp_margin_m = 0.01;  // the commanded ZMP this far inside the support polygon
   double com_weight_scale = 10.0;  // the whole-body controller's horizontal CoM weight times this (WbcTargets)
+  // Step adjustment: while a foot swings and the feedback's ZMP is beyond the stance sole (a push),
+  // the DCM will end (r_want - r)(exp(omega t_left) - 1) beyond the plan at touch-down; past the
+  // deadband the landing, and every step after it, move by that (at most adjust_max_m in all, within
+  // the step limits) and the DCM plan is made again from them. Frozen for the swing's last
+  // adjust_freeze_s (Capture-point stepping: Pratt et al. 2006; Englsberger et al. 2015).
+  // Off by default: on the simulator's truth it catches 30 N side pushes the fixed footsteps fall
+  // from, but on the state estimator's base its DCM noise saturates the ZMP early in a swing, the
+  // prediction (x exp(omega t_left) - 1, up to 10) turns that into 5-15 cm moves, and the G1 fell
+  // walking straight (docs/walking.md).
+  bool step_adjust = false;
+  double adjust_deadband_m = 0.01, adjust_max_m = 0.2, adjust_freeze_s = 0.1;
   bool step_in_place = false;  // a zero command: keep stepping (true) or stand (false)
   // "" when usable with a controller of n_feet flat feet, else what is wrong (configuration time).
   std::string check(int n_feet, bool flat_feet) const;
@@ -57,6 +68,8 @@ struct WalkStatus {
   std::array<double, 3> command{}, applied{};  // as set, and after the rate limits and step limits
   std::array<double, 2> dcm{}, dcm_ref{}, zmp_ref{}, zmp_cmd{};  // world, m
   double dcm_err_m = 0;
+  uint64_t adjusted_steps = 0;  // steps whose landing the step adjustment moved
+  std::array<double, 2> adjust{};  // the current step's adjustment, m
   double plan_time_s = 0;       // into the current plan
 };
 
@@ -82,6 +95,9 @@ class WalkMode final : public ControllerMode, private WbcPlanner {
   bool plan(const WbcKinematics& k, double dt, WbcTargets& out) override;
   // A new plan of n steps from now, the first by `first`, from the feet where they are.
   void start_plan(const std::array<gait::Pose2, 2>& feet, int32_t first, int n, double t_first, const gait::Vec2& zmp_start);
+  // Step adjustment (WalkConfig::step_adjust) of the swinging step 0: r_want the feedback's ZMP, r the one
+  // the support allows.
+  void adjust_steps(const gait::Vec2& r_want, const gait::Vec2& r, double omega, const gait::Pose2& stance);
   // The steps a stop needs: 0 when the feet already stand side by side, else 1 (the swing foot beside the stance foot).
   int stop_steps(const std::array<gait::Pose2, 2>& feet, int32_t swing) const;
   gait::Vec2 clamp_to_support(const gait::Vec2& r, const std::array<gait::Pose2, 2>& feet, int32_t swing) const;
@@ -101,7 +117,12 @@ class WalkMode final : public ControllerMode, private WbcPlanner {
   gait::Vec2 stand_com_{}, dcm_now_{};
   double t_ = 0;
   int n_steps_ = 0;
-  std::array<gait::Footstep, gait::kMaxSteps> steps_{};
+  std::array<gait::Footstep, gait::kMaxSteps> steps_{}, nominal_{};  // as adjusted / as planned
+  std::array<gait::Pose2, 2> plan_feet_{};  // the feet the plan was made from
+  double plan_t_first_ = 0;
+  gait::Vec2 plan_zmp_start_{}, plan_dcm_start_{};
+  bool plan_from_dcm_ = false;
+  gait::Vec2 adjusted_{};  // the current adjustment
   gait::DcmPlan dcm_;
   std::array<gait::Pose2, 2> planned_feet_{};  // where each foot stands (planned), for the ZMP support
   bool swinging_ = false;

@@ -15,6 +15,7 @@
 
 #include "estimation/estimator.hpp"
 #include "hil/bench_mode.hpp"
+#include "locomotion/walk_mode.hpp"
 #include "loop/rt_loop.hpp"
 #include "drivers/fault_injector.hpp"
 #include "drivers/mock_driver.hpp"
@@ -218,6 +219,46 @@ int main(int argc, char** argv) {
   }
   const long wbc_allocs = g_allocs.load();
 
+  // The walk mode (bipeds): entered standing, a command that starts walking (planning, lift-offs,
+  // swings, touch-downs, re-plans at every lift-off), then a zero command (the stop to standing).
+  // The state does not follow the robot (no simulator here), so only the code path is real.
+  long walk_allocs = -1, walk_bad = 0;
+  WalkStatus walk_st{};
+  if (flat && feet.size() == 2) {
+    for (int i = 0; i < n; ++i) {
+      s.q[i] = pose[i];
+      s.dq[i] = 0.0;
+    }
+    s.base_ang_vel = {0.0, 0.0, 0.0};
+    auto wbc_w = std::make_shared<WholeBodyController>(robot, cfg);
+    WalkConfig wc;
+    wc.step_adjust = true;  // its path counted too
+    WalkMode walk(wbc_w, wc);
+    if (walk.enter(p, s, last, none, req) != Status::kOk) {
+      std::fprintf(stderr, "walk enter failed\n");
+      return 1;
+    }
+    auto run_walk = [&](int ticks) {
+      for (int k = 0; k < ticks; ++k)
+        if (walk.update(p, s, none, 0.002, out) != Status::kOk) ++walk_bad;
+    };
+    run_walk(20);  // warm-up
+    g_allocs = 0;
+    g_counting = true;
+    walk.set_command(0.3, 0.0, 0.1);
+    run_walk(3000);
+    walk.set_command(0.0, 0.0, 0.0);
+    run_walk(3000);
+    g_counting = false;
+    walk_allocs = g_allocs.load();
+    walk.status(walk_st);
+    if (walk_st.steps < 3 || walk_st.replans < 3) {
+      std::fprintf(stderr, "the walk mode did not step (%llu steps, %llu re-plans)\n",
+                   static_cast<unsigned long long>(walk_st.steps), static_cast<unsigned long long>(walk_st.replans));
+      return 5;
+    }
+  }
+
   // The state estimator: both contact sources, with and without a controller's contact plan.
   long est_allocs = 0, est_bad = 0;
   if (!imu.empty()) {
@@ -407,7 +448,11 @@ int main(int argc, char** argv) {
   }
   std::printf("{\"wbc_updates\": 2900, \"wbc_keep_out_rows\": %d, \"wbc_allocations\": %ld, \"failed_updates\": %ld, "
               "\"loop_allocations\": %ld, \"loop_events\": %ld, \"estimator_updates\": %d, "
-              "\"estimator_allocations\": %ld, \"estimator_failed_updates\": %ld}\n",
-              wst.keep_out_active, wbc_allocs, bad, loop_allocs, events, imu.empty() ? 0 : 2000, est_allocs, est_bad);
-  return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0 && est_allocs == 0 && est_bad == 0) ? 0 : 1;
+              "\"estimator_allocations\": %ld, \"estimator_failed_updates\": %ld, \"walk_allocations\": %ld, "
+              "\"walk_failed_updates\": %ld, \"walk_steps\": %llu, \"walk_replans\": %llu, \"walk_phase\": %d}\n",
+              wst.keep_out_active, wbc_allocs, bad, loop_allocs, events, imu.empty() ? 0 : 2000, est_allocs, est_bad,
+              walk_allocs, walk_bad, static_cast<unsigned long long>(walk_st.steps),
+              static_cast<unsigned long long>(walk_st.replans), static_cast<int>(walk_st.phase));
+  return (wbc_allocs == 0 && loop_allocs == 0 && bad == 0 && est_allocs == 0 && est_bad == 0 && walk_allocs <= 0 &&
+          walk_bad == 0) ? 0 : 1;
 }

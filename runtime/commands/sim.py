@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from vertebra.runtime.provenance import recording_metadata
     from vertebra.runtime.sim_runtime import SimRuntime
 
+    if args.push_n is None:  # a standing push (wbc) or one while walking (walk: push-walk)
+        args.push_n = 60.0 if args.controller == "walk" else 30.0
     bad = _check_numbers(args)
     if bad:
         return _fail(bad)
@@ -236,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
             from vertebra.runtime.walk_scenarios import run_walk_scenario
 
             result = rt.stand_up(hold_s=0.5, progress=say)
-            scenario = run_walk_scenario(rt, args.scenario, args.duration, say or (lambda _m: None), speed=args.speed)
+            scenario = run_walk_scenario(rt, args.scenario, args.duration, say or (lambda _m: None), speed=args.speed,
+                                         push_n=args.push_n)
         elif args.controller == "wbc":
             from vertebra.runtime.scenarios import run_scenario
 
@@ -319,16 +322,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.add_argument("--controller", choices=["pd", "wbc", "walk"], default=None,
                    help="pd: stand on joint hold (default); wbc: stand, then hand over to the whole-body controller; "
                         "walk: stand, then walk on it (a biped: the G1)")
-    s.add_argument("--scenario", choices=["stand", "push", "reach", "pose", "forward", "backward", "lateral", "turn"],
+    s.add_argument("--scenario", choices=["stand", "push", "reach", "pose", "forward", "backward", "lateral", "turn",
+                                          "random", "push-walk"],
                    default=None,
                    help="with --controller wbc: stand (--duration s), push (8 directions), reach (hand targets, "
                         "humanoid), pose (CoM shifts on a humanoid, base roll/pitch/yaw/height on a quadruped); with "
                         "--controller walk: forward (0.3 m/s), backward (0.15 m/s), lateral (0.08 m/s left), turn "
-                        "(0.2 rad/s left), each held --duration s (times --speed), then a stop to standing")
+                        "(0.2 rad/s left), each held --duration s (times --speed), random (a new random command every 3 s, "
+                        "seeded), push-walk (0.3 m/s forward, a 0.1 s push of --push-n N every 2.5 s from 8 directions "
+                        "in turn); then a stop to standing")
     s.add_argument("--speed", type=float, default=1.0,
                    help="--controller walk: the scenario's command times this (default 1)")
-    s.add_argument("--push-n", type=float, default=30.0,
-                   help="push scenario: force in N, applied for 0.2 s (default 30)")
+    s.add_argument("--push-n", type=float, default=None,
+                   help="push scenario: force in N, applied for 0.2 s (default 30); push-walk: applied for 0.1 s "
+                        "(default 60)")
     s.add_argument("--push-search", action="store_true",
                    help="find the largest push (0.2 s, 8 directions, from --push-n up in 10 N steps) the robot "
                         "survives on the whole-body controller without stepping")

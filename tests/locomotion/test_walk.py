@@ -114,3 +114,61 @@ def test_a_command_set_before_the_walk_mode_is_entered_does_not_move_the_robot()
     rt.handle.command(0.3, 0.0, 0.0)  # a command in this session walks
     rt.wait(2.0)
     assert rt.handle.status()["steps"] >= 1
+
+
+def _walk_and_push(step_adjust, force_n, directions_deg):
+    """Walking at 0.3 m/s, a 0.1 s push from each direction in turn (2.5 s apart): the most tilt after each."""
+    from vertebra.runtime.numerics import tilt_deg
+    from vertebra.runtime.sim_runtime import SimRuntime
+
+    rt = SimRuntime("g1", controller="walk")
+    cfg = rt.handle.config
+    cfg.step_adjust = step_adjust
+    mode = _rt.WalkMode(rt.handle.wb.ctrl, cfg)
+    rt.loop.register_mode("walk_under_test", mode)
+    rt.stand_up(hold_s=0.5)
+    rt.request("walk_under_test")
+    rt.wait(0.3)
+    mode.set_command(0.3, 0.0, 0.0)
+    rt.wait(3.0)
+    tilts = []
+    for a in directions_deg:
+        rt.world.push(force_n * math.cos(math.radians(a)), force_n * math.sin(math.radians(a)), 0.0, 0.1)
+        worst = 0.0
+        for _ in range(25):
+            rt.wait(0.1)
+            worst = max(worst, tilt_deg(rt.truth()["base_quat"]))
+        tilts.append(worst)
+        if worst > 45.0:
+            break
+    return tilts, mode.status()
+
+
+def test_step_adjustment_catches_a_sideways_push_the_fixed_footsteps_fall_from():
+    """A 30 N, 0.1 s push from behind and then from the side while walking: the G1's soles are 5 cm
+    wide, so the ZMP alone cannot hold the DCM; moving the landing foot can."""
+    fixed, _ = _walk_and_push(False, 30.0, [0, 45])
+    assert fixed[0] < 10.0 and fixed[-1] > 45.0, fixed  # the sideways push: a fall
+    adjusted, st = _walk_and_push(True, 30.0, [0, 45, 90])
+    assert max(adjusted) < 10.0, adjusted
+    assert st["adjusted_steps"] >= 1 and st["phase"] == "walking"
+
+
+def test_the_walk_scenarios_for_random_commands_and_pushes_report_what_happened(capsys):
+    rc = main(["sim", "--robot", "g1", "--lockstep", "--controller", "walk", "--scenario", "random", "--duration", "12",
+               "--json", "--no-record"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["walk"] == "random" and len(out["commands"]) == 4 and out["seed"] == 0
+    assert out["fell"] is False and out["ended_standing"], out
+    assert out["tracking_rms"]["linear_m_s"] is None  # the command changes: no steady tracking
+    # (the step adjustment is off by default: a push from behind is caught, one from the side is not)
+    rc = main(["sim", "--robot", "g1", "--lockstep", "--controller", "walk", "--scenario", "push-walk", "--duration",
+               "5.5", "--push-n", "30", "--json", "--no-record"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["push_force_n"] == 30.0 and out["push_duration_s"] == 0.1
+    assert [p["direction_deg"] for p in out["pushes"]] == [0.0]
+    assert out["survived_all"] and out["ended_standing"], out
+    rc = main(["sim", "--robot", "g1", "--lockstep", "--controller", "walk", "--scenario", "push-walk", "--duration",
+               "8", "--push-n", "30", "--json", "--no-record"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and [p["fell"] for p in out["pushes"]] == [False, True] and not out["survived_all"], out

@@ -39,4 +39,9 @@ def test_tick_path_allocates_nothing(robot):
     assert out["failed_updates"] == 0, out
     assert out["estimator_updates"] == 2000 and out["estimator_allocations"] == 0, out
     assert out["estimator_failed_updates"] == 0, out
+    if robot == "g1":  # the walk mode (bipeds): walked, re-planned, stopped, allocating nothing
+        assert out["walk_allocations"] == 0 and out["walk_failed_updates"] == 0, out
+        assert out["walk_steps"] >= 3 and out["walk_replans"] >= 3 and out["walk_phase"] == 0, out
+    else:
+        assert out["walk_allocations"] == -1, out  # not a biped: not run
     assert r.returncode == 0
