@@ -55,15 +55,16 @@ struct Velocity2 {  // a velocity command in the walking frame: forward, left (m
 };
 
 struct GaitParams {
-  double single_support_s = 0.7;
-  double double_support_s = 0.15;
+  // G1 (docs/walking.md): at 0.7 s + 0.15 s it fell above 0.35 m/s; at 0.6 s + 0.1 s it walks 0.5 m/s
+  double single_support_s = 0.6;
+  double double_support_s = 0.1;
   double com_height_m = 0.66;   // z_c of the pendulum (above the soles)
   double gravity = 9.81;
   double step_width_m = 0.2;    // between the feet's centres, standing and walking straight
   double min_step_width_m = 0.16;  // the closest a foot lands beside the stance foot (laterally)
   double max_step_length_m = 0.4, max_step_back_m = 0.2;  // landing ahead of / behind the stance foot
-  double max_step_out_m = 0.15;    // landing farther out than the step width
-  double max_step_turn_rad = 0.4;  // yaw between the landing and the stance foot
+  double max_step_out_m = 0.2;     // landing farther out than the step width (G1: 0.28 m out fell)
+  double max_step_turn_rad = 0.75;  // yaw between the landing and the stance foot
   double swing_height_m = 0.06;
   double zmp_inset_m = 0.0;     // the ZMP reference this far inside the foot's centre (towards the other foot)
   // "" when the parameters make a gait, else what is wrong (configuration time).

@@ -41,14 +41,15 @@ struct WalkConfig {
   int32_t preview_steps = 3;   // footsteps planned ahead (2..gait::kMaxSteps)
   double max_lin_acc = 0.5, max_yaw_acc = 1.0;  // the command's rate limits: m/s^2, rad/s^2
   double zmp_margin_m = 0.01;  // the commanded ZMP this far inside the support polygon
-  double com_weight_scale = 10.0;  // the whole-body controller's horizontal CoM weight times this (WbcTargets)
+  double com_weight_scale = 30.0;  // the whole-body controller's horizontal CoM weight times this (WbcTargets;
+                                   // G1 at 0.5 m/s: x10 fell, the DCM 4 cm behind the plan, the ZMP at the heel)
   // Step adjustment: while a foot swings and the feedback's ZMP is beyond the stance sole (a push),
   // the DCM will end (r_want - r)(exp(omega t_left) - 1) beyond the plan at touch-down; past the
   // deadband the landing, and every step after it, move by that (at most adjust_max_m in all, within
   // the step limits) and the DCM plan is made again from them. Frozen for the swing's last
   // adjust_freeze_s (Capture-point stepping: Pratt et al. 2006; Englsberger et al. 2015).
-  // Off by default: on the simulator's truth it catches 30 N side pushes the fixed footsteps fall
-  // from, but on the state estimator's base its DCM noise saturates the ZMP early in a swing, the
+  // Off by default: on the simulator's truth it catches a 30 N push at 45 deg the fixed footsteps
+  // fall from, but on the state estimator's base its DCM noise saturates the ZMP early in a swing, the
   // prediction (x exp(omega t_left) - 1, up to 10) turns that into 5-15 cm moves, and the G1 fell
   // walking straight (docs/walking.md).
   bool step_adjust = false;
