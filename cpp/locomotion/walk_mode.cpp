@@ -104,7 +104,6 @@ void WalkMode::start_plan(const std::array<Pose2, 2>& feet, int32_t first, int n
   plan_from_dcm_ = t_first > 0.0 || n_steps_ == 0;
   adjusted_ = {};
   dcm_.build(g_, zmp_start, t_first, feet, steps_.data(), n_steps_, plan_from_dcm_ ? &plan_dcm_start_ : nullptr);
-  planned_feet_ = feet;
   t_ = 0.0;
   ++st_.replans;
 }
@@ -176,7 +175,6 @@ bool WalkMode::plan(const WbcKinematics& k, double dt, WbcTargets& t) {
     base_z_ = k.base_pos[2];
     g_.com_height_m = std::max(0.2, com_z_ - ground_z_);
     stand_com_ = {k.com[0], k.com[1]};
-    planned_feet_ = feet;
   }
   const double w = g_.omega();
   // the command: clamped to what the steps can follow, rate-limited
@@ -263,7 +261,6 @@ bool WalkMode::plan(const WbcKinematics& k, double dt, WbcTargets& t) {
         yaw = mean_yaw(feet[1 - s0.foot].yaw, sw.yaw);
       } else if (swinging_ && t_ >= s0.t_land) {  // touch-down
         swinging_ = false;
-        planned_feet_[s0.foot] = s0.pose;
         ++st_.steps;
       }
     }

@@ -125,7 +125,6 @@ class WalkMode final : public ControllerMode, private WbcPlanner {
   bool plan_from_dcm_ = false;
   gait::Vec2 adjusted_{};  // the current adjustment
   gait::DcmPlan dcm_;
-  std::array<gait::Pose2, 2> planned_feet_{};  // where each foot stands (planned), for the ZMP support
   bool swinging_ = false;
   gait::Pose2 lift_pose_{};
   double lift_z_ = 0;

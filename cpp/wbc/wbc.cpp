@@ -24,8 +24,6 @@ Eigen::VectorXd WholeBodyController::last_tau() const {
   return out;
 }
 
-const WbcTargets& WholeBodyController::planned() const { return impl_->planned; }
-
 void WholeBodyController::publish_targets(const WbcTargets& t) {
   std::lock_guard<std::mutex> lock(publish_mutex_);
   targets_in_.write(t);

@@ -218,10 +218,7 @@ struct WbcKinematics {
   int32_t n_feet = 0;
   std::array<std::array<double, 3>, kMaxContacts> foot_pos{};  // the contact frames' origins
   std::array<double, kMaxContacts> foot_yaw{};                 // their heading (rad)
-  std::array<double, kMaxContacts> contact_weight{};           // the contact ramp, 0..1
-  std::array<std::array<double, 6>, kMaxContacts> contact_wrench{};  // the last solve's (WbcStatus)
   std::array<double, 3> base_pos{};
-  std::array<double, 4> base_quat{1, 0, 0, 0};                 // w x y z
 };
 
 // A pattern generator run inside the controller's tick (a walking controller): after the state's
@@ -252,8 +249,6 @@ class WholeBodyController final : public ControllerMode, public TargetSink {
   // [tick] update() with a planner run inside the tick (WbcPlanner; nullptr: none): what a mode that
   // wraps this controller (the walking controller) calls from its own update().
   Status tick(const RobotParams& p, const State& s, double dt, Command& out, WbcPlanner* planner);
-  // The targets the planner set on the last tick (for the owning mode and tests; the tick's thread).
-  const WbcTargets& planned() const;
   uint64_t input_seq(const Targets&) const override {
     return published_.load(std::memory_order_acquire) + streamed_;
   }

@@ -47,12 +47,9 @@ void fill_kinematics(WholeBodyController::Impl& I, int nc) {
     const auto& M = d.oMf[I.contact_fid[c]];
     for (int i = 0; i < 3; ++i) k.foot_pos[c][i] = M.translation()[i];
     k.foot_yaw[c] = std::atan2(M.rotation()(1, 0), M.rotation()(0, 0));
-    k.contact_weight[c] = I.contact_on[c] ? I.contact_w[c] : 0.0;
-    k.contact_wrench[c] = I.st.contact_wrench[c];
   }
   for (int i = 0; i < 3; ++i) k.base_pos[i] = d.oMf[I.base_fid].translation()[i];
-  const Eigen::Quaterniond qb(d.oMf[I.base_fid].rotation());
-  k.base_quat = {qb.w(), qb.x(), qb.y(), qb.z()};
+
 }
 
 void merge_targets(WholeBodyController::Impl& I, const WbcTargets& t, int nc, int nh) {
