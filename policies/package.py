@@ -55,7 +55,7 @@ import numpy as np
 from vertebra.policies.package_integrity import PackageError, read_policy_yaml, show, verify_model
 from vertebra.policies.package_integrity import sha256_file as sha256_file  # re-exported for the exporters
 
-ACTION_SPACES = ("joint_targets", "wbc_targets")
+ACTION_SPACES = ("joint_targets", "wbc_targets", "base_velocity")
 RANGE_STDS = 5.0  # the default outputs.range: normalization.actions mean +- this many std
 # A runtime declares "cannot comply" after this many replies in a row below the feasibility
 # threshold; each of them is held, not acted on (one doubtful frame pauses, it does not abort).
@@ -356,7 +356,17 @@ def check_against_robot(spec: PolicySpec, robot: Any, control_rate_hz: float | N
                 problems.append(f"outputs.targets[{i}]: '{a}' where {robot.name}'s motor order has '{b}'")
                 break
     else:
-        valid = wbc_targets or []
+        from vertebra.policies.actions import BASE_VELOCITY_TARGETS, walk_target_names
+
+        valid = walk_target_names(robot) if spec.action_space == "base_velocity" else (wbc_targets or [])
+        if spec.action_space == "base_velocity":
+            if len(list(robot.foot_frames)) != 2:
+                problems.append(f"outputs.action_space: base_velocity drives the walk controller, for bipeds; "
+                                f"{robot.name} has {len(list(robot.foot_frames))} feet")
+            missing = [t for t in BASE_VELOCITY_TARGETS if t not in spec.targets]
+            if missing:
+                problems.append(f"outputs.targets: base_velocity needs all of {', '.join(BASE_VELOCITY_TARGETS)}; "
+                                f"missing {', '.join(missing)}")
         for t in spec.targets:
             if t not in valid:
                 problems.append(f"outputs.targets: '{t}' is not a whole-body target of {robot.name}; valid: {', '.join(valid)}")
@@ -364,7 +374,7 @@ def check_against_robot(spec: PolicySpec, robot: Any, control_rate_hz: float | N
         # The controller takes a position target whole (the loop refuses a stream with only some axes).
         axes: dict[str, set[str]] = {}
         for t in spec.targets:
-            if t in valid:
+            if t in valid and not t.startswith("base_velocity."):
                 base, _, axis = t.rpartition(".")
                 axes.setdefault(base, set()).add(axis)
         for base, got in axes.items():

@@ -18,7 +18,7 @@ from vertebra.runtime.schema import Section, config_file, field, read_yaml
 
 __all__ = ["CONFIG_DIR", "REPO_ROOT", "CameraConfig", "ConfigError", "FramesConfig", "HoistConfig", "JointConfig",
            "JointDynamics", "NoiseConfig", "RobotConfig", "SimConfig", "UrdfConfig", "VertebraError", "WbcBalanceGuard",
-           "WbcContacts", "WbcLimits", "WbcOutput", "WbcSettings", "WbcSolver", "WbcTaskConfig", "WbcTasks",
+           "WalkGait", "WalkSettings", "WbcContacts", "WbcLimits", "WbcOutput", "WbcSettings", "WbcSolver", "WbcTaskConfig", "WbcTasks",
            "available_robots", "example_robot_data_dir", "find_config_dir", "loop_config", "robot_params"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -448,6 +448,48 @@ class EstimatorSettings(Section):
             raise self.error("contact_off_n", self.contact_off_n, f"less than contact_on_n ({self.contact_on_n})")
 
 
+# -- walking ---------------------------------------------------------------------------------------
+# Defaults are the C++ ones (cpp/locomotion: gait::GaitParams, WalkConfig); tests/locomotion checks
+# they agree.
+class WalkGait(Section):
+    """The walking pattern (cpp/locomotion/gait.hpp: GaitParams)."""
+
+    single_support_s = field(float, default=0.6, lo=0.2, hi=2.0, doc="one foot down, per step")
+    double_support_s = field(float, default=0.1, lo=0.02, hi=1.0, doc="both feet down, between steps")
+    step_width_m = field(float, default=0.2, lo=0.05, hi=0.6, doc="between the feet's centres, walking straight")
+    min_step_width_m = field(float, default=0.16, lo=0.05, hi=0.6, doc="the closest a foot lands beside the other")
+    max_step_length_m = field(float, default=0.4, lo=0.0, lo_open=True, hi=1.0, doc="landing ahead of the stance foot")
+    max_step_back_m = field(float, default=0.2, lo=0.0, lo_open=True, hi=1.0, doc="landing behind the stance foot")
+    max_step_out_m = field(float, default=0.2, lo=0.0, hi=1.0, doc="landing farther out than the step width")
+    max_step_turn_rad = field(float, default=0.75, lo=0.0, hi=1.5, doc="yaw between the landing and the stance foot")
+    swing_height_m = field(float, default=0.06, lo=0.0, lo_open=True, hi=0.3, doc="the swing foot's apex")
+    zmp_inset_m = field(float, default=0.0, lo=0.0, hi=0.1, doc="the ZMP reference this far inside the foot's centre")
+
+    def check(self, context: Any) -> None:
+        if self.min_step_width_m > self.step_width_m:
+            raise self.error("min_step_width_m", self.min_step_width_m, f"at most step_width_m ({self.step_width_m})")
+
+
+class WalkSettings(Section):
+    """The walking controller (``controller: walk``; cpp/locomotion/walk_mode.hpp: WalkConfig)."""
+
+    gait = field(WalkGait, default={}, doc="the walking pattern")
+    dcm_gain = field(float, default=3.0, lo=0.0, lo_open=True, hi=50.0, doc="1/s: the DCM error's decay rate")
+    start_s = field(float, default=0.4, lo=0.02, hi=3.0, doc="the first weight shift onto the stance foot")
+    preview_steps = field(int, default=3, lo=2, hi=8, doc="footsteps planned ahead")
+    max_lin_acc_m_s2 = field(float, default=0.5, lo=0.0, lo_open=True, hi=10.0, doc="the command's rate limit")
+    max_yaw_acc_rad_s2 = field(float, default=1.0, lo=0.0, lo_open=True, hi=20.0, doc="the yaw rate's rate limit")
+    zmp_margin_m = field(float, default=0.01, lo=0.0, hi=0.05, doc="the commanded ZMP this far inside the support")
+    com_weight_scale = field(float, default=30.0, lo=0.1, hi=1000.0,
+                             doc="the horizontal CoM task's weight x this while walking")
+    step_in_place = field(bool, default=False, doc="a zero command: keep stepping (true) or stand (false)")
+    step_adjust = field(bool, default=True, doc="move the landing when the ZMP saturates (a push; docs/walking.md)")
+
+    def check(self, context: Any) -> None:
+        if self.start_s < self.gait.double_support_s:
+            raise self.error("start_s", self.start_s, f"at least gait.double_support_s ({self.gait.double_support_s})")
+
+
 class ServiceInterval(Section):
     """A joint group's service interval: the first of these limits reached makes it due."""
 
@@ -486,6 +528,7 @@ class RobotConfig(Section):
     wbc = field(WbcSettings, default=None, doc="the whole-body controller (optional)")
     estimator = field(EstimatorSettings, default=None,
                       doc="the floating-base state estimator (required to run without base truth: a real robot)")
+    walk = field(WalkSettings, default=None, doc="the walking controller (bipeds; optional: the C++ defaults)")
     maintenance = field(MaintenanceConfig, default={}, doc="service intervals (lifecycle records)")
     extra = field(dict, item=None, default={}, doc="free-form settings for tools (unchecked)")
 

@@ -93,10 +93,11 @@ class WalkControllerMode(Controller):
     """Walking on the whole-body QP (cpp/locomotion/walk_mode.hpp); the handle is :class:`Walker`."""
 
     def attach(self, runtime: Runtime) -> Any:
-        from vertebra.runtime.walk import Walker
+        from vertebra.runtime.walk import Walker, build_walk_config, walk_bounds
 
         _needs_wbc_section(runtime, self.name)
-        w = Walker(runtime.cfg, runtime.model, keep_out=runtime.keep_out)
+        build_walk_config(runtime.cfg)  # a robot it cannot walk is said first, then missing bounds
+        w = Walker(runtime.cfg, runtime.model, keep_out=runtime.keep_out, bounds=walk_bounds(runtime.safety))
         runtime.loop.register_mode(self.name, w.mode)
         return w
 

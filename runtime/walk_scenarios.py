@@ -41,6 +41,19 @@ def _yaw(q: Any) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def scenario_refusal(walker: Any, name: str, speed: float) -> str:
+    """'' when every command scenario `name` gives at `speed` is within the walker's bounds (the safety
+    config's base_velocity), else what is beyond them (said before the robot stands up)."""
+    if name == "random":
+        cmd = tuple(speed * max(abs(lo), abs(hi)) for lo, hi in RANDOM_RANGE)
+    else:
+        cmd = tuple(speed * v for v in WALK_SCENARIOS[name])
+    if walker.bounds is None:
+        return ""
+    why = walker.bounds.refusal(*cmd)
+    return f"--speed {speed:g}: scenario '{name}' would command {why} (safety config base_velocity)" if why else ""
+
+
 def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callable[[str], None],
                       speed: float = 1.0, settle_s: float = 3.0, push_n: float = 60.0, push_s: float = 0.1,
                       seed: int = 0) -> dict[str, Any]:

@@ -15,6 +15,7 @@ named keep the robot's default pose; every keyframe must lie inside the joints' 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,27 @@ class SettleSettings(Section):
             raise self.error("keyframes", len(self.keyframes), "at most 4 keyframes")
 
 
+class BaseVelocityBounds(Section):
+    """The base velocity commands a walking controller accepts (from the control API, teleop, a policy's
+    ``base_velocity`` chunk). A command beyond them is refused with an error and the robot keeps the
+    command it had; nothing is clamped silently. A walking controller does not start without them."""
+
+    max_vx_m_s = field(float, lo=0.0, lo_open=True, hi=3.0, doc="|forward| and |backward| speed")
+    max_vy_m_s = field(float, lo=0.0, lo_open=True, hi=2.0, doc="|sideways| speed")
+    max_wz_rad_s = field(float, lo=0.0, lo_open=True, hi=6.0, doc="|yaw rate|")
+
+    def refusal(self, vx: float, vy: float, wz: float) -> str:
+        """'' when (vx, vy, wz) is within the bounds, else what is beyond them."""
+        out = []
+        for name, v, lim, unit in (("vx", vx, self.max_vx_m_s, "m/s"), ("vy", vy, self.max_vy_m_s, "m/s"),
+                                   ("wz", wz, self.max_wz_rad_s, "rad/s")):
+            if not math.isfinite(v):
+                out.append(f"{name} {v} is not a number")
+            elif abs(v) > lim + 1e-12:
+                out.append(f"|{name}| {abs(v):g} {unit} > {lim:g} {unit}")
+        return "; ".join(out)
+
+
 class SafetySettings(Section):
     """Safety supervisor settings of one robot."""
 
@@ -206,6 +228,8 @@ class SafetySettings(Section):
                       doc="overrides of the default fault -> response table")
     settle = field(SettleSettings, default={}, doc="settle-then-cut keyframes")
     event_log = field(EventLogSettings, default={}, doc="event log write monitor and rotation (on when absent)")
+    base_velocity = field(BaseVelocityBounds, default=None,
+                          doc="walking: the velocity commands accepted (required by a walking controller)")
 
     @classmethod
     def load(cls, robot: str | RobotConfig, path: str | os.PathLike[str] | None = None) -> SafetySettings:

@@ -2179,6 +2179,12 @@ class WalkConfig:
     def left_foot(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def max_command(self) -> typing.Annotated[list[float], "FixedSize(3)"]:
+        ...
+    @max_command.setter
+    def max_command(self, arg0: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"]) -> None:
+        ...
+    @property
     def max_lin_acc(self) -> float:
         ...
     @max_lin_acc.setter
@@ -2220,9 +2226,9 @@ class WalkMode(ControllerMode):
     """
     def __init__(self, wbc: WholeBodyController, config: WalkConfig) -> None:
         ...
-    def set_command(self, vx: typing.SupportsFloat | typing.SupportsIndex, vy: typing.SupportsFloat | typing.SupportsIndex, wz: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def set_command(self, vx: typing.SupportsFloat | typing.SupportsIndex, vy: typing.SupportsFloat | typing.SupportsIndex, wz: typing.SupportsFloat | typing.SupportsIndex) -> bool:
         """
-        the velocity command (m/s, m/s, rad/s, walking frame)
+        the velocity command (m/s, m/s, rad/s, walking frame); False (refused, the command stays) when not finite or beyond config.max_command
         """
     def status(self) -> dict:
         ...

@@ -164,15 +164,15 @@ void expose_walk(py::module_& m) {
       .def_readwrite("adjust_deadband_m", &WalkConfig::adjust_deadband_m)
       .def_readwrite("adjust_max_m", &WalkConfig::adjust_max_m)
       .def_readwrite("adjust_freeze_s", &WalkConfig::adjust_freeze_s)
-      .def_readwrite("step_in_place", &WalkConfig::step_in_place);
+      .def_readwrite("step_in_place", &WalkConfig::step_in_place)
+      .def_readwrite("max_command", &WalkConfig::max_command);
   py::class_<WalkMode, ControllerMode, std::shared_ptr<WalkMode>>(
       m, "WalkMode", "the walking controller mode: velocity command -> footsteps, DCM plan, swing feet, tracked by "
                      "the whole-body QP it wraps (cpp/locomotion/walk_mode.hpp)")
       .def(py::init<std::shared_ptr<WholeBodyController>, const WalkConfig&>(), py::arg("wbc"), py::arg("config"))
-      .def("set_command", [](WalkMode& w, double vx, double vy, double wz) {
-             if (!w.set_command(vx, vy, wz))
-               throw std::invalid_argument("walk command: vx, vy, wz must be finite numbers");
-           }, py::arg("vx"), py::arg("vy"), py::arg("wz"), "the velocity command (m/s, m/s, rad/s, walking frame)")
+      .def("set_command", &WalkMode::set_command, py::arg("vx"), py::arg("vy"), py::arg("wz"),
+           "the velocity command (m/s, m/s, rad/s, walking frame); False (refused, the command stays) when not "
+           "finite or beyond config.max_command")
       .def("status", [](const WalkMode& w) {
         WalkStatus s;
         w.status(s);
@@ -189,6 +189,7 @@ void expose_walk(py::module_& m) {
         d["zmp_cmd"] = s.zmp_cmd;
         d["dcm_err_m"] = s.dcm_err_m;
         d["adjusted_steps"] = s.adjusted_steps;
+        d["refused_commands"] = s.refused_commands;
         d["adjust"] = s.adjust;
         d["plan_time_s"] = s.plan_time_s;
         return d;

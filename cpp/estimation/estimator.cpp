@@ -40,6 +40,8 @@ struct StateEstimator::Impl {
   std::vector<int> m2q, m2v;
   pinocchio::FrameIndex imu_fid = 0;
   Eigen::Matrix3d R_bi = Eigen::Matrix3d::Identity();  // IMU frame in the base frame
+  Eigen::Vector3d p_bi = Eigen::Vector3d::Zero();      // the IMU's position in the base frame
+  Eigen::Vector3d w_prev = Eigen::Vector3d::Zero();    // the last tick's angular velocity (world)
   std::vector<pinocchio::FrameIndex> foot_fid;
   std::vector<std::vector<int>> leg_v, leg_motor;  // the leg's v columns and their motor indices
   Eigen::Vector3d sole{0, 0, 0};
@@ -119,6 +121,7 @@ StateEstimator::StateEstimator(const RobotModel& robot, const EstimatorConfig& c
   pinocchio::framesForwardKinematics(I.model, I.data, I.q);
   const pinocchio::SE3 oMb = I.data.oMi[1];
   I.R_bi = oMb.rotation().transpose() * I.data.oMf[I.imu_fid].rotation();
+  I.p_bi = oMb.actInv(I.data.oMf[I.imu_fid]).translation();
   // The filter's constant structure.
   I.nx = 6 + 3 * nf_;
   I.nz = 7 * nf_ + 3;
@@ -167,7 +170,15 @@ Status StateEstimator::update(const State& s, const ContactPlan& plan, Estimate&
   const Eigen::Vector3d gyro(s.imu_gyro[0], s.imu_gyro[1], s.imu_gyro[2]);
   const Eigen::Vector3d w_b = I.R_bi * gyro;
   const Eigen::Vector3d acc(s.imu_acc[0], s.imu_acc[1], s.imu_acc[2]);
-  const Eigen::Vector3d a_w = R_wi * acc + Eigen::Vector3d(0, 0, -9.81);
+  // The accelerometer measures at the IMU, not at the base origin the filter tracks: take out the
+  // lever arm r (G1: 9.5 cm from the pelvis origin), a_base = a_imu - dw/dt x r - w x (w x r), with
+  // dw/dt from the gyro's change over the tick. Uncompensated, the G1's base rocking at each step put
+  // 4-6 cm/s into the lateral velocity walking at 0.5 m/s, and it fell (docs/walking.md).
+  const double dt_imu = 1.0 / cfg_.control_rate_hz;
+  const Eigen::Vector3d w_w = R * w_b, r_w = R * I.p_bi;
+  const Eigen::Vector3d wd_w = initialised_ ? Eigen::Vector3d((w_w - I.w_prev) / dt_imu) : Eigen::Vector3d::Zero();
+  I.w_prev = w_w;
+  const Eigen::Vector3d a_w = R_wi * acc + Eigen::Vector3d(0, 0, -9.81) - wd_w.cross(r_w) - w_w.cross(w_w.cross(r_w));
 
   // Kinematics at the base origin, world-aligned axes (base position and linear velocity zero).
   I.q.head<3>().setZero();
@@ -185,6 +196,8 @@ Status StateEstimator::update(const State& s, const ContactPlan& plan, Estimate&
   if (!use_sensor) pinocchio::computeGeneralizedGravity(I.model, I.data, I.q);
   pinocchio::forwardKinematics(I.model, I.data, I.q, I.v);
   std::array<Eigen::Vector3d, kMaxFeet> r{}, vr{};
+  bool planned_step = false;  // the contact plan has released a foot
+  for (int i = 0; plan.valid && i < nf_; ++i) planned_step = planned_step || plan.weight[i] < 0.5;
   for (int i = 0; i < nf_; ++i) {
     const pinocchio::SE3& oMf = pinocchio::updateFramePlacement(I.model, I.data, I.foot_fid[i]);
     const pinocchio::Motion vf = pinocchio::getFrameVelocity(I.model, I.data, I.foot_fid[i], pinocchio::LOCAL_WORLD_ALIGNED);
@@ -219,6 +232,13 @@ Status StateEstimator::update(const State& s, const ContactPlan& plan, Estimate&
     out.normal_force[i] = fn;
     bool st = I.stance[i] ? fn > cfg_.contact_off_n : fn > cfg_.contact_on_n;
     if (plan.valid && plan.weight[i] < 0.5) st = false;
+    // While the plan has released a foot (a step), a foot it holds at full weight carries the robot:
+    // it is in stance whatever the force estimate says. The joint-torque estimate is static (no
+    // M ddq): G1 walking at 0.5 m/s, it swung between -3900 N and +1300 N on the stance foot at
+    // touch-downs and dipped below contact_off_n late in single support, and with no foot in
+    // stance the base velocity erred by 6 cm/s (docs/walking.md). (MIT Cheetah's estimator takes
+    // the gait's contact phase the same way.)
+    if (plan.valid && planned_step && plan.weight[i] >= 0.99) st = true;
     I.stance[i] = st;
   }
 

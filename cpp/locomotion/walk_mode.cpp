@@ -5,6 +5,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/chunk_scheduler.hpp"
+
 namespace vertebra {
 
 using gait::Pose2;
@@ -35,6 +37,8 @@ std::string WalkConfig::check(int n_feet, bool flat_feet) const {
   if (!(std::isfinite(max_lin_acc) && max_lin_acc > 0.0 && std::isfinite(max_yaw_acc) && max_yaw_acc > 0.0))
     return "max_lin_acc and max_yaw_acc must be positive";
   if (!(std::isfinite(zmp_margin_m) && zmp_margin_m >= 0.0)) return "zmp_margin_m must not be negative";
+  for (double m : max_command)
+    if (!(m > 0.0) || std::isnan(m)) return "max_command must be positive (m/s, m/s, rad/s)";
   if (!(std::isfinite(com_weight_scale) && com_weight_scale > 0.0)) return "com_weight_scale must be positive";
   if (!(std::isfinite(adjust_deadband_m) && adjust_deadband_m >= 0.0 && std::isfinite(adjust_max_m) && adjust_max_m >= 0.0 &&
         std::isfinite(adjust_freeze_s) && adjust_freeze_s >= 0.0))
@@ -54,8 +58,59 @@ WalkMode::WalkMode(std::shared_ptr<WholeBodyController> wbc, const WalkConfig& c
   if (!why.empty()) throw std::invalid_argument("walk: " + why);
 }
 
+bool WalkMode::within_bounds(double vx, double vy, double wz) const {
+  return finite3(vx, vy, wz) && std::abs(vx) <= cfg_.max_command[0] && std::abs(vy) <= cfg_.max_command[1] &&
+         std::abs(wz) <= cfg_.max_command[2];
+}
+
+std::vector<std::string> WalkMode::target_names() const {
+  std::vector<std::string> v = wbc_->target_names();  // com.x/y/z, then the hands' x/y/z
+  v[0] = "base_velocity.vx";  // the walk owns the centre of mass: its channels are the command's
+  v[1] = "base_velocity.vy";
+  v[2] = "base_velocity.wz";
+  return v;
+}
+
+std::string WalkMode::check_channels(const int* ch, int n) const {
+  int base = 0;
+  for (int k = 0; k < n; ++k) base += ch[k] < 3;
+  if (base != 0 && base != 3)
+    return "the base velocity needs all of base_velocity.vx, .vy and .wz in the stream, found " + std::to_string(base) +
+           " of them";
+  return wbc_->check_channels(ch, n);  // the hands' (the command's channels stand where the CoM's are)
+}
+
+void WalkMode::stream(const int* ch, const double* v, int n) {
+  std::array<double, 3> c{};
+  bool seen = false;
+  for (int k = 0; k < n; ++k)
+    if (ch[k] >= 0 && ch[k] < 3) {
+      c[ch[k]] = v[k];
+      seen = true;
+    }
+  if (seen) {
+    if (within_bounds(c[0], c[1], c[2])) {
+      command_ = c;
+    } else {  // fail closed: a policy beyond the bounds stops the walk
+      command_ = {};
+      ++st_.refused_commands;
+    }
+    ++streamed_;
+  }
+  // the hands' channels to the whole-body controller (never the command's: they are its CoM channels)
+  std::array<int, kMaxActionDim> hc{};
+  std::array<double, kMaxActionDim> hv{};
+  int m = 0;
+  for (int k = 0; k < n && m < kMaxActionDim; ++k)
+    if (ch[k] >= 3) {
+      hc[m] = ch[k];
+      hv[m++] = v[k];
+    }
+  if (m > 0) wbc_->stream(hc.data(), hv.data(), m);
+}
+
 bool WalkMode::set_command(double vx, double vy, double wz) {
-  if (!finite3(vx, vy, wz)) return false;
+  if (!within_bounds(vx, vy, wz)) return false;
   std::lock_guard<std::mutex> lock(command_mutex_);  // one writer at a time into the triple buffer
   command_in_.write({vx, vy, wz});
   command_seq_.fetch_add(1, std::memory_order_acq_rel);

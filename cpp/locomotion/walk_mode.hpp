@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/exchange.hpp"
 #include "core/modes.hpp"
@@ -48,13 +49,17 @@ struct WalkConfig {
   // deadband the landing, and every step after it, move by that (at most adjust_max_m in all, within
   // the step limits) and the DCM plan is made again from them. Frozen for the swing's last
   // adjust_freeze_s (Capture-point stepping: Pratt et al. 2006; Englsberger et al. 2015).
-  // Off by default: on the simulator's truth it catches a 30 N push at 45 deg the fixed footsteps
-  // fall from, but on the state estimator's base its DCM noise saturates the ZMP early in a swing, the
-  // prediction (x exp(omega t_left) - 1, up to 10) turns that into 5-15 cm moves, and the G1 fell
-  // walking straight (docs/walking.md).
-  bool step_adjust = false;
+  // On by default. G1 on the state estimator (docs/walking.md): with it, 120 s of random commands
+  // with no fall (without it a fall at about 95 s), and a 30 N, 0.1 s push at 45 deg caught while walking
+  // at 0.3 m/s (without it a fall). (It once moved feet by 5-15 cm walking straight on the estimator:
+  // that was the estimator's uncompensated IMU lever arm, since fixed.)
+  bool step_adjust = true;
   double adjust_deadband_m = 0.01, adjust_max_m = 0.2, adjust_freeze_s = 0.1;
   bool step_in_place = false;  // a zero command: keep stepping (true) or stand (false)
+  // The commands accepted, |vx|, |vy| (m/s), |wz| (rad/s): the safety config's base_velocity bounds.
+  // set_command() refuses one beyond them; a streamed one beyond them stops the walk (WalkMode).
+  std::array<double, 3> max_command{kUnbounded, kUnbounded, kUnbounded};
+  static constexpr double kUnbounded = 1e300;
   // "" when usable with a controller of n_feet flat feet, else what is wrong (configuration time).
   std::string check(int n_feet, bool flat_feet) const;
 };
@@ -70,11 +75,16 @@ struct WalkStatus {
   std::array<double, 2> dcm{}, dcm_ref{}, zmp_ref{}, zmp_cmd{};  // world, m
   double dcm_err_m = 0;
   uint64_t adjusted_steps = 0;  // steps whose landing the step adjustment moved
+  uint64_t refused_commands = 0;  // streamed commands beyond max_command (each stopped the walk)
   std::array<double, 2> adjust{};  // the current step's adjustment, m
   double plan_time_s = 0;       // into the current plan
 };
 
-class WalkMode final : public ControllerMode, private WbcPlanner {
+// Its target sink (streamed task targets, a policy's chunks): base_velocity.vx, .vy, .wz (the
+// command, all three together), then the whole-body controller's hand targets under their names (the
+// walk owns the centre of mass). A streamed command that is not finite or beyond max_command is
+// refused: the command becomes zero (the robot stops walking) and refused_commands counts it.
+class WalkMode final : public ControllerMode, public TargetSink, private WbcPlanner {
  public:
   // Configuration time; throws std::invalid_argument on a config the controller cannot walk with.
   WalkMode(std::shared_ptr<WholeBodyController> wbc, const WalkConfig& cfg);
@@ -82,12 +92,18 @@ class WalkMode final : public ControllerMode, private WbcPlanner {
   Status enter(const RobotParams& p, const State& s, const Command& last, const Targets& t,
                const ModeRequest& req) override;
   Status update(const RobotParams& p, const State& s, const Targets& t, double dt, Command& out) override;
-  uint64_t input_seq(const Targets& t) const override { return wbc_->input_seq(t) + command_seq_.load(std::memory_order_acquire); }
+  uint64_t input_seq(const Targets& t) const override { return wbc_->input_seq(t) + command_seq_.load(std::memory_order_acquire) + streamed_; }
   bool contact_plan(std::array<double, kMaxFeet>& weight) const override { return wbc_->contact_plan(weight); }
   bool diagnostics(ControllerDiagnostics& out) const override { return wbc_->diagnostics(out); }
+  TargetSink* target_sink() override { return this; }
+  std::vector<std::string> target_names() const override;
+  std::string check_channels(const int* channels, int n) const override;
+  void stream(const int* channels, const double* values, int n) override;  // [tick]
 
-  // Any thread: the velocity command in the walking frame (m/s, m/s, rad/s); non-finite: refused (false).
+  // Any thread: the velocity command in the walking frame (m/s, m/s, rad/s); non-finite or beyond
+  // max_command: refused (false), the command it had stays.
   bool set_command(double vx, double vy, double wz);
+  bool within_bounds(double vx, double vy, double wz) const;
   void status(WalkStatus& out) const { status_.load(out); }
   const WalkConfig& config() const { return cfg_; }
   WholeBodyController& wbc() { return *wbc_; }
@@ -112,6 +128,7 @@ class WalkMode final : public ControllerMode, private WbcPlanner {
   SeqLock<WalkStatus> status_;
   // tick-owned
   WalkStatus st_{};
+  uint64_t streamed_ = 0;  // streamed commands taken (input_seq)
   std::array<double, 3> command_{}, applied_{};
   bool fresh_ = true;  // the first tick after enter(): capture the heights and the standing CoM
   double com_z_ = 0, base_z_ = 0, ground_z_ = 0;

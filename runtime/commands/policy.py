@@ -23,12 +23,9 @@ def run_check(args: argparse.Namespace) -> int:
             print(json.dumps({"package": args.package, "robot": args.robot, "valid": False, "compatible": False,
                               "problems": [str(e)]}))
         return 1
-    wbc_names = None
-    if pkg.spec.action_space == "wbc_targets":
-        from vertebra.policies.actions import wbc_target_names
+    from vertebra.policies.actions import task_target_names
 
-        wbc_names = wbc_target_names(robot)
-    problems = check_against_robot(pkg.spec, robot, wbc_targets=wbc_names)
+    problems = check_against_robot(pkg.spec, robot, wbc_targets=task_target_names(robot, pkg.spec.action_space) or None)
     if args.json:
         print(json.dumps({"package": str(pkg.path), "robot": robot.name, "valid": True, "compatible": not problems,
                           "problems": problems}))

@@ -227,6 +227,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError, OSError) as e:  # the C++ core refusing its configuration
         _close_world(world)
         return _fail(f"cannot build the runtime: {e}".replace("\n", " "))
+    if args.controller == "walk":
+        from vertebra.runtime.walk_scenarios import scenario_refusal
+
+        why = scenario_refusal(rt.handle, args.scenario, args.speed)
+        if why:
+            rt.close()
+            _close_world(world)
+            return _fail(why)
     viewer = None
     try:
         if args.view:

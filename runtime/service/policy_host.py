@@ -136,7 +136,7 @@ class PolicyHost:
 
     def check_remote(self, meta: dict[str, Any]) -> RemoteSpec:
         """What the remote server runs, against this robot (PolicyRefused says what disagrees)."""
-        from vertebra.policies.actions import wbc_target_names
+        from vertebra.policies.actions import ACTION_SPACE_CONTROLLER, task_target_names
 
         spec = RemoteSpec(meta)
         problems = []
@@ -145,13 +145,15 @@ class PolicyHost:
                             f"{self.robot.name}")
         if spec.action_space == "joint_targets" and spec.targets != list(self.robot.joint_names):
             problems.append(f"outputs.targets: not {self.robot.name}'s joints in motor order")
-        elif spec.action_space == "wbc_targets":
-            bad = [t for t in spec.targets if t not in wbc_target_names(self.robot)]
+        elif spec.action_space in ACTION_SPACE_CONTROLLER:
+            bad = [t for t in spec.targets if t not in task_target_names(self.robot, spec.action_space)]
             if bad:
-                problems.append(f"outputs.targets: {', '.join(bad)} are not whole-body targets of {self.robot.name}")
-            if self.deploy.controller != "wbc":
-                problems.append("outputs.action_space: wbc_targets needs controller: wbc")
-        elif spec.action_space not in ("joint_targets", "wbc_targets"):
+                problems.append(f"outputs.targets: {', '.join(bad)} are not {spec.action_space} targets of "
+                                f"{self.robot.name}")
+            need = ACTION_SPACE_CONTROLLER[spec.action_space]
+            if self.deploy.controller != need:
+                problems.append(f"outputs.action_space: {spec.action_space} needs controller: {need}")
+        elif spec.action_space != "joint_targets":
             problems.append(f"outputs.action_space: {spec.action_space} cannot drive a robot")
         if spec.cameras:
             problems.append("inputs.cameras: this runtime has no camera source")
@@ -165,7 +167,7 @@ class PolicyHost:
     # -- checks -------------------------------------------------------------------------------
     def check(self, name: str) -> Any:
         """The package `name` of the server config, checked against the robot (PolicyRefused says why)."""
-        from vertebra.policies.actions import wbc_target_names
+        from vertebra.policies.actions import ACTION_SPACE_CONTROLLER, wbc_target_names
         from vertebra.policies.package import PolicyPackage, check_against_robot
 
         if name not in self.server_cfg.policies:
@@ -179,9 +181,10 @@ class PolicyHost:
         if spec.cameras:
             problems.append(f"inputs.cameras: the package needs camera(s) {', '.join(c.name for c in spec.cameras)}; "
                             "this runtime has no camera source")
-        if spec.action_space == "wbc_targets" and self.deploy.controller != "wbc":
-            problems.append(f"outputs.action_space: wbc_targets needs controller: wbc (the deploy config runs "
-                            f"{self.deploy.controller})")
+        need = ACTION_SPACE_CONTROLLER.get(spec.action_space)
+        if need is not None and self.deploy.controller != need:
+            problems.append(f"outputs.action_space: {spec.action_space} needs controller: {need} (the deploy config "
+                            f"runs {self.deploy.controller})")
         if problems:
             raise PolicyRefused(f"policy '{name}' does not fit {self.robot.name}: " + "; ".join(problems))
         self.specs[name] = spec
@@ -304,6 +307,12 @@ class PolicyHost:
             self.last_error = (f"a chunk of shape {list(actions.shape)} (finite: {bool(np.all(np.isfinite(actions)))}) "
                                f"from {spec.name}, which declares [chunk, {len(spec.targets)}]: dropped")
             return False
+        if spec.action_space == "base_velocity":
+            why = self._beyond_bounds(spec, actions)
+            if why:  # fail closed: the chunk is not pushed (the loop would stop the walk on it anyway)
+                self.outages += 1
+                self.last_error = f"a chunk from {spec.name} commands {why} (safety config base_velocity): dropped"
+                return False
         self.latency_us.append((time.perf_counter_ns() - t0) / 1e3)
         del self.latency_us[:-500]
         start = t_obs + dt_ns if spec.action_space == "joint_targets" else t_obs
@@ -315,6 +324,20 @@ class PolicyHost:
             return False
         self.steps += 1
         return True
+
+    def _beyond_bounds(self, spec: Any, actions: np.ndarray) -> str:
+        """'' when every row's base velocity is within the safety config's bounds, else the first that is not."""
+        from vertebra.policies.actions import BASE_VELOCITY_TARGETS
+
+        bounds = getattr(getattr(self.rt, "safety", None), "base_velocity", None)
+        if bounds is None:
+            return "a base velocity with no bounds declared"
+        cols = [list(spec.targets).index(t) for t in BASE_VELOCITY_TARGETS]
+        for row in actions:
+            why = bounds.refusal(*(float(row[c]) for c in cols))
+            if why:
+                return why
+        return ""
 
     def _run(self) -> None:
         next_t = time.monotonic()
