@@ -29,6 +29,13 @@ Pieces (each testable on its own):
 
 Keys: w/s x, a/d y, r/f z (world frame), tab switches hand (left, right, both), p hands the robot
 back to a paused policy (ends the intervention), space e-stop, q quit.
+
+Under the walk controller (``controller: walk``) the same keys drive the base velocity instead
+(``WalkMapper``): w/s forward/back, a/d left/right, r/f turn left/right, each at ``walk_scale`` of the
+safety config's ``base_velocity`` bound while its key keeps coming (a gamepad's sticks: a velocity).
+The session sends ``walk`` at its rate (the service's walk deadman lapses a command not renewed);
+the deadman released sends zero: the robot stops walking and stands (no HOLD mid-step), and
+``close()`` holds once it stands.
 """
 
 from __future__ import annotations
@@ -65,8 +72,11 @@ COMMAND_KEYS: dict[str, str] = {"\t": "switch", " ": "estop", "q": "quit", "p": 
 HAND_CYCLE = ("left", "right", "both")
 ARMED = ("HOLD", "ACTIVE")
 TARGET_CONTROLLERS = ("wbc",)  # the controller modes whose target sink takes hand / CoM targets
+WALK_CONTROLLERS = ("walk",)   # the controller modes that take a base velocity (the walk request)
 KEY_HELP = ("keys: w/s x, a/d y, r/f z, tab switch hand, p resume the policy, space E-STOP, q quit "
             "(motion only while keys keep coming)")
+WALK_KEY_HELP = ("keys: w/s forward/back, a/d left/right, r/f turn left/right, p resume the policy, space E-STOP, "
+                 "q quit (walking only while keys keep coming; let go and the robot stops and stands)")
 
 
 class TeleopError(VertebraError):
@@ -87,10 +97,11 @@ class TeleopLimits:
     max_offset_m: float = 0.3
     deadband: float = 0.1
     queued_steps: int = 3
+    walk_scale: float = 0.5  # walking: a key drives its axis at this fraction of the base_velocity bound
 
     def __post_init__(self) -> None:
         for name, lo, hi in (("step_m", 1e-4, 0.1), ("max_speed_m_s", 1e-3, 1.0), ("deadman_s", 0.05, 5.0),
-                             ("max_offset_m", 0.0, 1.0), ("deadband", 0.0, 0.9)):
+                             ("max_offset_m", 0.0, 1.0), ("deadband", 0.0, 0.9), ("walk_scale", 0.01, 1.0)):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise TeleopError(f"teleop {name}: found {v!r}; valid: a number in [{lo:g}, {hi:g}]")
@@ -178,6 +189,75 @@ class TeleopMapper:
         return MapperStep((want[0] * scale, want[1] * scale, want[2] * scale), True, False)
 
 
+@dataclass(frozen=True)
+class WalkStep:
+    """One step's base velocity command (vx, vy m/s, wz rad/s), and the deadman as in MapperStep."""
+
+    velocity: Vec3
+    engaged: bool
+    released: bool
+
+
+class WalkMapper:
+    """Inputs -> a base velocity command under a deadman, for the walk controller. Pure. `bounds`:
+    the safety config's (max_vx, max_vy, max_wz); a key drives its axis (w/s vx, a/d vy, r/f wz) at
+    limits.walk_scale of its bound until deadman_s after its last press; sticks are a velocity
+    (times the bounds) while the deadman is held."""
+
+    def __init__(self, bounds: Sequence[float], limits: TeleopLimits | None = None):
+        b = [float(x) for x in bounds]
+        if len(b) != 3 or not all(math.isfinite(x) and x > 0 for x in b):
+            raise TeleopError(f"walk teleop: the service's base_velocity bounds must be 3 positive numbers, found {bounds!r}")
+        self.bounds = b
+        self.limits = limits or TeleopLimits()
+        self._keys: list[tuple[float, float]] = [(0.0, -math.inf)] * 3  # per axis: sign, alive until
+        self._sticks: Vec3 = ZERO
+        self._sticks_until = -math.inf
+        self._engaged = False
+
+    @property
+    def engaged(self) -> bool:
+        return self._engaged
+
+    def key(self, key: str, now: float) -> str | None:
+        k = key.lower() if len(key) == 1 and key.isalpha() else key
+        if k in MOTION_KEYS:
+            axis, sign = MOTION_KEYS[k]
+            self._keys[axis] = (sign, now + self.limits.deadman_s)
+            self._engaged = True
+            return "move"
+        return COMMAND_KEYS.get(k)
+
+    def sticks(self, axes: Sequence[float], deadman_held: bool, now: float) -> None:
+        if not deadman_held:
+            self._sticks, self._sticks_until = ZERO, -math.inf
+            return
+        db = self.limits.deadband
+        v = [0.0 if not math.isfinite(a) or abs(a) < db else max(-1.0, min(1.0, a)) for a in axes[:3]]
+        self._sticks = (v[0] * self.bounds[0], v[1] * self.bounds[1], v[2] * self.bounds[2])
+        self._sticks_until = now + self.limits.deadman_s
+        self._engaged = True
+
+    def release(self) -> None:
+        self._keys = [(0.0, -math.inf)] * 3
+        self._sticks, self._sticks_until = ZERO, -math.inf
+        self._engaged = False
+
+    def update(self, now: float) -> WalkStep:
+        if not self._engaged:
+            return WalkStep(ZERO, False, False)
+        keys_alive = [now < until for _, until in self._keys]
+        if not any(keys_alive) and now >= self._sticks_until:
+            self.release()
+            return WalkStep(ZERO, False, True)
+        v = [sign * self.limits.walk_scale * self.bounds[i] if keys_alive[i] else 0.0
+             for i, (sign, _) in enumerate(self._keys)]
+        if now < self._sticks_until:
+            v = [a + b for a, b in zip(v, self._sticks)]
+        v = [max(-b, min(b, x)) for x, b in zip(v, self.bounds)]
+        return WalkStep((v[0], v[1], v[2]), True, False)
+
+
 def clamp_to_box(pos: Sequence[float], origin: Sequence[float], half_m: float) -> tuple[list[float], bool]:
     """`pos` kept within `half_m` of `origin` on each axis; and whether it had to be clamped."""
     out = [min(o + half_m, max(o - half_m, p)) for p, o in zip(pos, origin)]
@@ -244,6 +324,8 @@ class TeleopSession:
         self.at_limit: set[str] = set()
         self.lease_held = False
         self.sent = 0
+        self.walk: WalkMapper | None = None  # the walk controller: base velocity instead of targets
+        self.walked = False                  # this session sent a walk command
 
     # -- setup ------------------------------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
@@ -251,9 +333,19 @@ class TeleopSession:
         Returns the status."""
         self.hello = self.client.request("hello")
         controller = self.hello.get("controller")
+        if controller in WALK_CONTROLLERS:
+            b = self.hello.get("base_velocity") or {}
+            self.walk = WalkMapper([b.get("max_vx_m_s", 0), b.get("max_vy_m_s", 0), b.get("max_wz_rad_s", 0)],
+                                   self.limits)
+            status = self.client.request("status")
+            if status.get("safety_mode") not in ARMED:
+                raise TeleopError(f"the robot is {status.get('safety_mode')}, not standing (HOLD or ACTIVE): enable "
+                                  "and stand it first (its faults and mode: vertebra status)")
+            return status
         if controller not in TARGET_CONTROLLERS:
             raise TeleopError(f"deploy '{self.hello.get('deploy')}' runs controller '{controller}', which takes no "
-                              f"hand or CoM targets; teleop needs controller: {' or '.join(TARGET_CONTROLLERS)}")
+                              f"hand or CoM targets nor a base velocity; teleop needs controller: "
+                              f"{' or '.join(TARGET_CONTROLLERS + WALK_CONTROLLERS)}")
         hands = [str(h) for h in self.hello.get("hands") or []]
         for side in ("left", "right"):
             frame = _side_frame(hands, side)
@@ -302,6 +394,9 @@ class TeleopSession:
         else:
             self.client.call("activate")
         self.active = True  # from here on, leaving holds the robot
+        if self.walk is not None:
+            self.say("teleop: walking (ACTIVE under walk)")
+            return
         status = self.client.request("status")
         self.current = {}
         for name in self.targets():
@@ -322,6 +417,33 @@ class TeleopSession:
             return
         extra = "; the policy stays paused (p resumes it)" if self.intervened else ""
         self.say(f"teleop: {why}: HOLD{extra}")
+
+    def _walk_send(self, v: Vec3) -> None:
+        self.client.call("walk", vx=round(v[0], 4), vy=round(v[1], 4), wz=round(v[2], 4))
+        self.walked = True
+        self.sent += 1
+
+    def _walk_stop(self, why: str) -> None:
+        """Zero velocity: the robot stops walking and stands under the walk controller (HOLD mid-step would
+        freeze the legs on one foot)."""
+        self.active = False
+        try:
+            self.client.call("walk", vx=0.0, vy=0.0, wz=0.0)
+        except VertebraError as e:
+            self.say(f"teleop: stop refused: {e} (the service's walk deadman stops the robot)")
+            return
+        self.say(f"teleop: {why}: stopping, the robot stands")
+
+    def _hold_when_standing(self, timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        end = clock() + timeout_s
+        while clock() < end:
+            w = self.client.request("status").get("walk") or {}
+            if w.get("phase") == "standing":
+                break
+            time.sleep(0.05)
+        else:
+            self.say("teleop: the robot did not come to stand; holding anyway")
+        self._hold("teleop ends")
 
     def _move(self, delta: Vec3) -> None:
         if not any(delta):
@@ -365,6 +487,8 @@ class TeleopSession:
             self.say("teleop: no paused policy to resume (p ends an intervention in a policy episode)")
             return
         self.mapper.release()
+        if self.walk is not None:
+            self.walk.release()
         self.active = False
         self.client.call("intervention", on=False)
         self.intervened = False
@@ -372,6 +496,8 @@ class TeleopSession:
 
     def estop(self) -> None:
         self.mapper.release()
+        if self.walk is not None:
+            self.walk.release()
         self.active = False
         try:
             reply = self.client.request("estop")
@@ -383,11 +509,12 @@ class TeleopSession:
     def step(self, inputs: Iterable[TeleopInput], now: float, dt: float) -> str | None:
         """One step: the inputs that came, then the targets. Returns "quit" or "estop" when the
         session is over, else None. Raises TeleopError when it cannot go on (the lease lost)."""
+        mapper: Any = self.walk if self.walk is not None else self.mapper
         for inp in inputs:
             if isinstance(inp, Sticks):
-                self.mapper.sticks(inp.axes, inp.deadman, now)
+                mapper.sticks(inp.axes, inp.deadman, now)
                 continue
-            cmd = self.mapper.key(inp.key, now)
+            cmd = mapper.key(inp.key, now)
             if cmd == "estop":
                 self.estop()
                 return "estop"
@@ -400,18 +527,24 @@ class TeleopSession:
         if self.client.token is None and self.lease_held:
             self.lease_held = False
             raise TeleopError(f"the lease was lost: {self.client.lease_lost or 'taken or expired'}")
-        out = self.mapper.update(now, dt)
+        out = self.walk.update(now) if self.walk is not None else self.mapper.update(now, dt)
         if out.released:
             self.blocked = False
             if self.active:
-                self._hold("deadman released")
+                if self.walk is not None:
+                    self._walk_stop("deadman released")
+                else:
+                    self._hold("deadman released")
             return None
         if not out.engaged or self.blocked:
             return None
         try:
             if not self.active:
                 self._engage()
-            self._move(out.delta)
+            if isinstance(out, WalkStep):
+                self._walk_send(out.velocity)
+            else:
+                self._move(out.delta)
         except VertebraError as e:
             if getattr(e, "code", "") == "no_lease":
                 self.lease_held = False
@@ -425,7 +558,10 @@ class TeleopSession:
             self.say(f"teleop: refused: {e} (let go and try again; vertebra status shows why)")
             self.blocked = True
             if self.active:
-                self._hold("after a refusal")
+                if self.walk is not None:
+                    self._walk_stop("after a refusal")
+                else:
+                    self._hold("after a refusal")
         return None
 
     def run(self, device: TeleopDevice, clock: Callable[[], float] = time.monotonic) -> str:
@@ -442,7 +578,11 @@ class TeleopSession:
     def close(self) -> None:
         """Hold if still moving, then return the lease (the robot stays in HOLD)."""
         try:
-            if self.active and self.client.token is not None:
+            if self.walk is not None and self.walked and self.client.token is not None:
+                if self.active:
+                    self._walk_stop("teleop ends")
+                self._hold_when_standing()
+            elif self.active and self.client.token is not None:
                 self._hold("teleop ends")
         finally:
             self.active = False

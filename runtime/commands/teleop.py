@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from vertebra.tools.teleop import (
         GAMEPAD_HELP,
         KEY_HELP,
+        WALK_KEY_HELP,
         DeviceContext,
         DeviceUnavailable,
         TeleopLimits,
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         deploy = DeployConfig.load(args.config)
         limits = TeleopLimits(step_m=args.step_m, max_speed_m_s=args.max_speed_m_s, deadman_s=args.deadman_s,
-                              max_offset_m=args.max_offset_m)
+                              max_offset_m=args.max_offset_m, walk_scale=args.walk_scale)
     except VertebraError as e:
         say(f"vertebra teleop: {e}")
         return 2
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             try:
                 session.acquire()
-                say(f"vertebra teleop: {GAMEPAD_HELP if args.device == 'gamepad' else KEY_HELP}")
+                keys_help = WALK_KEY_HELP if session.walk is not None else KEY_HELP
+                say(f"vertebra teleop: {GAMEPAD_HELP if args.device == 'gamepad' else keys_help}")
                 end = session.run(device)
             finally:
                 session.close()
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from vertebra.tools.teleop import DEVICES, GAMEPAD_HELP, KEY_HELP
+    from vertebra.tools.teleop import DEVICES, GAMEPAD_HELP, KEY_HELP, WALK_KEY_HELP
 
     p = sub.add_parser(
         "teleop", help="move the robot's hand (or CoM) targets from the keyboard or a gamepad, under a deadman",
@@ -84,7 +86,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "they are. Deadman: motion only while input keeps coming; no motion key for --deadman-s (a "
                     "gamepad: the shoulder button let go) -> HOLD. Each target stays within --max-offset-m of where "
                     "it started. On exit the lease is returned and the robot stays in HOLD. "
-                    f"Keyboard {KEY_HELP}. The {GAMEPAD_HELP}. Exit status: 0, 1 (service unreachable, lease, "
+                    f"Keyboard {KEY_HELP}. The {GAMEPAD_HELP}. Under the walk controller (controller: walk) the "
+                    f"keys and sticks drive the base velocity instead, at --walk-scale of the safety config's "
+                    f"base_velocity bounds; letting go stops the robot standing (no HOLD mid-step), and on exit it "
+                    f"is held once it stands: {WALK_KEY_HELP}. Exit status: 0, 1 (service unreachable, lease, "
                     "robot not standing), 2 (config, device unavailable).")
     p.add_argument("--config", required=True, help="deploy config: a name in configs/deploy/ or a YAML path")
     p.add_argument("--device", choices=list(DEVICES), default="keyboard",
@@ -99,6 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no motion input for this long -> hold (default: 0.5)")
     p.add_argument("--max-offset-m", type=bounded_float(0.0, 1.0, "metres"), default=0.3,
                    help="how far each target may go from where it started, per axis, m (default: 0.3)")
+    p.add_argument("--walk-scale", type=bounded_float(0.01, 1.0, "a fraction"), default=0.5,
+                   help="walking: a key drives its axis at this fraction of the base_velocity bound (default: 0.5)")
     p.add_argument("--gamepad", default=None, metavar="/dev/input/eventN",
                    help="the gamepad's evdev device (default: the first device with absolute axes)")
     p.add_argument("--force", action="store_true",

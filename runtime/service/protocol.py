@@ -16,7 +16,9 @@ Requests (every one may carry ``id`` (int, echoed) and ``client`` (a name for th
   ``estop``                       -> any authenticated client, no lease
   With ``lease`` (motion authority):
   ``enable``, ``disable``, ``stand`` (duration_s), ``hold``, ``damp``, ``stop``, ``activate``,
-  ``targets`` (targets: {name: [floats]}), ``estop_release``, ``reset_faults``,
+  ``targets`` (targets: {name: [floats]}), ``walk`` (vx, vy, wz: the walk controller's velocity
+  command, m/s, m/s, rad/s; it lapses to zero unless renewed within the service's walk deadman),
+  ``estop_release``, ``reset_faults``,
   ``policy_swap`` (name), ``reload``, ``episode_start`` (instruction, command), ``episode_stop``
   (outcome, reason), ``intervention`` (on)
   ``policy_list``                 -> no lease
@@ -56,6 +58,7 @@ REQUESTS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "stop": _LEASE,
     "activate": _LEASE,
     "targets": {"lease": str, "targets": dict},
+    "walk": {"lease": str, "vx": (int, float), "vy": (int, float), "wz": (int, float)},
     "estop_release": _LEASE,
     "reset_faults": _LEASE,
     "policy_list": {},
@@ -97,6 +100,10 @@ def _check(t: str, msg: dict[str, Any]) -> None:
             if not 0 < len(vals) <= MAX_TARGET_VALUES or not all(_number(x) for x in vals):
                 raise ProtocolError("schema", f"'targets': '{name}' must be a finite number or a list of 1 to "
                                               f"{MAX_TARGET_VALUES} finite numbers")
+    if t == "walk":
+        for key in ("vx", "vy", "wz"):
+            if not _number(msg[key]) or isinstance(msg[key], bool):
+                raise ProtocolError("schema", f"'walk' field '{key}': a finite number")
     if t == "episode_start" and "command" in msg:
         c = msg["command"]
         if len(c) > MAX_TARGET_VALUES or not all(_number(x) for x in c):

@@ -44,6 +44,7 @@ ARMED = ("STANDUP", "HOLD", "ACTIVE")
 # Off the API thread: a policy load may take seconds; an episode start or an intervention's end waits
 # for the policy's first chunk.
 SLOW = frozenset({"policy_swap", "reload", "episode_start", "intervention"})
+WALK_DEADMAN_S = 0.5  # a walk command lapses to zero unless renewed within this
 
 
 class ServiceError(VertebraError):
@@ -95,6 +96,7 @@ class Service(ServiceStatus, PolicyRequests):
         self._events_seen = 0
         self._pending_events: list[tuple[str, dict[str, Any]]] = []
         self._hands: dict[str, list[float]] = {}
+        self._walk_at: float | None = None  # when the last non-zero walk command came (its deadman)
         self._lock = threading.RLock()  # operator requests (the API thread, jobs, the monitor)
         self._stop = threading.Event()
         self._terms = 0
@@ -281,8 +283,16 @@ class Service(ServiceStatus, PolicyRequests):
                 state = self.leases.state()
                 s = self.rt.loop.snapshot()
                 mode = s["safety_mode"]
+                with self._lock:
+                    self._walk_deadman()
                 if state == "stale":
-                    if mode == "ACTIVE" and reacted == "":
+                    if mode == "ACTIVE" and reacted == "" and self._walker() is not None \
+                            and self._walker().status()["phase"] == "walking":
+                        # HOLD mid-step would freeze the legs on one foot: stop walking first, then hold
+                        with self._lock:
+                            self._walk_at = None
+                            self._walker().command(0.0, 0.0, 0.0)
+                    elif mode == "ACTIVE" and reacted == "":
                         reacted = "hold"
                         self.event("lease_stale", holder=self.leases.lease.holder if self.leases.lease else None,
                                    action="hold")
@@ -342,8 +352,16 @@ class Service(ServiceStatus, PolicyRequests):
         return {"api": API_VERSION, "deploy": self.deploy.name, "robot": self.robot.name,
                 "joints": list(self.robot.joint_names), "hands": list(self.robot.hand_frames),
                 "targets": wbc_target_names(self.robot), "controller": self.deploy.controller,
+                "base_velocity": self._walk_bounds(),
                 "status_endpoints": dict(self.server.endpoints) if self.server else {},
                 "lease_timeout_s": self.leases.timeout_s}
+
+    def _walk_bounds(self) -> dict[str, float] | None:
+        """The walk controller's command bounds (the safety config's base_velocity), None under another."""
+        if self.deploy.controller != "walk" or self.rt is None or self.rt.safety.base_velocity is None:
+            return None
+        b = self.rt.safety.base_velocity
+        return {"max_vx_m_s": b.max_vx_m_s, "max_vy_m_s": b.max_vy_m_s, "max_wz_rad_s": b.max_wz_rad_s}
 
     def _req_status(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         return self.status()
@@ -515,7 +533,7 @@ class Service(ServiceStatus, PolicyRequests):
     def _feet_loaded(self, s: dict[str, Any]) -> None:
         """The whole-body controller balances on the feet: refuse it for a robot whose feet carry
         nothing (hanging in the hoist), where its contact forces would fling the legs."""
-        if self.deploy.controller != "wbc" or self.rt.estimator is None or not s["estimate"]["valid"]:
+        if self.deploy.controller not in ("wbc", "walk") or self.rt.estimator is None or not s["estimate"]["valid"]:
             return
         contact = [bool(c) for c in s["estimate"]["contact"][:len(self.robot.foot_frames)]]
         if not any(contact):
@@ -538,6 +556,39 @@ class Service(ServiceStatus, PolicyRequests):
         for h in self.robot.hand_frames:
             self._hands[h] = [round(float(v), 4) for v in self.rt.model.frame_translation(q, h)]
 
+    def _walker(self) -> Any:
+        """The walk controller's handle, or None under another controller."""
+        h = self.rt.handle if self.rt is not None else None
+        return h if self.deploy.controller == "walk" and h is not None else None
+
+    def _req_walk(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
+        walker = self._walker()
+        if walker is None:
+            raise refused(f"controller {self.deploy.controller} takes no base velocity (use controller: walk)")
+        if self.episode is not None and not self.intervening:
+            self._intervention(True, client, "teleop walking during the episode")
+        s = self.rt.loop.snapshot()
+        if s["safety_mode"] != "ACTIVE" or s["mode"] != self.rt.active_mode:
+            raise refused(f"walking needs ACTIVE under walk (now {s['safety_mode']}/{s['mode']}): activate first")
+        cmd = (float(msg["vx"]), float(msg["vy"]), float(msg["wz"]))
+        try:
+            walker.command(*cmd)
+        except ValueError as e:  # beyond the safety config's base_velocity: the command it had stays
+            raise refused(str(e)) from None
+        self._walk_at = time.monotonic() if any(cmd) else None
+        return {"command": list(cmd), "deadman_s": WALK_DEADMAN_S}
+
+    def _walk_deadman(self) -> None:
+        """A non-zero walk command not renewed within WALK_DEADMAN_S lapses to zero (the robot stops
+        walking and stands): a client that crashed or lost its link does not leave the robot walking."""
+        at = self._walk_at
+        walker = self._walker()
+        if at is None or walker is None or time.monotonic() - at <= WALK_DEADMAN_S:
+            return
+        self._walk_at = None
+        walker.command(0.0, 0.0, 0.0)
+        self.event("walk_deadman", after_s=WALK_DEADMAN_S, action="zero velocity")
+
     def _req_targets(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if self.rt.handle is None:
             raise refused(f"controller {self.deploy.controller} takes no task targets (use controller: wbc)")
@@ -548,6 +599,12 @@ class Service(ServiceStatus, PolicyRequests):
             raise refused(f"targets need ACTIVE under {self.deploy.controller} (now {s['safety_mode']}/{s['mode']}): "
                            "activate first")
         wb = self.rt.handle
+        if self._walker() is not None:  # walking: the hands are the whole-body controller's; the walk owns the rest
+            wb = self.rt.handle.wb
+            bad = [n for n in msg["targets"] if n not in self.robot.hand_frames and n not in ("left_hand", "right_hand")]
+            if bad:
+                raise refused(f"while walking only hand targets are taken; {', '.join(bad)} belong to the walk "
+                              "controller (use the walk request for the base)")
         for name, value in msg["targets"].items():
             vals = value if isinstance(value, list) else [value]
             try:

@@ -83,8 +83,19 @@ class ServiceStatus:
             "remote": self._remote(),
             "watchdog": None if self.pinger is None else {"pings": self.pinger.pings, "skipped": self.pinger.skipped},
             "guard": self._guard_status(),
+            "walk": self._walk_status(),
         })
         return base
+
+    def _walk_status(self) -> dict[str, Any] | None:
+        """The walk controller's phase and command (None under another controller)."""
+        walker = self.rt.handle if self.deploy.controller == "walk" else None
+        if walker is None:
+            return None
+        w = walker.status()
+        return {"phase": w["phase"], "steps": int(w["steps"]), "command": [round(float(v), 4) for v in w["command"]],
+                "applied": [round(float(v), 4) for v in w["applied"]], "refused_commands": int(w["refused_commands"]),
+                "bounds": self._walk_bounds()}
 
     def _fault(self, name: str, s: dict[str, Any]) -> dict[str, Any]:
         d = {"fault": name, "latched": name in s["faults"], "present": name in s["active_faults"]}

@@ -90,7 +90,7 @@ def test_the_sim_command_refuses_a_scenario_beyond_the_bounds_before_standing(ca
                "--speed", "3"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "--speed 3: scenario 'forward' would command |vx| 0.9 m/s > 0.5 m/s" in err and "Traceback" not in err
+    assert "--speed 3: scenario 'forward' would command |vx| 0.9 m/s > 0.6 m/s" in err and "Traceback" not in err
 
 
 def test_a_policy_chunk_drives_the_walk_through_its_target_sink_and_one_beyond_the_bounds_stops_it():

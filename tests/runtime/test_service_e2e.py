@@ -55,9 +55,9 @@ def wait_for(pred, timeout_s=15.0, what="condition"):
 REMOTE_ENABLE = (1 << 2) | (1 << 8)  # start + A
 
 
-def write_deploy(tmp: Path, robot: str, dom: int, with_policy: bool) -> Path:
+def write_deploy(tmp: Path, robot: str, dom: int, with_policy: bool, controller: str = "wbc") -> Path:
     d: dict = {"robot": robot, "driver": {"type": "unitree_dds", "network_interface": "lo", "domain_id": dom},
-               "controller": "wbc", "use_estimator": True,
+               "controller": controller, "use_estimator": True,
                # a stalled (alive) runtime is taken over after 200 ms: a loaded CI machine's hiccups are not
                # takeovers; a killed one is seen at once whatever the timeout (the guard watches its process)
                "guard": {"enabled": True, "heartbeat": f"vertebra-test-{os.getpid()}-{dom}", "timeout_ms": 200},
@@ -83,9 +83,9 @@ def write_deploy(tmp: Path, robot: str, dom: int, with_policy: bool) -> Path:
 class Stack:
     """Bridge, guard and service processes for one deploy config."""
 
-    def __init__(self, tmp: Path, robot: str, with_policy: bool):
+    def __init__(self, tmp: Path, robot: str, with_policy: bool, controller: str = "wbc"):
         self.tmp, self.dom, self.robot = tmp, domain(), robot
-        self.deploy = write_deploy(tmp, robot, self.dom, with_policy)
+        self.deploy = write_deploy(tmp, robot, self.dom, with_policy, controller)
         self.heartbeat = yaml.safe_load(self.deploy.read_text())["guard"]["heartbeat"]
         self.env = dict(os.environ, VERTEBRA_LOG_DIR=str(tmp / "log"), OMP_NUM_THREADS="1")
         self.procs: list[subprocess.Popen] = []
@@ -130,8 +130,8 @@ class Stack:
 def stack_factory(tmp_path):
     made: list[Stack] = []
 
-    def make(robot: str, with_policy: bool = False) -> Stack:
-        s = Stack(tmp_path, robot, with_policy)
+    def make(robot: str, with_policy: bool = False, controller: str = "wbc") -> Stack:
+        s = Stack(tmp_path, robot, with_policy, controller)
         made.append(s)
         return s
 
@@ -322,3 +322,40 @@ def test_g1_teleop_hand_then_a_killed_runtime_is_guarded_and_comes_back_passive(
     assert st["safety_mode"] == "PASSIVE" and st["previous_run"]["clean"] is False
     texts = [e.get("text") for e in s.events()]
     assert "previous_run" in texts and "guard_holding" in texts and "guard_released" in texts
+
+
+def test_g1_walks_under_the_service_over_dds_and_the_walk_deadman_stops_it_standing(stack_factory):
+    """The service under controller: walk, the G1 over DDS against the sim bridge in another process, on
+    the state estimator in real time: walk requests within the safety config's bounds walk it, one beyond
+    them is refused, and a client that stops renewing its command leaves the robot standing, not walking."""
+    from vertebra.runtime.numerics import tilt_deg
+
+    s = stack_factory("g1", controller="walk")
+    s.notify.wait_for("READY", "1", timeout_s=60)
+    op = s.client("operator")
+    op.acquire()
+    assert op.request("hello")["base_velocity"] == {"max_vx_m_s": 0.6, "max_vy_m_s": 0.2, "max_wz_rad_s": 0.6}
+    stand(s, op)
+    with pytest.raises(ControlError, match="walking needs ACTIVE"):
+        op.call("walk", vx=0.2, vy=0.0, wz=0.0)
+    op.call("activate")
+    with pytest.raises(ControlError, match=r"refused.*\|vx\| 0.9 m/s > 0.6 m/s"):
+        op.call("walk", vx=0.9, vy=0.0, wz=0.0)
+    with pytest.raises(ControlError, match="while walking only hand targets"):
+        op.call("targets", targets={"com": [0.0, 0.0, 0.7]})
+    x0 = float(s.bridge.base_truth()["base_pos"][0])
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:  # renewed well within the 0.5 s deadman
+        op.call("walk", vx=0.25, vy=0.0, wz=0.0)
+        time.sleep(0.1)
+    st = op.request("status")
+    assert st["walk"]["phase"] == "walking" and st["walk"]["steps"] >= 3 and st["faults"] == [], st["walk"]
+    x1 = float(s.bridge.base_truth()["base_pos"][0])
+    assert x1 - x0 > 0.4, f"walked {x1 - x0:.2f} m in 4 s at 0.25 m/s"
+    # no more renewals: the deadman lapses the command and the robot stops, standing
+    wait_for(lambda: op.request("status")["walk"]["phase"] == "standing", 8, "the robot standing after the deadman")
+    wait_for(lambda: s.events("walk_deadman"), 5, "the walk_deadman event")
+    st = op.request("status")
+    assert st["safety_mode"] == "ACTIVE" and st["walk"]["command"] == [0.0, 0.0, 0.0] and st["faults"] == []
+    assert tilt_deg(s.bridge.base_truth()["base_quat"]) < 10.0
+    op.call("hold")

@@ -24,9 +24,12 @@ from vertebra.tools.teleop import (
     TeleopLimits,
     TeleopMapper,
     TeleopSession,
+    WalkMapper,
+    WalkStep,
     clamp_to_box,
     make_device,
 )
+from vertebra.tools.teleop_devices import ZERO
 from vertebra.tools.terminal import KeyReader
 
 from .conftest import G1_HANDS, g1_status
@@ -568,3 +571,92 @@ def test_gamepad_device_reads_sticks_buttons_and_the_deadman(monkeypatch: pytest
         dev.close()
     finally:
         fake.close()
+
+
+# -- walking (controller: walk): the keys drive the base velocity ---------------------------------
+BOUNDS = {"max_vx_m_s": 0.6, "max_vy_m_s": 0.2, "max_wz_rad_s": 0.6}
+
+
+class FakeWalkClient(FakeClient):
+    """A service under the walk controller: `walk` sets the command; a zero command stands the robot
+    (the status' walk phase) after `stand_after` status reads."""
+
+    def __init__(self) -> None:
+        super().__init__(controller="walk")
+        self.status["walk"] = {"phase": "standing", "command": [0.0, 0.0, 0.0]}
+        self.stand_after = 0
+
+    def request(self, type_: str, timeout_s: float | None = None, **fields: Any) -> dict[str, Any]:
+        if type_ == "hello":
+            self.log.append((type_, fields))
+            return {"hands": self.hands, "controller": "walk", "deploy": "g1_walk", "base_velocity": dict(BOUNDS)}
+        if type_ == "status" and self.status["walk"]["command"] == [0.0, 0.0, 0.0] and self.stand_after > 0:
+            self.stand_after -= 1
+            if self.stand_after == 0:
+                self.status["walk"]["phase"] = "standing"
+        if type_ == "walk" and fields.get("lease") == "tok" and self.token == "tok":
+            self.log.append((type_, fields))
+            if "walk" in self.refuse:
+                raise ControlError("refused", "walk refused (a test)")
+            if self.status["safety_mode"] != "ACTIVE":
+                raise ControlError("refused", "walking needs ACTIVE")
+            cmd = [fields["vx"], fields["vy"], fields["wz"]]
+            self.status["walk"]["command"] = cmd
+            if any(cmd):
+                self.status["walk"]["phase"] = "walking"
+            else:
+                self.stand_after = 3
+            return {"command": cmd}
+        r = super().request(type_, timeout_s, **fields)
+        if type_ == "activate":
+            self.status["mode"] = "walk"
+        return r
+
+
+def walk_commands(c: FakeWalkClient) -> list[list[float]]:
+    return [[f["vx"], f["vy"], f["wz"]] for t, f in c.log if t == "walk"]
+
+
+def test_walk_keys_drive_the_base_velocity_at_the_scale_of_the_bounds() -> None:
+    m = WalkMapper([0.6, 0.2, 0.6], TeleopLimits(deadman_s=0.5, walk_scale=0.5))
+    assert m.update(0.0) == WalkStep(ZERO, False, False)
+    assert m.key("w", 0.0) == "move" and m.key("a", 0.0) == "move" and m.key("r", 0.1) == "move"
+    assert m.update(0.2).velocity == pytest.approx((0.3, 0.1, 0.3))
+    assert m.key("s", 0.3) == "move"  # the same axis, the other way
+    assert m.update(0.4).velocity == pytest.approx((-0.3, 0.1, 0.3))
+    assert m.update(0.55).velocity == pytest.approx((-0.3, 0.0, 0.3))  # a/d lapsed (0.5 s), r still alive
+    assert m.update(0.61).velocity == pytest.approx((-0.3, 0.0, 0.0))
+    out = m.update(0.81)  # nothing alive: the deadman releases once
+    assert out.released and not out.engaged and m.update(0.9) == WalkStep(ZERO, False, False)
+    m.sticks((1.0, -0.5, 2.0), True, 1.0)  # a full stick is the bound; beyond it is clamped
+    assert m.update(1.1).velocity == pytest.approx((0.6, -0.1, 0.6))
+    m.sticks((1.0, 0.0, 0.0), False, 1.2)
+    assert m.update(1.2).released
+    with pytest.raises(TeleopError, match="base_velocity bounds"):
+        WalkMapper([0.6, 0.0, 0.6])
+
+
+def test_walk_teleop_activates_walks_stops_standing_on_release_and_holds_when_it_stands() -> None:
+    c = FakeWalkClient()
+    s, said = session(c)
+    assert s.walk is not None
+    t = press(s, "w", 0.0, steps=5)
+    assert c.types()[:3] == ["lease_acquire", "activate", "walk"] and c.status["walk"]["phase"] == "walking"
+    assert walk_commands(c)[0] == [0.3, 0.0, 0.0] and len(walk_commands(c)) >= 5  # renewed every step
+    t = press(s, "", t + 0.6)  # the deadman: zero, no HOLD mid-step
+    assert walk_commands(c)[-1] == [0.0, 0.0, 0.0] and "hold" not in c.types()
+    assert c.status["safety_mode"] == "ACTIVE" and any("stopping, the robot stands" in m for m in said)
+    press(s, "d", t + 0.1, steps=2)  # walking again, sideways
+    assert walk_commands(c)[-1] == [0.0, -0.1, 0.0]
+    s.close()  # zero, then HOLD once the robot stands, then the lease back
+    assert walk_commands(c)[-1] == [0.0, 0.0, 0.0] and c.status["walk"]["phase"] == "standing"
+    assert c.types()[-2:] == ["hold", "lease_return"] and c.status["safety_mode"] == "HOLD"
+
+
+def test_a_refused_walk_command_stops_the_robot_and_is_said() -> None:
+    c = FakeWalkClient()
+    s, said = session(c)
+    press(s, "w", 0.0, steps=2)
+    c.refuse.add("walk")
+    press(s, "w", 0.1, steps=1)
+    assert any("refused" in m for m in said) and s.blocked
