@@ -7,7 +7,8 @@ standing. Outcomes are judged on the simulator's truth, whatever base the contro
   ramp to the end of the command), in the heading frame (forward, left, yaw rate);
 - tracking: per stride (two touch-downs), the base's mean velocity against the applied command,
   RMS over the steady strides (a stride's mean takes out the sway inside each step);
-- steps, falls, the most tilt, and whether the robot ended standing.
+- steps, falls, the most tilt, and whether the robot ended standing;
+- the controller's tick cost (model, planner and QP, timed inside C++) over the sampled ticks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from vertebra.runtime.numerics import tilt_deg
+from vertebra.runtime.numerics import summary, tilt_deg
 from vertebra.runtime.sim_runtime import SimRuntime
 
 # The command each scenario holds (vx m/s, vy m/s, wz rad/s), at --speed 1 (--speed scales it).
@@ -69,6 +70,7 @@ def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callabl
         f"for {duration_s:g} s")
     walker.command(*cmd)
     samples: list[tuple[float, np.ndarray, float, int]] = []  # time, base xy, yaw, touch-downs
+    costs: list[float] = []  # the controller's cost of the sampled ticks (C++: model + planner + QP), us
     max_tilt, min_h = 0.0, math.inf
     t0 = rt.time_s()
 
@@ -79,6 +81,8 @@ def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callabl
         min_h = min(min_h, float(st["base_pos"][2]))
         samples.append((rt.time_s() - t0, np.asarray(st["base_pos"][:2], dtype=float), _yaw(st["base_quat"]),
                         int(walker.status()["steps"])))
+        w = walker.wb.status()
+        costs.append(float(w["model_us"]) + float(w["solve_us"]))
 
     pushes: list[dict[str, Any]] = []
     commands: list[list[float]] = [list(cmd)]
@@ -162,4 +166,5 @@ def run_walk_scenario(rt: SimRuntime, name: str, duration_s: float, say: Callabl
         "min_base_height_m": round(min_h, 4),
         "ended_standing": end["phase"] == "standing" and not fell,
         "base": rt.loop.snapshot()["base"]["source"],
+        "tick_cost_us": summary(costs, ("p50", "p99", "max")),
     }

@@ -40,6 +40,8 @@ def run_wbc(args: argparse.Namespace) -> int:
     if args.ticks < 10:
         print("vertebra bench wbc: --ticks must be >= 10", file=sys.stderr)
         return 2
+    if args.controller == "walk":
+        return _run_walk_bench(args)
     out = bench_wbc(args.robot, ticks=args.ticks, say=progress(True), python_ticks=args.python_ticks)
     if args.json:
         print(json.dumps(out))
@@ -61,6 +63,34 @@ def run_wbc(args: argparse.Namespace) -> int:
               f"{w['whole_budget']['tick_us']['p99']} us; at most {w['tick_iteration_budget']} iterations a tick: "
               f"{'held' if w['iterations_within_budget'] else 'EXCEEDED'})")
     return 0
+
+
+def _run_walk_bench(args: argparse.Namespace) -> int:
+    from vertebra.runtime.benchmarks.walk import bench_walk
+    from vertebra.runtime.errors import ConfigError
+
+    if args.robot != "g1":
+        print(f"vertebra bench wbc --controller walk: the walk controller is for bipeds; --robot {args.robot} is not "
+              "one (use --robot g1)", file=sys.stderr)
+        return 2
+    try:
+        out = bench_walk(args.robot, standing_ticks=min(args.ticks, 2500), say=progress(True))
+    except ConfigError as e:
+        print(f"vertebra bench wbc --controller walk: bad configuration: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['robot']} walk mode on the {out['base']}: {out['standing_ticks']} ticks standing, then "
+              f"{out['walking_ticks']} walking ({out['steps']} steps; fell: {out['fell']})")
+        print(f"{'per tick (us)':<28}{'p50':>8}{'p99':>8}{'p99.9':>8}{'max':>8}")
+        for name, key in (("standing (baseline)", "standing_us"), ("walking", "walking_us"),
+                          ("walking + estimator", "walking_plus_estimator_us")):
+            c = out[key]
+            print(f"{name:<28}{c['p50']:>8}{c['p99']:>8}{c['p999']:>8}{c['max']:>8}")
+        print(f"walking/standing at p50: {out['ratio_p50_walking_over_standing']}x; worst tick "
+              f"{out['worst_tick_share_of_period']:.0%} of the {out['period_us']:g} us period")
+    return 0 if not out["fell"] else 1
 
 
 def run_transport(args: argparse.Namespace) -> int:
@@ -213,6 +243,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                      "(as formulated and as the solver sees it) and any solve failures.")
     bw.add_argument("--robot", choices=robots, default="g1", help="robot (default g1)")
     bw.add_argument("--ticks", type=int, default=10_000, help="ticks of the recorded trajectory (default 10000)")
+    bw.add_argument("--controller", choices=["wbc", "walk"], default="wbc",
+                    help="wbc: the whole-body controller against the same QP in Python (default); walk: the walk "
+                         "mode on the G1 in lockstep on the state estimator, standing (the baseline, at most 2500 "
+                         "--ticks) then walking forward, turning and sideways")
     bw.add_argument("--python-ticks", type=int, default=None,
                     help="run the Python implementation on only the first N ticks (default: all)")
     bw.add_argument("--json", action="store_true", help="print one JSON object")

@@ -97,6 +97,7 @@ class Service(ServiceStatus, PolicyRequests):
         self._pending_events: list[tuple[str, dict[str, Any]]] = []
         self._hands: dict[str, list[float]] = {}
         self._walk_at: float | None = None  # when the last non-zero walk command came (its deadman)
+        self._hold_when_standing: str | None = None  # a hold requested while walking: by whom
         self._lock = threading.RLock()  # operator requests (the API thread, jobs, the monitor)
         self._stop = threading.Event()
         self._terms = 0
@@ -285,6 +286,7 @@ class Service(ServiceStatus, PolicyRequests):
                 mode = s["safety_mode"]
                 with self._lock:
                     self._walk_deadman()
+                    self._pending_hold()
                 if state == "stale":
                     if mode == "ACTIVE" and reacted == "" and self._walker() is not None \
                             and self._walker().status()["phase"] == "walking":
@@ -501,8 +503,28 @@ class Service(ServiceStatus, PolicyRequests):
     def _req_hold(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if not self.intervening:
             self._end_policy("aborted", f"hold by {client}")
+        walker = self._walker()
+        if walker is not None and walker.status()["phase"] == "walking":
+            # HOLD freezes the joints: mid-step the G1 falls (docs/walking.md). Stop walking first; the
+            # monitor holds once the robot stands on both feet.
+            self._walk_at = None
+            walker.command(0.0, 0.0, 0.0)
+            self._hold_when_standing = client
+            self.event("hold_pending", by=client, reason="walking: stopping first")
+            return {"safety_mode": "ACTIVE", "hold": "pending: the robot stops walking, then holds"}
         self._request(_rt.Mode.HOLD)
         return {"safety_mode": "HOLD"}
+
+    def _pending_hold(self) -> None:
+        """The HOLD a hold request left pending while the robot walked: once it stands."""
+        by = self._hold_when_standing
+        walker = self._walker()
+        if by is None or walker is None or walker.status()["phase"] == "walking":
+            return
+        self._hold_when_standing = None
+        if self.rt.loop.snapshot()["safety_mode"] == "ACTIVE":
+            self._try(lambda: self.rt.request(_rt.Mode.HOLD))
+            self.event("hold", by=by, after="the walk stopped")
 
     def _req_damp(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         self._end_policy("aborted", f"damp by {client}")

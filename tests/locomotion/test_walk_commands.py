@@ -123,3 +123,17 @@ def test_a_policy_chunk_drives_the_walk_through_its_target_sink_and_one_beyond_t
     assert st["refused_commands"] > 0 and st["command"] == [0.0, 0.0, 0.0]  # refused: the walk stops
     assert st["phase"] == "standing" and snap["faults"] == [] and snap["mode"] == "walk"
     assert abs(math.degrees(st["applied"][2])) < 1e-6
+
+
+def test_the_walk_benchmark_times_walking_against_standing_in_the_same_run(capsys):
+    from vertebra.runtime.benchmarks.walk import bench_walk
+
+    out = bench_walk("g1", standing_ticks=200, scale=0.3)
+    assert out["controller"] == "walk" and out["base"] == "estimate" and not out["fell"], out
+    assert out["standing_ticks"] == 200 and out["walking_ticks"] == sum(round(w["seconds"] * 500) for w in out["walked"])
+    assert out["steps"] >= 3
+    for key in ("standing_us", "walking_us", "walking_plus_estimator_us"):
+        assert 0 < out[key]["p50"] <= out[key]["p99"] <= out[key]["max"], (key, out[key])
+    assert out["ratio_p50_walking_over_standing"] > 0 and out["period_us"] == 2000.0
+    rc = main(["bench", "wbc", "--controller", "walk", "--robot", "go2"])
+    assert rc == 2 and "for bipeds" in capsys.readouterr().err

@@ -358,4 +358,14 @@ def test_g1_walks_under_the_service_over_dds_and_the_walk_deadman_stops_it_stand
     st = op.request("status")
     assert st["safety_mode"] == "ACTIVE" and st["walk"]["command"] == [0.0, 0.0, 0.0] and st["faults"] == []
     assert tilt_deg(s.bridge.base_truth()["base_quat"]) < 10.0
-    op.call("hold")
+    # a hold while walking: HOLD mid-step would freeze the legs on one foot, so the walk stops first
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        op.call("walk", vx=0.2, vy=0.0, wz=0.0)
+        time.sleep(0.1)
+    assert op.request("status")["walk"]["phase"] == "walking"
+    assert op.call("hold")["hold"].startswith("pending")
+    wait_for(lambda: op.request("status")["safety_mode"] == "HOLD", 8, "HOLD once the walk stopped")
+    st = op.request("status")
+    assert st["walk"]["phase"] == "standing" and st["faults"] == [], st
+    assert tilt_deg(s.bridge.base_truth()["base_quat"]) < 10.0
