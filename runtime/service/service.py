@@ -97,7 +97,7 @@ class Service(ServiceStatus, PolicyRequests):
         self._pending_events: list[tuple[str, dict[str, Any]]] = []
         self._hands: dict[str, list[float]] = {}
         self._walk_at: float | None = None  # when the last non-zero walk command came (its deadman)
-        self._hold_when_standing: str | None = None  # a hold requested while walking: by whom
+        self._hold_pending_by: str | None = None  # a hold left pending while walking: by whom
         self._lock = threading.RLock()  # operator requests (the API thread, jobs, the monitor)
         self._stop = threading.Event()
         self._terms = 0
@@ -288,19 +288,14 @@ class Service(ServiceStatus, PolicyRequests):
                     self._walk_deadman()
                     self._pending_hold()
                 if state == "stale":
-                    if mode == "ACTIVE" and reacted == "" and self._walker() is not None \
-                            and self._walker().status()["phase"] == "walking":
-                        # HOLD mid-step would freeze the legs on one foot: stop walking first, then hold
-                        with self._lock:
-                            self._walk_at = None
-                            self._walker().command(0.0, 0.0, 0.0)
-                    elif mode == "ACTIVE" and reacted == "":
+                    if mode == "ACTIVE" and reacted == "":
                         reacted = "hold"
                         self.event("lease_stale", holder=self.leases.lease.holder if self.leases.lease else None,
                                    action="hold")
                         with self._lock:
                             self._end_policy("aborted", "the lease went stale")
-                            self._try(lambda: self.rt.request(_rt.Mode.HOLD))
+                            if not self._stop_walking_then_hold("lease_stale"):
+                                self._try(lambda: self.rt.request(_rt.Mode.HOLD))
                     if self.leases.stale_for_s() > self.leases.timeout_s and mode in ARMED and reacted != "stop":
                         reacted = "stop"
                         self.event("lease_stale", action="controlled stop")
@@ -503,25 +498,31 @@ class Service(ServiceStatus, PolicyRequests):
     def _req_hold(self, msg: dict[str, Any], client: str) -> dict[str, Any]:
         if not self.intervening:
             self._end_policy("aborted", f"hold by {client}")
-        walker = self._walker()
-        if walker is not None and walker.status()["phase"] == "walking":
-            # HOLD freezes the joints: mid-step the G1 falls (docs/walking.md). Stop walking first; the
-            # monitor holds once the robot stands on both feet.
-            self._walk_at = None
-            walker.command(0.0, 0.0, 0.0)
-            self._hold_when_standing = client
-            self.event("hold_pending", by=client, reason="walking: stopping first")
+        if self._stop_walking_then_hold(client):
             return {"safety_mode": "ACTIVE", "hold": "pending: the robot stops walking, then holds"}
         self._request(_rt.Mode.HOLD)
         return {"safety_mode": "HOLD"}
 
+    def _stop_walking_then_hold(self, by: str) -> bool:
+        """While walking, a HOLD is left pending: HOLD freezes the joints, and mid-step the G1 falls
+        (docs/walking.md). The walk stops first; the monitor holds once the robot stands on both feet
+        (_pending_hold). False when not walking (hold now)."""
+        walker = self._walker()
+        if walker is None or walker.status()["phase"] != "walking":
+            return False
+        self._walk_at = None
+        walker.command(0.0, 0.0, 0.0)
+        self._hold_pending_by = by
+        self.event("hold_pending", by=by, reason="walking: stopping first")
+        return True
+
     def _pending_hold(self) -> None:
-        """The HOLD a hold request left pending while the robot walked: once it stands."""
-        by = self._hold_when_standing
+        """The HOLD _stop_walking_then_hold left pending: once the robot stands."""
+        by = self._hold_pending_by
         walker = self._walker()
         if by is None or walker is None or walker.status()["phase"] == "walking":
             return
-        self._hold_when_standing = None
+        self._hold_pending_by = None
         if self.rt.loop.snapshot()["safety_mode"] == "ACTIVE":
             self._try(lambda: self.rt.request(_rt.Mode.HOLD))
             self.event("hold", by=by, after="the walk stopped")
